@@ -1,0 +1,185 @@
+//! `node.toml`: one node's identity, addresses and local settings.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, read_toml};
+
+/// One node's configuration, as read from `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft node id, unique in the cluster.
+    pub id: u64,
+    /// Peer gRPC address (Raft).
+    pub raft_addr: SocketAddr,
+    /// Control gRPC address.
+    pub api_addr: SocketAddr,
+    /// Admin HTTP address: `/readyz`, `/status`, `/metrics`, `/`.
+    pub admin_addr: SocketAddr,
+    /// Address this node's frontends listen on.
+    #[serde(default = "default_serve_ip")]
+    pub serve_ip: IpAddr,
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    /// Optional shared secret for the API and peers.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// How long a shutdown waits for open requests and connections.
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u64,
+    /// Bootstrap settings, used only when the data dir is empty.
+    pub cluster: ClusterBootstrap,
+    /// The leader's virtual IP.
+    #[serde(default)]
+    pub vip: VipConfig,
+}
+
+/// `[cluster]`: who the first members are and what they serve at first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterBootstrap {
+    /// Node id to peer address, for every first member.
+    pub members: BTreeMap<String, SocketAddr>,
+    /// `cluster.toml` committed at bootstrap, relative to `node.toml`.
+    #[serde(default)]
+    pub seed: Option<PathBuf>,
+}
+
+/// `[vip]`: how the leader holds the virtual IP.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// How the address is held.
+    #[serde(default)]
+    pub mode: VipMode,
+    /// The virtual address.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+}
+
+/// Ways to hold the virtual IP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipMode {
+    /// Listen on the VIP as an extra address for every frontend.
+    Bind,
+    /// Add the address to an interface and announce it by ARP.
+    Netlink,
+    /// Run operator commands on acquire and release.
+    Script,
+    /// No VIP.
+    #[default]
+    None,
+}
+
+fn default_serve_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+fn default_grace_ms() -> u64 {
+    10_000
+}
+
+impl NodeConfig {
+    /// Reads and checks `node.toml`; relative paths inside it are taken
+    /// relative to the file's folder, so a deployment folder can move.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let mut config: NodeConfig = read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.token_file = config.token_file.map(|p| base.join(p));
+        config.cluster.seed = config.cluster.seed.map(|p| base.join(p));
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The first members as ids, checking that each key is a number.
+    pub fn members(&self) -> Result<BTreeMap<u64, SocketAddr>, String> {
+        self.cluster
+            .members
+            .iter()
+            .map(|(id, addr)| match id.parse::<u64>() {
+                Ok(id) => Ok((id, *addr)),
+                Err(_) => Err(format!(
+                    "cluster.members: key {id:?} is not a node id (a positive number)"
+                )),
+            })
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let members = self.members()?;
+        if members.is_empty() {
+            return Err("cluster.members: at least one member is needed".into());
+        }
+        if members.len() > 7 {
+            return Err(format!(
+                "cluster.members: {} members given; raftlb supports 1 to 7",
+                members.len()
+            ));
+        }
+        if !members.contains_key(&self.id) {
+            return Err(format!(
+                "cluster.members: this node's id {} is not among the members",
+                self.id
+            ));
+        }
+        if self.vip.mode != VipMode::None && self.vip.address.is_none() {
+            return Err("vip.address: required when vip.mode is not \"none\"".into());
+        }
+        if self.shutdown_grace_ms == 0 {
+            return Err("shutdown_grace_ms: 0 is out of range (at least 1)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, String> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    const EXAMPLE: &str = r#"
+id = 1
+raft_addr  = "127.0.0.11:7100"
+api_addr   = "127.0.0.11:7200"
+admin_addr = "127.0.0.11:7300"
+serve_ip   = "127.0.0.11"
+data_dir   = "data/node1"
+token_file = "secrets/token"
+
+[cluster]
+members = { 1 = "127.0.0.11:7100", 2 = "127.0.0.12:7100", 3 = "127.0.0.13:7100" }
+seed    = "cluster.toml"
+
+[vip]
+mode    = "bind"
+address = "127.0.0.100"
+"#;
+
+    #[test]
+    fn parses_the_interface_example() {
+        let config = parse(EXAMPLE).expect("example parses");
+        assert_eq!(config.id, 1);
+        assert_eq!(config.members().expect("ids").len(), 3);
+        assert_eq!(config.vip.mode, VipMode::Bind);
+    }
+
+    #[test]
+    fn own_id_must_be_a_member() {
+        let err = parse(&EXAMPLE.replace("id = 1", "id = 9")).expect_err("refused");
+        assert!(err.contains("cluster.members") && err.contains('9'), "{err}");
+    }
+}

@@ -1,0 +1,311 @@
+//! The declarative model of what a cluster serves, exactly as `cluster.toml`
+//! spells it. The same types travel in commands, the Raft log and the control
+//! API, so there is one vocabulary from file to wire.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the cluster serves: frontends and the pools they route to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Listeners, in file order.
+    #[serde(default, rename = "frontend")]
+    pub frontends: Vec<FrontendSpec>,
+    /// Backend pools, in file order.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolSpec>,
+}
+
+/// A listener on every node's `serve_ip:port` (and on the VIP when held).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontendSpec {
+    /// Unique name, used in metrics and logs.
+    pub name: String,
+    /// TCP port to listen on.
+    pub port: u16,
+    /// `http` (L7, routed per request) or `tcp` (L4, per connection).
+    pub protocol: Protocol,
+    /// Pool used when no route matches.
+    pub pool: String,
+    /// HTTP routes by host and path prefix; the first match wins.
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSpec>,
+    /// Most client connections open at once; further clients wait in the
+    /// kernel's accept queue, as with HAProxy's `maxconn`.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// Time allowed to open a connection to a backend.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// A connection with no traffic either way for this long is closed
+    /// (TCP); for HTTP, an idle keep-alive client gets this long to start
+    /// its next request.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// HTTP: time allowed for a client to send a complete request head
+    /// (the slowloris guard).
+    #[serde(default = "defaults::header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// HTTP: time allowed for a backend to start its response (504 after).
+    #[serde(default = "defaults::response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Extra backends tried when one fails, when retrying is safe.
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+}
+
+/// Which layer a frontend balances at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1, routed and balanced per request.
+    Http,
+    /// Raw TCP, balanced per connection.
+    Tcp,
+}
+
+/// One HTTP routing rule; a rule with both fields needs both to match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Host to match, without port, compared case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path prefix to match, starting with `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Pool that serves matching requests.
+    pub pool: String,
+}
+
+/// A set of interchangeable backends and how to choose among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Unique name.
+    pub name: String,
+    /// Balancing algorithm.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Maglev only: `source_ip`, `header:NAME` or `cookie:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
+    /// Active health-check settings.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// The backends, in file order.
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<BackendSpec>,
+}
+
+/// Balancing algorithms, named as in `cluster.toml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each backend in turn.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin, as nginx does it.
+    WeightedRoundRobin,
+    /// Fewest active connections relative to weight.
+    LeastConnections,
+    /// Power of two random choices on outstanding requests.
+    P2c,
+    /// Random, in proportion to weight.
+    Random,
+    /// Consistent hashing through a Maglev lookup table.
+    Maglev,
+}
+
+/// How backends of a pool are probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Kind of probe.
+    #[serde(default)]
+    pub check: CheckKind,
+    /// HTTP probe path.
+    #[serde(default = "defaults::health_path")]
+    pub path: String,
+    /// Time between probes.
+    #[serde(default = "defaults::interval_ms")]
+    pub interval_ms: u64,
+    /// Time a probe may take.
+    #[serde(default = "defaults::probe_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that bring a backend up.
+    #[serde(default = "defaults::rise")]
+    pub rise: u32,
+    /// Consecutive failures that take a backend down.
+    #[serde(default = "defaults::fall")]
+    pub fall: u32,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            check: CheckKind::default(),
+            path: defaults::health_path(),
+            interval_ms: defaults::interval_ms(),
+            timeout_ms: defaults::probe_timeout_ms(),
+            rise: defaults::rise(),
+            fall: defaults::fall(),
+        }
+    }
+}
+
+/// Kinds of active health check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// `GET path`, healthy on 2xx and 3xx.
+    Http,
+    /// A TCP connect.
+    Tcp,
+    /// No active checks; only passive ejection from real traffic.
+    #[default]
+    None,
+}
+
+/// One backend server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// `IP:PORT`.
+    pub address: String,
+    /// Relative share of traffic for the weighted algorithms, 1 to 256.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+    /// Whether the backend takes new traffic.
+    #[serde(default)]
+    pub admin_state: AdminState,
+}
+
+/// An operator's decision about a backend, independent of its health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// Takes traffic.
+    #[default]
+    Active,
+    /// Takes no new connections or requests; open ones finish.
+    Draining,
+    /// Takes no traffic at all.
+    Disabled,
+}
+
+impl AdminState {
+    /// The name used in files, the API and `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Active => "active",
+            AdminState::Draining => "draining",
+            AdminState::Disabled => "disabled",
+        }
+    }
+}
+
+impl Protocol {
+    /// The name used in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// Defaults chosen to match what HAProxy and nginx operators expect.
+mod defaults {
+    pub fn max_connections() -> u32 {
+        10_000
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        3_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn header_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn response_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn retries() -> u32 {
+        2
+    }
+    pub fn health_path() -> String {
+        "/healthz".to_string()
+    }
+    pub fn interval_ms() -> u64 {
+        1_000
+    }
+    pub fn probe_timeout_ms() -> u64 {
+        500
+    }
+    pub fn rise() -> u32 {
+        2
+    }
+    pub fn fall() -> u32 {
+        3
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_interface_example() {
+        let text = r#"
+[[frontend]]
+name     = "web"
+port     = 8080
+protocol = "http"
+pool     = "web"
+  [[frontend.route]]
+  host        = "api.example.com"
+  path_prefix = "/v1/"
+  pool        = "api"
+
+[[pool]]
+name      = "web"
+algorithm = "round_robin"
+  [pool.health]
+  check       = "http"
+  path        = "/healthz"
+  interval_ms = 1000
+  timeout_ms  = 500
+  rise        = 2
+  fall        = 3
+  [[pool.backend]]
+  address = "127.0.0.1:9001"
+  weight  = 1
+
+[[pool]]
+name      = "api"
+algorithm = "maglev"
+hash_key  = "source_ip"
+  [[pool.backend]]
+  address = "127.0.0.1:9101"
+"#;
+        let spec: ClusterSpec = toml::from_str(text).expect("example parses");
+        assert_eq!(spec.frontends[0].routes[0].pool, "api");
+        assert_eq!(spec.pools[0].health.check, CheckKind::Http);
+        assert_eq!(spec.pools[1].algorithm, Algorithm::Maglev);
+        assert_eq!(spec.pools[1].backends[0].weight, 1);
+        assert_eq!(spec.frontends[0].retries, 2);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<ClusterSpec>("[[pool]]\nname = \"a\"\nalgoritm = \"p2c\"\n")
+            .expect_err("typo must be refused");
+        assert!(err.to_string().contains("algoritm"), "{err}");
+    }
+}

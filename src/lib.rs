@@ -1,0 +1,4 @@
+//! raftlb: a clustered L4/L7 load balancer.
+pub mod balance;
+pub mod config;
+pub mod state;

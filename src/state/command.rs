@@ -1,0 +1,80 @@
+//! The command vocabulary: every change to what the cluster serves is one of
+//! these, whether it comes from a file, the control API or the Raft log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AdminState, BackendSpec, ClusterSpec};
+
+/// One change to the served configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Replace the whole configuration; refused if `if_version` is set and
+    /// the state is at another version.
+    ApplyConfig {
+        /// The new configuration.
+        spec: ClusterSpec,
+        /// Optimistic-concurrency guard.
+        if_version: Option<u64>,
+    },
+    /// Add a backend to a pool.
+    AddBackend {
+        /// Pool name.
+        pool: String,
+        /// The new backend.
+        backend: BackendSpec,
+    },
+    /// Remove a backend from a pool.
+    RemoveBackend {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+    },
+    /// Change a backend's weight.
+    SetWeight {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+        /// New weight.
+        weight: u32,
+    },
+    /// Activate, drain or disable a backend.
+    SetAdminState {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+        /// New admin state.
+        state: AdminState,
+    },
+}
+
+impl Command {
+    /// A one-line description for logs and history.
+    pub fn summary(&self) -> String {
+        match self {
+            Command::ApplyConfig { spec, .. } => format!(
+                "apply configuration ({} frontends, {} pools)",
+                spec.frontends.len(),
+                spec.pools.len()
+            ),
+            Command::AddBackend { pool, backend } => {
+                format!("add backend {} to pool {pool}", backend.address)
+            }
+            Command::RemoveBackend { pool, address } => {
+                format!("remove backend {address} from pool {pool}")
+            }
+            Command::SetWeight {
+                pool,
+                address,
+                weight,
+            } => format!("set weight of {address} in pool {pool} to {weight}"),
+            Command::SetAdminState {
+                pool,
+                address,
+                state,
+            } => format!("set {address} in pool {pool} {}", state.as_str()),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The replicated model: a versioned, validated `ClusterSpec` that changes
+//! only through [`ClusterState::dispatch`].
+
+mod command;
+mod error;
+mod validate;
+
+pub use command::Command;
+pub use error::StateError;
+pub use validate::{HashKey, MAX_WEIGHT, parse_backend_address, parse_hash_key, validate};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BackendSpec, ClusterSpec, PoolSpec};
+
+/// What the cluster serves, with the version of the last change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Bumped by one on every accepted command; 0 before the first.
+    pub version: u64,
+    /// The served configuration, always valid.
+    pub spec: ClusterSpec,
+}
+
+impl ClusterState {
+    /// Applies one command. The change is built on a copy and validated as a
+    /// whole before it replaces the current spec, so a refused command
+    /// leaves nothing half-applied. Returns the new version.
+    pub fn dispatch(&mut self, command: Command) -> Result<u64, StateError> {
+        let next = self.next_spec(command)?;
+        validate(&next)?;
+        self.spec = next;
+        self.version += 1;
+        debug_assert!(validate(&self.spec).is_ok(), "state must stay valid");
+        Ok(self.version)
+    }
+
+    fn next_spec(&self, command: Command) -> Result<ClusterSpec, StateError> {
+        let mut spec = match &command {
+            Command::ApplyConfig { .. } => ClusterSpec::default(),
+            _ => self.spec.clone(),
+        };
+        match command {
+            Command::ApplyConfig { spec: new, if_version } => {
+                if let Some(expected) = if_version
+                    && expected != self.version
+                {
+                    return Err(StateError::VersionConflict {
+                        expected,
+                        current: self.version,
+                    });
+                }
+                spec = new;
+            }
+            Command::AddBackend { pool, backend } => {
+                let target = pool_mut(&mut spec, &pool)?;
+                if target.backends.iter().any(|b| b.address == backend.address) {
+                    return Err(StateError::AlreadyExists {
+                        what: format!("backend {} in pool {pool:?}", backend.address),
+                    });
+                }
+                target.backends.push(backend);
+            }
+            Command::RemoveBackend { pool, address } => {
+                let target = pool_mut(&mut spec, &pool)?;
+                let index = backend_index(target, &address)?;
+                target.backends.remove(index);
+            }
+            Command::SetWeight {
+                pool,
+                address,
+                weight,
+            } => backend_mut(&mut spec, &pool, &address)?.weight = weight,
+            Command::SetAdminState {
+                pool,
+                address,
+                state,
+            } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
+        }
+        Ok(spec)
+    }
+}
+
+fn pool_mut<'a>(spec: &'a mut ClusterSpec, name: &str) -> Result<&'a mut PoolSpec, StateError> {
+    spec.pools
+        .iter_mut()
+        .find(|p| p.name == name)
+        .ok_or_else(|| StateError::NotFound {
+            what: format!("pool {name:?}"),
+        })
+}
+
+fn backend_index(pool: &PoolSpec, address: &str) -> Result<usize, StateError> {
+    pool.backends
+        .iter()
+        .position(|b| b.address == address)
+        .ok_or_else(|| StateError::NotFound {
+            what: format!("backend {address} in pool {:?}", pool.name),
+        })
+}
+
+fn backend_mut<'a>(
+    spec: &'a mut ClusterSpec,
+    pool: &str,
+    address: &str,
+) -> Result<&'a mut BackendSpec, StateError> {
+    let target = pool_mut(spec, pool)?;
+    let index = backend_index(target, address)?;
+    Ok(&mut target.backends[index])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminState;
+
+    const BASE: &str = r#"
+[[frontend]]
+name = "web"
+port = 8080
+protocol = "http"
+pool = "web"
+  [[frontend.route]]
+  path_prefix = "/api/"
+  pool = "api"
+
+[[pool]]
+name = "web"
+  [[pool.backend]]
+  address = "127.0.0.1:9001"
+  [[pool.backend]]
+  address = "127.0.0.1:9002"
+
+[[pool]]
+name = "api"
+algorithm = "maglev"
+hash_key = "header:X-User"
+  [[pool.backend]]
+  address = "127.0.0.1:9101"
+"#;
+
+    fn spec_from(text: &str) -> ClusterSpec {
+        toml::from_str(text).expect("test spec parses")
+    }
+
+    fn apply(text: &str) -> Result<u64, StateError> {
+        ClusterState::default().dispatch(Command::ApplyConfig {
+            spec: spec_from(text),
+            if_version: None,
+        })
+    }
+
+    fn invalid_field(result: Result<u64, StateError>) -> (String, String) {
+        match result {
+            Err(StateError::Invalid { field, value, .. }) => (field, value),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_config_is_accepted() {
+        assert_eq!(apply(BASE), Ok(1));
+    }
+
+    #[test]
+    fn route_to_unknown_pool_names_the_route() {
+        let (field, value) = invalid_field(apply(&BASE.replace("pool = \"api\"", "pool = \"nope\"")));
+        assert_eq!(field, "frontend[web].route[0].pool");
+        assert_eq!(value, "nope");
+    }
+
+    #[test]
+    fn unparsable_address_names_the_backend() {
+        let (field, value) = invalid_field(apply(&BASE.replace("127.0.0.1:9002", "localhost:80")));
+        assert_eq!(field, "pool[web].backend[localhost:80].address");
+        assert_eq!(value, "localhost:80");
+    }
+
+    #[test]
+    fn weight_out_of_range_is_refused() {
+        let text = BASE.replace(
+            "address = \"127.0.0.1:9002\"",
+            "address = \"127.0.0.1:9002\"\n  weight = 300",
+        );
+        let (field, value) = invalid_field(apply(&text));
+        assert_eq!(field, "pool[web].backend[127.0.0.1:9002].weight");
+        assert_eq!(value, "300");
+    }
+
+    #[test]
+    fn maglev_without_hash_key_is_refused() {
+        let (field, _) = invalid_field(apply(&BASE.replace("hash_key = \"header:X-User\"", "")));
+        assert_eq!(field, "pool[api].hash_key");
+    }
+
+    #[test]
+    fn bad_hash_key_is_refused() {
+        let (field, value) = invalid_field(apply(&BASE.replace("header:X-User", "url")));
+        assert_eq!((field.as_str(), value.as_str()), ("pool[api].hash_key", "url"));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let dup_pool = format!("{BASE}\n[[pool]]\nname = \"web\"\n");
+        assert!(matches!(apply(&dup_pool), Err(StateError::AlreadyExists { what }) if what.contains("web")));
+        let dup_backend = BASE.replace("127.0.0.1:9002", "127.0.0.1:9001");
+        assert!(matches!(apply(&dup_backend), Err(StateError::AlreadyExists { what }) if what.contains("9001")));
+    }
+
+    #[test]
+    fn two_frontends_on_one_port_are_refused() {
+        let text = format!("{BASE}\n[[frontend]]\nname = \"b\"\nport = 8080\nprotocol = \"tcp\"\npool = \"web\"\n");
+        let (field, value) = invalid_field(apply(&text));
+        assert_eq!((field.as_str(), value.as_str()), ("frontend[b].port", "8080"));
+    }
+
+    #[test]
+    fn routes_on_tcp_frontends_are_refused() {
+        let (field, _) = invalid_field(apply(&BASE.replace("protocol = \"http\"", "protocol = \"tcp\"")));
+        assert_eq!(field, "frontend[web].route");
+    }
+
+    #[test]
+    fn incremental_commands_change_one_backend() {
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: spec_from(BASE),
+                if_version: None,
+            })
+            .expect("base");
+        let add = Command::AddBackend {
+            pool: "web".into(),
+            backend: BackendSpec {
+                address: "127.0.0.1:9003".into(),
+                weight: 5,
+                admin_state: AdminState::Active,
+            },
+        };
+        assert_eq!(state.dispatch(add.clone()), Ok(2));
+        assert!(matches!(state.dispatch(add), Err(StateError::AlreadyExists { .. })));
+        state
+            .dispatch(Command::SetAdminState {
+                pool: "web".into(),
+                address: "127.0.0.1:9001".into(),
+                state: AdminState::Draining,
+            })
+            .expect("drain");
+        assert_eq!(state.spec.pools[0].backends[0].admin_state, AdminState::Draining);
+        state
+            .dispatch(Command::RemoveBackend {
+                pool: "web".into(),
+                address: "127.0.0.1:9002".into(),
+            })
+            .expect("remove");
+        assert_eq!(state.spec.pools[0].backends.len(), 2);
+        assert_eq!(state.version, 4);
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: spec_from(BASE),
+                if_version: None,
+            })
+            .expect("base");
+        let before = state.clone();
+        let bad_weight = Command::SetWeight {
+            pool: "web".into(),
+            address: "127.0.0.1:9001".into(),
+            weight: 0,
+        };
+        assert!(matches!(state.dispatch(bad_weight), Err(StateError::Invalid { .. })));
+        let unknown = Command::RemoveBackend {
+            pool: "nope".into(),
+            address: "127.0.0.1:9001".into(),
+        };
+        assert!(matches!(state.dispatch(unknown), Err(StateError::NotFound { .. })));
+        let stale = Command::ApplyConfig {
+            spec: ClusterSpec::default(),
+            if_version: Some(7),
+        };
+        assert_eq!(
+            state.dispatch(stale),
+            Err(StateError::VersionConflict { expected: 7, current: 1 })
+        );
+        assert_eq!(state, before);
+    }
+}

@@ -1,0 +1,234 @@
+//! Checks a whole `ClusterSpec` before it is accepted. Every error names the
+//! field by its path and quotes the value, so an operator can find it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use http::HeaderName;
+
+use super::StateError;
+use crate::config::{Algorithm, BackendSpec, ClusterSpec, FrontendSpec, PoolSpec, Protocol};
+
+/// Highest backend weight, as in HAProxy.
+pub const MAX_WEIGHT: u32 = 256;
+
+/// What a Maglev pool hashes to keep a client on one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address.
+    SourceIp,
+    /// The value of a request header (HTTP only; falls back to the source IP).
+    Header(HeaderName),
+    /// The value of a cookie (HTTP only; falls back to the source IP).
+    Cookie(String),
+}
+
+/// Parses a `hash_key` value of `cluster.toml`.
+pub fn parse_hash_key(field: &str, value: &str) -> Result<HashKey, StateError> {
+    if value == "source_ip" {
+        return Ok(HashKey::SourceIp);
+    }
+    if let Some(name) = value.strip_prefix("header:") {
+        return HeaderName::from_bytes(name.as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| StateError::invalid(field, value, "not a valid header name"));
+    }
+    if let Some(name) = value.strip_prefix("cookie:") {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') {
+            return Ok(HashKey::Cookie(name.to_string()));
+        }
+        return Err(StateError::invalid(field, value, "not a valid cookie name"));
+    }
+    Err(StateError::invalid(
+        field,
+        value,
+        "expected source_ip, header:NAME or cookie:NAME",
+    ))
+}
+
+/// Parses a backend address; only `IP:PORT` is accepted so that every node
+/// resolves a backend to the same place.
+pub fn parse_backend_address(field: &str, value: &str) -> Result<SocketAddr, StateError> {
+    match value.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        Ok(_) => Err(StateError::invalid(field, value, "port 0 is not a backend port")),
+        Err(_) => Err(StateError::invalid(field, value, "expected IP:PORT, e.g. 127.0.0.1:9001")),
+    }
+}
+
+/// Field path of a backend, e.g. `pool[web].backend[127.0.0.1:9001]`.
+pub fn backend_field(pool: &str, address: &str) -> String {
+    format!("pool[{pool}].backend[{address}]")
+}
+
+/// Checks a whole configuration.
+pub fn validate(spec: &ClusterSpec) -> Result<(), StateError> {
+    let mut pool_names = HashSet::new();
+    for (i, pool) in spec.pools.iter().enumerate() {
+        check_name(&format!("pool[{i}].name"), &pool.name)?;
+        if !pool_names.insert(pool.name.as_str()) {
+            return Err(StateError::AlreadyExists {
+                what: format!("pool {:?}", pool.name),
+            });
+        }
+        validate_pool(pool)?;
+    }
+    let mut frontend_names = HashSet::new();
+    let mut ports = HashSet::new();
+    for (i, frontend) in spec.frontends.iter().enumerate() {
+        check_name(&format!("frontend[{i}].name"), &frontend.name)?;
+        if !frontend_names.insert(frontend.name.as_str()) {
+            return Err(StateError::AlreadyExists {
+                what: format!("frontend {:?}", frontend.name),
+            });
+        }
+        if !ports.insert(frontend.port) {
+            return Err(StateError::invalid(
+                format!("frontend[{}].port", frontend.name),
+                frontend.port,
+                "another frontend already listens on this port",
+            ));
+        }
+        validate_frontend(frontend, &pool_names)?;
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), StateError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::invalid(
+            field,
+            name,
+            "names are 1 to 64 characters of letters, digits, '-', '_' and '.'",
+        ))
+    }
+}
+
+fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(), StateError> {
+    let at = |field: &str| format!("frontend[{}].{field}", frontend.name);
+    if frontend.port == 0 {
+        return Err(StateError::invalid(at("port"), 0, "port 0 cannot be listened on"));
+    }
+    if !pools.contains(frontend.pool.as_str()) {
+        return Err(StateError::invalid(at("pool"), &frontend.pool, "no pool has this name"));
+    }
+    if frontend.protocol == Protocol::Tcp && !frontend.routes.is_empty() {
+        return Err(StateError::invalid(
+            at("route"),
+            format!("{} routes", frontend.routes.len()),
+            "routes apply to http frontends only",
+        ));
+    }
+    for (i, route) in frontend.routes.iter().enumerate() {
+        let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
+        if !pools.contains(route.pool.as_str()) {
+            return Err(StateError::invalid(field("pool"), &route.pool, "no pool has this name"));
+        }
+        if route.host.is_none() && route.path_prefix.is_none() {
+            return Err(StateError::invalid(
+                field("host"),
+                "",
+                "a route needs a host, a path_prefix or both",
+            ));
+        }
+        if let Some(host) = &route.host
+            && (host.is_empty() || host.contains(['/', ' ', ':']))
+        {
+            return Err(StateError::invalid(field("host"), host, "expected a host name without port"));
+        }
+        if let Some(prefix) = &route.path_prefix
+            && !prefix.starts_with('/')
+        {
+            return Err(StateError::invalid(field("path_prefix"), prefix, "must start with '/'"));
+        }
+    }
+    if frontend.max_connections == 0 {
+        return Err(StateError::invalid(at("max_connections"), 0, "must be at least 1"));
+    }
+    for (name, value) in [
+        ("connect_timeout_ms", frontend.connect_timeout_ms),
+        ("idle_timeout_ms", frontend.idle_timeout_ms),
+        ("header_timeout_ms", frontend.header_timeout_ms),
+        ("response_timeout_ms", frontend.response_timeout_ms),
+    ] {
+        if value == 0 || value > 86_400_000 {
+            return Err(StateError::invalid(at(name), value, "must be 1 ms to 24 h"));
+        }
+    }
+    if frontend.retries > 8 {
+        return Err(StateError::invalid(at("retries"), frontend.retries, "must be 0 to 8"));
+    }
+    Ok(())
+}
+
+fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
+    let at = |field: &str| format!("pool[{}].{field}", pool.name);
+    match (&pool.hash_key, pool.algorithm) {
+        (None, Algorithm::Maglev) => {
+            return Err(StateError::invalid(
+                at("hash_key"),
+                "",
+                "a maglev pool needs a hash_key: source_ip, header:NAME or cookie:NAME",
+            ));
+        }
+        (Some(key), Algorithm::Maglev) => {
+            parse_hash_key(&at("hash_key"), key)?;
+        }
+        (Some(key), _) => {
+            return Err(StateError::invalid(at("hash_key"), key, "hash_key applies to maglev pools only"));
+        }
+        (None, _) => {}
+    }
+    let health = &pool.health;
+    if !health.path.starts_with('/') {
+        return Err(StateError::invalid(at("health.path"), &health.path, "must start with '/'"));
+    }
+    if !(10..=3_600_000).contains(&health.interval_ms) {
+        return Err(StateError::invalid(at("health.interval_ms"), health.interval_ms, "must be 10 ms to 1 h"));
+    }
+    if health.timeout_ms == 0 || health.timeout_ms > health.interval_ms {
+        return Err(StateError::invalid(
+            at("health.timeout_ms"),
+            health.timeout_ms,
+            "must be at least 1 ms and at most interval_ms",
+        ));
+    }
+    for (name, value) in [("health.rise", health.rise), ("health.fall", health.fall)] {
+        if !(1..=100).contains(&value) {
+            return Err(StateError::invalid(at(name), value, "must be 1 to 100"));
+        }
+    }
+    let mut seen = HashSet::new();
+    for backend in &pool.backends {
+        validate_backend(&pool.name, backend)?;
+        if !seen.insert(backend.address.as_str()) {
+            return Err(StateError::AlreadyExists {
+                what: format!("backend {} in pool {:?}", backend.address, pool.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks one backend of pool `pool`.
+pub fn validate_backend(pool: &str, backend: &BackendSpec) -> Result<(), StateError> {
+    let at = backend_field(pool, &backend.address);
+    parse_backend_address(&format!("{at}.address"), &backend.address)?;
+    check_weight(&format!("{at}.weight"), backend.weight)
+}
+
+/// Checks a weight value.
+pub fn check_weight(field: &str, weight: u32) -> Result<(), StateError> {
+    if (1..=MAX_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(StateError::invalid(field, weight, format!("weight must be 1 to {MAX_WEIGHT}")))
+    }
+}
