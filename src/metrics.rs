@@ -1,0 +1,156 @@
+//! Prometheus metrics. Families are registered once at start-up; the
+//! engine holds clones of per-frontend and per-backend handles (resolved
+//! when a routing table is compiled), so counting on the hot path is an
+//! atomic add, never a label lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-frontend series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendLabels {
+    /// Frontend name.
+    pub frontend: String,
+}
+
+/// Labels of per-frontend series split by response class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendClassLabels {
+    /// Frontend name.
+    pub frontend: String,
+    /// `1xx` … `5xx`.
+    pub class: String,
+}
+
+/// Labels of per-backend series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Backend address.
+    pub backend: String,
+}
+
+/// Labels of per-backend series split by response class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendClassLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Backend address.
+    pub backend: String,
+    /// `1xx` … `5xx`.
+    pub class: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Response classes, indexed by the first digit of the status minus one.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric family of a node.
+pub struct Metrics {
+    registry: Registry,
+    /// Client connections open now, per frontend.
+    pub frontend_active: Family<FrontendLabels, Gauge>,
+    /// Client connections accepted, per frontend.
+    pub frontend_connections: Family<FrontendLabels, Counter>,
+    /// HTTP requests received, per frontend.
+    pub frontend_requests: Family<FrontendLabels, Counter>,
+    /// Responses sent, per frontend and class.
+    pub frontend_responses: Family<FrontendClassLabels, Counter>,
+    /// Bytes from clients, per frontend.
+    pub frontend_bytes_in: Family<FrontendLabels, Counter>,
+    /// Bytes to clients, per frontend.
+    pub frontend_bytes_out: Family<FrontendLabels, Counter>,
+    /// Time from request to response head (HTTP) or connection length (TCP).
+    pub frontend_duration: HistogramFamily<FrontendLabels>,
+    /// Connections or requests in flight to a backend.
+    pub backend_active: Family<BackendLabels, Gauge>,
+    /// Requests (HTTP) or connections (TCP) sent to a backend.
+    pub backend_requests: Family<BackendLabels, Counter>,
+    /// Responses from a backend, per class.
+    pub backend_responses: Family<BackendClassLabels, Counter>,
+    /// Bytes sent to a backend.
+    pub backend_bytes_out: Family<BackendLabels, Counter>,
+    /// Bytes received from a backend.
+    pub backend_bytes_in: Family<BackendLabels, Counter>,
+    /// Failed connects and failed exchanges with a backend.
+    pub backend_failures: Family<BackendLabels, Counter>,
+    /// Times a backend was ejected after failing real traffic.
+    pub backend_ejections: Family<BackendLabels, Counter>,
+    /// Time from request to response head, per backend.
+    pub backend_duration: HistogramFamily<BackendLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("raftlb");
+        let m = Metrics {
+            frontend_active: Family::default(),
+            frontend_connections: Family::default(),
+            frontend_requests: Family::default(),
+            frontend_responses: Family::default(),
+            frontend_bytes_in: Family::default(),
+            frontend_bytes_out: Family::default(),
+            frontend_duration: Family::new_with_constructor(latency_histogram),
+            backend_active: Family::default(),
+            backend_requests: Family::default(),
+            backend_responses: Family::default(),
+            backend_bytes_out: Family::default(),
+            backend_bytes_in: Family::default(),
+            backend_failures: Family::default(),
+            backend_ejections: Family::default(),
+            backend_duration: Family::new_with_constructor(latency_histogram),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("frontend_connections_active", "Client connections open now", m.frontend_active.clone());
+        r.register("frontend_connections", "Client connections accepted", m.frontend_connections.clone());
+        r.register("frontend_requests", "HTTP requests received", m.frontend_requests.clone());
+        r.register("frontend_responses", "Responses sent to clients by class", m.frontend_responses.clone());
+        r.register("frontend_received_bytes", "Bytes received from clients", m.frontend_bytes_in.clone());
+        r.register("frontend_sent_bytes", "Bytes sent to clients", m.frontend_bytes_out.clone());
+        r.register(
+            "frontend_duration_seconds",
+            "HTTP: request to response head; TCP: connection lifetime",
+            m.frontend_duration.clone(),
+        );
+        r.register("backend_active", "Connections (TCP) or requests (HTTP) in flight", m.backend_active.clone());
+        r.register("backend_requests", "Requests or connections sent to the backend", m.backend_requests.clone());
+        r.register("backend_responses", "Responses from the backend by class", m.backend_responses.clone());
+        r.register("backend_sent_bytes", "Bytes sent to the backend", m.backend_bytes_out.clone());
+        r.register("backend_received_bytes", "Bytes received from the backend", m.backend_bytes_in.clone());
+        r.register("backend_failures", "Failed connects or exchanges", m.backend_failures.clone());
+        r.register("backend_ejections", "Ejections after failed real traffic", m.backend_ejections.clone());
+        r.register(
+            "backend_response_seconds",
+            "Request to response head from the backend",
+            m.backend_duration.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,10 @@
+//! The compiled, immutable routing table the engine reads on every new
+//! connection and request, and the handle that publishes it atomically.
+
+mod published;
+mod runtime;
+mod table;
+
+pub use published::PublishedTable;
+pub use runtime::{BackendRuntime, FrontendStats, Runtimes, now_ms};
+pub use table::{Backend, Frontend, Pool, Route, RoutingTable};

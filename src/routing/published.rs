@@ -1,0 +1,49 @@
+//! Atomic publication of the routing table.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use tokio::sync::watch;
+
+use super::RoutingTable;
+
+/// The current routing table. Readers load it without locks; each publish
+/// swaps in a whole new table, so a reader sees either the old or the new
+/// one, never a mix. Listeners that must open or close subscribe to changes.
+pub struct PublishedTable {
+    current: ArcSwap<RoutingTable>,
+    changes: watch::Sender<u64>,
+}
+
+impl PublishedTable {
+    /// Publishes `table` as the first one.
+    pub fn new(table: RoutingTable) -> Self {
+        let (changes, _) = watch::channel(table.version);
+        PublishedTable {
+            current: ArcSwap::from_pointee(table),
+            changes,
+        }
+    }
+
+    /// The current table, a lock-free read.
+    pub fn load(&self) -> Guard<Arc<RoutingTable>> {
+        self.current.load()
+    }
+
+    /// The current table as an owned handle, for long-lived readers.
+    pub fn load_full(&self) -> Arc<RoutingTable> {
+        self.current.load_full()
+    }
+
+    /// Replaces the table and wakes the subscribers.
+    pub fn publish(&self, table: RoutingTable) {
+        let version = table.version;
+        self.current.store(Arc::new(table));
+        self.changes.send_replace(version);
+    }
+
+    /// A receiver that changes on every publish.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}

@@ -1,0 +1,344 @@
+//! `RoutingTable`: a `ClusterState` compiled for the hot path. Names are
+//! resolved to indices, addresses are parsed, balancers are built; nothing
+//! in it changes after it is built.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::uri::Authority;
+
+use super::{BackendRuntime, FrontendStats, Runtimes, now_ms};
+use crate::balance::{self, Balancer, PickContext, hash_bytes};
+use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec, Protocol};
+use crate::state::{ClusterState, HashKey, StateError, parse_backend_address, parse_hash_key};
+
+/// Everything the engine needs to route, compiled from one state version.
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// The configuration version this table was compiled from.
+    pub version: u64,
+    /// Frontends in configuration order.
+    pub frontends: Vec<Frontend>,
+    /// Pools in configuration order.
+    pub pools: Vec<Pool>,
+    by_name: HashMap<String, usize>,
+}
+
+/// A compiled frontend.
+#[derive(Debug)]
+pub struct Frontend {
+    /// The frontend as configured.
+    pub spec: FrontendSpec,
+    /// Index of the default pool.
+    pub default_pool: usize,
+    /// Routes in match order.
+    pub routes: Vec<Route>,
+    /// Live counters.
+    pub stats: Arc<FrontendStats>,
+}
+
+/// A compiled HTTP route.
+#[derive(Debug)]
+pub struct Route {
+    /// Lower-cased host to match.
+    pub host: Option<String>,
+    /// Path prefix to match.
+    pub path_prefix: Option<String>,
+    /// Index of the pool.
+    pub pool: usize,
+}
+
+/// A compiled pool with its balancer.
+#[derive(Debug)]
+pub struct Pool {
+    /// Pool name.
+    pub name: String,
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Maglev affinity key.
+    pub hash_key: Option<HashKey>,
+    /// Health-check settings.
+    pub health: HealthSpec,
+    /// Backends in configuration order; balancer indices point here.
+    pub backends: Vec<Backend>,
+    balancer: Box<dyn Balancer>,
+}
+
+/// A compiled backend.
+#[derive(Debug)]
+pub struct Backend {
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// `address` as an HTTP authority, built once.
+    pub authority: Authority,
+    /// Relative weight.
+    pub weight: u32,
+    /// The operator's admin state.
+    pub admin_state: AdminState,
+    /// Live counters and passive health, shared across tables.
+    pub runtime: Arc<BackendRuntime>,
+}
+
+impl RoutingTable {
+    /// An empty table (before any configuration is known).
+    pub fn empty() -> Self {
+        RoutingTable {
+            version: 0,
+            frontends: Vec::new(),
+            pools: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// Compiles a state; `runtimes` supplies the live objects that persist
+    /// across tables. The state is valid, so errors here mean a bug, but
+    /// they are reported rather than panicking.
+    pub fn compile(state: &ClusterState, runtimes: &Runtimes) -> Result<Self, StateError> {
+        let spec = &state.spec;
+        let mut pools = Vec::with_capacity(spec.pools.len());
+        for pool in &spec.pools {
+            let mut backends = Vec::with_capacity(pool.backends.len());
+            for backend in &pool.backends {
+                let field = format!("pool[{}].backend[{}].address", pool.name, backend.address);
+                let address = parse_backend_address(&field, &backend.address)?;
+                let authority = Authority::try_from(address.to_string())
+                    .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
+                backends.push(Backend {
+                    address,
+                    authority,
+                    weight: backend.weight,
+                    admin_state: backend.admin_state,
+                    runtime: runtimes.backend(&pool.name, address),
+                });
+            }
+            let names: Vec<String> = pool.backends.iter().map(|b| b.address.clone()).collect();
+            let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+            let hash_key = match &pool.hash_key {
+                Some(key) => Some(parse_hash_key(&format!("pool[{}].hash_key", pool.name), key)?),
+                None => None,
+            };
+            pools.push(Pool {
+                name: pool.name.clone(),
+                algorithm: pool.algorithm,
+                hash_key,
+                health: pool.health.clone(),
+                balancer: balance::build(pool.algorithm, &names, &weights),
+                backends,
+            });
+        }
+        let pool_index = |field: String, name: &str| {
+            pools
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| StateError::invalid(field, name, "no pool has this name"))
+        };
+        let mut frontends = Vec::with_capacity(spec.frontends.len());
+        for frontend in &spec.frontends {
+            let mut routes = Vec::with_capacity(frontend.routes.len());
+            for (i, route) in frontend.routes.iter().enumerate() {
+                routes.push(Route {
+                    host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                    path_prefix: route.path_prefix.clone(),
+                    pool: pool_index(format!("frontend[{}].route[{i}].pool", frontend.name), &route.pool)?,
+                });
+            }
+            frontends.push(Frontend {
+                default_pool: pool_index(format!("frontend[{}].pool", frontend.name), &frontend.pool)?,
+                spec: frontend.clone(),
+                routes,
+                stats: runtimes.frontend(&frontend.name),
+            });
+        }
+        let by_name = frontends
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.spec.name.clone(), i))
+            .collect();
+        runtimes.retain_backends(|pool, address| {
+            pools
+                .iter()
+                .any(|p| p.name == pool && p.backends.iter().any(|b| b.address == address))
+        });
+        Ok(RoutingTable {
+            version: state.version,
+            frontends,
+            pools,
+            by_name,
+        })
+    }
+
+    /// The frontend called `name`, if it is still configured.
+    pub fn frontend(&self, name: &str) -> Option<&Frontend> {
+        self.by_name.get(name).map(|&i| &self.frontends[i])
+    }
+
+    /// The pool at `index`.
+    pub fn pool(&self, index: usize) -> &Pool {
+        &self.pools[index]
+    }
+}
+
+impl Frontend {
+    /// The pool serving a request for `host` (without port) and `path`:
+    /// the first matching route's, else the default pool.
+    pub fn route(&self, host: Option<&str>, path: &str) -> usize {
+        self.routes
+            .iter()
+            .find(|route| {
+                let host_ok = match (&route.host, host) {
+                    (None, _) => true,
+                    (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                    (Some(_), None) => false,
+                };
+                host_ok && route.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            })
+            .map_or(self.default_pool, |route| route.pool)
+    }
+
+    /// Whether the frontend balances HTTP.
+    pub fn is_http(&self) -> bool {
+        self.spec.protocol == Protocol::Http
+    }
+}
+
+impl Pool {
+    /// Chooses a backend for a new connection or request, skipping those in
+    /// `tried`. Only active backends are chosen; ejected ones are skipped
+    /// while any other is up, and chosen anyway when every backend is
+    /// ejected, so passive health cannot turn a pool's outage into 503s
+    /// for everyone (fail open).
+    pub fn pick(&self, key: Option<&[u8]>, client: IpAddr, tried: &[usize]) -> Option<usize> {
+        let now = now_ms();
+        let key = match key {
+            Some(bytes) => hash_bytes(bytes),
+            None => match client {
+                IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+                IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+            },
+        };
+        let outstanding = |i: usize| self.backends[i].runtime.active.get().max(0) as u64;
+        let eligible = |i: usize| {
+            self.backends[i].admin_state == AdminState::Active && !tried.contains(&i)
+        };
+        let healthy = |i: usize| eligible(i) && self.backends[i].runtime.is_healthy(now);
+        let ctx = PickContext {
+            available: &healthy,
+            outstanding: &outstanding,
+            key,
+        };
+        self.balancer.pick(&ctx).or_else(|| {
+            let ctx = PickContext {
+                available: &eligible,
+                outstanding: &outstanding,
+                key,
+            };
+            self.balancer.pick(&ctx)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::state::Command;
+
+    fn compiled(text: &str) -> RoutingTable {
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: toml::from_str(text).expect("parses"),
+                if_version: None,
+            })
+            .expect("valid");
+        RoutingTable::compile(&state, &Runtimes::new(Arc::new(Metrics::new()))).expect("compiles")
+    }
+
+    const TEXT: &str = r#"
+[[frontend]]
+name = "web"
+port = 8080
+protocol = "http"
+pool = "web"
+  [[frontend.route]]
+  host = "API.example.com"
+  path_prefix = "/v1/"
+  pool = "api"
+  [[frontend.route]]
+  path_prefix = "/static/"
+  pool = "static"
+
+[[pool]]
+name = "web"
+  [[pool.backend]]
+  address = "127.0.0.1:9001"
+  [[pool.backend]]
+  address = "127.0.0.1:9002"
+  admin_state = "draining"
+  [[pool.backend]]
+  address = "127.0.0.1:9003"
+  admin_state = "disabled"
+[[pool]]
+name = "api"
+  [[pool.backend]]
+  address = "127.0.0.1:9101"
+[[pool]]
+name = "static"
+  [[pool.backend]]
+  address = "127.0.0.1:9201"
+"#;
+
+    #[test]
+    fn routes_by_host_and_prefix_first_match_wins() {
+        let table = compiled(TEXT);
+        let web = table.frontend("web").expect("frontend");
+        let pool = |host, path| table.pool(web.route(host, path)).name.as_str();
+        assert_eq!(pool(Some("api.example.com"), "/v1/users"), "api");
+        assert_eq!(pool(Some("api.example.com"), "/v2/users"), "web");
+        assert_eq!(pool(Some("other"), "/v1/users"), "web");
+        assert_eq!(pool(None, "/static/app.js"), "static");
+        assert_eq!(pool(Some("api.example.com"), "/static/x"), "static");
+    }
+
+    #[test]
+    fn only_active_backends_are_picked() {
+        let table = compiled(TEXT);
+        let web = &table.pools[0];
+        let client = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..10 {
+            assert_eq!(web.pick(None, client, &[]), Some(0));
+        }
+        assert_eq!(web.pick(None, client, &[0]), None);
+    }
+
+    #[test]
+    fn ejected_backends_are_skipped_but_a_fully_ejected_pool_fails_open() {
+        let text = TEXT.replace("  admin_state = \"draining\"\n", "");
+        let table = compiled(&text);
+        let web = &table.pools[0];
+        let client = IpAddr::from([127, 0, 0, 1]);
+        web.backends[0].runtime.record_failure("test");
+        for _ in 0..10 {
+            assert_eq!(web.pick(None, client, &[]), Some(1));
+        }
+        web.backends[1].runtime.record_failure("test");
+        assert!(web.pick(None, client, &[]).is_some());
+    }
+
+    #[test]
+    fn runtimes_survive_a_recompile() {
+        let runtimes = Runtimes::new(Arc::new(Metrics::new()));
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: toml::from_str(TEXT).expect("parses"),
+                if_version: None,
+            })
+            .expect("valid");
+        let first = RoutingTable::compile(&state, &runtimes).expect("compiles");
+        first.pools[0].backends[0].runtime.active.inc();
+        let second = RoutingTable::compile(&state, &runtimes).expect("compiles");
+        assert_eq!(second.pools[0].backends[0].runtime.active.get(), 1);
+    }
+}
