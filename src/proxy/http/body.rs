@@ -1,0 +1,208 @@
+//! Bodies that stream through the proxy: the request body on its way to a
+//! backend (recoverable if the attempt never touched it) and the response
+//! body on its way to the client (counted, and holding the backend's
+//! in-flight slot until it ends).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::routing::{BackendRuntime, FrontendStats};
+
+/// A client's request body, with its first frame already read (to refuse
+/// malformed chunked framing before anything reaches a backend).
+pub struct ClientBody {
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl ClientBody {
+    /// Reads the first frame of `body`; `Ok(None)` if the body is empty.
+    pub async fn start(mut body: Incoming) -> Result<Option<ClientBody>, hyper::Error> {
+        use http_body_util::BodyExt;
+        match body.frame().await {
+            None => Ok(None),
+            Some(Ok(frame)) => Ok(Some(ClientBody {
+                first: Some(frame),
+                rest: body,
+            })),
+            Some(Err(error)) => Err(error),
+        }
+    }
+}
+
+/// The request body sent to one backend attempt. If the attempt fails
+/// before reading any of it, the body comes back through `reclaim`, so the
+/// request can go to another backend with nothing lost.
+pub struct UpstreamBody {
+    body: Option<ClientBody>,
+    touched: bool,
+    reclaim: Option<oneshot::Sender<ClientBody>>,
+    counters: Option<(Arc<FrontendStats>, Arc<BackendRuntime>)>,
+}
+
+impl UpstreamBody {
+    /// A body-less request.
+    pub fn empty() -> Self {
+        UpstreamBody {
+            body: None,
+            touched: false,
+            reclaim: None,
+            counters: None,
+        }
+    }
+
+    /// `body` for one attempt; the receiver gets it back if the attempt
+    /// drops it untouched.
+    pub fn attempt(
+        body: ClientBody,
+        frontend: Arc<FrontendStats>,
+        backend: Arc<BackendRuntime>,
+    ) -> (Self, oneshot::Receiver<ClientBody>) {
+        let (tx, rx) = oneshot::channel();
+        let upstream = UpstreamBody {
+            body: Some(body),
+            touched: false,
+            reclaim: Some(tx),
+            counters: Some((frontend, backend)),
+        };
+        (upstream, rx)
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if !self.touched
+            && let (Some(body), Some(reclaim)) = (self.body.take(), self.reclaim.take())
+        {
+            let _ = reclaim.send(body);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        this.touched = true;
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = match body.first.take() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => Pin::new(&mut body.rest).poll_frame(cx),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some((frontend, backend))) = (&polled, &this.counters)
+            && let Some(data) = frame.data_ref()
+        {
+            frontend.bytes_in.inc_by(data.len() as u64);
+            backend.bytes_out.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.body {
+            None => true,
+            Some(body) => body.first.is_none() && body.rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.body {
+            None => SizeHint::with_exact(0),
+            Some(body) => {
+                let first = body.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+                let rest = body.rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + first);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + first);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// A response body for the client: either a backend's, streamed, or one
+/// the balancer wrote.
+pub enum ResponseBody {
+    /// Streamed from a backend.
+    Upstream(UpstreamResponse),
+    /// Written by the balancer.
+    Local(Option<Bytes>),
+}
+
+/// A backend's response body in flight; the backend's in-flight count is
+/// released when it ends or the client goes away.
+pub struct UpstreamResponse {
+    body: Incoming,
+    frontend: Arc<FrontendStats>,
+    backend: Arc<BackendRuntime>,
+}
+
+impl ResponseBody {
+    /// A body of fixed text.
+    pub fn local(bytes: Bytes) -> Self {
+        ResponseBody::Local(Some(bytes))
+    }
+
+    /// Streams `body` from `backend`, whose in-flight count the caller
+    /// raised; it is lowered when this body is dropped.
+    pub fn upstream(body: Incoming, frontend: Arc<FrontendStats>, backend: Arc<BackendRuntime>) -> Self {
+        ResponseBody::Upstream(UpstreamResponse {
+            body,
+            frontend,
+            backend,
+        })
+    }
+}
+
+impl Drop for UpstreamResponse {
+    fn drop(&mut self) {
+        self.backend.active.dec();
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream(up) => {
+                let polled = Pin::new(&mut up.body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    up.backend.bytes_in.inc_by(data.len() as u64);
+                    up.frontend.bytes_out.inc_by(data.len() as u64);
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Local(bytes) => bytes.is_none(),
+            ResponseBody::Upstream(up) => up.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Upstream(up) => up.body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! L7: HTTP/1.1 on hyper. Each client connection is served by hyper's
+//! server; each request is routed, balanced and sent through a pooled
+//! keep-alive client to a backend.
+
+mod body;
+mod headers;
+mod local_response;
+mod request;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::Engine;
+pub use upstream::UpstreamClients;
+
+/// Largest request head (request line and headers together); larger heads
+/// are answered 431 by hyper.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Most header lines in a request; more are answered 431.
+pub const MAX_HEADERS: usize = 100;
+/// Longest request target; longer ones are answered 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Serves one client connection on HTTP frontend `frontend` until the
+/// client leaves, an error closes it, or shutdown lets it finish its
+/// current request.
+pub async fn serve(
+    engine: &Arc<Engine>,
+    frontend: &str,
+    stream: TcpStream,
+    client: SocketAddr,
+    clients: UpstreamClients,
+) {
+    let (stats, header_timeout) = {
+        let table = engine.table.load();
+        let Some(front) = table.frontend(frontend) else {
+            return;
+        };
+        (front.stats.clone(), Duration::from_millis(front.spec.header_timeout_ms))
+    };
+    stats.connections.inc();
+    stats.active.inc();
+    let handler = Arc::new(request::RequestHandler {
+        engine: engine.clone(),
+        frontend: frontend.into(),
+        client,
+        clients,
+        header_timeout,
+    });
+    let service = service_fn(move |req| handler.clone().handle(req));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Also bounds how long an idle keep-alive client may wait before
+        // starting its next request.
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = engine.shutdown.cancelled() => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(frontend, %client, %error, "http connection ended with an error");
+    }
+    stats.active.dec();
+}

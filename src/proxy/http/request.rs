@@ -1,0 +1,198 @@
+//! One HTTP request: checked, routed, balanced, sent, retried when safe.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use super::body::{ClientBody, ResponseBody, UpstreamBody};
+use super::headers::{self, Refusal};
+use super::{MAX_URI_BYTES, UpstreamClients, local_response};
+use crate::proxy::Engine;
+use crate::routing::{Frontend, Pool, RoutingTable};
+use crate::state::HashKey;
+
+/// Most attempts a request can make (first try plus the largest `retries`).
+const MAX_ATTEMPTS: usize = 9;
+
+/// Serves the requests of one client connection.
+pub struct RequestHandler {
+    pub(super) engine: Arc<Engine>,
+    pub(super) frontend: Arc<str>,
+    pub(super) client: SocketAddr,
+    pub(super) clients: UpstreamClients,
+    pub(super) header_timeout: Duration,
+}
+
+/// The parts of a request that every attempt reuses.
+struct Outgoing {
+    method: Method,
+    path: PathAndQuery,
+    headers: http::HeaderMap,
+    body: Option<ClientBody>,
+}
+
+impl RequestHandler {
+    /// hyper's entry point; never fails, since every error becomes a
+    /// response.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+        let started = Instant::now();
+        let table = self.engine.table.load_full();
+        let Some(frontend) = table.frontend(&self.frontend) else {
+            // The frontend was removed while this connection was open.
+            return Ok(local_response::error(StatusCode::SERVICE_UNAVAILABLE, "frontend removed", true));
+        };
+        frontend.stats.requests.inc();
+        let response = self.forward(&table, frontend, request).await;
+        frontend.stats.count_response(response.status().as_u16());
+        frontend.stats.duration.observe(started.elapsed().as_secs_f64());
+        Ok(response)
+    }
+
+    async fn forward(&self, table: &RoutingTable, frontend: &Frontend, request: Request<Incoming>) -> Response<ResponseBody> {
+        match headers::check_request(&request, MAX_URI_BYTES) {
+            Ok(()) => {}
+            Err(Refusal::BadRequest(why)) => return local_response::error(StatusCode::BAD_REQUEST, why, true),
+            Err(Refusal::UriTooLong) => {
+                return local_response::error(StatusCode::URI_TOO_LONG, "request target too long", true);
+            }
+        }
+        let pool = table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
+        let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
+        let (parts, body) = request.into_parts();
+        let body = if http_body::Body::is_end_stream(&body) {
+            None
+        } else {
+            match tokio::time::timeout(self.header_timeout, ClientBody::start(body)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(error)) => {
+                    tracing::debug!(client = %self.client, %error, "malformed request body");
+                    return local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true);
+                }
+                Err(_) => {
+                    return local_response::error(StatusCode::REQUEST_TIMEOUT, "request body not received", true);
+                }
+            }
+        };
+        let mut headers = parts.headers;
+        let host = headers.get(header::HOST).cloned();
+        headers::remove_hop_by_hop(&mut headers);
+        headers.remove(header::EXPECT); // already answered by hyper
+        headers::add_forwarding(&mut headers, self.client.ip(), host.as_ref());
+        let outgoing = Outgoing {
+            method: parts.method,
+            path: parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            headers,
+            body,
+        };
+        self.send(frontend, pool, key.as_deref(), outgoing).await
+    }
+
+    /// Tries backends until one answers or no retry is safe. A retry is safe
+    /// when the failed attempt never connected (nothing reached the
+    /// backend), or when the method is idempotent and the body can be sent
+    /// again whole.
+    async fn send(&self, frontend: &Frontend, pool: &Pool, key: Option<&[u8]>, mut outgoing: Outgoing) -> Response<ResponseBody> {
+        let client = self.clients.get(frontend.spec.connect_timeout_ms);
+        let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
+        let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let mut failure = None;
+        for attempt in 0..attempts {
+            let Some(index) = pool.pick(key, self.client.ip(), &tried[..attempt]) else {
+                break;
+            };
+            tried[attempt] = index;
+            let backend = &pool.backends[index];
+            let runtime = backend.runtime.clone();
+            let (body, reclaim) = match outgoing.body.take() {
+                Some(body) => {
+                    let (body, rx) = UpstreamBody::attempt(body, frontend.stats.clone(), runtime.clone());
+                    (body, Some(rx))
+                }
+                None => (UpstreamBody::empty(), None),
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = outgoing.method.clone();
+            *request.version_mut() = Version::HTTP_11;
+            *request.uri_mut() = backend_uri(&backend.authority, &outgoing.path);
+            *request.headers_mut() = outgoing.headers.clone();
+            if !request.headers().contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(backend.authority.as_str())
+            {
+                request.headers_mut().insert(header::HOST, host);
+            }
+            runtime.requests.inc();
+            runtime.active.inc();
+            let started = Instant::now();
+            let result = tokio::time::timeout(response_timeout, client.request(request)).await;
+            let error = match result {
+                Ok(Ok(mut response)) => {
+                    runtime.duration.observe(started.elapsed().as_secs_f64());
+                    runtime.count_response(response.status().as_u16());
+                    runtime.record_success();
+                    headers::remove_hop_by_hop(response.headers_mut());
+                    let (parts, body) = response.into_parts();
+                    let body = ResponseBody::upstream(body, frontend.stats.clone(), runtime);
+                    return Response::from_parts(parts, body);
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    runtime.active.dec();
+                    runtime.record_failure("response timed out");
+                    return local_response::error(StatusCode::GATEWAY_TIMEOUT, "backend did not answer in time", false);
+                }
+            };
+            runtime.active.dec();
+            let connect_failed = error.is_connect();
+            runtime.record_failure(if connect_failed { "connect failed" } else { "request failed" });
+            tracing::debug!(backend = %backend.address, error = ?error, "backend attempt failed");
+            let had_body = reclaim.is_some();
+            outgoing.body = reclaim.and_then(|mut rx| rx.try_recv().ok());
+            let body_intact = !had_body || outgoing.body.is_some();
+            let safe = body_intact && (connect_failed || is_idempotent(&outgoing.method));
+            failure = Some(if connect_failed { "no backend accepted the connection" } else { "backend connection failed" });
+            if !safe {
+                break;
+            }
+        }
+        match failure {
+            Some(detail) => local_response::error(StatusCode::BAD_GATEWAY, detail, false),
+            None => local_response::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available", false),
+        }
+    }
+}
+
+fn backend_uri(authority: &http::uri::Authority, path: &PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The bytes a Maglev pool hashes for this request; `None` means the
+/// client's IP.
+fn affinity_key<'a, B>(pool: &Pool, request: &'a Request<B>) -> Option<&'a [u8]> {
+    match pool.hash_key.as_ref()? {
+        HashKey::SourceIp => None,
+        HashKey::Header(name) => request.headers().get(name).map(HeaderValue::as_bytes),
+        HashKey::Cookie(name) => headers::cookie(request.headers(), name),
+    }
+}

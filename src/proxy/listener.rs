@@ -1,0 +1,136 @@
+//! One frontend's accept loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, http, tcp};
+use crate::config::Protocol;
+
+/// Pending connections the kernel queues for a listener.
+const BACKLOG: u32 = 1024;
+
+/// A bound frontend socket and what to do with its connections.
+pub struct Listener {
+    frontend: String,
+    protocol: Protocol,
+    socket: TcpListener,
+    stop: CancellationToken,
+    open: Arc<OpenConnections>,
+}
+
+/// Client connections open on one listener, to enforce `max_connections`.
+#[derive(Default)]
+pub struct OpenConnections {
+    count: AtomicU32,
+    closed: Notify,
+}
+
+/// Held by a connection task; frees its slot when dropped.
+pub struct ConnectionSlot(Arc<OpenConnections>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_one();
+    }
+}
+
+impl Listener {
+    /// Binds `address` with address reuse, so a restarted node can listen
+    /// again at once while old connections linger in TIME_WAIT.
+    pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(address)?;
+        socket.listen(BACKLOG)
+    }
+
+    /// A listener for `frontend` that runs until `stop`.
+    pub fn new(frontend: String, protocol: Protocol, socket: TcpListener, stop: CancellationToken) -> Self {
+        Listener {
+            frontend,
+            protocol,
+            socket,
+            stop,
+            open: Arc::default(),
+        }
+    }
+
+    /// Accepts until stopped. At `max_connections`, accepting pauses and
+    /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
+    pub async fn run(self, engine: Arc<Engine>) {
+        let http_clients = http::UpstreamClients::default();
+        loop {
+            let Some(limit) = engine
+                .table
+                .load()
+                .frontend(&self.frontend)
+                .map(|f| f.spec.max_connections)
+            else {
+                break;
+            };
+            if self.open.count.load(Ordering::Acquire) >= limit {
+                tokio::select! {
+                    () = self.open.closed.notified() => continue,
+                    () = self.stop.cancelled() => break,
+                }
+            }
+            let (stream, client) = tokio::select! {
+                accepted = self.socket.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Usually out of file descriptors: back off briefly.
+                        tracing::warn!(frontend = %self.frontend, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = self.stop.cancelled() => break,
+            };
+            self.open.count.fetch_add(1, Ordering::AcqRel);
+            let slot = ConnectionSlot(self.open.clone());
+            self.spawn_connection(&engine, stream, client, slot, &http_clients);
+        }
+        tracing::debug!(frontend = %self.frontend, "listener stopped");
+    }
+
+    fn spawn_connection(
+        &self,
+        engine: &Arc<Engine>,
+        stream: TcpStream,
+        client: SocketAddr,
+        slot: ConnectionSlot,
+        http_clients: &http::UpstreamClients,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let tracker = engine.connections.clone();
+        let engine = engine.clone();
+        let frontend = self.frontend.clone();
+        match self.protocol {
+            Protocol::Tcp => {
+                tracker.spawn(async move {
+                    tcp::serve(&engine, &frontend, stream, client).await;
+                    drop(slot);
+                });
+            }
+            Protocol::Http => {
+                let clients = http_clients.clone();
+                tracker.spawn(async move {
+                    http::serve(&engine, &frontend, stream, client, clients).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
