@@ -169,8 +169,15 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             admin.served.metrics().encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        "/" => with_type(StatusCode::OK, status_page(&admin.status()), "text/html; charset=utf-8"),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /status, /metrics, /readyz or /\n".into()),
+        "/" => with_type(
+            StatusCode::OK,
+            status_page(&admin.status()),
+            "text/html; charset=utf-8",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /status, /metrics, /readyz or /\n".into(),
+        ),
     }
 }
 
@@ -178,17 +185,26 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     with_type(status, body, "text/plain; charset=utf-8")
 }
 
-fn with_type(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+fn with_type(
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     response
 }
 
 fn status_page(status: &Status) -> String {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let mut rows = String::new();
     for b in &status.backends {
         rows.push_str(&format!(

@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    Algorithm, BackendSpec, ClusterBootstrap, ClusterSpec, FrontendSpec, HealthSpec, NodeConfig, PoolSpec,
-    Protocol, VipConfig,
+    Algorithm, BackendSpec, ClusterBootstrap, ClusterSpec, FrontendSpec, HealthSpec, NodeConfig,
+    PoolSpec, Protocol, VipConfig,
 };
 use crate::node::{self, NodeError};
 
@@ -36,13 +36,14 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut backends = Vec::new();
     for n in 1..=options.backends {
-        let listener = TcpListener::bind((loopback, 0))
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: "demo backend",
-                address: SocketAddr::new(loopback, 0),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind((loopback, 0))
+                .await
+                .map_err(|source| NodeError::Bind {
+                    what: "demo backend",
+                    address: SocketAddr::new(loopback, 0),
+                    source,
+                })?;
         let address = listener.local_addr().map_err(|source| NodeError::Bind {
             what: "demo backend",
             address: SocketAddr::new(loopback, 0),
@@ -74,12 +75,18 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
     let spec = demo_spec(options.port, backends);
     let node = node::start(&config, Some(spec)).await?;
     println!();
-    println!("raftlb demo: one node balancing {} demo backends (round robin)", options.backends);
+    println!(
+        "raftlb demo: one node balancing {} demo backends (round robin)",
+        options.backends
+    );
     println!();
     println!("  frontend  http://127.0.0.1:{}/", options.port);
     println!("  status    http://127.0.0.1:{}/", options.admin_port);
     println!();
-    println!("try:  for i in 1 2 3 4; do curl -s http://127.0.0.1:{}/; done", options.port);
+    println!(
+        "try:  for i in 1 2 3 4; do curl -s http://127.0.0.1:{}/; done",
+        options.port
+    );
     println!();
     println!("Ctrl-C stops the demo.");
     let result = node.run_until_signal().await;
@@ -132,10 +139,9 @@ async fn serve_demo_backend(listener: TcpListener, n: usize) {
                     request.uri().path()
                 );
                 let mut response = Response::new(Full::new(Bytes::from(text)));
-                response.headers_mut().insert(
-                    "x-backend",
-                    hyper::header::HeaderValue::from(n),
-                );
+                response
+                    .headers_mut()
+                    .insert("x-backend", hyper::header::HeaderValue::from(n));
                 Ok::<_, Infallible>(response)
             });
             let _ = http1::Builder::new()

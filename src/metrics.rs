@@ -120,24 +120,76 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("frontend_connections_active", "Client connections open now", m.frontend_active.clone());
-        r.register("frontend_connections", "Client connections accepted", m.frontend_connections.clone());
-        r.register("frontend_requests", "HTTP requests received", m.frontend_requests.clone());
-        r.register("frontend_responses", "Responses sent to clients by class", m.frontend_responses.clone());
-        r.register("frontend_received_bytes", "Bytes received from clients", m.frontend_bytes_in.clone());
-        r.register("frontend_sent_bytes", "Bytes sent to clients", m.frontend_bytes_out.clone());
+        r.register(
+            "frontend_connections_active",
+            "Client connections open now",
+            m.frontend_active.clone(),
+        );
+        r.register(
+            "frontend_connections",
+            "Client connections accepted",
+            m.frontend_connections.clone(),
+        );
+        r.register(
+            "frontend_requests",
+            "HTTP requests received",
+            m.frontend_requests.clone(),
+        );
+        r.register(
+            "frontend_responses",
+            "Responses sent to clients by class",
+            m.frontend_responses.clone(),
+        );
+        r.register(
+            "frontend_received_bytes",
+            "Bytes received from clients",
+            m.frontend_bytes_in.clone(),
+        );
+        r.register(
+            "frontend_sent_bytes",
+            "Bytes sent to clients",
+            m.frontend_bytes_out.clone(),
+        );
         r.register(
             "frontend_duration_seconds",
             "HTTP: request to response head; TCP: connection lifetime",
             m.frontend_duration.clone(),
         );
-        r.register("backend_active", "Connections (TCP) or requests (HTTP) in flight", m.backend_active.clone());
-        r.register("backend_requests", "Requests or connections sent to the backend", m.backend_requests.clone());
-        r.register("backend_responses", "Responses from the backend by class", m.backend_responses.clone());
-        r.register("backend_sent_bytes", "Bytes sent to the backend", m.backend_bytes_out.clone());
-        r.register("backend_received_bytes", "Bytes received from the backend", m.backend_bytes_in.clone());
-        r.register("backend_failures", "Failed connects or exchanges", m.backend_failures.clone());
-        r.register("backend_ejections", "Ejections after failed real traffic", m.backend_ejections.clone());
+        r.register(
+            "backend_active",
+            "Connections (TCP) or requests (HTTP) in flight",
+            m.backend_active.clone(),
+        );
+        r.register(
+            "backend_requests",
+            "Requests or connections sent to the backend",
+            m.backend_requests.clone(),
+        );
+        r.register(
+            "backend_responses",
+            "Responses from the backend by class",
+            m.backend_responses.clone(),
+        );
+        r.register(
+            "backend_sent_bytes",
+            "Bytes sent to the backend",
+            m.backend_bytes_out.clone(),
+        );
+        r.register(
+            "backend_received_bytes",
+            "Bytes received from the backend",
+            m.backend_bytes_in.clone(),
+        );
+        r.register(
+            "backend_failures",
+            "Failed connects or exchanges",
+            m.backend_failures.clone(),
+        );
+        r.register(
+            "backend_ejections",
+            "Ejections after failed real traffic",
+            m.backend_ejections.clone(),
+        );
         r.register(
             "backend_response_seconds",
             "Request to response head from the backend",

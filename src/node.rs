@@ -65,7 +65,10 @@ pub struct RunningNode {
 
 /// Starts a node from `config`. `seed` overrides the seed file (the demo
 /// passes its configuration directly).
-pub async fn start(config: &NodeConfig, seed: Option<ClusterSpec>) -> Result<RunningNode, NodeError> {
+pub async fn start(
+    config: &NodeConfig,
+    seed: Option<ClusterSpec>,
+) -> Result<RunningNode, NodeError> {
     let members = config.members().map_err(|message| ConfigError::Invalid {
         path: "node.toml".into(),
         message,
@@ -85,15 +88,21 @@ pub async fn start(config: &NodeConfig, seed: Option<ClusterSpec>) -> Result<Run
     };
     if let Some(spec) = seed {
         served
-            .apply(Command::ApplyConfig { spec, if_version: None })
+            .apply(Command::ApplyConfig {
+                spec,
+                if_version: None,
+            })
             .map_err(NodeError::Seed)?;
     }
 
-    let admin_listener = admin::bind(config.admin_addr).await.map_err(|source| NodeError::Bind {
-        what: "admin_addr",
-        address: config.admin_addr,
-        source,
-    })?;
+    let admin_listener =
+        admin::bind(config.admin_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "admin_addr",
+                address: config.admin_addr,
+                source,
+            })?;
     let admin_state = Arc::new(AdminState {
         node_id: config.id,
         served: served.clone(),
@@ -101,11 +110,20 @@ pub async fn start(config: &NodeConfig, seed: Option<ClusterSpec>) -> Result<Run
         vip: config.vip.clone(),
     });
     let admin_stop = CancellationToken::new();
-    tokio::spawn(admin::serve(admin_listener, admin_state.clone(), admin_stop.clone()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        admin_stop.clone(),
+    ));
 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
-    let engine = Engine::new(served.table().clone(), config.serve_ip, shutdown.clone(), connections.clone());
+    let engine = Engine::new(
+        served.table().clone(),
+        config.serve_ip,
+        shutdown.clone(),
+        connections.clone(),
+    );
     tokio::spawn(engine.run());
     admin_state.ready.store(true, Ordering::Release);
     tracing::info!(
@@ -137,12 +155,19 @@ impl RunningNode {
             .map_err(|e| e.to_string())
             .and_then(|spec| {
                 self.served
-                    .apply(Command::ApplyConfig { spec, if_version: None })
+                    .apply(Command::ApplyConfig {
+                        spec,
+                        if_version: None,
+                    })
                     .map_err(|e| e.to_string())
             });
         match result {
-            Ok(version) => tracing::info!(version, path = %path.display(), "configuration reloaded"),
-            Err(error) => tracing::error!(%error, path = %path.display(), "reload refused; keeping the current configuration"),
+            Ok(version) => {
+                tracing::info!(version, path = %path.display(), "configuration reloaded")
+            }
+            Err(error) => {
+                tracing::error!(%error, path = %path.display(), "reload refused; keeping the current configuration")
+            }
         }
     }
 
@@ -152,8 +177,15 @@ impl RunningNode {
         self.shutdown.cancel();
         self.connections.close();
         let open = self.connections.len();
-        tracing::info!(open, grace_ms = self.grace.as_millis() as u64, "draining connections");
-        if tokio::time::timeout(self.grace, self.connections.wait()).await.is_err() {
+        tracing::info!(
+            open,
+            grace_ms = self.grace.as_millis() as u64,
+            "draining connections"
+        );
+        if tokio::time::timeout(self.grace, self.connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 cut = self.connections.len(),
                 "grace period over; cutting connections still open"

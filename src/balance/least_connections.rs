@@ -41,7 +41,8 @@ impl Balancer for LeastConnections {
             let better = match best {
                 None => true,
                 Some((b, load_b)) => {
-                    (load + 1) * u64::from(self.weights[b]) < (load_b + 1) * u64::from(self.weights[i])
+                    (load + 1) * u64::from(self.weights[b])
+                        < (load_b + 1) * u64::from(self.weights[i])
                 }
             };
             if better {
@@ -69,7 +70,11 @@ mod tests {
             let pick = {
                 let available = |_: usize| true;
                 let outstanding = |i: usize| active.borrow()[i];
-                let ctx = PickContext { available: &available, outstanding: &outstanding, key: 0 };
+                let ctx = PickContext {
+                    available: &available,
+                    outstanding: &outstanding,
+                    key: 0,
+                };
                 lc.pick(&ctx).expect("a backend")
             };
             counts[pick] += 1;
@@ -102,7 +107,11 @@ mod tests {
         let load = [5u64, 1, 3];
         let available = |_: usize| true;
         let outstanding = |i: usize| load[i];
-        let ctx = PickContext { available: &available, outstanding: &outstanding, key: 0 };
+        let ctx = PickContext {
+            available: &available,
+            outstanding: &outstanding,
+            key: 0,
+        };
         assert_eq!(lc.pick(&ctx), Some(1));
     }
 }

@@ -81,7 +81,10 @@ fn next_prime(from: usize) -> usize {
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// A stable 64-bit hash of `bytes`: FNV-1a with a murmur3 finalizer. Stable
@@ -115,7 +118,11 @@ mod tests {
     fn lookup(maglev: &Maglev, key: u64, down: Option<usize>) -> usize {
         let available = |i: usize| Some(i) != down;
         let outstanding = |_: usize| 0;
-        let ctx = PickContext { available: &available, outstanding: &outstanding, key };
+        let ctx = PickContext {
+            available: &available,
+            outstanding: &outstanding,
+            key,
+        };
         maglev.pick(&ctx).expect("a backend")
     }
 
@@ -125,7 +132,11 @@ mod tests {
     fn table_size_is_a_prime_of_at_least_100_per_backend() {
         for n in [1, 10, 77, 300] {
             let maglev = Maglev::new(&names(n), &vec![1; n]);
-            assert!(is_prime(maglev.size()) && maglev.size() >= 100 * n, "{}", maglev.size());
+            assert!(
+                is_prime(maglev.size()) && maglev.size() >= 100 * n,
+                "{}",
+                maglev.size()
+            );
         }
     }
 

@@ -44,7 +44,9 @@ pub fn build(algorithm: Algorithm, names: &[String], weights: &[u32]) -> Box<dyn
 
 /// The first available index at or after `start`, wrapping around `n`.
 fn first_available(start: usize, n: usize, ctx: &PickContext<'_>) -> Option<usize> {
-    (0..n).map(|k| (start + k) % n).find(|&i| (ctx.available)(i))
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| (ctx.available)(i))
 }
 
 #[cfg(test)]

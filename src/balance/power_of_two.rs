@@ -52,7 +52,11 @@ mod tests {
         let load = [100u64, 0];
         let available = |_: usize| true;
         let outstanding = |i: usize| load[i];
-        let ctx = PickContext { available: &available, outstanding: &outstanding, key: 0 };
+        let ctx = PickContext {
+            available: &available,
+            outstanding: &outstanding,
+            key: 0,
+        };
         let ones = (0..1000).filter(|_| p2c.pick(&ctx) == Some(1)).count();
         // Backend 0 wins only when both draws land on it: about a quarter.
         assert!((700..=800).contains(&ones), "{ones}");

@@ -47,11 +47,22 @@ mod tests {
         let rr = RoundRobin::new(3);
         let available = |i: usize| i != 1;
         let outstanding = |_: usize| 0;
-        let ctx = PickContext { available: &available, outstanding: &outstanding, key: 0 };
+        let ctx = PickContext {
+            available: &available,
+            outstanding: &outstanding,
+            key: 0,
+        };
         let picks: Vec<_> = (0..6).map(|_| rr.pick(&ctx)).collect();
-        assert!(picks.iter().all(|p| matches!(p, Some(0) | Some(2))), "{picks:?}");
+        assert!(
+            picks.iter().all(|p| matches!(p, Some(0) | Some(2))),
+            "{picks:?}"
+        );
         let none = |_: usize| false;
-        let ctx = PickContext { available: &none, outstanding: &outstanding, key: 0 };
+        let ctx = PickContext {
+            available: &none,
+            outstanding: &outstanding,
+            key: 0,
+        };
         assert_eq!(rr.pick(&ctx), None);
     }
 }

@@ -6,8 +6,8 @@ mod spec;
 
 pub use node_config::{ClusterBootstrap, NodeConfig, VipConfig, VipMode};
 pub use spec::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec,
-    PoolSpec, Protocol, RouteSpec,
+    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
+    Protocol, RouteSpec,
 };
 
 /// An error reading or parsing one of the operator's files.

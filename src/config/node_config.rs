@@ -180,6 +180,9 @@ address = "127.0.0.100"
     #[test]
     fn own_id_must_be_a_member() {
         let err = parse(&EXAMPLE.replace("id = 1", "id = 9")).expect_err("refused");
-        assert!(err.contains("cluster.members") && err.contains('9'), "{err}");
+        assert!(
+            err.contains("cluster.members") && err.contains('9'),
+            "{err}"
+        );
     }
 }

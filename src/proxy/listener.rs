@@ -57,7 +57,12 @@ impl Listener {
     }
 
     /// A listener for `frontend` that runs until `stop`.
-    pub fn new(frontend: String, protocol: Protocol, socket: TcpListener, stop: CancellationToken) -> Self {
+    pub fn new(
+        frontend: String,
+        protocol: Protocol,
+        socket: TcpListener,
+        stop: CancellationToken,
+    ) -> Self {
         Listener {
             frontend,
             protocol,

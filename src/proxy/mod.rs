@@ -87,9 +87,9 @@ impl Engine {
     fn reconcile(self: &Arc<Self>, running: &mut HashMap<String, Running>) -> bool {
         let table = self.table.load_full();
         running.retain(|name, listener| {
-            let keep = table
-                .frontend(name)
-                .is_some_and(|f| f.spec.port == listener.port && f.spec.protocol == listener.protocol);
+            let keep = table.frontend(name).is_some_and(|f| {
+                f.spec.port == listener.port && f.spec.protocol == listener.protocol
+            });
             if !keep {
                 tracing::info!(frontend = %name, port = listener.port, "closing listener");
                 listener.stop.cancel();
@@ -107,7 +107,8 @@ impl Engine {
                 Ok(socket) => {
                     let stop = self.shutdown.child_token();
                     tracing::info!(frontend = %name, %address, protocol = frontend.spec.protocol.as_str(), "listening");
-                    let listener = Listener::new(name.clone(), frontend.spec.protocol, socket, stop.clone());
+                    let listener =
+                        Listener::new(name.clone(), frontend.spec.protocol, socket, stop.clone());
                     tokio::spawn(listener.run(self.clone()));
                     running.insert(
                         name.clone(),

@@ -18,7 +18,12 @@ use crate::routing::now_ms;
 /// backend, connects (trying the next one when a connect fails, up to
 /// `retries` more), then relays until both sides are done or the
 /// connection has been idle for `idle_timeout_ms`.
-pub async fn serve(engine: &Engine, frontend: &str, mut client_stream: TcpStream, client: SocketAddr) {
+pub async fn serve(
+    engine: &Engine,
+    frontend: &str,
+    mut client_stream: TcpStream,
+    client: SocketAddr,
+) {
     let table = engine.table.load_full();
     let Some(front) = table.frontend(frontend) else {
         return;
@@ -42,7 +47,9 @@ pub async fn serve(engine: &Engine, frontend: &str, mut client_stream: TcpStream
         let backend = &pool.backends[index];
         match tokio::time::timeout(connect_timeout, TcpStream::connect(backend.address)).await {
             Ok(Ok(stream)) => break Some((backend, stream)),
-            Ok(Err(error)) => backend.runtime.record_failure(&format!("connect failed: {error}")),
+            Ok(Err(error)) => backend
+                .runtime
+                .record_failure(&format!("connect failed: {error}")),
             Err(_) => backend.runtime.record_failure("connect timed out"),
         }
     };
@@ -113,7 +120,11 @@ impl<S> Metered<'_, S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
@@ -126,7 +137,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut *self.inner).poll_write(cx, buf);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();

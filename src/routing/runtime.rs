@@ -93,7 +93,10 @@ impl BackendRuntime {
         if !self.is_healthy(now) {
             return; // already ejected; the other failures were in flight
         }
-        let streak = self.consecutive_ejections.fetch_add(1, Ordering::Relaxed).min(5);
+        let streak = self
+            .consecutive_ejections
+            .fetch_add(1, Ordering::Relaxed)
+            .min(5);
         let backoff = (FIRST_EJECTION * 2u32.pow(streak)).min(MAX_EJECTION);
         self.ejected_until_ms
             .store(now + backoff.as_millis() as u64, Ordering::Relaxed);

@@ -102,8 +102,9 @@ impl RoutingTable {
             for backend in &pool.backends {
                 let field = format!("pool[{}].backend[{}].address", pool.name, backend.address);
                 let address = parse_backend_address(&field, &backend.address)?;
-                let authority = Authority::try_from(address.to_string())
-                    .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
+                let authority = Authority::try_from(address.to_string()).map_err(|_| {
+                    StateError::invalid(field, &backend.address, "not an authority")
+                })?;
                 backends.push(Backend {
                     address,
                     authority,
@@ -115,7 +116,10 @@ impl RoutingTable {
             let names: Vec<String> = pool.backends.iter().map(|b| b.address.clone()).collect();
             let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
             let hash_key = match &pool.hash_key {
-                Some(key) => Some(parse_hash_key(&format!("pool[{}].hash_key", pool.name), key)?),
+                Some(key) => Some(parse_hash_key(
+                    &format!("pool[{}].hash_key", pool.name),
+                    key,
+                )?),
                 None => None,
             };
             pools.push(Pool {
@@ -140,11 +144,17 @@ impl RoutingTable {
                 routes.push(Route {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
-                    pool: pool_index(format!("frontend[{}].route[{i}].pool", frontend.name), &route.pool)?,
+                    pool: pool_index(
+                        format!("frontend[{}].route[{i}].pool", frontend.name),
+                        &route.pool,
+                    )?,
                 });
             }
             frontends.push(Frontend {
-                default_pool: pool_index(format!("frontend[{}].pool", frontend.name), &frontend.pool)?,
+                default_pool: pool_index(
+                    format!("frontend[{}].pool", frontend.name),
+                    &frontend.pool,
+                )?,
                 spec: frontend.clone(),
                 routes,
                 stats: runtimes.frontend(&frontend.name),
@@ -191,7 +201,11 @@ impl Frontend {
                     (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                     (Some(_), None) => false,
                 };
-                host_ok && route.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+                host_ok
+                    && route
+                        .path_prefix
+                        .as_deref()
+                        .is_none_or(|p| path.starts_with(p))
             })
             .map_or(self.default_pool, |route| route.pool)
     }
@@ -218,9 +232,8 @@ impl Pool {
             },
         };
         let outstanding = |i: usize| self.backends[i].runtime.active.get().max(0) as u64;
-        let eligible = |i: usize| {
-            self.backends[i].admin_state == AdminState::Active && !tried.contains(&i)
-        };
+        let eligible =
+            |i: usize| self.backends[i].admin_state == AdminState::Active && !tried.contains(&i);
         let healthy = |i: usize| eligible(i) && self.backends[i].runtime.is_healthy(now);
         let ctx = PickContext {
             available: &healthy,

@@ -37,7 +37,11 @@ pub enum StateError {
 
 impl StateError {
     /// An `Invalid` error for `field` holding `value`.
-    pub fn invalid(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl ToString,
+        reason: impl Into<String>,
+    ) -> Self {
         StateError::Invalid {
             field: field.into(),
             value: value.to_string(),

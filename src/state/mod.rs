@@ -41,7 +41,10 @@ impl ClusterState {
             _ => self.spec.clone(),
         };
         match command {
-            Command::ApplyConfig { spec: new, if_version } => {
+            Command::ApplyConfig {
+                spec: new,
+                if_version,
+            } => {
                 if let Some(expected) = if_version
                     && expected != self.version
                 {
@@ -164,7 +167,8 @@ hash_key = "header:X-User"
 
     #[test]
     fn route_to_unknown_pool_names_the_route() {
-        let (field, value) = invalid_field(apply(&BASE.replace("pool = \"api\"", "pool = \"nope\"")));
+        let (field, value) =
+            invalid_field(apply(&BASE.replace("pool = \"api\"", "pool = \"nope\"")));
         assert_eq!(field, "frontend[web].route[0].pool");
         assert_eq!(value, "nope");
     }
@@ -196,27 +200,41 @@ hash_key = "header:X-User"
     #[test]
     fn bad_hash_key_is_refused() {
         let (field, value) = invalid_field(apply(&BASE.replace("header:X-User", "url")));
-        assert_eq!((field.as_str(), value.as_str()), ("pool[api].hash_key", "url"));
+        assert_eq!(
+            (field.as_str(), value.as_str()),
+            ("pool[api].hash_key", "url")
+        );
     }
 
     #[test]
     fn duplicate_names_are_refused() {
         let dup_pool = format!("{BASE}\n[[pool]]\nname = \"web\"\n");
-        assert!(matches!(apply(&dup_pool), Err(StateError::AlreadyExists { what }) if what.contains("web")));
+        assert!(
+            matches!(apply(&dup_pool), Err(StateError::AlreadyExists { what }) if what.contains("web"))
+        );
         let dup_backend = BASE.replace("127.0.0.1:9002", "127.0.0.1:9001");
-        assert!(matches!(apply(&dup_backend), Err(StateError::AlreadyExists { what }) if what.contains("9001")));
+        assert!(
+            matches!(apply(&dup_backend), Err(StateError::AlreadyExists { what }) if what.contains("9001"))
+        );
     }
 
     #[test]
     fn two_frontends_on_one_port_are_refused() {
-        let text = format!("{BASE}\n[[frontend]]\nname = \"b\"\nport = 8080\nprotocol = \"tcp\"\npool = \"web\"\n");
+        let text = format!(
+            "{BASE}\n[[frontend]]\nname = \"b\"\nport = 8080\nprotocol = \"tcp\"\npool = \"web\"\n"
+        );
         let (field, value) = invalid_field(apply(&text));
-        assert_eq!((field.as_str(), value.as_str()), ("frontend[b].port", "8080"));
+        assert_eq!(
+            (field.as_str(), value.as_str()),
+            ("frontend[b].port", "8080")
+        );
     }
 
     #[test]
     fn routes_on_tcp_frontends_are_refused() {
-        let (field, _) = invalid_field(apply(&BASE.replace("protocol = \"http\"", "protocol = \"tcp\"")));
+        let (field, _) = invalid_field(apply(
+            &BASE.replace("protocol = \"http\"", "protocol = \"tcp\""),
+        ));
         assert_eq!(field, "frontend[web].route");
     }
 
@@ -238,7 +256,10 @@ hash_key = "header:X-User"
             },
         };
         assert_eq!(state.dispatch(add.clone()), Ok(2));
-        assert!(matches!(state.dispatch(add), Err(StateError::AlreadyExists { .. })));
+        assert!(matches!(
+            state.dispatch(add),
+            Err(StateError::AlreadyExists { .. })
+        ));
         state
             .dispatch(Command::SetAdminState {
                 pool: "web".into(),
@@ -246,7 +267,10 @@ hash_key = "header:X-User"
                 state: AdminState::Draining,
             })
             .expect("drain");
-        assert_eq!(state.spec.pools[0].backends[0].admin_state, AdminState::Draining);
+        assert_eq!(
+            state.spec.pools[0].backends[0].admin_state,
+            AdminState::Draining
+        );
         state
             .dispatch(Command::RemoveBackend {
                 pool: "web".into(),
@@ -272,19 +296,28 @@ hash_key = "header:X-User"
             address: "127.0.0.1:9001".into(),
             weight: 0,
         };
-        assert!(matches!(state.dispatch(bad_weight), Err(StateError::Invalid { .. })));
+        assert!(matches!(
+            state.dispatch(bad_weight),
+            Err(StateError::Invalid { .. })
+        ));
         let unknown = Command::RemoveBackend {
             pool: "nope".into(),
             address: "127.0.0.1:9001".into(),
         };
-        assert!(matches!(state.dispatch(unknown), Err(StateError::NotFound { .. })));
+        assert!(matches!(
+            state.dispatch(unknown),
+            Err(StateError::NotFound { .. })
+        ));
         let stale = Command::ApplyConfig {
             spec: ClusterSpec::default(),
             if_version: Some(7),
         };
         assert_eq!(
             state.dispatch(stale),
-            Err(StateError::VersionConflict { expected: 7, current: 1 })
+            Err(StateError::VersionConflict {
+                expected: 7,
+                current: 1
+            })
         );
         assert_eq!(state, before);
     }

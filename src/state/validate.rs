@@ -34,7 +34,11 @@ pub fn parse_hash_key(field: &str, value: &str) -> Result<HashKey, StateError> {
             .map_err(|_| StateError::invalid(field, value, "not a valid header name"));
     }
     if let Some(name) = value.strip_prefix("cookie:") {
-        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') {
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'=' && b != b';')
+        {
             return Ok(HashKey::Cookie(name.to_string()));
         }
         return Err(StateError::invalid(field, value, "not a valid cookie name"));
@@ -51,8 +55,16 @@ pub fn parse_hash_key(field: &str, value: &str) -> Result<HashKey, StateError> {
 pub fn parse_backend_address(field: &str, value: &str) -> Result<SocketAddr, StateError> {
     match value.parse::<SocketAddr>() {
         Ok(addr) if addr.port() != 0 => Ok(addr),
-        Ok(_) => Err(StateError::invalid(field, value, "port 0 is not a backend port")),
-        Err(_) => Err(StateError::invalid(field, value, "expected IP:PORT, e.g. 127.0.0.1:9001")),
+        Ok(_) => Err(StateError::invalid(
+            field,
+            value,
+            "port 0 is not a backend port",
+        )),
+        Err(_) => Err(StateError::invalid(
+            field,
+            value,
+            "expected IP:PORT, e.g. 127.0.0.1:9001",
+        )),
     }
 }
 
@@ -114,10 +126,18 @@ fn check_name(field: &str, name: &str) -> Result<(), StateError> {
 fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(), StateError> {
     let at = |field: &str| format!("frontend[{}].{field}", frontend.name);
     if frontend.port == 0 {
-        return Err(StateError::invalid(at("port"), 0, "port 0 cannot be listened on"));
+        return Err(StateError::invalid(
+            at("port"),
+            0,
+            "port 0 cannot be listened on",
+        ));
     }
     if !pools.contains(frontend.pool.as_str()) {
-        return Err(StateError::invalid(at("pool"), &frontend.pool, "no pool has this name"));
+        return Err(StateError::invalid(
+            at("pool"),
+            &frontend.pool,
+            "no pool has this name",
+        ));
     }
     if frontend.protocol == Protocol::Tcp && !frontend.routes.is_empty() {
         return Err(StateError::invalid(
@@ -129,7 +149,11 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
     for (i, route) in frontend.routes.iter().enumerate() {
         let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
         if !pools.contains(route.pool.as_str()) {
-            return Err(StateError::invalid(field("pool"), &route.pool, "no pool has this name"));
+            return Err(StateError::invalid(
+                field("pool"),
+                &route.pool,
+                "no pool has this name",
+            ));
         }
         if route.host.is_none() && route.path_prefix.is_none() {
             return Err(StateError::invalid(
@@ -141,16 +165,28 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
         if let Some(host) = &route.host
             && (host.is_empty() || host.contains(['/', ' ', ':']))
         {
-            return Err(StateError::invalid(field("host"), host, "expected a host name without port"));
+            return Err(StateError::invalid(
+                field("host"),
+                host,
+                "expected a host name without port",
+            ));
         }
         if let Some(prefix) = &route.path_prefix
             && !prefix.starts_with('/')
         {
-            return Err(StateError::invalid(field("path_prefix"), prefix, "must start with '/'"));
+            return Err(StateError::invalid(
+                field("path_prefix"),
+                prefix,
+                "must start with '/'",
+            ));
         }
     }
     if frontend.max_connections == 0 {
-        return Err(StateError::invalid(at("max_connections"), 0, "must be at least 1"));
+        return Err(StateError::invalid(
+            at("max_connections"),
+            0,
+            "must be at least 1",
+        ));
     }
     for (name, value) in [
         ("connect_timeout_ms", frontend.connect_timeout_ms),
@@ -163,7 +199,11 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
         }
     }
     if frontend.retries > 8 {
-        return Err(StateError::invalid(at("retries"), frontend.retries, "must be 0 to 8"));
+        return Err(StateError::invalid(
+            at("retries"),
+            frontend.retries,
+            "must be 0 to 8",
+        ));
     }
     Ok(())
 }
@@ -182,16 +222,28 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
             parse_hash_key(&at("hash_key"), key)?;
         }
         (Some(key), _) => {
-            return Err(StateError::invalid(at("hash_key"), key, "hash_key applies to maglev pools only"));
+            return Err(StateError::invalid(
+                at("hash_key"),
+                key,
+                "hash_key applies to maglev pools only",
+            ));
         }
         (None, _) => {}
     }
     let health = &pool.health;
     if !health.path.starts_with('/') {
-        return Err(StateError::invalid(at("health.path"), &health.path, "must start with '/'"));
+        return Err(StateError::invalid(
+            at("health.path"),
+            &health.path,
+            "must start with '/'",
+        ));
     }
     if !(10..=3_600_000).contains(&health.interval_ms) {
-        return Err(StateError::invalid(at("health.interval_ms"), health.interval_ms, "must be 10 ms to 1 h"));
+        return Err(StateError::invalid(
+            at("health.interval_ms"),
+            health.interval_ms,
+            "must be 10 ms to 1 h",
+        ));
     }
     if health.timeout_ms == 0 || health.timeout_ms > health.interval_ms {
         return Err(StateError::invalid(
@@ -229,6 +281,10 @@ pub fn check_weight(field: &str, weight: u32) -> Result<(), StateError> {
     if (1..=MAX_WEIGHT).contains(&weight) {
         Ok(())
     } else {
-        Err(StateError::invalid(field, weight, format!("weight must be 1 to {MAX_WEIGHT}")))
+        Err(StateError::invalid(
+            field,
+            weight,
+            format!("weight must be 1 to {MAX_WEIGHT}"),
+        ))
     }
 }

@@ -1,1 +1,9 @@
+//! Integration tests: real `raftlb` processes and real backends on
+//! 127.0.0.x loopback addresses.
 
+mod fixture;
+mod http_forwarding;
+mod lifecycle;
+mod malformed;
+mod streaming;
+mod tcp_forwarding;

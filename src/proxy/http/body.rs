@@ -89,7 +89,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         this.touched = true;
         let Some(body) = this.body.as_mut() else {
@@ -119,7 +122,11 @@ impl Body for UpstreamBody {
         match &self.body {
             None => SizeHint::with_exact(0),
             Some(body) => {
-                let first = body.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+                let first = body
+                    .first
+                    .as_ref()
+                    .and_then(|f| f.data_ref())
+                    .map_or(0, |d| d.len() as u64);
                 let rest = body.rest.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.lower() + first);
@@ -157,7 +164,11 @@ impl ResponseBody {
 
     /// Streams `body` from `backend`, whose in-flight count the caller
     /// raised; it is lowered when this body is dropped.
-    pub fn upstream(body: Incoming, frontend: Arc<FrontendStats>, backend: Arc<BackendRuntime>) -> Self {
+    pub fn upstream(
+        body: Incoming,
+        frontend: Arc<FrontendStats>,
+        backend: Arc<BackendRuntime>,
+    ) -> Self {
         ResponseBody::Upstream(UpstreamResponse {
             body,
             frontend,
@@ -176,7 +187,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(up) => {
@@ -201,7 +215,9 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Local(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Local(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             ResponseBody::Upstream(up) => up.body.size_hint(),
         }
     }

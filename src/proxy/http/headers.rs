@@ -88,10 +88,17 @@ pub fn check_request<B>(request: &Request<B>, max_uri: usize) -> Result<(), Refu
     if hosts == 0 && request.version() == Version::HTTP_11 {
         return Err(Refusal::BadRequest("HTTP/1.1 request without Host header"));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(Refusal::BadRequest("both Content-Length and Transfer-Encoding"));
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(Refusal::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
-    let target = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
     if target > max_uri {
         return Err(Refusal::UriTooLong);
     }
@@ -134,10 +141,16 @@ mod tests {
     #[test]
     fn removes_hop_by_hop_and_connection_named_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
@@ -162,10 +175,19 @@ mod tests {
             .header("host", "b")
             .body(())
             .expect("request");
-        assert!(matches!(check_request(&two_hosts, 100), Err(Refusal::BadRequest(_))));
+        assert!(matches!(
+            check_request(&two_hosts, 100),
+            Err(Refusal::BadRequest(_))
+        ));
         let no_host = Request::builder().body(()).expect("request");
-        assert!(matches!(check_request(&no_host, 100), Err(Refusal::BadRequest(_))));
-        let old = Request::builder().version(Version::HTTP_10).body(()).expect("request");
+        assert!(matches!(
+            check_request(&no_host, 100),
+            Err(Refusal::BadRequest(_))
+        ));
+        let old = Request::builder()
+            .version(Version::HTTP_10)
+            .body(())
+            .expect("request");
         assert_eq!(check_request(&old, 100), Ok(()));
         let long = Request::builder()
             .uri(format!("/{}", "a".repeat(200)))

@@ -13,7 +13,10 @@ pub fn error(status: StatusCode, detail: &str, close: bool) -> Response<Response
     let mut response = Response::new(ResponseBody::local(Bytes::from(text)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -3,6 +3,7 @@
 //! keep-alive client to a backend.
 
 mod body;
+mod framing_guard;
 mod headers;
 mod local_response;
 mod request;
@@ -10,6 +11,7 @@ mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -43,16 +45,22 @@ pub async fn serve(
         let Some(front) = table.frontend(frontend) else {
             return;
         };
-        (front.stats.clone(), Duration::from_millis(front.spec.header_timeout_ms))
+        (
+            front.stats.clone(),
+            Duration::from_millis(front.spec.header_timeout_ms),
+        )
     };
     stats.connections.inc();
     stats.active.inc();
+    let ambiguous = Arc::new(framing_guard::AmbiguousRequests::default());
     let handler = Arc::new(request::RequestHandler {
         engine: engine.clone(),
         frontend: frontend.into(),
         client,
         clients,
         header_timeout,
+        ambiguous: ambiguous.clone(),
+        requests: AtomicU64::new(0),
     });
     let service = service_fn(move |req| handler.clone().handle(req));
     let mut builder = http1::Builder::new();
@@ -61,10 +69,13 @@ pub async fn serve(
         // Also bounds how long an idle keep-alive client may wait before
         // starting its next request.
         .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(
+        TokioIo::new(framing_guard::FramingGuard::new(stream, ambiguous)),
+        service,
+    );
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,

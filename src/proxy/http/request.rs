@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -11,6 +12,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::body::{ClientBody, ResponseBody, UpstreamBody};
+use super::framing_guard::AmbiguousRequests;
 use super::headers::{self, Refusal};
 use super::{MAX_URI_BYTES, UpstreamClients, local_response};
 use crate::proxy::Engine;
@@ -27,6 +29,10 @@ pub struct RequestHandler {
     pub(super) client: SocketAddr,
     pub(super) clients: UpstreamClients,
     pub(super) header_timeout: Duration,
+    /// Requests of this connection seen to carry both framings.
+    pub(super) ambiguous: Arc<AmbiguousRequests>,
+    /// Requests handled on this connection so far.
+    pub(super) requests: AtomicU64,
 }
 
 /// The parts of a request that every attempt reuses.
@@ -40,29 +46,60 @@ struct Outgoing {
 impl RequestHandler {
     /// hyper's entry point; never fails, since every error becomes a
     /// response.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let table = self.engine.table.load_full();
         let Some(frontend) = table.frontend(&self.frontend) else {
             // The frontend was removed while this connection was open.
-            return Ok(local_response::error(StatusCode::SERVICE_UNAVAILABLE, "frontend removed", true));
+            return Ok(local_response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "frontend removed",
+                true,
+            ));
         };
         frontend.stats.requests.inc();
-        let response = self.forward(&table, frontend, request).await;
+        let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let response = if self.ambiguous.is_ambiguous(number) {
+            local_response::error(
+                StatusCode::BAD_REQUEST,
+                "both Content-Length and Transfer-Encoding",
+                true,
+            )
+        } else {
+            self.forward(&table, frontend, request).await
+        };
         frontend.stats.count_response(response.status().as_u16());
-        frontend.stats.duration.observe(started.elapsed().as_secs_f64());
+        frontend
+            .stats
+            .duration
+            .observe(started.elapsed().as_secs_f64());
         Ok(response)
     }
 
-    async fn forward(&self, table: &RoutingTable, frontend: &Frontend, request: Request<Incoming>) -> Response<ResponseBody> {
+    async fn forward(
+        &self,
+        table: &RoutingTable,
+        frontend: &Frontend,
+        request: Request<Incoming>,
+    ) -> Response<ResponseBody> {
         match headers::check_request(&request, MAX_URI_BYTES) {
             Ok(()) => {}
-            Err(Refusal::BadRequest(why)) => return local_response::error(StatusCode::BAD_REQUEST, why, true),
+            Err(Refusal::BadRequest(why)) => {
+                return local_response::error(StatusCode::BAD_REQUEST, why, true);
+            }
             Err(Refusal::UriTooLong) => {
-                return local_response::error(StatusCode::URI_TOO_LONG, "request target too long", true);
+                return local_response::error(
+                    StatusCode::URI_TOO_LONG,
+                    "request target too long",
+                    true,
+                );
             }
         }
-        let pool = table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
+        let pool =
+            table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
         let (parts, body) = request.into_parts();
         let body = if http_body::Body::is_end_stream(&body) {
@@ -72,10 +109,18 @@ impl RequestHandler {
                 Ok(Ok(body)) => body,
                 Ok(Err(error)) => {
                     tracing::debug!(client = %self.client, %error, "malformed request body");
-                    return local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true);
+                    return local_response::error(
+                        StatusCode::BAD_REQUEST,
+                        "malformed request body",
+                        true,
+                    );
                 }
                 Err(_) => {
-                    return local_response::error(StatusCode::REQUEST_TIMEOUT, "request body not received", true);
+                    return local_response::error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received",
+                        true,
+                    );
                 }
             }
         };
@@ -101,7 +146,13 @@ impl RequestHandler {
     /// when the failed attempt never connected (nothing reached the
     /// backend), or when the method is idempotent and the body can be sent
     /// again whole.
-    async fn send(&self, frontend: &Frontend, pool: &Pool, key: Option<&[u8]>, mut outgoing: Outgoing) -> Response<ResponseBody> {
+    async fn send(
+        &self,
+        frontend: &Frontend,
+        pool: &Pool,
+        key: Option<&[u8]>,
+        mut outgoing: Outgoing,
+    ) -> Response<ResponseBody> {
         let client = self.clients.get(frontend.spec.connect_timeout_ms);
         let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
@@ -116,7 +167,8 @@ impl RequestHandler {
             let runtime = backend.runtime.clone();
             let (body, reclaim) = match outgoing.body.take() {
                 Some(body) => {
-                    let (body, rx) = UpstreamBody::attempt(body, frontend.stats.clone(), runtime.clone());
+                    let (body, rx) =
+                        UpstreamBody::attempt(body, frontend.stats.clone(), runtime.clone());
                     (body, Some(rx))
                 }
                 None => (UpstreamBody::empty(), None),
@@ -149,25 +201,41 @@ impl RequestHandler {
                 Err(_) => {
                     runtime.active.dec();
                     runtime.record_failure("response timed out");
-                    return local_response::error(StatusCode::GATEWAY_TIMEOUT, "backend did not answer in time", false);
+                    return local_response::error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "backend did not answer in time",
+                        false,
+                    );
                 }
             };
             runtime.active.dec();
             let connect_failed = error.is_connect();
-            runtime.record_failure(if connect_failed { "connect failed" } else { "request failed" });
+            runtime.record_failure(if connect_failed {
+                "connect failed"
+            } else {
+                "request failed"
+            });
             tracing::debug!(backend = %backend.address, error = ?error, "backend attempt failed");
             let had_body = reclaim.is_some();
             outgoing.body = reclaim.and_then(|mut rx| rx.try_recv().ok());
             let body_intact = !had_body || outgoing.body.is_some();
             let safe = body_intact && (connect_failed || is_idempotent(&outgoing.method));
-            failure = Some(if connect_failed { "no backend accepted the connection" } else { "backend connection failed" });
+            failure = Some(if connect_failed {
+                "no backend accepted the connection"
+            } else {
+                "backend connection failed"
+            });
             if !safe {
                 break;
             }
         }
         match failure {
             Some(detail) => local_response::error(StatusCode::BAD_GATEWAY, detail, false),
-            None => local_response::error(StatusCode::SERVICE_UNAVAILABLE, "no backend available", false),
+            None => local_response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no backend available",
+                false,
+            ),
         }
     }
 }

@@ -35,7 +35,8 @@ impl UpstreamClients {
             return current.1.clone();
         }
         let client = build(connect_timeout_ms);
-        self.current.store(Some(Arc::new((connect_timeout_ms, client.clone()))));
+        self.current
+            .store(Some(Arc::new((connect_timeout_ms, client.clone()))));
         client
     }
 }

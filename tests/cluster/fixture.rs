@@ -1,0 +1,523 @@
+//! Test fixtures: real `raftlb` processes, real backends, unique loopback
+//! addresses so tests run in parallel.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A loopback address no other test in this run uses.
+pub fn unique_ip() -> IpAddr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let second = 20 + (std::process::id() % 200) as u8;
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        second,
+        (n / 250) as u8,
+        (n % 250) as u8 + 2,
+    ))
+}
+
+/// Polls `check` every 20 ms until it is true or `within` passes.
+pub async fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// How a test HTTP backend answers.
+#[derive(Clone, Default)]
+pub struct BackendBehaviour {
+    /// Delay before answering.
+    pub delay: Duration,
+}
+
+/// What a test HTTP backend saw of one request.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: hyper::HeaderMap,
+    pub body_bytes: u64,
+}
+
+/// An HTTP backend that names itself in every answer (`x-backend` header
+/// and body), consumes request bodies in a stream and reports their size,
+/// and records what it saw.
+pub struct HttpBackend {
+    pub address: SocketAddr,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    stop: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl HttpBackend {
+    pub async fn start(name: &str, ip: IpAddr) -> HttpBackend {
+        Self::start_with(name, ip, BackendBehaviour::default()).await
+    }
+
+    pub async fn start_with(name: &str, ip: IpAddr, behaviour: BackendBehaviour) -> HttpBackend {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
+        let address = listener.local_addr().expect("backend address");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let name_owned = name.to_string();
+        {
+            let (seen, stop, connections) = (seen.clone(), stop.clone(), connections.clone());
+            tokio::spawn(async move {
+                loop {
+                    let stream = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                        () = stop.cancelled() => return, // drops the listener: connects are refused
+                    };
+                    let (seen, name, behaviour, stop) = (
+                        seen.clone(),
+                        name_owned.clone(),
+                        behaviour.clone(),
+                        stop.clone(),
+                    );
+                    connections.spawn(async move {
+                        let service = service_fn(move |request: Request<Incoming>| {
+                            let (seen, name, behaviour) =
+                                (seen.clone(), name.clone(), behaviour.clone());
+                            async move {
+                                Ok::<_, Infallible>(answer(request, &name, &behaviour, &seen).await)
+                            }
+                        });
+                        let connection =
+                            http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = connection => {}
+                            () = stop.cancelled() => {} // drops the connection: like a killed process
+                        }
+                    });
+                }
+            });
+        }
+        HttpBackend {
+            address,
+            seen,
+            stop,
+            connections,
+        }
+    }
+
+    /// Stops like a killed process: the port refuses connects and open
+    /// connections are reset.
+    pub async fn kill(&self) {
+        self.stop.cancel();
+        self.connections.close();
+        self.connections.wait().await;
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("seen").len()
+    }
+}
+
+impl Drop for HttpBackend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    name: &str,
+    behaviour: &BackendBehaviour,
+    seen: &Mutex<Vec<SeenRequest>>,
+) -> Response<Full<Bytes>> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let headers = request.headers().clone();
+    let mut body = request.into_body();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => body_bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    seen.lock().expect("seen").push(SeenRequest {
+        method: method.clone(),
+        path: path.clone(),
+        headers,
+        body_bytes,
+    });
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
+    let mut response = Response::new(Full::new(Bytes::from(format!(
+        "{name} {method} {path} {body_bytes}\n"
+    ))));
+    response
+        .headers_mut()
+        .insert("x-backend", name.parse().expect("header value"));
+    response
+        .headers_mut()
+        .insert("keep-alive", "timeout=5".parse().expect("header value"));
+    response
+}
+
+/// A TCP backend: greets with its name and a newline, then echoes until
+/// the client half-closes, then writes `bytes N` and closes.
+pub struct TcpBackend {
+    pub address: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl TcpBackend {
+    pub async fn start(name: &str, ip: IpAddr) -> TcpBackend {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind tcp backend");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let name = name.to_string();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    () = token.cancelled() => return,
+                };
+                let greeting = format!("{name}\n");
+                tokio::spawn(async move {
+                    if stream.write_all(greeting.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut total = 0u64;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                total += n as u64;
+                                if stream.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = stream
+                        .write_all(format!("bytes {total}\n").as_bytes())
+                        .await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        TcpBackend { address, stop }
+    }
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A `raftlb node` process with its own folder, config and log.
+pub struct Node {
+    pub ip: IpAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+static DIRS: AtomicU64 = AtomicU64::new(0);
+
+impl Node {
+    /// Starts a single-node cluster serving `cluster_toml` and waits until
+    /// it is ready.
+    pub async fn start(cluster_toml: &str) -> Node {
+        let ip = unique_ip();
+        let dir = std::env::temp_dir().join(format!(
+            "raftlb-test-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let admin = SocketAddr::new(ip, 7300);
+        let node_toml = format!(
+            r#"id = 1
+raft_addr  = "{ip}:7100"
+api_addr   = "{ip}:7200"
+admin_addr = "{admin}"
+serve_ip   = "{ip}"
+data_dir   = "data"
+shutdown_grace_ms = 5000
+
+[cluster]
+members = {{ 1 = "{ip}:7100" }}
+seed    = "cluster.toml"
+"#
+        );
+        std::fs::write(dir.join("node.toml"), node_toml).expect("node.toml");
+        std::fs::write(dir.join("cluster.toml"), cluster_toml).expect("cluster.toml");
+        let log = dir.join("node.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+            .args(["node", "--config"])
+            .arg(dir.join("node.toml"))
+            .env("RUST_LOG", "info,raftlb=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn raftlb");
+        let node = Node {
+            ip,
+            admin,
+            dir,
+            child: Some(child),
+            log,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            node.admin_get("/readyz")
+                .is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+        if !ready {
+            node.dump_log();
+            panic!("node did not become ready");
+        }
+        node
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `http://ip:port` of a frontend port.
+    pub fn url(&self, port: u16, path: &str) -> String {
+        format!("http://{}:{port}{path}", self.ip)
+    }
+
+    pub fn frontend(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, port)
+    }
+
+    /// A blocking GET on the admin endpoint: status and body.
+    pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream =
+            TcpStream::connect_timeout(&self.admin, Duration::from_millis(500)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
+    }
+
+    /// `/status` parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (_, body) = self.admin_get("/status").expect("status");
+        serde_json::from_str(&body).expect("status json")
+    }
+
+    /// The value of one metric series, e.g. `raftlb_backend_failures_total{pool="web",backend="…"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.admin_get("/metrics")?;
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// Replaces cluster.toml and sends SIGHUP; waits for the new version.
+    pub async fn reload(&self, cluster_toml: &str) {
+        let before = self.status()["config_version"].as_u64().expect("version");
+        std::fs::write(self.dir.join("cluster.toml"), cluster_toml).expect("cluster.toml");
+        self.signal("HUP");
+        let reloaded = wait_until(Duration::from_secs(10), || {
+            self.status()["config_version"].as_u64() > Some(before)
+        })
+        .await;
+        if !reloaded {
+            self.dump_log();
+            panic!("reload not applied");
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("wait")
+            {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A field of /proc/PID/status in kB, e.g. `VmRSS` or `VmHWM`.
+    pub fn memory_kb(&self, field: &str) -> u64 {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .expect("memory field")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn dump_log(&self) {
+        eprintln!(
+            "----- node log ({}) -----\n{}\n-----",
+            self.log.display(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_log();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A keep-alive HTTP client for tests.
+pub fn client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+}
+
+/// A GET through `client`: status, `x-backend` and body.
+pub async fn get(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let mut builder = Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(Bytes::new())).expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let status = response.status();
+    let backend = response
+        .headers()
+        .get("x-backend")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, backend, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes
+/// it (or 5 s pass): what came back, and whether the server closed.
+pub async fn raw_exchange(address: SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+/// A cluster.toml with one frontend over the given backends.
+pub fn one_frontend(
+    protocol: &str,
+    port: u16,
+    algorithm: &str,
+    backends: &[SocketAddr],
+    extra: &str,
+) -> String {
+    let mut text = format!(
+        "[[frontend]]\nname = \"front\"\nport = {port}\nprotocol = \"{protocol}\"\npool = \"pool\"\n{extra}\n\n\
+         [[pool]]\nname = \"pool\"\nalgorithm = \"{algorithm}\"\n"
+    );
+    for backend in backends {
+        text.push_str(&format!("  [[pool.backend]]\n  address = \"{backend}\"\n"));
+    }
+    text
+}

@@ -1,0 +1,260 @@
+//! L7: balancing, routing, forwarding headers and failover between backends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
+
+use crate::fixture::*;
+
+#[tokio::test]
+async fn round_robin_spreads_requests_and_sets_forwarding_headers() {
+    let ip = unique_ip();
+    let backends = [
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+        HttpBackend::start("c", ip).await,
+    ];
+    let addresses: Vec<_> = backends.iter().map(|b| b.address).collect();
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &addresses, "")).await;
+    let client = client();
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    for _ in 0..30 {
+        let (status, backend, body) = get(
+            &client,
+            &node.url(8080, "/hello"),
+            &[
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "secret"),
+                ("x-forwarded-for", "10.9.9.9"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.starts_with(&backend),
+            "the body names the answering backend: {body}"
+        );
+        *answered.entry(backend).or_default() += 1;
+    }
+    assert_eq!(answered.get("a"), Some(&10), "{answered:?}");
+    assert_eq!(answered.get("b"), Some(&10), "{answered:?}");
+    assert_eq!(answered.get("c"), Some(&10), "{answered:?}");
+
+    let seen = &backends[0].requests()[0];
+    assert_eq!(seen.path, "/hello");
+    let header = |name: &str| {
+        seen.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header("x-forwarded-for"),
+        Some("10.9.9.9, 127.0.0.1".to_string())
+    );
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        header("x-forwarded-host"),
+        Some(format!("{}:8080", node.ip))
+    );
+    assert_eq!(
+        header("x-private"),
+        None,
+        "a header named in Connection must not be forwarded"
+    );
+    assert_eq!(header("connection"), None);
+
+    let status = node.status();
+    assert_eq!(status["config_version"], 1);
+    assert_eq!(status["backends"].as_array().map(Vec::len), Some(3));
+    let requests = node.metric("raftlb_frontend_requests_total{frontend=\"front\"}");
+    assert_eq!(requests, Some(30.0));
+    let two_xx = node.metric("raftlb_frontend_responses_total{frontend=\"front\",class=\"2xx\"}");
+    assert_eq!(two_xx, Some(30.0));
+}
+
+#[tokio::test]
+async fn routes_by_host_and_path_prefix() {
+    let ip = unique_ip();
+    let web = HttpBackend::start("web", ip).await;
+    let api = HttpBackend::start("api", ip).await;
+    let assets = HttpBackend::start("assets", ip).await;
+    let text = format!(
+        r#"
+[[frontend]]
+name = "front"
+port = 8080
+protocol = "http"
+pool = "web"
+  [[frontend.route]]
+  host = "api.example.com"
+  path_prefix = "/v1/"
+  pool = "api"
+  [[frontend.route]]
+  path_prefix = "/static/"
+  pool = "assets"
+[[pool]]
+name = "web"
+  [[pool.backend]]
+  address = "{}"
+[[pool]]
+name = "api"
+  [[pool.backend]]
+  address = "{}"
+[[pool]]
+name = "assets"
+  [[pool.backend]]
+  address = "{}"
+"#,
+        web.address, api.address, assets.address
+    );
+    let node = Node::start(&text).await;
+    let client = client();
+    let cases = [
+        ("API.example.com:8080", "/v1/users", "api"),
+        ("api.example.com", "/v2/users", "web"),
+        ("www.example.com", "/v1/users", "web"),
+        ("www.example.com", "/static/app.js", "assets"),
+        ("api.example.com", "/static/app.js", "assets"),
+    ];
+    for (host, path, expected) in cases {
+        let (status, backend, _) = get(&client, &node.url(8080, path), &[("host", host)]).await;
+        assert_eq!(
+            (status, backend.as_str()),
+            (StatusCode::OK, expected),
+            "{host}{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn maglev_keeps_a_header_key_on_one_backend() {
+    let ip = unique_ip();
+    let backends = [
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+        HttpBackend::start("c", ip).await,
+    ];
+    let addresses: Vec<_> = backends.iter().map(|b| b.address).collect();
+    let text = one_frontend("http", 8080, "maglev", &addresses, "").replace(
+        "algorithm = \"maglev\"",
+        "algorithm = \"maglev\"\nhash_key = \"header:x-user\"",
+    );
+    let node = Node::start(&text).await;
+    let client = client();
+    let mut users_per_backend: HashMap<String, usize> = HashMap::new();
+    for user in 0..30 {
+        let user = format!("user-{user}");
+        let (_, first, _) = get(&client, &node.url(8080, "/"), &[("x-user", &user)]).await;
+        for _ in 0..3 {
+            let (_, again, _) = get(&client, &node.url(8080, "/"), &[("x-user", &user)]).await;
+            assert_eq!(again, first, "{user} moved");
+        }
+        *users_per_backend.entry(first).or_default() += 1;
+    }
+    assert_eq!(
+        users_per_backend.len(),
+        3,
+        "keys spread over all backends: {users_per_backend:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_backend_gets_no_new_requests_and_no_client_request_fails() {
+    let ip = unique_ip();
+    let backends = [
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+        HttpBackend::start("c", ip).await,
+    ];
+    let addresses: Vec<_> = backends.iter().map(|b| b.address).collect();
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &addresses, "")).await;
+    let client = client();
+    for _ in 0..30 {
+        assert_eq!(
+            get(&client, &node.url(8080, "/"), &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    backends[1].kill().await;
+    let served_before_kill = backends[1].count();
+    // GETs and POSTs both survive: a refused connect never reached the
+    // backend, so even a POST is safe to send elsewhere.
+    for i in 0..200 {
+        if i % 2 == 0 {
+            let (status, backend, body) = get(&client, &node.url(8080, "/"), &[]).await;
+            assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+            assert_ne!(backend, "b");
+        } else {
+            let request = Request::post(node.url(8080, "/form"))
+                .body(Full::new(Bytes::from_static(b"field=1")))
+                .expect("request");
+            let response = client.request(request).await.expect("response");
+            assert_eq!(response.status(), StatusCode::OK, "request {i}");
+        }
+    }
+    assert_eq!(backends[1].count(), served_before_kill);
+    let posts: Vec<_> = [&backends[0], &backends[2]]
+        .iter()
+        .flat_map(|b| b.requests())
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 100, "every POST arrived exactly once");
+    assert!(
+        posts.iter().all(|r| r.body_bytes == 7),
+        "POST bodies arrived whole"
+    );
+    let failures = node
+        .metric(&format!(
+            "raftlb_backend_failures_total{{pool=\"pool\",backend=\"{}\"}}",
+            backends[1].address
+        ))
+        .expect("failure metric");
+    // One failure ejects it; only after the back-off is it tried again.
+    assert!(
+        (1.0..=3.0).contains(&failures),
+        "{failures} attempts reached the dead backend"
+    );
+    let status = node.status();
+    let dead = status["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["address"] == backends[1].address.to_string())
+        .expect("dead backend in status")
+        .clone();
+    assert_eq!(dead["health"], "ejected", "{dead}");
+}
+
+#[tokio::test]
+async fn no_backend_gives_503_and_slow_backend_gives_504() {
+    let ip = unique_ip();
+    let slow = HttpBackend::start_with(
+        "slow",
+        ip,
+        BackendBehaviour {
+            delay: Duration::from_secs(3),
+        },
+    )
+    .await;
+    let text = format!(
+        "{}\n[[pool]]\nname = \"empty\"\n\n[[frontend]]\nname = \"nothing\"\nport = 8081\nprotocol = \"http\"\npool = \"empty\"\n",
+        one_frontend(
+            "http",
+            8080,
+            "round_robin",
+            &[slow.address],
+            "response_timeout_ms = 300\nretries = 0"
+        )
+    );
+    let node = Node::start(&text).await;
+    let client = client();
+    let (status, _, body) = get(&client, &node.url(8081, "/"), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.starts_with("503 Service Unavailable"), "{body}");
+    let (status, _, body) = get(&client, &node.url(8080, "/"), &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+}
