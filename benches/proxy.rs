@@ -109,9 +109,10 @@ async fn load(target: SocketAddr, options: &Options) -> Measurement {
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(target).await.expect("connect");
             stream.set_nodelay(true).expect("nodelay");
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
             tokio::spawn(connection);
             let mut latencies = Vec::with_capacity(per_connection);
             for _ in 0..per_connection {
@@ -158,13 +159,17 @@ async fn start_backend() -> SocketAddr {
         runtime.block_on(async move {
             let listener = TcpListener::from_std(std_listener).expect("listener");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
