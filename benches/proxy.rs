@@ -196,7 +196,7 @@ async fn start_node(dir: &std::path::Path, backend: SocketAddr) -> Child {
         ),
     )
     .expect("cluster.toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
         .args(["node", "--config"])
         .arg(dir.join("node.toml"))
         .env("RUST_LOG", "warn")
@@ -210,5 +210,7 @@ async fn start_node(dir: &std::path::Path, backend: SocketAddr) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("raftlb did not start");
 }
