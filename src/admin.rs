@@ -18,14 +18,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::VipConfig;
-use crate::served::ServedConfig;
+use crate::control::ClusterControl;
 
 /// What the admin endpoint reports about its node.
 pub struct AdminState {
-    /// This node's id.
-    pub node_id: u64,
-    /// The served configuration.
-    pub served: Arc<ServedConfig>,
+    /// The node's handle on the cluster.
+    pub control: Arc<ClusterControl>,
     /// Set once the node serves the committed configuration.
     pub ready: AtomicBool,
     /// The VIP settings.
@@ -73,7 +71,8 @@ struct BackendStatus {
 impl AdminState {
     /// The node's status now.
     pub fn status(&self) -> Status {
-        let table = self.served.table().load_full();
+        let cluster = self.control.status();
+        let table = self.control.served.table().load_full();
         let frontends = table
             .frontends
             .iter()
@@ -99,12 +98,11 @@ impl AdminState {
             })
             .collect();
         Status {
-            id: self.node_id,
-            // A single-node cluster leads itself; Raft fills these in later.
-            role: "leader",
-            leader: Some(self.node_id),
-            term: 0,
-            applied_index: table.version,
+            id: cluster.id,
+            role: cluster.role,
+            leader: cluster.leader,
+            term: cluster.term,
+            applied_index: cluster.applied_index,
             config_version: table.version,
             vip: VipStatus {
                 address: self.vip.address.map(|a| a.to_string()),
@@ -166,7 +164,7 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         },
         "/metrics" => with_type(
             StatusCode::OK,
-            admin.served.metrics().encode(),
+            admin.control.served.metrics().encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/" => with_type(

@@ -71,6 +71,7 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
             seed: None,
         },
         vip: VipConfig::default(),
+        raft: Default::default(),
     };
     let spec = demo_spec(options.port, backends);
     let node = node::start(&config, Some(spec)).await?;

@@ -24,12 +24,16 @@
 //! picks and forwards.
 
 pub mod admin;
+pub mod api;
 pub mod balance;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod metrics;
 pub mod node;
+pub mod proto;
 pub mod proxy;
+pub mod raft;
 pub mod routing;
 pub mod served;
 pub mod state;

@@ -1,21 +1,36 @@
-//! One balancer node: wires the served configuration, the forwarding
-//! engine and the admin endpoint together, and runs them until a signal.
+//! One balancer node: opens its sled data, starts Raft, the peer and control
+//! gRPC servers, the forwarding engine and the admin endpoint, bootstraps
+//! the cluster when its data is fresh, and runs until a signal.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use openraft::{ServerState, SnapshotPolicy};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminState};
+use crate::api::ControlApi;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, read_toml};
+use crate::control::ClusterControl;
 use crate::metrics::Metrics;
 use crate::proxy::Engine;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
+use crate::raft::peer_service::PeerService;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
-use crate::state::{Command, StateError};
+use crate::state::Command;
+
+/// sled's page cache; the default (1 GiB) is far more than a
+/// configuration store needs.
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +38,6 @@ pub enum NodeError {
     /// A configuration file is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The seed configuration was refused.
-    #[error("seed configuration refused: {0}")]
-    Seed(StateError),
-    /// More than one member was configured.
-    #[error(
-        "cluster.members lists {0} nodes, but this build runs single-node clusters only; \
-         multi-node Raft clusters arrive in the next release"
-    )]
-    MultiNode(usize),
     /// An address could not be bound.
     #[error("cannot listen on {what} {address}: {source}")]
     Bind {
@@ -42,24 +48,27 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The data directory could not be created.
-    #[error("cannot create data dir {path}: {source}")]
+    /// The data directory could not be opened.
+    #[error("cannot open data dir {path}: {message}")]
     DataDir {
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// What went wrong.
+        message: String,
     },
+    /// Raft could not start.
+    #[error("cannot start raft: {0}")]
+    Raft(String),
 }
 
-/// A started node; dropping it does not stop it, [`RunningNode::shutdown`] does.
+/// A started node.
 pub struct RunningNode {
-    /// The served configuration.
-    pub served: Arc<ServedConfig>,
+    /// The node's handle on the cluster.
+    pub control: Arc<ClusterControl>,
     seed_path: Option<PathBuf>,
     shutdown: CancellationToken,
     connections: TaskTracker,
-    admin_stop: CancellationToken,
+    servers: CancellationToken,
     grace: Duration,
 }
 
@@ -73,49 +82,40 @@ pub async fn start(
         path: "node.toml".into(),
         message,
     })?;
-    if members.len() > 1 {
-        return Err(NodeError::MultiNode(members.len()));
-    }
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
-    let served = Arc::new(ServedConfig::new(Arc::new(Metrics::new())));
     let seed = match (seed, &config.cluster.seed) {
         (Some(spec), _) => Some(spec),
         (None, Some(path)) => Some(read_toml::<ClusterSpec>(path)?),
         (None, None) => None,
     };
-    if let Some(spec) = seed {
-        served
-            .apply(Command::ApplyConfig {
-                spec,
-                if_version: None,
-            })
-            .map_err(NodeError::Seed)?;
+    if let Some(spec) = &seed {
+        // A seed that can never be committed is a start-up error, not a
+        // surprise after the cluster forms.
+        crate::state::validate(spec).map_err(|e| ConfigError::Invalid {
+            path: config
+                .cluster
+                .seed
+                .as_ref()
+                .map_or("seed".into(), |p| p.display().to_string()),
+            message: e.to_string(),
+        })?;
     }
+    let data_error = |message: String| NodeError::DataDir {
+        path: config.data_dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+    let db = sled::Config::new()
+        .path(config.data_dir.join("raftlb.sled"))
+        .cache_capacity(SLED_CACHE_BYTES)
+        .open()
+        .map_err(|e| data_error(e.to_string()))?;
 
-    let admin_listener =
-        admin::bind(config.admin_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: "admin_addr",
-                address: config.admin_addr,
-                source,
-            })?;
-    let admin_state = Arc::new(AdminState {
-        node_id: config.id,
-        served: served.clone(),
-        ready: false.into(),
-        vip: config.vip.clone(),
-    });
-    let admin_stop = CancellationToken::new();
-    tokio::spawn(admin::serve(
-        admin_listener,
-        admin_state.clone(),
-        admin_stop.clone(),
-    ));
+    let served = Arc::new(ServedConfig::new(Arc::new(Metrics::new())));
+    let log_store = LogStore::open(&db).map_err(|e| data_error(e.to_string()))?;
+    let state_machine =
+        StateMachine::open(&db, served.clone()).map_err(|e| data_error(e.to_string()))?;
 
+    // Forward at once by whatever configuration this node last applied.
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
     let engine = Engine::new(
@@ -125,43 +125,234 @@ pub async fn start(
         connections.clone(),
     );
     tokio::spawn(engine.run());
-    admin_state.ready.store(true, Ordering::Release);
+
+    let raft_config = openraft::Config {
+        cluster_name: "raftlb".into(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: config.raft.election_timeout_min_ms,
+        election_timeout_max: config.raft.election_timeout_max_ms,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.raft.keep_logs_after_snapshot,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        PeerNetwork::default(),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let control = Arc::new(ClusterControl {
+        id: config.id,
+        raft: raft.clone(),
+        served: served.clone(),
+    });
+
+    let servers = CancellationToken::new();
+    let peer_incoming = TcpIncoming::bind(config.raft_addr)
+        .map_err(|source| NodeError::Bind {
+            what: "raft_addr",
+            address: config.raft_addr,
+            source,
+        })?
+        .with_nodelay(Some(true));
+    let api_incoming = TcpIncoming::bind(config.api_addr)
+        .map_err(|source| NodeError::Bind {
+            what: "api_addr",
+            address: config.api_addr,
+            source,
+        })?
+        .with_nodelay(Some(true));
+    let admin_listener =
+        admin::bind(config.admin_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "admin_addr",
+                address: config.admin_addr,
+                source,
+            })?;
+    let stop = servers.clone();
+    let peer = PeerService::server(control.clone());
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(peer)
+            .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "peer server failed");
+        }
+    });
+    let stop = servers.clone();
+    let api = ControlApi::server(control.clone());
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(api)
+            .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "control API server failed");
+        }
+    });
+    let admin_state = Arc::new(AdminState {
+        control: control.clone(),
+        ready: false.into(),
+        vip: config.vip.clone(),
+    });
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        servers.clone(),
+    ));
+
+    bootstrap(&raft, config.id, &members).await?;
+    tokio::spawn(watch_role(
+        control.clone(),
+        seed,
+        admin_state,
+        servers.clone(),
+    ));
     tracing::info!(
         id = config.id,
+        raft = %config.raft_addr,
+        api = %config.api_addr,
         admin = %config.admin_addr,
         serve_ip = %config.serve_ip,
-        version = served.state().version,
+        version = served.version(),
         "node started"
     );
     Ok(RunningNode {
-        served,
+        control,
         seed_path: config.cluster.seed.clone(),
         shutdown,
         connections,
-        admin_stop,
+        servers,
         grace: Duration::from_millis(config.shutdown_grace_ms),
     })
 }
 
+/// Forms the cluster on first start: the member with the lowest id
+/// initializes Raft with every member; the others wait to be contacted.
+/// A node with Raft state on disk never initializes again.
+async fn bootstrap(
+    raft: &Raft,
+    id: NodeId,
+    members: &BTreeMap<NodeId, std::net::SocketAddr>,
+) -> Result<(), NodeError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if initialized {
+        tracing::info!("raft state found on disk; resuming");
+        return Ok(());
+    }
+    if members.keys().next() != Some(&id) {
+        tracing::info!("fresh node; waiting for the lowest-id member to form the cluster");
+        return Ok(());
+    }
+    let nodes: BTreeMap<NodeId, ClusterNode> = members
+        .iter()
+        .map(|(id, addr)| {
+            (
+                *id,
+                ClusterNode {
+                    raft_addr: addr.to_string(),
+                    api_addr: String::new(),
+                },
+            )
+        })
+        .collect();
+    tracing::info!(members = nodes.len(), "forming the cluster");
+    raft.initialize(nodes)
+        .await
+        .map_err(|e| NodeError::Raft(format!("initialize: {e}")))
+}
+
+/// Follows the node's Raft role: logs leader changes, marks the node ready,
+/// and as leader commits the seed configuration if none is committed yet.
+async fn watch_role(
+    control: Arc<ClusterControl>,
+    seed: Option<ClusterSpec>,
+    admin: Arc<AdminState>,
+    stop: CancellationToken,
+) {
+    let mut metrics = control.raft.metrics();
+    let mut last_leader = None;
+    loop {
+        let (state, leader, term, in_cluster) = {
+            let m = metrics.borrow_and_update();
+            let in_cluster = m
+                .membership_config
+                .membership()
+                .get_node(&control.id)
+                .is_some();
+            (m.state, m.current_leader, m.current_term, in_cluster)
+        };
+        if leader != last_leader {
+            tracing::info!(
+                ?leader,
+                term,
+                role = crate::control::role_name(state),
+                "leader changed"
+            );
+            last_leader = leader;
+        }
+        let version = control.served.version();
+        if state == ServerState::Leader
+            && version == 0
+            && let Some(spec) = &seed
+        {
+            match control
+                .raft
+                .client_write(RaftRequest::Bootstrap(spec.clone()))
+                .await
+            {
+                Ok(response) => {
+                    tracing::info!(result = ?response.data.result, "seed configuration committed")
+                }
+                Err(error) => tracing::warn!(%error, "seed configuration not committed yet"),
+            }
+        }
+        let ready =
+            leader.is_some() && in_cluster && (seed.is_none() || control.served.version() > 0);
+        admin.ready.store(ready, Ordering::Release);
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            // The applied version changes without a metrics change only
+            // through apply, which also moves `last_applied`; poll slowly
+            // anyway so readiness never sticks.
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 impl RunningNode {
-    /// Re-reads the seed file and applies it (SIGHUP in this single-node
-    /// stage); a bad file is logged and the old configuration kept.
-    pub fn reload(&self) {
+    /// Re-reads the seed file and proposes it as the whole configuration
+    /// (SIGHUP); a file that does not validate is logged and nothing changes.
+    pub async fn reload(&self) {
         let Some(path) = &self.seed_path else {
             tracing::warn!("SIGHUP: no seed file configured; nothing to reload");
             return;
         };
-        let result = read_toml::<ClusterSpec>(path)
-            .map_err(|e| e.to_string())
-            .and_then(|spec| {
-                self.served
-                    .apply(Command::ApplyConfig {
-                        spec,
-                        if_version: None,
-                    })
-                    .map_err(|e| e.to_string())
-            });
-        match result {
+        let spec = match read_toml::<ClusterSpec>(path) {
+            Ok(spec) => spec,
+            Err(error) => {
+                tracing::error!(%error, "reload refused; keeping the current configuration");
+                return;
+            }
+        };
+        let command = Command::ApplyConfig {
+            spec,
+            if_version: None,
+        };
+        match self.control.write(RaftRequest::Apply(command)).await {
             Ok(version) => {
                 tracing::info!(version, path = %path.display(), "configuration reloaded")
             }
@@ -172,7 +363,7 @@ impl RunningNode {
     }
 
     /// Stops accepting, lets open requests and connections finish within
-    /// the grace period, and reports what had to be cut.
+    /// the grace period, reports what had to be cut, then stops Raft.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.connections.close();
@@ -193,7 +384,10 @@ impl RunningNode {
         } else {
             tracing::info!("all connections finished");
         }
-        self.admin_stop.cancel();
+        if let Err(error) = self.control.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+        self.servers.cancel();
     }
 
     /// Runs until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down.
@@ -205,7 +399,7 @@ impl RunningNode {
             tokio::select! {
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP received: reloading the seed configuration");
-                    self.reload();
+                    self.reload().await;
                 }
                 _ = terminate.recv() => {
                     tracing::info!("SIGTERM received: shutting down");

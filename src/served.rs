@@ -1,13 +1,13 @@
-//! The node's copy of what the cluster serves: the state, and the routing
-//! table published from it after every change.
+//! The node's copy of what the cluster serves: the last applied state, and
+//! the routing table published from it.
 
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
 use crate::routing::{PublishedTable, RoutingTable, Runtimes};
-use crate::state::{ClusterState, Command, StateError};
+use crate::state::ClusterState;
 
-/// Applies commands to the state and publishes each result.
+/// Compiles applied states into routing tables and publishes them.
 pub struct ServedConfig {
     state: Mutex<ClusterState>,
     runtimes: Runtimes,
@@ -24,21 +24,29 @@ impl ServedConfig {
         }
     }
 
-    /// Applies `command` and publishes the new routing table; on error
-    /// nothing changes.
-    pub fn apply(&self, command: Command) -> Result<u64, StateError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = state.clone();
-        let version = next.dispatch(command)?;
-        let table = RoutingTable::compile(&next, &self.runtimes)?;
-        *state = next;
-        self.table.publish(table);
-        Ok(version)
+    /// Compiles `state` and publishes it. A state that does not compile
+    /// (which validation rules out) is logged and the current table kept.
+    pub fn publish(&self, state: &ClusterState) {
+        match RoutingTable::compile(state, &self.runtimes) {
+            Ok(table) => {
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+                self.table.publish(table);
+                tracing::info!(version = state.version, "serving configuration");
+            }
+            Err(error) => {
+                tracing::error!(version = state.version, %error, "cannot compile configuration")
+            }
+        }
     }
 
-    /// A copy of the current state.
+    /// A copy of the state last published.
     pub fn state(&self) -> ClusterState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The version last published.
+    pub fn version(&self) -> u64 {
+        self.table.load().version
     }
 
     /// The published routing table.

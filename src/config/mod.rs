@@ -4,7 +4,7 @@
 mod node_config;
 mod spec;
 
-pub use node_config::{ClusterBootstrap, NodeConfig, VipConfig, VipMode};
+pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use spec::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
     Protocol, RouteSpec,

@@ -36,6 +36,60 @@ pub struct NodeConfig {
     /// The leader's virtual IP.
     #[serde(default)]
     pub vip: VipConfig,
+    /// Raft timing and log compaction.
+    #[serde(default)]
+    pub raft: RaftTiming,
+}
+
+/// `[raft]`: timing and log compaction. The defaults suit a LAN: a leader
+/// that dies is replaced within about half a second.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftTiming {
+    /// Interval of the leader's heartbeats.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Shortest time a follower waits without heartbeats before campaigning.
+    #[serde(default = "default_election_min_ms")]
+    pub election_timeout_min_ms: u64,
+    /// Longest such time; each follower draws its timeout between the two.
+    #[serde(default = "default_election_max_ms")]
+    pub election_timeout_max_ms: u64,
+    /// A snapshot is taken after this many entries since the last one.
+    #[serde(default = "default_snapshot_logs")]
+    pub snapshot_logs: u64,
+    /// Entries kept behind a snapshot, so a briefly lagging follower can
+    /// catch up from the log instead of a snapshot.
+    #[serde(default = "default_keep_logs")]
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_ms: default_heartbeat_ms(),
+            election_timeout_min_ms: default_election_min_ms(),
+            election_timeout_max_ms: default_election_max_ms(),
+            snapshot_logs: default_snapshot_logs(),
+            keep_logs_after_snapshot: default_keep_logs(),
+        }
+    }
+}
+
+fn default_heartbeat_ms() -> u64 {
+    50
+}
+fn default_election_min_ms() -> u64 {
+    150
+}
+fn default_election_max_ms() -> u64 {
+    300
+}
+fn default_snapshot_logs() -> u64 {
+    1_000
+}
+fn default_keep_logs() -> u64 {
+    100
 }
 
 /// `[cluster]`: who the first members are and what they serve at first.
@@ -133,6 +187,22 @@ impl NodeConfig {
         }
         if self.vip.mode != VipMode::None && self.vip.address.is_none() {
             return Err("vip.address: required when vip.mode is not \"none\"".into());
+        }
+        let raft = &self.raft;
+        if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= 2 * raft.heartbeat_ms {
+            return Err(format!(
+                "raft.election_timeout_min_ms: {} must exceed twice raft.heartbeat_ms ({})",
+                raft.election_timeout_min_ms, raft.heartbeat_ms
+            ));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(format!(
+                "raft.election_timeout_max_ms: {} must exceed raft.election_timeout_min_ms ({})",
+                raft.election_timeout_max_ms, raft.election_timeout_min_ms
+            ));
+        }
+        if raft.snapshot_logs == 0 {
+            return Err("raft.snapshot_logs: 0 is out of range (at least 1)".into());
         }
         if self.shutdown_grace_ms == 0 {
             return Err("shutdown_grace_ms: 0 is out of range (at least 1)".into());

@@ -1,0 +1,348 @@
+//! Cluster operations, from any node: writes and linearizable reads run on
+//! the leader (a follower forwards them over the peer port), membership
+//! changes, and the cluster's status as this node sees it.
+
+mod error;
+
+pub use error::ControlError;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+
+use crate::proto::v1::RaftPayload;
+use crate::raft::network::{peer_channel, peer_client};
+use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
+use crate::served::ServedConfig;
+use crate::state::ClusterState;
+
+/// How long a write or linearizable read may take before it is reported
+/// `UNAVAILABLE` (never a hang).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An operation that must run on the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    /// Propose an entry.
+    Write(RaftRequest),
+    /// Read the configuration after confirming leadership with a quorum.
+    ReadConfig,
+    /// Add a node as learner, then promote it to voter once caught up.
+    AddNode {
+        /// New node id.
+        id: NodeId,
+        /// Its addresses.
+        node: ClusterNode,
+    },
+    /// Remove a node.
+    RemoveNode {
+        /// The node id.
+        id: NodeId,
+    },
+}
+
+/// What a leader operation returned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderReply {
+    /// The configuration version after a write.
+    Version(u64),
+    /// The configuration, read linearizably.
+    Config(ClusterState),
+    /// The voters after a membership change.
+    Voters(Vec<NodeId>),
+}
+
+/// One node's handle on the cluster.
+pub struct ClusterControl {
+    /// This node's id.
+    pub id: NodeId,
+    /// The Raft instance.
+    pub raft: Raft,
+    /// What this node serves.
+    pub served: Arc<ServedConfig>,
+}
+
+impl ClusterControl {
+    /// Runs `request` on the leader, wherever it is, within
+    /// [`OPERATION_TIMEOUT`]; a leader change in between is retried.
+    pub async fn execute(&self, request: LeaderRequest) -> Result<LeaderReply, ControlError> {
+        let attempt = async {
+            let mut metrics = self.raft.metrics();
+            loop {
+                let leader = metrics.borrow().current_leader;
+                let result = match leader {
+                    Some(leader) if leader == self.id => {
+                        self.execute_as_leader(request.clone()).await
+                    }
+                    Some(leader) => self.forward(leader, &request).await,
+                    None => Err(ControlError::NotLeader),
+                };
+                match result {
+                    Err(ControlError::NotLeader) => {
+                        // Wait for the next leader change (or a short while).
+                        let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed())
+                            .await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ControlError::Unavailable(format!(
+                "no leader with a quorum answered within {} s",
+                OPERATION_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs `request` here, which must be the leader.
+    pub async fn execute_as_leader(
+        &self,
+        request: LeaderRequest,
+    ) -> Result<LeaderReply, ControlError> {
+        match request {
+            LeaderRequest::Write(entry) => {
+                if let RaftRequest::Apply(command) = &entry {
+                    // Refuse a bad command before it reaches the log.
+                    self.served.state().dispatch(command.clone())?;
+                }
+                let response = self.raft.client_write(entry).await.map_err(write_error)?;
+                Ok(LeaderReply::Version(response.data.result?))
+            }
+            LeaderRequest::ReadConfig => {
+                self.raft.ensure_linearizable().await.map_err(|e| match e {
+                    RaftError::APIError(_) => ControlError::NotLeader,
+                    RaftError::Fatal(fatal) => ControlError::Internal(fatal.to_string()),
+                })?;
+                Ok(LeaderReply::Config(self.served.state()))
+            }
+            LeaderRequest::AddNode { id, node } => self.add_node(id, node).await,
+            LeaderRequest::RemoveNode { id } => self.remove_node(id).await,
+        }
+    }
+
+    async fn add_node(&self, id: NodeId, node: ClusterNode) -> Result<LeaderReply, ControlError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.voter_ids().any(|v| v == id) {
+            return Err(ControlError::BadRequest(format!(
+                "node {id} is already a voter"
+            )));
+        }
+        // Blocks until the learner has caught up with the log.
+        self.retry_membership(|| self.raft.add_learner(id, node.clone(), true))
+            .await?;
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        self.retry_membership(|| self.raft.change_membership(change.clone(), false))
+            .await?;
+        Ok(LeaderReply::Voters(self.voters()))
+    }
+
+    async fn remove_node(&self, id: NodeId) -> Result<LeaderReply, ControlError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let is_learner = membership.membership().learner_ids().any(|l| l == id);
+        let change = if is_voter {
+            if membership.voter_ids().count() == 1 {
+                return Err(ControlError::BadRequest(format!(
+                    "node {id} is the last voter"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if is_learner {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(ControlError::BadRequest(format!(
+                "node {id} is not a member"
+            )));
+        };
+        self.retry_membership(|| self.raft.change_membership(change.clone(), false))
+            .await?;
+        Ok(LeaderReply::Voters(self.voters()))
+    }
+
+    /// Retries a membership call while an earlier change is still in
+    /// progress (openraft allows one at a time).
+    async fn retry_membership<F, Fut>(&self, mut call: F) -> Result<(), ControlError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<
+            Output = Result<
+                openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, ClusterNode>>,
+            >,
+        >,
+    {
+        loop {
+            match call().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(error) => return Err(write_error(error)),
+            }
+        }
+    }
+
+    fn voters(&self) -> Vec<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .voter_ids()
+            .collect()
+    }
+
+    /// Sends `request` to `leader` over the peer port.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        request: &LeaderRequest,
+    ) -> Result<LeaderReply, ControlError> {
+        let address = {
+            let metrics = self.raft.metrics();
+            let membership = metrics.borrow().membership_config.clone();
+            membership
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.raft_addr.clone())
+        };
+        let Some(address) = address else {
+            return Err(ControlError::NotLeader);
+        };
+        let channel = peer_channel(&address).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec(request).map_err(|e| ControlError::Internal(e.to_string()))?;
+        match peer_client(channel).forward(RaftPayload { json }).await {
+            Ok(reply) => serde_json::from_slice::<Result<LeaderReply, ControlError>>(
+                &reply.into_inner().json,
+            )
+            .map_err(|e| ControlError::Internal(e.to_string()))?,
+            Err(status) => {
+                tracing::debug!(leader, %status, "forward to leader failed");
+                Err(ControlError::NotLeader)
+            }
+        }
+    }
+
+    /// A linearizable read of the configuration, or this node's applied
+    /// state when `local`.
+    pub async fn read_config(&self, local: bool) -> Result<ClusterState, ControlError> {
+        if local {
+            return Ok(self.served.state());
+        }
+        match self.execute(LeaderRequest::ReadConfig).await? {
+            LeaderReply::Config(state) => Ok(state),
+            other => Err(ControlError::Internal(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Proposes `request` and returns the new configuration version.
+    pub async fn write(&self, request: RaftRequest) -> Result<u64, ControlError> {
+        match self.execute(LeaderRequest::Write(request)).await? {
+            LeaderReply::Version(version) => Ok(version),
+            other => Err(ControlError::Internal(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched: BTreeMap<NodeId, Option<u64>> = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, log)| (*id, log.map(|l| l.index)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| NodeStatus {
+                id: *id,
+                raft_addr: node.raft_addr.clone(),
+                api_addr: node.api_addr.clone(),
+                voter: voters.contains(id),
+                matched_index: matched.get(id).copied().flatten(),
+            })
+            .collect();
+        ClusterStatus {
+            id: self.id,
+            role: role_name(metrics.state),
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            config_version: self.served.version(),
+            nodes,
+        }
+    }
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// The node that answers.
+    pub id: NodeId,
+    /// Its Raft role.
+    pub role: &'static str,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Its term.
+    pub term: u64,
+    /// Its last log index.
+    pub last_log_index: u64,
+    /// Its last applied index.
+    pub applied_index: u64,
+    /// The configuration version it serves.
+    pub config_version: u64,
+    /// Every member.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One member.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Peer address.
+    pub raft_addr: String,
+    /// API address, if known.
+    pub api_addr: String,
+    /// Voter (else learner).
+    pub voter: bool,
+    /// Replicated index as the leader sees it.
+    pub matched_index: Option<u64>,
+}
+
+/// The name of a Raft role as `/status` and the API spell it.
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Learner => "learner",
+        ServerState::Candidate => "candidate",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+fn write_error(error: RaftError<NodeId, ClientWriteError<NodeId, ClusterNode>>) -> ControlError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ControlError::NotLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ControlError::Membership(e.to_string())
+        }
+        RaftError::Fatal(fatal) => ControlError::Internal(fatal.to_string()),
+    }
+}

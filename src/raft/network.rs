@@ -1,0 +1,193 @@
+//! The client side of the peer network: openraft's RPCs sent to peers over
+//! tonic gRPC. One long-lived channel per peer, connected lazily (so a peer
+//! that is down costs nothing until it is needed), plus a separate channel
+//! for snapshot chunks so a large transfer never delays heartbeats.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ClusterNode, NodeId, TypeConfig};
+use crate::proto::v1::RaftPayload;
+use crate::proto::v1::raft_service_client::RaftServiceClient;
+
+/// Largest peer message: snapshot chunks and big configurations fit.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Time allowed to open a connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Wait before retrying a peer that could not be reached.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Opens a lazily connected channel to a peer's `raft_addr`.
+pub fn peer_channel(raft_addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{raft_addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// A gRPC client for a peer with raised message limits.
+pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
+    RaftServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Creates peer clients for openraft, keeping one pair of channels per peer.
+#[derive(Default)]
+pub struct PeerNetwork {
+    channels: HashMap<String, (Channel, Channel)>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> PeerClient {
+        let channels = match self.channels.get(&node.raft_addr) {
+            Some(channels) => Ok(channels.clone()),
+            None => peer_channel(&node.raft_addr)
+                .and_then(|rpc| Ok((rpc, peer_channel(&node.raft_addr)?))),
+        };
+        let channels = match channels {
+            Ok(channels) => {
+                self.channels
+                    .insert(node.raft_addr.clone(), channels.clone());
+                Some(channels)
+            }
+            Err(error) => {
+                tracing::error!(target_node = target, addr = %node.raft_addr, %error, "bad peer address");
+                None
+            }
+        };
+        PeerClient {
+            target,
+            node: node.clone(),
+            channels,
+        }
+    }
+}
+
+/// openraft's connection to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    node: ClusterNode,
+    channels: Option<(Channel, Channel)>,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc_kind: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, ClusterNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some((rpc, bulk)) = &self.channels else {
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other("invalid peer address"),
+            )));
+        };
+        let json =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let channel = match rpc_kind {
+            Rpc::InstallSnapshot => bulk.clone(),
+            Rpc::AppendEntries | Rpc::Vote => rpc.clone(),
+        };
+        let mut client = peer_client(channel);
+        let mut grpc = tonic::Request::new(RaftPayload { json });
+        grpc.set_timeout(option.hard_ttl());
+        let call = async {
+            match rpc_kind {
+                Rpc::AppendEntries => client.append_entries(grpc).await,
+                Rpc::Vote => client.vote(grpc).await,
+                Rpc::InstallSnapshot => client.install_snapshot(grpc).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => return Err(status_to_rpc_error(status)),
+            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+/// The peer RPCs openraft makes.
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// A peer that cannot be reached (down, refusing, timing out) is reported
+/// `Unreachable`, so openraft backs off instead of retrying at once.
+fn status_to_rpc_error<E: std::error::Error>(
+    status: tonic::Status,
+) -> RPCError<NodeId, ClusterNode, RaftError<NodeId, E>> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>>
+    {
+        self.call(Rpc::AppendEntries, &request, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, ClusterNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::InstallSnapshot, &request, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &request, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+}
