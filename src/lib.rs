@@ -28,6 +28,7 @@ pub mod api;
 pub mod balance;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod metrics;
 pub mod node;

@@ -23,6 +23,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Drive a cluster through its control API.
+    Ctl(raftlb::ctl::CtlArgs),
     /// Run a node with demo backends on loopback, for a first look.
     Demo {
         /// Number of demo backends.
@@ -37,9 +39,38 @@ enum Command {
     },
 }
 
+/// Default log filter: openraft logs every failed heartbeat as a warning
+/// (hundreds a second while a peer is down), so only its errors show.
+const DEFAULT_LOG: &str = "info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match Cli::parse().command {
+        Command::Ctl(args) => run_ctl(args),
+        Command::Node { config } => run_server(async move {
+            let config = raftlb::config::NodeConfig::load(&config)?;
+            let node = raftlb::node::start(&config, None).await?;
+            node.run_until_signal().await?;
+            Ok(())
+        }),
+        Command::Demo {
+            backends,
+            port,
+            admin_port,
+        } => run_server(async move {
+            let options = raftlb::demo::DemoOptions {
+                backends: usize::from(backends),
+                port,
+                admin_port,
+            };
+            raftlb::demo::run(options).await?;
+            Ok(())
+        }),
+    }
+}
+
+/// Runs a long-lived command (a node or the demo) with logging set up.
+fn run_server(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -54,33 +85,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result: anyhow::Result<()> = runtime.block_on(async {
-        match cli.command {
-            Command::Node { config } => {
-                let config = raftlb::config::NodeConfig::load(&config)?;
-                let node = raftlb::node::start(&config, None).await?;
-                node.run_until_signal().await?;
-            }
-            Command::Demo {
-                backends,
-                port,
-                admin_port,
-            } => {
-                raftlb::demo::run(raftlb::demo::DemoOptions {
-                    backends: usize::from(backends),
-                    port,
-                    admin_port,
-                })
-                .await?;
-            }
-        }
-        Ok(())
-    });
-    match result {
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("raftlb: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `raftlb ctl`: quiet (no logging), one line or one document on stdout,
+/// errors on stderr, and the exit status of INTERFACE.md.
+fn run_ctl(args: raftlb::ctl::CtlArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("raftlb ctl: cannot start the async runtime: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    let outcome = runtime.block_on(raftlb::ctl::run(args));
+    let code = outcome.exit_code();
+    match outcome {
+        raftlb::ctl::Outcome::Done(text) => println!("{text}"),
+        raftlb::ctl::Outcome::Refused(text)
+        | raftlb::ctl::Outcome::Usage(text)
+        | raftlb::ctl::Outcome::Unreachable(text) => eprintln!("raftlb ctl: {text}"),
+    }
+    ExitCode::from(code)
 }

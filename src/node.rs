@@ -252,6 +252,12 @@ async fn bootstrap(
         tracing::info!("raft state found on disk; resuming");
         return Ok(());
     }
+    if !members.contains_key(&id) {
+        tracing::info!(
+            "not a first member; waiting to be added with `raftlb ctl cluster add-node`"
+        );
+        return Ok(());
+    }
     if members.keys().next() != Some(&id) {
         tracing::info!("fresh node; waiting for the lowest-id member to form the cluster");
         return Ok(());

@@ -154,6 +154,12 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// Whether this node is one of the first members (else it waits to be
+    /// added with `raftlb ctl cluster add-node`).
+    pub fn is_first_member(&self) -> bool {
+        self.members().is_ok_and(|m| m.contains_key(&self.id))
+    }
+
     /// The first members as ids, checking that each key is a number.
     pub fn members(&self) -> Result<BTreeMap<u64, SocketAddr>, String> {
         self.cluster
@@ -177,12 +183,6 @@ impl NodeConfig {
             return Err(format!(
                 "cluster.members: {} members given; raftlb supports 1 to 7",
                 members.len()
-            ));
-        }
-        if !members.contains_key(&self.id) {
-            return Err(format!(
-                "cluster.members: this node's id {} is not among the members",
-                self.id
             ));
         }
         if self.vip.mode != VipMode::None && self.vip.address.is_none() {

@@ -179,10 +179,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
-        // Written without a flush: the log holds every applied entry until a
-        // snapshot, and building a snapshot flushes this state first.
         self.persist()?;
         if self.applied.state.version != version_before {
+            // Durable before it is served: a node killed and restarted
+            // never serves an older version than it served before.
+            self.flush().await?;
             self.served.publish(&self.applied.state);
         }
         Ok(responses)

@@ -247,22 +247,46 @@ impl Drop for TcpBackend {
     }
 }
 
-/// A `raftlb node` process with its own folder, config and log.
+/// A `raftlb node` process with its own folder, config and log. The folder
+/// (and the node's data) outlives restarts of the process.
 pub struct Node {
+    pub id: u64,
     pub ip: IpAddr,
     pub admin: SocketAddr,
     pub dir: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    runs: u32,
 }
 
 static DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// Extra `node.toml` lines for test clusters: fast snapshots when asked.
+#[derive(Clone, Default)]
+pub struct NodeOptions {
+    /// `[raft]` lines.
+    pub raft: String,
+}
 
 impl Node {
     /// Starts a single-node cluster serving `cluster_toml` and waits until
     /// it is ready.
     pub async fn start(cluster_toml: &str) -> Node {
         let ip = unique_ip();
+        let mut node = Node::create(1, ip, &[(1, ip)], cluster_toml, &NodeOptions::default());
+        node.launch();
+        node.wait_ready().await;
+        node
+    }
+
+    /// Writes the node's folder and config; does not start it.
+    pub fn create(
+        id: u64,
+        ip: IpAddr,
+        members: &[(u64, IpAddr)],
+        cluster_toml: &str,
+        options: &NodeOptions,
+    ) -> Node {
         let dir = std::env::temp_dir().join(format!(
             "raftlb-test-{}-{}",
             std::process::id(),
@@ -271,8 +295,12 @@ impl Node {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let admin = SocketAddr::new(ip, 7300);
+        let members: Vec<String> = members
+            .iter()
+            .map(|(id, ip)| format!("{id} = \"{ip}:7100\""))
+            .collect();
         let node_toml = format!(
-            r#"id = 1
+            r#"id = {id}
 raft_addr  = "{ip}:7100"
 api_addr   = "{ip}:7200"
 admin_addr = "{admin}"
@@ -281,45 +309,83 @@ data_dir   = "data"
 shutdown_grace_ms = 5000
 
 [cluster]
-members = {{ 1 = "{ip}:7100" }}
+members = {{ {} }}
 seed    = "cluster.toml"
-"#
+
+[raft]
+{}
+"#,
+            members.join(", "),
+            options.raft
         );
         std::fs::write(dir.join("node.toml"), node_toml).expect("node.toml");
         std::fs::write(dir.join("cluster.toml"), cluster_toml).expect("cluster.toml");
-        let log = dir.join("node.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
+        Node {
+            id,
+            ip,
+            admin,
+            log: dir.join("node.log"),
+            dir,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    /// Starts (or restarts) the process; appends to the same log.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        self.runs += 1;
+        let mut log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let _ = writeln!(log_file, "===== run {} =====", self.runs);
         let child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
             .args(["node", "--config"])
-            .arg(dir.join("node.toml"))
-            .env("RUST_LOG", "info,raftlb=debug")
+            .arg(self.dir.join("node.toml"))
+            .env("RUST_LOG", "info,raftlb=debug,openraft=error")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
             .expect("spawn raftlb");
-        let node = Node {
-            ip,
-            admin,
-            dir,
-            child: Some(child),
-            log,
-        };
-        let ready = wait_until(Duration::from_secs(20), || {
-            node.admin_get("/readyz")
+        self.child = Some(child);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let ready = wait_until(Duration::from_secs(30), || {
+            self.admin_get("/readyz")
                 .is_some_and(|(status, _)| status == 200)
         })
         .await;
         if !ready {
-            node.dump_log();
-            panic!("node did not become ready");
+            self.dump_log();
+            panic!("node {} did not become ready", self.id);
         }
-        node
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The control API address.
+    pub fn api(&self) -> String {
+        format!("{}:7200", self.ip)
     }
 
     /// `http://ip:port` of a frontend port.
@@ -348,10 +414,20 @@ seed    = "cluster.toml"
         Some((status, body))
     }
 
+    /// `/status` parsed, if the node answers.
+    pub fn try_status(&self) -> Option<serde_json::Value> {
+        let (_, body) = self.admin_get("/status")?;
+        serde_json::from_str(&body).ok()
+    }
+
     /// `/status` parsed.
     pub fn status(&self) -> serde_json::Value {
-        let (_, body) = self.admin_get("/status").expect("status");
-        serde_json::from_str(&body).expect("status json")
+        self.try_status().expect("status")
+    }
+
+    /// The configuration version the node serves, if it answers.
+    pub fn config_version(&self) -> Option<u64> {
+        self.try_status()?["config_version"].as_u64()
     }
 
     /// The value of one metric series, e.g. `raftlb_backend_failures_total{pool="web",backend="…"}`.
@@ -422,7 +498,8 @@ seed    = "cluster.toml"
 
     pub fn dump_log(&self) {
         eprintln!(
-            "----- node log ({}) -----\n{}\n-----",
+            "----- node {} log ({}) -----\n{}\n-----",
+            self.id,
             self.log.display(),
             self.log()
         );
@@ -434,12 +511,105 @@ impl Drop for Node {
         if std::thread::panicking() {
             self.dump_log();
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill9();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Several nodes forming one cluster, ids 1..=n.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Creates `n` nodes with the same members and seed; starts none.
+    pub fn create(n: u64, cluster_toml: &str, options: &NodeOptions) -> Cluster {
+        let ips: Vec<(u64, IpAddr)> = (1..=n).map(|id| (id, unique_ip())).collect();
+        let nodes = ips
+            .iter()
+            .map(|&(id, ip)| Node::create(id, ip, &ips, cluster_toml, options))
+            .collect();
+        Cluster { nodes }
+    }
+
+    /// Creates and starts `n` nodes and waits until all are ready.
+    pub async fn start(n: u64, cluster_toml: &str) -> Cluster {
+        Self::start_with(n, cluster_toml, &NodeOptions::default()).await
+    }
+
+    /// As [`Cluster::start`], with extra node settings.
+    pub async fn start_with(n: u64, cluster_toml: &str, options: &NodeOptions) -> Cluster {
+        let mut cluster = Cluster::create(n, cluster_toml, options);
+        for node in &mut cluster.nodes {
+            node.launch();
+        }
+        for node in &cluster.nodes {
+            node.wait_ready().await;
+        }
+        cluster
+    }
+
+    /// Index (in `nodes`) of the leader that the running nodes agree on.
+    pub fn leader(&self) -> Option<usize> {
+        let mut leader = None;
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let status = node.try_status()?;
+            let id = status["leader"].as_u64()?;
+            if leader.is_some_and(|l| l != id) {
+                return None;
+            }
+            leader = Some(id);
+        }
+        let id = leader?;
+        let index = self.nodes.iter().position(|n| n.id == id)?;
+        self.nodes[index].is_running().then_some(index)
+    }
+
+    /// Waits for an agreed leader.
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(index) = self.leader() {
+                return index;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("no agreed leader");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Comma-separated API endpoints of the running nodes.
+    pub fn endpoints(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(Node::api)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn dump_logs(&self) {
+        for node in &self.nodes {
+            node.dump_log();
+        }
+    }
+}
+
+/// Runs `raftlb ctl` with `args`; exit code, stdout, stderr.
+pub fn ctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .args(["ctl", "--endpoint", endpoints])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run raftlb ctl");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A keep-alive HTTP client for tests.
@@ -520,4 +690,52 @@ pub fn one_frontend(
         text.push_str(&format!("  [[pool.backend]]\n  address = \"{backend}\"\n"));
     }
     text
+}
+
+/// Applies `spec` through the control API of the first endpoint that
+/// answers; the new version, or the last error.
+pub async fn apply_spec(
+    endpoints: &[String],
+    spec: &raftlb::config::ClusterSpec,
+) -> Result<u64, String> {
+    use raftlb::proto::v1 as pb;
+    let mut last = String::from("no endpoint");
+    for endpoint in endpoints {
+        let connect = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_secs(8));
+        let channel = match connect.connect().await {
+            Ok(channel) => channel,
+            Err(error) => {
+                last = format!("{endpoint}: {error}");
+                continue;
+            }
+        };
+        let mut client = pb::control_service_client::ControlServiceClient::new(channel);
+        let request = pb::ApplyConfigRequest {
+            config: Some(raftlb::api::convert::to_proto(spec)),
+            if_version: None,
+        };
+        match client.apply_config(request).await {
+            Ok(reply) => return Ok(reply.into_inner().version),
+            Err(status) => last = format!("{endpoint}: {status}"),
+        }
+    }
+    Err(last)
+}
+
+/// The configuration version a node's admin endpoint reports, if it answers.
+pub fn version_at(admin: SocketAddr) -> Option<u64> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    serde_json::from_str::<serde_json::Value>(body).ok()?["config_version"].as_u64()
 }

@@ -5,5 +5,6 @@ mod fixture;
 mod http_forwarding;
 mod lifecycle;
 mod malformed;
+mod raft_cluster;
 mod streaming;
 mod tcp_forwarding;

@@ -1,0 +1,177 @@
+//! What `raftlb ctl` prints: aligned tables for people, JSON for scripts.
+
+use crate::config::ClusterSpec;
+use crate::proto::v1 as pb;
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_uppercase()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// `ctl status`.
+pub fn status(status: &pb::StatusReply, json: bool) -> String {
+    if json {
+        let nodes: Vec<_> = status
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id, "raft_addr": n.raft_addr, "api_addr": n.api_addr,
+                    "membership": n.membership, "matched_index": n.matched_index,
+                })
+            })
+            .collect();
+        return serde_json::json!({
+            "id": status.id, "role": status.role, "leader": status.leader, "term": status.term,
+            "last_log_index": status.last_log_index, "applied_index": status.applied_index,
+            "config_version": status.config_version, "nodes": nodes,
+        })
+        .to_string();
+    }
+    let leader = status
+        .leader
+        .map_or("none".to_string(), |l| format!("node {l}"));
+    let rows = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let role = if Some(n.id) == status.leader {
+                "leader".to_string()
+            } else {
+                n.membership.clone()
+            };
+            vec![
+                n.id.to_string(),
+                role,
+                n.raft_addr.clone(),
+                if n.api_addr.is_empty() {
+                    "-".into()
+                } else {
+                    n.api_addr.clone()
+                },
+                n.matched_index.map_or("-".into(), |m| m.to_string()),
+            ]
+        })
+        .collect();
+    format!(
+        "answered by node {} ({}); leader {leader}, term {}, applied index {}, config version {}\n\n{}",
+        status.id,
+        status.role,
+        status.term,
+        status.applied_index,
+        status.config_version,
+        table(&["node", "role", "raft_addr", "api_addr", "matched"], rows)
+    )
+}
+
+/// `ctl get [what]`.
+pub fn config(version: u64, spec: &ClusterSpec, what: Option<&str>, json: bool) -> String {
+    if json {
+        let value = match what {
+            Some("frontends") => serde_json::to_value(&spec.frontends),
+            Some("pools") => serde_json::to_value(&spec.pools),
+            Some("backends") => serde_json::to_value(backend_rows(spec)),
+            _ => serde_json::to_value(spec),
+        }
+        .unwrap_or_default();
+        return serde_json::json!({ "version": version, what.unwrap_or("config"): value })
+            .to_string();
+    }
+    match what {
+        Some("frontends") => table(
+            &["name", "port", "protocol", "pool", "routes"],
+            spec.frontends
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.name.clone(),
+                        f.port.to_string(),
+                        f.protocol.as_str().into(),
+                        f.pool.clone(),
+                        f.routes.len().to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        Some("pools") => table(
+            &["name", "algorithm", "backends", "check"],
+            spec.pools
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        serde_json::to_value(p.algorithm)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        p.backends.len().to_string(),
+                        serde_json::to_value(p.health.check)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        ),
+        Some("backends") => table(
+            &["pool", "address", "weight", "admin_state"],
+            backend_rows(spec)
+                .into_iter()
+                .map(|b| vec![b.pool, b.address, b.weight.to_string(), b.admin_state])
+                .collect(),
+        ),
+        _ => format!(
+            "# configuration version {version}\n{}",
+            toml::to_string_pretty(spec).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        ),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct BackendRow {
+    pool: String,
+    address: String,
+    weight: u32,
+    admin_state: String,
+}
+
+fn backend_rows(spec: &ClusterSpec) -> Vec<BackendRow> {
+    spec.pools
+        .iter()
+        .flat_map(|p| {
+            p.backends.iter().map(|b| BackendRow {
+                pool: p.name.clone(),
+                address: b.address.clone(),
+                weight: b.weight,
+                admin_state: b.admin_state.as_str().into(),
+            })
+        })
+        .collect()
+}
+
+/// Membership changes.
+pub fn voters(voters: &[u64], json: bool) -> String {
+    if json {
+        return serde_json::json!({ "voters": voters }).to_string();
+    }
+    let list: Vec<String> = voters.iter().map(u64::to_string).collect();
+    format!("voters now: {}", list.join(", "))
+}
