@@ -248,11 +248,16 @@ address = "127.0.0.100"
     }
 
     #[test]
-    fn own_id_must_be_a_member() {
-        let err = parse(&EXAMPLE.replace("id = 1", "id = 9")).expect_err("refused");
-        assert!(
-            err.contains("cluster.members") && err.contains('9'),
-            "{err}"
-        );
+    fn a_node_outside_the_first_members_joins_later() {
+        let config = parse(&EXAMPLE.replace("id = 1", "id = 9")).expect("valid");
+        assert!(!config.is_first_member());
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_heartbeats() {
+        let text =
+            format!("{EXAMPLE}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 150\n");
+        let err = parse(&text).expect_err("refused");
+        assert!(err.contains("raft.election_timeout_min_ms"), "{err}");
     }
 }
