@@ -1,6 +1,7 @@
 //! `raftlb demo`: a node and a few demo backends on loopback, for a first
 //! look in one command.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,33 +23,27 @@ use crate::node::{self, NodeError};
 /// Options of `raftlb demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// Number of balancer nodes (1 to 7), on 127.0.0.11, 127.0.0.12, …
+    pub nodes: u8,
     /// Number of demo backends.
     pub backends: usize,
-    /// Port of the demo's HTTP frontend on 127.0.0.1.
+    /// Port of the demo's HTTP frontend on every node.
     pub port: u16,
-    /// Port of the admin endpoint on 127.0.0.1.
-    pub admin_port: u16,
 }
 
-/// Starts the demo backends, then a node balancing over them, and runs
-/// until Ctrl-C.
+/// Starts the demo backends and a cluster of nodes in this process, and
+/// runs until Ctrl-C.
 pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut backends = Vec::new();
     for n in 1..=options.backends {
-        let listener =
-            TcpListener::bind((loopback, 0))
-                .await
-                .map_err(|source| NodeError::Bind {
-                    what: "demo backend",
-                    address: SocketAddr::new(loopback, 0),
-                    source,
-                })?;
-        let address = listener.local_addr().map_err(|source| NodeError::Bind {
+        let bind_error = |source| NodeError::Bind {
             what: "demo backend",
             address: SocketAddr::new(loopback, 0),
             source,
-        })?;
+        };
+        let listener = TcpListener::bind((loopback, 0)).await.map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
         tokio::spawn(serve_demo_backend(listener, n));
         backends.push(BackendSpec {
             address: address.to_string(),
@@ -56,47 +51,83 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
             admin_state: Default::default(),
         });
     }
-    let data_dir = data_dir();
-    let config = NodeConfig {
-        id: 1,
-        raft_addr: SocketAddr::new(loopback, 7100),
-        api_addr: SocketAddr::new(loopback, 7200),
-        admin_addr: SocketAddr::new(loopback, options.admin_port),
-        serve_ip: loopback,
-        data_dir: data_dir.clone(),
-        token_file: None,
-        shutdown_grace_ms: 2_000,
-        cluster: ClusterBootstrap {
-            members: [("1".to_string(), SocketAddr::new(loopback, 7100))].into(),
-            seed: None,
-        },
-        vip: VipConfig::default(),
-        raft: Default::default(),
-    };
     let spec = demo_spec(options.port, backends);
-    let node = node::start(&config, Some(spec)).await?;
+    let root = data_dir();
+    let ip = |id: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id));
+    let members: BTreeMap<String, SocketAddr> = (1..=options.nodes)
+        .map(|id| (id.to_string(), SocketAddr::new(ip(id), 7100)))
+        .collect();
+    let mut nodes = Vec::new();
+    for id in 1..=options.nodes {
+        let config = NodeConfig {
+            id: u64::from(id),
+            raft_addr: SocketAddr::new(ip(id), 7100),
+            api_addr: SocketAddr::new(ip(id), 7200),
+            admin_addr: SocketAddr::new(ip(id), 7300),
+            serve_ip: ip(id),
+            data_dir: root.join(format!("node{id}")),
+            token_file: None,
+            shutdown_grace_ms: 2_000,
+            cluster: ClusterBootstrap {
+                members: members.clone(),
+                seed: None,
+            },
+            vip: VipConfig::default(),
+            raft: Default::default(),
+        };
+        nodes.push(node::start(&config, Some(spec.clone())).await?);
+    }
+    let serving = async {
+        loop {
+            if nodes.iter().all(|n| n.control.served.version() > 0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(15), serving)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the demo cluster has not committed its configuration yet");
+    }
     println!();
     println!(
-        "raftlb demo: one node balancing {} demo backends (round robin)",
-        options.backends
+        "raftlb demo: {} nodes in one Raft cluster, balancing {} demo backends (round robin)",
+        options.nodes, options.backends
     );
     println!();
-    println!("  frontend  http://127.0.0.1:{}/", options.port);
-    println!("  status    http://127.0.0.1:{}/", options.admin_port);
+    for id in 1..=options.nodes {
+        println!(
+            "  node {id}  http://{ip}:{port}/   status page http://{ip}:7300/   api {ip}:7200",
+            ip = ip(id),
+            port = options.port
+        );
+    }
     println!();
+    println!("try:");
     println!(
-        "try:  for i in 1 2 3 4; do curl -s http://127.0.0.1:{}/; done",
+        "  for i in 1 2 3 4; do curl -s http://{}:{}/; done",
+        ip(1),
         options.port
+    );
+    println!(
+        "  cargo run --release -- ctl --endpoint {}:7200 status",
+        ip(1)
+    );
+    println!(
+        "  cargo run --release -- ctl --endpoint {}:7200 get backends",
+        ip(options.nodes)
     );
     println!();
     println!("Ctrl-C stops the demo.");
-    let result = node.run_until_signal().await;
-    let _ = std::fs::remove_dir_all(&data_dir);
-    result.map_err(|source| NodeError::Bind {
-        what: "signal handler",
-        address: config.admin_addr,
-        source,
-    })
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("Ctrl-C received: stopping the demo cluster");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
 }
 
 fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {

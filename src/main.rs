@@ -25,23 +25,24 @@ enum Command {
     },
     /// Drive a cluster through its control API.
     Ctl(raftlb::ctl::CtlArgs),
-    /// Run a node with demo backends on loopback, for a first look.
+    /// Run an embedded cluster with demo backends on loopback, for a first look.
     Demo {
+        /// Number of balancer nodes, on 127.0.0.11, 127.0.0.12, …
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
+        nodes: u8,
         /// Number of demo backends.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
         backends: u16,
-        /// Port of the demo's HTTP frontend on 127.0.0.1.
+        /// Port of the demo's HTTP frontend on every node.
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Port of the admin endpoint (status page) on 127.0.0.1.
-        #[arg(long, default_value_t = 7300)]
-        admin_port: u16,
     },
 }
 
-/// Default log filter: openraft logs every failed heartbeat as a warning
-/// (hundreds a second while a peer is down), so only its errors show.
-const DEFAULT_LOG: &str = "info,openraft=error,sled=warn,h2=warn,tower=warn,hyper=warn";
+/// Default log filter. openraft logs every failed RPC to a peer that is
+/// down, several times a second, at error level; raftlb logs each change
+/// of a peer's reachability and of the leader once instead.
+const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn";
 
 fn main() -> ExitCode {
     match Cli::parse().command {
@@ -53,14 +54,14 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Demo {
+            nodes,
             backends,
             port,
-            admin_port,
         } => run_server(async move {
             let options = raftlb::demo::DemoOptions {
+                nodes,
                 backends: usize::from(backends),
                 port,
-                admin_port,
             };
             raftlb::demo::run(options).await?;
             Ok(())

@@ -4,6 +4,8 @@
 //! for snapshot chunks so a large transfer never delays heartbeats.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{
@@ -50,6 +52,27 @@ pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
 #[derive(Default)]
 pub struct PeerNetwork {
     channels: HashMap<String, (Channel, Channel)>,
+    reachability: HashMap<NodeId, Arc<Reachability>>,
+}
+
+/// Whether a peer answered its last RPC. openraft itself logs every failed
+/// RPC (several a second per peer that is down), so its logs are filtered
+/// out by default and this logs each change of a peer's reachability once.
+#[derive(Debug)]
+pub struct Reachability {
+    reachable: AtomicBool,
+}
+
+impl Reachability {
+    fn record(&self, target: NodeId, outcome: Result<(), &dyn std::fmt::Display>) {
+        let now = outcome.is_ok();
+        if self.reachable.swap(now, Ordering::Relaxed) != now {
+            match outcome {
+                Ok(()) => tracing::info!(peer = target, "peer reachable again"),
+                Err(error) => tracing::warn!(peer = target, %error, "peer unreachable"),
+            }
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -72,10 +95,20 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 None
             }
         };
+        let reachability = self
+            .reachability
+            .entry(target)
+            .or_insert_with(|| {
+                Arc::new(Reachability {
+                    reachable: AtomicBool::new(true),
+                })
+            })
+            .clone();
         PeerClient {
             target,
             node: node.clone(),
             channels,
+            reachability,
         }
     }
 }
@@ -85,6 +118,7 @@ pub struct PeerClient {
     target: NodeId,
     node: ClusterNode,
     channels: Option<(Channel, Channel)>,
+    reachability: Arc<Reachability>,
 }
 
 impl PeerClient {
@@ -122,9 +156,17 @@ impl PeerClient {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => return Err(status_to_rpc_error(status)),
-            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+            Ok(Err(status)) => {
+                self.reachability
+                    .record(self.target, Err(&status.message()));
+                return Err(status_to_rpc_error(status));
+            }
+            Err(elapsed) => {
+                self.reachability.record(self.target, Err(&"timed out"));
+                return Err(RPCError::Unreachable(Unreachable::new(&elapsed)));
+            }
         };
+        self.reachability.record(self.target, Ok(()));
         let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| {

@@ -344,7 +344,7 @@ seed    = "cluster.toml"
         let child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
             .args(["node", "--config"])
             .arg(self.dir.join("node.toml"))
-            .env("RUST_LOG", "info,raftlb=debug,openraft=error")
+            .env("RUST_LOG", "info,raftlb=debug,openraft=off")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
