@@ -32,6 +32,10 @@ use crate::state::Command;
 /// configuration store needs.
 const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Snapshot chunk size: small enough that a chunk never delays heartbeats
+/// on the same peer connection for long.
+const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -134,7 +138,7 @@ pub async fn start(
         install_snapshot_timeout: 2_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_logs),
         max_in_snapshot_log_to_keep: config.raft.keep_logs_after_snapshot,
-        snapshot_max_chunk_size: 1024 * 1024,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
@@ -291,15 +295,21 @@ async fn watch_role(
     let mut metrics = control.raft.metrics();
     let mut last_leader = None;
     loop {
-        let (state, leader, term, in_cluster) = {
+        let (state, leader, term, in_cluster, fatal) = {
             let m = metrics.borrow_and_update();
             let in_cluster = m
                 .membership_config
                 .membership()
                 .get_node(&control.id)
                 .is_some();
-            (m.state, m.current_leader, m.current_term, in_cluster)
+            let fatal = m.running_state.as_ref().err().map(ToString::to_string);
+            (m.state, m.current_leader, m.current_term, in_cluster, fatal)
         };
+        if let Some(fatal) = fatal {
+            tracing::error!(%fatal, "raft stopped");
+            admin.ready.store(false, Ordering::Release);
+            return;
+        }
         if leader != last_leader {
             tracing::info!(
                 ?leader,

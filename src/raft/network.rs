@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -26,6 +27,8 @@ use crate::proto::v1::raft_service_client::RaftServiceClient;
 
 /// Largest peer message: snapshot chunks and big configurations fit.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Marks an RPC refused because it would exceed [`MAX_MESSAGE_BYTES`].
+const TOO_LARGE: &str = "message larger than the peer message limit";
 /// Time allowed to open a connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Wait before retrying a peer that could not be reached.
@@ -140,6 +143,11 @@ impl PeerClient {
         };
         let json =
             serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(TOO_LARGE),
+            )));
+        }
         let channel = match rpc_kind {
             Rpc::InstallSnapshot => bulk.clone(),
             Rpc::AppendEntries | Rpc::Vote => rpc.clone(),
@@ -207,7 +215,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>>
     {
-        self.call(Rpc::AppendEntries, &request, &option).await
+        let entries = request.entries.len() as u64;
+        match self.call(Rpc::AppendEntries, &request, &option).await {
+            // Too many large entries for one message: openraft resends
+            // fewer at a time.
+            Err(RPCError::Network(error))
+                if entries > 1 && error.to_string().contains(TOO_LARGE) =>
+            {
+                Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(entries / 2),
+                ))
+            }
+            other => other,
+        }
     }
 
     async fn install_snapshot(

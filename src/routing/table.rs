@@ -165,11 +165,11 @@ impl RoutingTable {
             .enumerate()
             .map(|(i, f)| (f.spec.name.clone(), i))
             .collect();
-        runtimes.retain_backends(|pool, address| {
-            pools
-                .iter()
-                .any(|p| p.name == pool && p.backends.iter().any(|b| b.address == address))
-        });
+        let configured: std::collections::HashSet<(&str, SocketAddr)> = pools
+            .iter()
+            .flat_map(|p| p.backends.iter().map(move |b| (p.name.as_str(), b.address)))
+            .collect();
+        runtimes.retain_backends(|pool, address| configured.contains(&(pool, address)));
         Ok(RoutingTable {
             version: state.version,
             frontends,

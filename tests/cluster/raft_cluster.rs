@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use raftlb::config::{ClusterSpec, PoolSpec};
+use raftlb::config::{BackendSpec, ClusterSpec, PoolSpec};
 
 use crate::fixture::*;
 
@@ -184,10 +184,28 @@ async fn a_follower_behind_a_purged_log_recovers_by_snapshot() {
         .map(Node::api)
         .collect();
     let mut spec: ClusterSpec = toml::from_str(&seed).expect("spec");
+    // A configuration larger than one snapshot chunk (256 KiB): the
+    // snapshot travels in several messages. (Backends of an unused pool, never
+    // contacted.)
+    spec.pools.push(PoolSpec {
+        name: "large".into(),
+        algorithm: Default::default(),
+        hash_key: None,
+        health: Default::default(),
+        backends: (0..5_000u32)
+            .map(|i| BackendSpec {
+                address: format!("127.1.{}.{}:9", i / 250, i % 250 + 1),
+                weight: 1,
+                admin_state: Default::default(),
+            })
+            .collect(),
+    });
     let mut version = 0;
     for weight in 2..=13 {
         spec.pools[0].backends[0].weight = weight;
-        version = apply_spec(&endpoints, &spec).await.expect("write");
+        version = apply_spec(&endpoints, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
     }
     cluster.nodes[lagging].launch();
     let node = &cluster.nodes[lagging];
@@ -202,10 +220,22 @@ async fn a_follower_behind_a_purged_log_recovers_by_snapshot() {
         caught_up,
         "lagging node did not catch up to version {version}"
     );
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("installing snapshot"))
+        .expect("caught up without a snapshot");
+    let bytes: u64 = line
+        .split("bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("snapshot size in the log line");
     assert!(
-        node.log().contains("installing snapshot"),
-        "caught up without a snapshot"
+        bytes > 256 * 1024,
+        "a snapshot of {bytes} bytes fits one chunk; the test wants several"
     );
+    println!("follower recovered by a snapshot of {bytes} bytes (chunks of 256 KiB)");
     let (code, out, _) = ctl(&node.api(), &["get", "backends", "--local", "--json"]);
     assert_eq!(code, 0);
     assert!(out.contains("\"weight\":13"), "{out}");
