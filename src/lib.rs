@@ -1,27 +1,29 @@
 //! # raftlb
 //!
 //! A clustered L4/L7 load balancer: every node forwards traffic by one
-//! shared, versioned configuration.
+//! configuration that the nodes keep identical through Raft.
 //!
 //! ## Layout and data flow
 //!
 //! ```text
-//! cluster.toml / control API ──► state::Command
-//!     state::ClusterState::dispatch      validate, then change (state/)
-//!     served::ServedConfig::apply        compile and publish
-//!     routing::RoutingTable              immutable, behind arc-swap (routing/)
-//!     proxy::Engine                      one listener per frontend (proxy/)
-//!       ├─ proxy::tcp                    L4 relay, per connection
-//!       └─ proxy::http                   L7 on hyper, per request
-//!          balance::Balancer             pick a backend, lock-free (balance/)
-//!     admin                              /readyz /status /metrics /
+//! raftlb ctl / gRPC ──► api (ControlService) ──► control::ClusterControl
+//!                          follower? forward over the peer port to the leader
+//!     raft                 openraft: log + state machine in sled, gRPC peers
+//!       state_machine      apply: state::ClusterState::dispatch(Command)
+//!     served::ServedConfig compile a routing::RoutingTable, publish (arc-swap)
+//!     proxy::Engine        one listener per frontend, lock-free table reads
+//!       ├─ proxy::tcp      L4 relay, per connection
+//!       └─ proxy::http     L7 on hyper, per request
+//!          balance         pick a backend: prebuilt, no lock, no allocation
+//!     admin                /readyz /status /metrics /
 //! ```
 //!
 //! `config` holds the file formats (`node.toml`, `cluster.toml`), `node`
-//! wires one node together and handles signals, `demo` runs a node with
-//! demo backends, `metrics` registers the Prometheus families. Nothing in
-//! the hot path takes a lock: a request loads the current table, routes,
-//! picks and forwards.
+//! wires one node together and handles signals, `ctl` is the operator's
+//! client, `demo` runs a cluster with demo backends in one process,
+//! `metrics` registers the Prometheus families, `proto` is the generated
+//! gRPC code. Nothing in the hot path waits for Raft or takes a lock: a
+//! request loads the current table, routes, picks and forwards.
 
 pub mod admin;
 pub mod api;
