@@ -27,11 +27,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod events;
 pub mod metrics;
 pub mod node;
 pub mod proto;

@@ -16,8 +16,10 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminState};
 use crate::api::ControlApi;
+use crate::auth::Token;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, read_toml};
 use crate::control::ClusterControl;
+use crate::events::{Event, Events};
 use crate::metrics::Metrics;
 use crate::proxy::Engine;
 use crate::raft::log_store::LogStore;
@@ -114,7 +116,17 @@ pub async fn start(
         .open()
         .map_err(|e| data_error(e.to_string()))?;
 
-    let served = Arc::new(ServedConfig::new(Arc::new(Metrics::new())));
+    let token = match &config.token_file {
+        Some(path) => Token::load(path).map_err(|message| ConfigError::Invalid {
+            path: "node.toml".into(),
+            message,
+        })?,
+        None => Token::none(),
+    };
+    let served = Arc::new(ServedConfig::new(
+        Arc::new(Metrics::new()),
+        Events::default(),
+    ));
     let log_store = LogStore::open(&db).map_err(|e| data_error(e.to_string()))?;
     let state_machine =
         StateMachine::open(&db, served.clone()).map_err(|e| data_error(e.to_string()))?;
@@ -146,7 +158,7 @@ pub async fn start(
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        PeerNetwork::default(),
+        PeerNetwork::new(token.clone()),
         log_store,
         state_machine,
     )
@@ -156,6 +168,7 @@ pub async fn start(
         id: config.id,
         raft: raft.clone(),
         served: served.clone(),
+        token: token.clone(),
     });
 
     let servers = CancellationToken::new();
@@ -182,7 +195,7 @@ pub async fn start(
                 source,
             })?;
     let stop = servers.clone();
-    let peer = PeerService::server(control.clone());
+    let peer = PeerService::server(control.clone(), &token);
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(peer)
@@ -193,7 +206,7 @@ pub async fn start(
         }
     });
     let stop = servers.clone();
-    let api = ControlApi::server(control.clone());
+    let api = ControlApi::server(control.clone(), &token);
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(api)
@@ -311,6 +324,10 @@ async fn watch_role(
             return;
         }
         if leader != last_leader {
+            control
+                .served
+                .events()
+                .publish(Event::Leader { leader, term });
             tracing::info!(
                 ?leader,
                 term,
@@ -324,11 +341,14 @@ async fn watch_role(
             && version == 0
             && let Some(spec) = &seed
         {
-            match control
-                .raft
-                .client_write(RaftRequest::Bootstrap(spec.clone()))
-                .await
-            {
+            let seed = RaftRequest::Bootstrap {
+                spec: spec.clone(),
+                origin: crate::state::Origin {
+                    time_ms: crate::control::unix_millis(),
+                    caller: format!("bootstrap by node {}", control.id),
+                },
+            };
+            match control.raft.client_write(seed).await {
                 Ok(response) => {
                     tracing::info!(result = ?response.data.result, "seed configuration committed")
                 }
@@ -368,9 +388,15 @@ impl RunningNode {
             spec,
             if_version: None,
         };
-        match self.control.write(RaftRequest::Apply(command)).await {
-            Ok(version) => {
-                tracing::info!(version, path = %path.display(), "configuration reloaded")
+        let caller = format!("SIGHUP on node {}", self.control.id);
+        match self.control.write(command, caller).await {
+            Ok(applied) => {
+                tracing::info!(
+                    version = applied.version,
+                    changes = %crate::state::summarize(&applied.changes),
+                    path = %path.display(),
+                    "configuration reloaded"
+                )
             }
             Err(error) => {
                 tracing::error!(%error, path = %path.display(), "reload refused; keeping the current configuration")

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::events::{Event, Events};
 use crate::metrics::Metrics;
 use crate::routing::{PublishedTable, RoutingTable, Runtimes};
 use crate::state::ClusterState;
@@ -12,16 +13,28 @@ pub struct ServedConfig {
     state: Mutex<ClusterState>,
     runtimes: Runtimes,
     table: Arc<PublishedTable>,
+    events: Events,
 }
 
 impl ServedConfig {
     /// An empty configuration, reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, events: Events) -> Self {
         ServedConfig {
             state: Mutex::new(ClusterState::default()),
-            runtimes: Runtimes::new(metrics),
+            runtimes: Runtimes::new(metrics, events.clone()),
             table: Arc::new(PublishedTable::new(RoutingTable::empty())),
+            events,
         }
+    }
+
+    /// The node's event bus.
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Connections or requests in flight from this node to a backend.
+    pub fn active_connections(&self, pool: &str, address: std::net::SocketAddr) -> i64 {
+        self.runtimes.active(pool, address)
     }
 
     /// Compiles `state` and publishes it. A state that does not compile
@@ -29,8 +42,20 @@ impl ServedConfig {
     pub fn publish(&self, state: &ClusterState) {
         match RoutingTable::compile(state, &self.runtimes) {
             Ok(table) => {
-                *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+                let previous = std::mem::replace(
+                    &mut *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+                    state.clone(),
+                );
                 self.table.publish(table);
+                if previous.version != state.version
+                    && let Some(revision) = state.history.get(state.version)
+                {
+                    self.events.publish(Event::Config {
+                        version: state.version,
+                        summary: revision.summary.clone(),
+                        caller: revision.origin.caller.clone(),
+                    });
+                }
                 tracing::info!(version = state.version, "serving configuration");
             }
             Err(error) => {

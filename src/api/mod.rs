@@ -4,16 +4,30 @@
 
 pub mod convert;
 
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_stream::Stream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::control::{ClusterControl, LeaderReply, LeaderRequest};
+use crate::auth::Token;
+use crate::control::{ClusterControl, ControlError, LeaderReply, LeaderRequest};
+use crate::events::{Event, Stamped};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_server::{ControlService, ControlServiceServer};
-use crate::raft::network::MAX_MESSAGE_BYTES;
-use crate::raft::{ClusterNode, RaftRequest};
-use crate::state::Command;
+use crate::raft::ClusterNode;
+use crate::state::{Applied, Command, StateError, parse_backend_address};
+
+/// Largest configuration accepted, encoded; larger ones are refused with
+/// INVALID_ARGUMENT rather than replicated to every node.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+/// Largest API message (a maximal configuration plus framing).
+const MAX_API_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Longest drain wait one call may ask for.
+const MAX_DRAIN_WAIT: Duration = Duration::from_secs(600);
 
 /// The control service of one node.
 pub struct ControlApi {
@@ -21,13 +35,77 @@ pub struct ControlApi {
 }
 
 impl ControlApi {
-    /// The tonic server for `control`.
-    pub fn server(control: Arc<ClusterControl>) -> ControlServiceServer<ControlApi> {
-        ControlServiceServer::new(ControlApi { control })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    /// The tonic server for `control`; with a token set, every call must
+    /// carry it.
+    pub fn server(
+        control: Arc<ClusterControl>,
+        token: &Token,
+    ) -> InterceptedService<
+        ControlServiceServer<ControlApi>,
+        impl tonic::service::Interceptor + Clone + use<>,
+    > {
+        let server = ControlServiceServer::new(ControlApi { control })
+            .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
+        InterceptedService::new(server, token.interceptor())
+    }
+
+    /// Proposes `command` for the caller of `request`.
+    async fn change<T>(
+        &self,
+        request: &Request<T>,
+        command: Command,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let applied = self.control.write(command, caller(request)).await?;
+        Ok(Response::new(change_reply(applied, false)))
     }
 }
+
+/// Who made a request: its peer address (the token, when required, is the
+/// same for everyone, so the address is what tells callers apart).
+fn caller<T>(request: &Request<T>) -> String {
+    match request.remote_addr() {
+        Some(address) => format!("api client {address}"),
+        None => "api client".into(),
+    }
+}
+
+fn change_reply(applied: Applied, dry_run: bool) -> pb::ChangeReply {
+    pb::ChangeReply {
+        version: applied.version,
+        changes: applied
+            .changes
+            .into_iter()
+            .map(|c| pb::Change {
+                kind: serde_json::to_value(c.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                object: c.object,
+                name: c.name,
+                detail: c.detail,
+            })
+            .collect(),
+        dry_run,
+    }
+}
+
+fn admin_state(field: &str, value: &str) -> Result<crate::config::AdminState, Status> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+        ControlError::from(StateError::invalid(
+            field,
+            value,
+            "expected active, draining or disabled",
+        ))
+        .into()
+    })
+}
+
+fn address(field: &str, value: &str) -> Result<SocketAddr, Status> {
+    parse_backend_address(field, value).map_err(|e| ControlError::from(e).into())
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ControlService for ControlApi {
@@ -61,18 +139,34 @@ impl ControlService for ControlApi {
     async fn apply_config(
         &self,
         request: Request<pb::ApplyConfigRequest>,
-    ) -> Result<Response<pb::ApplyConfigReply>, Status> {
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         let config = request
             .config
             .ok_or_else(|| Status::invalid_argument("config: missing"))?;
-        let spec = convert::from_proto(config).map_err(crate::control::ControlError::from)?;
+        let size = prost::Message::encoded_len(&config);
+        if size > MAX_CONFIG_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "config: {size} bytes is larger than the limit of {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        if config.frontends.is_empty() && config.pools.is_empty() {
+            return Err(Status::invalid_argument(
+                "config: empty (no frontends and no pools); an empty configuration would stop all traffic",
+            ));
+        }
+        let spec = convert::from_proto(config).map_err(ControlError::from)?;
         let command = Command::ApplyConfig {
             spec,
             if_version: request.if_version,
         };
-        let version = self.control.write(RaftRequest::Apply(command)).await?;
-        Ok(Response::new(pb::ApplyConfigReply { version }))
+        if request.dry_run {
+            let applied = self.control.dry_run(command).await?;
+            return Ok(Response::new(change_reply(applied, true)));
+        }
+        let applied = self.control.write(command, caller).await?;
+        Ok(Response::new(change_reply(applied, false)))
     }
 
     async fn get_config(
@@ -86,16 +180,148 @@ impl ControlService for ControlApi {
         }))
     }
 
+    async fn add_backend(
+        &self,
+        request: Request<pb::AddBackendRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let state = if r.admin_state.is_empty() {
+            crate::config::AdminState::Active
+        } else {
+            admin_state("admin_state", &r.admin_state)?
+        };
+        let command = Command::AddBackend {
+            pool: r.pool.clone(),
+            backend: crate::config::BackendSpec {
+                address: r.address.clone(),
+                weight: if r.weight == 0 { 1 } else { r.weight },
+                admin_state: state,
+            },
+        };
+        self.change(&request, command).await
+    }
+
+    async fn remove_backend(
+        &self,
+        request: Request<pb::BackendRef>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::RemoveBackend {
+            pool: r.pool.clone(),
+            address: r.address.clone(),
+        };
+        self.change(&request, command).await
+    }
+
+    async fn set_weight(
+        &self,
+        request: Request<pb::SetWeightRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::SetWeight {
+            pool: r.pool.clone(),
+            address: r.address.clone(),
+            weight: r.weight,
+        };
+        self.change(&request, command).await
+    }
+
+    async fn set_admin_state(
+        &self,
+        request: Request<pb::SetAdminStateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::SetAdminState {
+            pool: r.pool.clone(),
+            address: r.address.clone(),
+            state: admin_state("admin_state", &r.admin_state)?,
+        };
+        self.change(&request, command).await
+    }
+
+    async fn wait_drained(
+        &self,
+        request: Request<pb::WaitDrainedRequest>,
+    ) -> Result<Response<pb::WaitDrainedReply>, Status> {
+        let r = request.into_inner();
+        let backend = address("address", &r.address)?;
+        let timeout = Duration::from_millis(r.timeout_ms).min(MAX_DRAIN_WAIT);
+        let (drained, counts) = self.control.wait_drained(&r.pool, backend, timeout).await;
+        Ok(Response::new(pb::WaitDrainedReply {
+            drained,
+            nodes: counts
+                .into_iter()
+                .map(|c| pb::NodeConnections {
+                    node: c.node,
+                    active: c.active,
+                    reached: c.reached,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn history(
+        &self,
+        _request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        let state = self.control.read_config(false).await?;
+        Ok(Response::new(pb::HistoryReply {
+            current_version: state.version,
+            revisions: state
+                .history
+                .revisions()
+                .map(|r| pb::Revision {
+                    version: r.version,
+                    time_unix_ms: r.origin.time_ms,
+                    caller: r.origin.caller.clone(),
+                    command: r.command.clone(),
+                    summary: r.summary.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let command = Command::Rollback {
+            version: request.get_ref().version,
+        };
+        self.change(&request, command).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let node = self.control.id;
+        let mut events = self.control.served.events().subscribe();
+        let stream = async_stream::stream! {
+            loop {
+                match events.recv().await {
+                    Ok(stamped) => yield Ok(watch_event(node, stamped)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        yield Err(Status::resource_exhausted(format!("watcher too slow: {missed} events missed")));
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn add_node(
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let request = request.into_inner();
-        if request.raft_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(Status::invalid_argument(format!(
-                "raft_addr = {:?}: expected IP:PORT",
-                request.raft_addr
-            )));
+        address("raft_addr", &request.raft_addr)?;
+        if !request.api_addr.is_empty() {
+            address("api_addr", &request.api_addr)?;
         }
         let node = ClusterNode {
             raft_addr: request.raft_addr,
@@ -121,6 +347,38 @@ impl ControlService for ControlApi {
             .execute(LeaderRequest::RemoveNode { id })
             .await?;
         voters(reply)
+    }
+}
+
+fn watch_event(node: u64, stamped: Stamped) -> pb::WatchEvent {
+    use pb::watch_event::Event as E;
+    let event = match stamped.event {
+        Event::Config {
+            version,
+            summary,
+            caller,
+        } => E::Config(pb::ConfigChanged {
+            version,
+            summary,
+            caller,
+        }),
+        Event::Leader { leader, term } => E::Leader(pb::LeaderChanged { leader, term }),
+        Event::Health {
+            pool,
+            address,
+            health,
+            reason,
+        } => E::Health(pb::BackendHealth {
+            pool,
+            address,
+            health: health.to_string(),
+            reason,
+        }),
+    };
+    pb::WatchEvent {
+        node,
+        time_unix_ms: stamped.time_ms,
+        event: Some(event),
     }
 }
 

@@ -14,11 +14,19 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::raft::network::{peer_channel, peer_client};
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
-use crate::state::ClusterState;
+use crate::state::{Applied, ClusterState, Command, Origin};
+
+/// Milliseconds since the Unix epoch, for history records.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// How long a write or linearizable read may take before it is reported
 /// `UNAVAILABLE` (never a hang).
@@ -29,6 +37,9 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum LeaderRequest {
     /// Propose an entry.
     Write(RaftRequest),
+    /// Apply a command to a copy of the linearizably read state, and report
+    /// what it would do; nothing is proposed.
+    DryRun(Command),
     /// Read the configuration after confirming leadership with a quorum.
     ReadConfig,
     /// Add a node as learner, then promote it to voter once caught up.
@@ -48,13 +59,46 @@ pub enum LeaderRequest {
 /// What a leader operation returned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderReply {
-    /// The configuration version after a write.
-    Version(u64),
+    /// What a write (or dry run) did.
+    Applied(Applied),
     /// The configuration, read linearizably.
     Config(ClusterState),
     /// The voters after a membership change.
     Voters(Vec<NodeId>),
 }
+
+/// A question a node answers about its own state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerQuery {
+    /// Connections (tcp) or requests (http) in flight to a backend.
+    ActiveConnections {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: std::net::SocketAddr,
+    },
+}
+
+/// The answer to a [`PeerQuery`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerAnswer {
+    /// A count.
+    Active(i64),
+}
+
+/// One node's count of in-flight connections to a backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeConnections {
+    /// Node id.
+    pub node: NodeId,
+    /// Connections or requests in flight (0 when not reached).
+    pub active: i64,
+    /// Whether the node answered.
+    pub reached: bool,
+}
+
+/// How often a drain wait asks every node again.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// One node's handle on the cluster.
 pub struct ClusterControl {
@@ -64,6 +108,8 @@ pub struct ClusterControl {
     pub raft: Raft,
     /// What this node serves.
     pub served: Arc<ServedConfig>,
+    /// The token sent to peers.
+    pub token: Token,
 }
 
 impl ClusterControl {
@@ -107,23 +153,35 @@ impl ClusterControl {
     ) -> Result<LeaderReply, ControlError> {
         match request {
             LeaderRequest::Write(entry) => {
-                if let RaftRequest::Apply(command) = &entry {
+                if let RaftRequest::Apply { command, .. } = &entry {
                     // Refuse a bad command before it reaches the log.
                     self.served.state().dispatch(command.clone())?;
                 }
                 let response = self.raft.client_write(entry).await.map_err(write_error)?;
-                Ok(LeaderReply::Version(response.data.result?))
+                Ok(LeaderReply::Applied(response.data.result?))
+            }
+            LeaderRequest::DryRun(command) => {
+                self.confirm_leadership().await?;
+                let applied = self.served.state().apply(command, Origin::default())?;
+                Ok(LeaderReply::Applied(applied))
             }
             LeaderRequest::ReadConfig => {
-                self.raft.ensure_linearizable().await.map_err(|e| match e {
-                    RaftError::APIError(_) => ControlError::NotLeader,
-                    RaftError::Fatal(fatal) => ControlError::Internal(fatal.to_string()),
-                })?;
+                self.confirm_leadership().await?;
                 Ok(LeaderReply::Config(self.served.state()))
             }
             LeaderRequest::AddNode { id, node } => self.add_node(id, node).await,
             LeaderRequest::RemoveNode { id } => self.remove_node(id).await,
         }
+    }
+
+    /// Confirms with a quorum that this node still leads and has applied
+    /// everything committed before now (a linearizable read point).
+    async fn confirm_leadership(&self) -> Result<(), ControlError> {
+        self.raft.ensure_linearizable().await.map_err(|e| match e {
+            RaftError::APIError(_) => ControlError::NotLeader,
+            RaftError::Fatal(fatal) => ControlError::Internal(fatal.to_string()),
+        })?;
+        Ok(())
     }
 
     async fn add_node(&self, id: NodeId, node: ClusterNode) -> Result<LeaderReply, ControlError> {
@@ -217,7 +275,10 @@ impl ClusterControl {
         let channel = peer_channel(&address).map_err(|e| ControlError::Internal(e.to_string()))?;
         let json =
             serde_json::to_vec(request).map_err(|e| ControlError::Internal(e.to_string()))?;
-        match peer_client(channel).forward(RaftPayload { json }).await {
+        let mut grpc = tonic::Request::new(RaftPayload { json });
+        grpc.set_timeout(OPERATION_TIMEOUT);
+        self.token.attach(&mut grpc);
+        match peer_client(channel).forward(grpc).await {
             Ok(reply) => serde_json::from_slice::<Result<LeaderReply, ControlError>>(
                 &reply.into_inner().json,
             )
@@ -243,14 +304,108 @@ impl ClusterControl {
         }
     }
 
-    /// Proposes `request` and returns the new configuration version.
-    pub async fn write(&self, request: RaftRequest) -> Result<u64, ControlError> {
-        match self.execute(LeaderRequest::Write(request)).await? {
-            LeaderReply::Version(version) => Ok(version),
+    /// Proposes `command` on behalf of `caller`; what it changed.
+    pub async fn write(&self, command: Command, caller: String) -> Result<Applied, ControlError> {
+        let origin = Origin {
+            time_ms: unix_millis(),
+            caller,
+        };
+        let request = LeaderRequest::Write(RaftRequest::Apply { command, origin });
+        match self.execute(request).await? {
+            LeaderReply::Applied(applied) => Ok(applied),
             other => Err(ControlError::Internal(format!(
                 "unexpected reply {other:?}"
             ))),
         }
+    }
+
+    /// What `command` would change now, without proposing it.
+    pub async fn dry_run(&self, command: Command) -> Result<Applied, ControlError> {
+        match self.execute(LeaderRequest::DryRun(command)).await? {
+            LeaderReply::Applied(applied) => Ok(applied),
+            other => Err(ControlError::Internal(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Answers a peer's question about this node.
+    pub fn answer(&self, query: PeerQuery) -> PeerAnswer {
+        match query {
+            PeerQuery::ActiveConnections { pool, address } => {
+                PeerAnswer::Active(self.served.active_connections(&pool, address))
+            }
+        }
+    }
+
+    /// Asks every member how many connections or requests it has in flight
+    /// to a backend, until all say zero or `timeout` passes.
+    pub async fn wait_drained(
+        &self,
+        pool: &str,
+        address: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> (bool, Vec<NodeConnections>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let counts = self.count_everywhere(pool, address).await;
+            let drained = counts.iter().all(|c| c.reached && c.active == 0);
+            if drained || tokio::time::Instant::now() >= deadline {
+                return (drained, counts);
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    async fn count_everywhere(
+        &self,
+        pool: &str,
+        address: std::net::SocketAddr,
+    ) -> Vec<NodeConnections> {
+        let nodes: Vec<(NodeId, String)> = {
+            let metrics = self.raft.metrics();
+            let membership = metrics.borrow().membership_config.clone();
+            membership
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.raft_addr.clone()))
+                .collect()
+        };
+        let query = PeerQuery::ActiveConnections {
+            pool: pool.to_string(),
+            address,
+        };
+        let mut counts = Vec::new();
+        for (node, raft_addr) in nodes {
+            let answer = if node == self.id {
+                Some(self.answer(query.clone()))
+            } else {
+                self.ask(&raft_addr, &query).await
+            };
+            counts.push(match answer {
+                Some(PeerAnswer::Active(active)) => NodeConnections {
+                    node,
+                    active,
+                    reached: true,
+                },
+                None => NodeConnections {
+                    node,
+                    active: 0,
+                    reached: false,
+                },
+            });
+        }
+        counts
+    }
+
+    async fn ask(&self, raft_addr: &str, query: &PeerQuery) -> Option<PeerAnswer> {
+        let channel = peer_channel(raft_addr).ok()?;
+        let json = serde_json::to_vec(query).ok()?;
+        let mut grpc = tonic::Request::new(RaftPayload { json });
+        grpc.set_timeout(Duration::from_secs(1));
+        self.token.attach(&mut grpc);
+        let reply = peer_client(channel).query(grpc).await.ok()?;
+        serde_json::from_slice(&reply.into_inner().json).ok()
     }
 
     /// The cluster as this node sees it.

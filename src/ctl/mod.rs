@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::api::convert;
+use crate::auth::Token;
 use crate::config::{ClusterSpec, read_toml};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_client::ControlServiceClient;
@@ -32,6 +33,9 @@ pub struct CtlArgs {
         value_delimiter = ','
     )]
     pub endpoint: Vec<String>,
+    /// The cluster token, when the cluster requires one.
+    #[arg(long, global = true, env = "RAFTLB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -44,14 +48,21 @@ pub struct CtlArgs {
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Nodes, roles, leader, term, applied index and configuration version.
-    Status,
-    /// Replace the whole served configuration with a cluster.toml.
     ///
-    /// Example: raftlb ctl apply -f cluster.toml --if-version 7
+    /// Example: raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200 status
+    Status,
+    /// Replace the whole served configuration with a cluster.toml, in one
+    /// atomic change; prints what changed.
+    ///
+    /// Examples: raftlb ctl apply -f cluster.toml --dry-run
+    ///           raftlb ctl apply -f cluster.toml --if-version 7
     Apply {
         /// The cluster.toml to apply.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Refuse unless the configuration is still at this version.
         #[arg(long)]
         if_version: Option<u64>,
@@ -69,9 +80,107 @@ pub enum Verb {
         #[arg(long)]
         local: bool,
     },
+    /// Change one backend.
+    #[command(subcommand)]
+    Backend(BackendVerb),
+    /// Committed changes: version, time, caller and what changed (the last 50).
+    ///
+    /// Example: raftlb ctl history
+    History,
+    /// Make an earlier version's configuration current again (as a new
+    /// version); prints what changed.
+    ///
+    /// Example: raftlb ctl rollback 12
+    Rollback {
+        /// The version to return to.
+        version: u64,
+    },
+    /// Stream configuration, leader and backend health changes as the
+    /// contacted node sees them, until Ctrl-C.
+    ///
+    /// Example: raftlb ctl watch
+    Watch,
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(ClusterVerb),
+}
+
+/// `raftlb ctl backend` verbs.
+#[derive(Debug, Subcommand)]
+pub enum BackendVerb {
+    /// Add a backend to a pool.
+    ///
+    /// Example: raftlb ctl backend add web 10.0.0.5:8080 --weight 2
+    Add {
+        /// Pool name.
+        pool: String,
+        /// Backend address, IP:PORT.
+        address: String,
+        /// Relative weight, 1 to 256.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Remove a backend; it is drained first (no new traffic, open
+    /// connections finish, up to --timeout) unless --now.
+    ///
+    /// Example: raftlb ctl backend remove web 10.0.0.5:8080
+    Remove {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+        /// Remove at once, cutting nothing but sending nothing new.
+        #[arg(long)]
+        now: bool,
+        /// Longest drain before the removal, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Change a backend's weight.
+    ///
+    /// Example: raftlb ctl backend set-weight web 10.0.0.5:8080 5
+    SetWeight {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+        /// New weight, 1 to 256.
+        weight: u32,
+    },
+    /// Stop new connections and requests to a backend on every node; open
+    /// ones finish.
+    ///
+    /// Example: raftlb ctl backend drain web 10.0.0.5:8080 --wait --timeout 60
+    Drain {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+        /// Return only when no node has connections to it (or --timeout passes).
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Let a drained or disabled backend take traffic again.
+    ///
+    /// Example: raftlb ctl backend enable web 10.0.0.5:8080
+    Enable {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+    },
+    /// Take a backend out of service at once.
+    ///
+    /// Example: raftlb ctl backend disable web 10.0.0.5:8080
+    Disable {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: String,
+    },
 }
 
 /// `raftlb ctl cluster` verbs.
@@ -126,10 +235,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> Outcome {
+    let token = Token::from_value(args.token.clone());
     let mut last_error = String::from("no endpoint given");
     for endpoint in &args.endpoint {
         let client = match connect(endpoint).await {
-            Ok(client) => client,
+            Ok(client) => Client {
+                inner: client,
+                token: token.clone(),
+            },
             Err(error) => {
                 last_error = format!("{endpoint}: {error}");
                 continue;
@@ -153,11 +266,25 @@ pub async fn run(args: CtlArgs) -> Outcome {
     Outcome::Unreachable(format!("cluster unreachable: {last_error}"))
 }
 
+/// A connected client that sends the token with every call.
+struct Client {
+    inner: ControlServiceClient<Channel>,
+    token: Token,
+}
+
+impl Client {
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        self.token.attach(&mut request);
+        request
+    }
+}
+
 async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, String> {
     let channel = Endpoint::from_shared(format!("http://{endpoint}"))
         .map_err(|e| format!("bad endpoint: {e}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(CALL_TIMEOUT)
         .connect()
         .await
         .map_err(|e| e.to_string())?;
@@ -179,68 +306,206 @@ fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::AlreadyExists => "already exists",
         tonic::Code::FailedPrecondition => "refused",
         tonic::Code::Unavailable => "unavailable",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::DeadlineExceeded => "timed out",
         _ => "error",
     }
 }
 
-async fn call(
-    mut client: ControlServiceClient<Channel>,
-    args: &CtlArgs,
-) -> Result<Outcome, tonic::Status> {
+fn backend(pool: &str, address: &str) -> pb::BackendRef {
+    pb::BackendRef {
+        pool: pool.to_string(),
+        address: address.to_string(),
+    }
+}
+
+async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Status> {
+    let json = args.json;
     Ok(match &args.verb {
         Verb::Status => {
-            let status = client.status(pb::StatusRequest {}).await?.into_inner();
-            Outcome::Done(output::status(&status, args.json))
+            let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
+            let status = client.inner.status(request).await?.into_inner();
+            Outcome::Done(output::status(&status, json))
         }
-        Verb::Apply { file, if_version } => {
+        Verb::Apply {
+            file,
+            dry_run,
+            if_version,
+        } => {
             let spec: ClusterSpec = match read_toml(file) {
                 Ok(spec) => spec,
                 Err(error) => return Ok(Outcome::Usage(error.to_string())),
             };
-            let request = pb::ApplyConfigRequest {
+            let message = pb::ApplyConfigRequest {
                 config: Some(convert::to_proto(&spec)),
                 if_version: *if_version,
+                dry_run: *dry_run,
             };
-            let reply = client.apply_config(request).await?.into_inner();
-            Outcome::Done(if args.json {
-                serde_json::json!({ "version": reply.version }).to_string()
-            } else {
-                format!("applied: configuration version {}", reply.version)
-            })
+            let request = client.request(message, CALL_TIMEOUT);
+            let reply = client.inner.apply_config(request).await?.into_inner();
+            Outcome::Done(output::changes(&reply, json))
         }
         Verb::Get { what, local } => {
-            let reply = client
-                .get_config(pb::GetConfigRequest { local: *local })
-                .await?
-                .into_inner();
+            let request = client.request(pb::GetConfigRequest { local: *local }, CALL_TIMEOUT);
+            let reply = client.inner.get_config(request).await?.into_inner();
             let spec = convert::from_proto(reply.config.unwrap_or_default())
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
-            Outcome::Done(output::config(
-                reply.version,
-                &spec,
-                what.as_deref(),
-                args.json,
-            ))
+            Outcome::Done(output::config(reply.version, &spec, what.as_deref(), json))
+        }
+        Verb::Backend(verb) => return backend_verb(client, verb, json).await,
+        Verb::History => {
+            let request = client.request(pb::HistoryRequest {}, CALL_TIMEOUT);
+            let reply = client.inner.history(request).await?.into_inner();
+            Outcome::Done(output::history(&reply, json))
+        }
+        Verb::Rollback { version } => {
+            let request = client.request(pb::RollbackRequest { version: *version }, CALL_TIMEOUT);
+            let reply = client.inner.rollback(request).await?.into_inner();
+            Outcome::Done(output::changes(&reply, json))
+        }
+        Verb::Watch => {
+            let mut request = tonic::Request::new(pb::WatchRequest {});
+            client.token.attach(&mut request);
+            let mut stream = client.inner.watch(request).await?.into_inner();
+            while let Some(event) = stream.message().await? {
+                println!("{}", output::event(&event, json));
+            }
+            Outcome::Done("watch ended: the node closed the stream".into())
         }
         Verb::Cluster(ClusterVerb::AddNode {
             id,
             raft_addr,
             api_addr,
         }) => {
-            let request = pb::AddNodeRequest {
+            let message = pb::AddNodeRequest {
                 id: *id,
                 raft_addr: raft_addr.clone(),
                 api_addr: api_addr.clone(),
             };
-            let reply = client.add_node(request).await?.into_inner();
-            Outcome::Done(output::voters(&reply.voters, args.json))
+            // Waits for the new node to catch up before promoting it.
+            let request = client.request(message, Duration::from_secs(60));
+            let reply = client.inner.add_node(request).await?.into_inner();
+            Outcome::Done(output::voters(&reply.voters, json))
         }
         Verb::Cluster(ClusterVerb::RemoveNode { id }) => {
-            let reply = client
-                .remove_node(pb::RemoveNodeRequest { id: *id })
-                .await?
-                .into_inner();
-            Outcome::Done(output::voters(&reply.voters, args.json))
+            let request = client.request(pb::RemoveNodeRequest { id: *id }, CALL_TIMEOUT);
+            let reply = client.inner.remove_node(request).await?.into_inner();
+            Outcome::Done(output::voters(&reply.voters, json))
         }
     })
+}
+
+async fn backend_verb(
+    mut client: Client,
+    verb: &BackendVerb,
+    json: bool,
+) -> Result<Outcome, tonic::Status> {
+    let set_state = |pool: &str, address: &str, state: &str| pb::SetAdminStateRequest {
+        pool: pool.to_string(),
+        address: address.to_string(),
+        admin_state: state.to_string(),
+    };
+    Ok(match verb {
+        BackendVerb::Add {
+            pool,
+            address,
+            weight,
+        } => {
+            let message = pb::AddBackendRequest {
+                pool: pool.clone(),
+                address: address.clone(),
+                weight: *weight,
+                admin_state: String::new(),
+            };
+            let request = client.request(message, CALL_TIMEOUT);
+            Outcome::Done(output::changes(
+                &client.inner.add_backend(request).await?.into_inner(),
+                json,
+            ))
+        }
+        BackendVerb::SetWeight {
+            pool,
+            address,
+            weight,
+        } => {
+            let message = pb::SetWeightRequest {
+                pool: pool.clone(),
+                address: address.clone(),
+                weight: *weight,
+            };
+            let request = client.request(message, CALL_TIMEOUT);
+            Outcome::Done(output::changes(
+                &client.inner.set_weight(request).await?.into_inner(),
+                json,
+            ))
+        }
+        BackendVerb::Enable { pool, address } | BackendVerb::Disable { pool, address } => {
+            let state = if matches!(verb, BackendVerb::Enable { .. }) {
+                "active"
+            } else {
+                "disabled"
+            };
+            let request = client.request(set_state(pool, address, state), CALL_TIMEOUT);
+            Outcome::Done(output::changes(
+                &client.inner.set_admin_state(request).await?.into_inner(),
+                json,
+            ))
+        }
+        BackendVerb::Drain {
+            pool,
+            address,
+            wait,
+            timeout,
+        } => {
+            let request = client.request(set_state(pool, address, "draining"), CALL_TIMEOUT);
+            let reply = client.inner.set_admin_state(request).await?.into_inner();
+            let mut text = output::changes(&reply, json);
+            if *wait {
+                let (drained, report) =
+                    wait_drained(&mut client, pool, address, *timeout, json).await?;
+                if !drained {
+                    return Ok(Outcome::Refused(report));
+                }
+                text = format!("{text}\n{report}");
+            }
+            Outcome::Done(text)
+        }
+        BackendVerb::Remove {
+            pool,
+            address,
+            now,
+            timeout,
+        } => {
+            let mut lines = Vec::new();
+            if !*now {
+                let request = client.request(set_state(pool, address, "draining"), CALL_TIMEOUT);
+                client.inner.set_admin_state(request).await?;
+                let (_, report) = wait_drained(&mut client, pool, address, *timeout, json).await?;
+                lines.push(report);
+            }
+            let request = client.request(backend(pool, address), CALL_TIMEOUT);
+            let reply = client.inner.remove_backend(request).await?.into_inner();
+            lines.push(output::changes(&reply, json));
+            Outcome::Done(lines.join("\n"))
+        }
+    })
+}
+
+/// Waits for a backend to have no connections on any node; whether it did,
+/// and a report naming the nodes that still hold some.
+async fn wait_drained(
+    client: &mut Client,
+    pool: &str,
+    address: &str,
+    timeout_s: u64,
+    json: bool,
+) -> Result<(bool, String), tonic::Status> {
+    let message = pb::WaitDrainedRequest {
+        pool: pool.to_string(),
+        address: address.to_string(),
+        timeout_ms: timeout_s.saturating_mul(1000),
+    };
+    let request = client.request(message, Duration::from_secs(timeout_s) + CALL_TIMEOUT);
+    let reply = client.inner.wait_drained(request).await?.into_inner();
+    Ok((reply.drained, output::drain(&reply, timeout_s, json)))
 }

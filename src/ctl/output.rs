@@ -175,3 +175,143 @@ pub fn voters(voters: &[u64], json: bool) -> String {
     let list: Vec<String> = voters.iter().map(u64::to_string).collect();
     format!("voters now: {}", list.join(", "))
 }
+
+/// What a change did (or would do, for a dry run).
+pub fn changes(reply: &pb::ChangeReply, json: bool) -> String {
+    if json {
+        let changes: Vec<_> = reply
+            .changes
+            .iter()
+            .map(|c| serde_json::json!({"kind": c.kind, "object": c.object, "name": c.name, "detail": c.detail}))
+            .collect();
+        return serde_json::json!({"version": reply.version, "dry_run": reply.dry_run, "changes": changes}).to_string();
+    }
+    let mut lines: Vec<String> = reply
+        .changes
+        .iter()
+        .map(|c| {
+            let sign = match c.kind.as_str() {
+                "added" => '+',
+                "removed" => '-',
+                _ => '~',
+            };
+            if c.detail.is_empty() {
+                format!("{sign} {} {}", c.object, c.name)
+            } else {
+                format!("{sign} {} {} ({})", c.object, c.name, c.detail)
+            }
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push("no change".into());
+    }
+    lines.push(if reply.dry_run {
+        format!(
+            "dry run: nothing changed (configuration is at version {})",
+            reply.version
+        )
+    } else {
+        format!("applied: configuration version {}", reply.version)
+    });
+    lines.join("\n")
+}
+
+/// A drain wait's outcome.
+pub fn drain(reply: &pb::WaitDrainedReply, timeout_s: u64, json: bool) -> String {
+    if json {
+        let nodes: Vec<_> = reply
+            .nodes
+            .iter()
+            .map(|n| serde_json::json!({"node": n.node, "active": n.active, "reached": n.reached}))
+            .collect();
+        return serde_json::json!({"drained": reply.drained, "nodes": nodes}).to_string();
+    }
+    if reply.drained {
+        return format!(
+            "drained: no node has connections to it ({} nodes asked)",
+            reply.nodes.len()
+        );
+    }
+    let holding: Vec<String> = reply
+        .nodes
+        .iter()
+        .filter(|n| !n.reached || n.active > 0)
+        .map(|n| {
+            if n.reached {
+                format!("node {} has {}", n.node, n.active)
+            } else {
+                format!("node {} did not answer", n.node)
+            }
+        })
+        .collect();
+    format!("not drained after {timeout_s} s: {}", holding.join(", "))
+}
+
+/// `ctl history`.
+pub fn history(reply: &pb::HistoryReply, json: bool) -> String {
+    if json {
+        let revisions: Vec<_> = reply
+            .revisions
+            .iter()
+            .map(|r| {
+                serde_json::json!({"version": r.version, "time_unix_ms": r.time_unix_ms, "caller": r.caller,
+                    "command": r.command, "summary": r.summary})
+            })
+            .collect();
+        return serde_json::json!({"current_version": reply.current_version, "revisions": revisions}).to_string();
+    }
+    table(
+        &["version", "time", "caller", "change", "summary"],
+        reply
+            .revisions
+            .iter()
+            .map(|r| {
+                vec![
+                    r.version.to_string(),
+                    utc(r.time_unix_ms),
+                    r.caller.clone(),
+                    r.command.clone(),
+                    r.summary.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// `ctl watch`: one line per event.
+pub fn event(event: &pb::WatchEvent, json: bool) -> String {
+    use pb::watch_event::Event as E;
+    let time = utc(event.time_unix_ms);
+    match (&event.event, json) {
+        (Some(E::Config(c)), false) => format!(
+            "{time} node {} config version {}: {} (by {})",
+            event.node, c.version, c.summary, c.caller
+        ),
+        (Some(E::Leader(l)), false) => format!(
+            "{time} node {} leader {} (term {})",
+            event.node,
+            l.leader.map_or("none".into(), |id| format!("node {id}")),
+            l.term
+        ),
+        (Some(E::Health(h)), false) => format!(
+            "{time} node {} backend {}/{} {}: {}",
+            event.node, h.pool, h.address, h.health, h.reason
+        ),
+        (Some(E::Config(c)), true) => serde_json::json!({"node": event.node, "time_unix_ms": event.time_unix_ms,
+            "config": {"version": c.version, "summary": c.summary, "caller": c.caller}})
+        .to_string(),
+        (Some(E::Leader(l)), true) => serde_json::json!({"node": event.node, "time_unix_ms": event.time_unix_ms,
+            "leader": {"leader": l.leader, "term": l.term}})
+        .to_string(),
+        (Some(E::Health(h)), true) => serde_json::json!({"node": event.node, "time_unix_ms": event.time_unix_ms,
+            "health": {"pool": h.pool, "address": h.address, "health": h.health, "reason": h.reason}})
+        .to_string(),
+        (None, _) => String::new(),
+    }
+}
+
+/// An HTTP-style UTC date (`Fri, 27 Nov 2026 10:23:18 GMT`) from Unix
+/// milliseconds.
+fn utc(ms: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}

@@ -18,7 +18,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ClusterSpec;
-use crate::state::{Command, StateError};
+use crate::state::{Applied, Command, Origin, StateError};
 
 /// A node of the cluster as Raft knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,9 +41,19 @@ pub enum RaftRequest {
     /// The seed configuration, applied only while the state is still at
     /// version 0, so that a seed proposed by two successive leaders is
     /// committed once.
-    Bootstrap(ClusterSpec),
+    Bootstrap {
+        /// The seed.
+        spec: ClusterSpec,
+        /// When it was proposed.
+        origin: Origin,
+    },
     /// An operator's change.
-    Apply(Command),
+    Apply {
+        /// The change.
+        command: Command,
+        /// Who asked, and when.
+        origin: Origin,
+    },
 }
 
 /// What applying one entry gave: the new version, or why it was refused
@@ -51,7 +61,7 @@ pub enum RaftRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftResponse {
     /// The outcome.
-    pub result: Result<u64, StateError>,
+    pub result: Result<Applied, StateError>,
 }
 
 openraft::declare_raft_types!(

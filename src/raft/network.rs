@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{ClusterNode, NodeId, TypeConfig};
+use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::proto::v1::raft_service_client::RaftServiceClient;
 
@@ -52,10 +53,21 @@ pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
 }
 
 /// Creates peer clients for openraft, keeping one pair of channels per peer.
-#[derive(Default)]
 pub struct PeerNetwork {
     channels: HashMap<String, (Channel, Channel)>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
+    token: Token,
+}
+
+impl PeerNetwork {
+    /// A network whose RPCs carry `token`.
+    pub fn new(token: Token) -> Self {
+        PeerNetwork {
+            channels: HashMap::new(),
+            reachability: HashMap::new(),
+            token,
+        }
+    }
 }
 
 /// Whether a peer answered its last RPC. openraft itself logs every failed
@@ -112,6 +124,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             node: node.clone(),
             channels,
             reachability,
+            token: self.token.clone(),
         }
     }
 }
@@ -122,6 +135,7 @@ pub struct PeerClient {
     node: ClusterNode,
     channels: Option<(Channel, Channel)>,
     reachability: Arc<Reachability>,
+    token: Token,
 }
 
 impl PeerClient {
@@ -155,6 +169,7 @@ impl PeerClient {
         let mut client = peer_client(channel);
         let mut grpc = tonic::Request::new(RaftPayload { json });
         grpc.set_timeout(option.hard_ttl());
+        self.token.attach(&mut grpc);
         let call = async {
             match rpc_kind {
                 Rpc::AppendEntries => client.append_entries(grpc).await,

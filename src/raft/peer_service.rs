@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::control::{ClusterControl, LeaderRequest};
+use crate::auth::Token;
+
+use crate::control::{ClusterControl, LeaderRequest, PeerQuery};
 use crate::proto::v1::RaftPayload;
 use crate::proto::v1::raft_service_server::{RaftService, RaftServiceServer};
 
@@ -20,11 +23,19 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    /// The tonic server for `control`'s Raft instance.
-    pub fn server(control: Arc<ClusterControl>) -> RaftServiceServer<PeerService> {
-        RaftServiceServer::new(PeerService { control })
+    /// The tonic server for `control`'s Raft instance; with a token set,
+    /// every peer RPC must carry it.
+    pub fn server(
+        control: Arc<ClusterControl>,
+        token: &Token,
+    ) -> InterceptedService<
+        RaftServiceServer<PeerService>,
+        impl tonic::service::Interceptor + Clone + use<>,
+    > {
+        let server = RaftServiceServer::new(PeerService { control })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        InterceptedService::new(server, token.interceptor())
     }
 }
 
@@ -69,5 +80,10 @@ impl RaftService for PeerService {
         let request: LeaderRequest = decode(request)?;
         let result = self.control.execute_as_leader(request).await;
         encode(&result)
+    }
+
+    async fn query(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let query: PeerQuery = decode(request)?;
+        encode(&self.control.answer(query))
     }
 }

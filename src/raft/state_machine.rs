@@ -17,7 +17,7 @@ use super::{
     ClusterNode, Entry, NodeId, RaftRequest, RaftResponse, StorageError, TypeConfig, storage_error,
 };
 use crate::served::ServedConfig;
-use crate::state::{ClusterState, Command};
+use crate::state::{Applied, ClusterState, Command};
 
 const APPLIED: &str = "applied";
 const SNAPSHOT: &str = "snapshot";
@@ -91,17 +91,30 @@ impl StateMachine {
 
     fn apply_one(state: &mut ClusterState, request: RaftRequest) -> RaftResponse {
         let result = match request {
-            RaftRequest::Bootstrap(spec) if state.version == 0 => {
-                state.dispatch(Command::ApplyConfig {
+            RaftRequest::Bootstrap { spec, origin } if state.version == 0 => state.apply(
+                Command::ApplyConfig {
                     spec,
                     if_version: Some(0),
-                })
-            }
+                },
+                origin,
+            ),
             // A seed proposed again by a later leader: already served.
-            RaftRequest::Bootstrap(_) => Ok(state.version),
-            RaftRequest::Apply(command) => state.dispatch(command),
+            RaftRequest::Bootstrap { .. } => Ok(Applied {
+                version: state.version,
+                changes: Vec::new(),
+            }),
+            RaftRequest::Apply { command, origin } => state.apply(command, origin),
         };
         RaftResponse { result }
+    }
+
+    fn unchanged(state: &ClusterState) -> RaftResponse {
+        RaftResponse {
+            result: Ok(Applied {
+                version: state.version,
+                changes: Vec::new(),
+            }),
+        }
     }
 }
 
@@ -166,15 +179,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
-                EntryPayload::Blank => RaftResponse {
-                    result: Ok(self.applied.state.version),
-                },
+                EntryPayload::Blank => Self::unchanged(&self.applied.state),
                 EntryPayload::Normal(request) => Self::apply_one(&mut self.applied.state, request),
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    RaftResponse {
-                        result: Ok(self.applied.state.version),
-                    }
+                    Self::unchanged(&self.applied.state)
                 }
             };
             responses.push(response);
@@ -283,7 +292,10 @@ mod tests {
                 .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
             let log = LogStore::open(&db)
                 .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
-            let served = Arc::new(ServedConfig::new(Arc::new(Metrics::new())));
+            let served = Arc::new(ServedConfig::new(
+                Arc::new(Metrics::new()),
+                Default::default(),
+            ));
             let sm = StateMachine::open(&db, served)?;
             Ok((TempDb(path), log, sm))
         }
@@ -299,12 +311,16 @@ mod tests {
         let mut state = ClusterState::default();
         let spec: crate::config::ClusterSpec =
             toml::from_str("[[pool]]\nname = \"a\"\n").expect("spec");
-        let first = StateMachine::apply_one(&mut state, RaftRequest::Bootstrap(spec.clone()));
-        assert_eq!(first.result, Ok(1));
+        let seed = |spec| RaftRequest::Bootstrap {
+            spec,
+            origin: Default::default(),
+        };
+        let first = StateMachine::apply_one(&mut state, seed(spec.clone()));
+        assert_eq!(first.result.map(|a| a.version), Ok(1));
         let mut other = spec;
         other.pools[0].name = "b".into();
-        let second = StateMachine::apply_one(&mut state, RaftRequest::Bootstrap(other));
-        assert_eq!(second.result, Ok(1));
+        let second = StateMachine::apply_one(&mut state, seed(other));
+        assert_eq!(second.result.map(|a| a.version), Ok(1));
         assert_eq!(state.spec.pools[0].name, "a");
     }
 }

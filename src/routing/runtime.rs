@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::events::{Event, Events};
 use crate::metrics::{
     BackendClassLabels, BackendLabels, CLASSES, FrontendClassLabels, FrontendLabels, Metrics,
 };
@@ -77,6 +78,8 @@ pub struct BackendRuntime {
     pub duration: Histogram,
     ejected_until_ms: AtomicU64,
     consecutive_ejections: AtomicU32,
+    pool: String,
+    events: Events,
 }
 
 impl BackendRuntime {
@@ -101,7 +104,14 @@ impl BackendRuntime {
         self.ejected_until_ms
             .store(now + backoff.as_millis() as u64, Ordering::Relaxed);
         self.ejections.inc();
+        self.events.publish(Event::Health {
+            pool: self.pool.clone(),
+            address: self.address.to_string(),
+            health: "ejected",
+            reason: reason.to_string(),
+        });
         tracing::warn!(
+            pool = %self.pool,
             backend = %self.address,
             reason,
             ejected_for_ms = backoff.as_millis() as u64,
@@ -139,15 +149,17 @@ fn class_index(status: u16) -> usize {
 /// rebuilds, and creates their metric handles.
 pub struct Runtimes {
     metrics: Arc<Metrics>,
+    events: Events,
     frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
     backends: Mutex<HashMap<(String, SocketAddr), Arc<BackendRuntime>>>,
 }
 
 impl Runtimes {
     /// An empty set reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, events: Events) -> Self {
         Runtimes {
             metrics,
+            events,
             frontends: Mutex::default(),
             backends: Mutex::default(),
         }
@@ -217,6 +229,8 @@ impl Runtimes {
                     duration: m.backend_duration.get_or_create(&labels).clone(),
                     ejected_until_ms: AtomicU64::new(0),
                     consecutive_ejections: AtomicU32::new(0),
+                    pool: pool.to_string(),
+                    events: self.events.clone(),
                 })
             })
             .clone()
@@ -251,6 +265,14 @@ impl Runtimes {
             }
             retained
         });
+    }
+
+    /// Connections or requests in flight to a backend (0 if unknown).
+    pub fn active(&self, pool: &str, address: SocketAddr) -> i64 {
+        let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends
+            .get(&(pool.to_string(), address))
+            .map_or(0, |runtime| runtime.active.get())
     }
 
     /// Every backend runtime known, with its pool name, for `/status`.

@@ -265,7 +265,11 @@ mod tests {
                 if_version: None,
             })
             .expect("valid");
-        RoutingTable::compile(&state, &Runtimes::new(Arc::new(Metrics::new()))).expect("compiles")
+        RoutingTable::compile(
+            &state,
+            &Runtimes::new(Arc::new(Metrics::new()), Default::default()),
+        )
+        .expect("compiles")
     }
 
     const TEXT: &str = r#"
@@ -341,7 +345,7 @@ name = "static"
 
     #[test]
     fn runtimes_survive_a_recompile() {
-        let runtimes = Runtimes::new(Arc::new(Metrics::new()));
+        let runtimes = Runtimes::new(Arc::new(Metrics::new()), Default::default());
         let mut state = ClusterState::default();
         state
             .dispatch(Command::ApplyConfig {

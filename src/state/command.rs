@@ -39,6 +39,12 @@ pub enum Command {
         /// New weight.
         weight: u32,
     },
+    /// Make the configuration of an earlier version current again (as a new
+    /// version).
+    Rollback {
+        /// The version to return to; it must still be in the history.
+        version: u64,
+    },
     /// Activate, drain or disable a backend.
     SetAdminState {
         /// Pool name.
@@ -75,6 +81,7 @@ impl Command {
                 address,
                 state,
             } => format!("set {address} in pool {pool} {}", state.as_str()),
+            Command::Rollback { version } => format!("roll back to version {version}"),
         }
     }
 }

@@ -2,27 +2,52 @@
 //! only through [`ClusterState::dispatch`].
 
 mod command;
+mod diff;
 mod error;
+mod history;
 mod validate;
 
 pub use command::Command;
+pub use diff::{Change, ChangeKind, diff, summarize};
 pub use error::StateError;
+pub use history::{Applied, HISTORY_LEN, History, Origin, Revision};
 pub use validate::{HashKey, MAX_WEIGHT, parse_backend_address, parse_hash_key, validate};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BackendSpec, ClusterSpec, PoolSpec};
 
-/// What the cluster serves, with the version of the last change.
+/// What the cluster serves, with the version of the last change and the
+/// history of changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// Bumped by one on every accepted command; 0 before the first.
     pub version: u64,
     /// The served configuration, always valid.
     pub spec: ClusterSpec,
+    /// The last committed changes, with their configurations.
+    #[serde(default)]
+    pub history: History,
 }
 
 impl ClusterState {
+    /// Applies `command` as [`ClusterState::dispatch`] does, and records
+    /// the change in the history with its origin and differences.
+    pub fn apply(&mut self, command: Command, origin: Origin) -> Result<Applied, StateError> {
+        let before = self.spec.clone();
+        let description = command.summary();
+        let version = self.dispatch(command)?;
+        let changes = diff(&before, &self.spec);
+        self.history.record(Revision {
+            version,
+            origin,
+            command: description,
+            summary: summarize(&changes),
+            spec: self.spec.clone(),
+        });
+        Ok(Applied { version, changes })
+    }
+
     /// Applies one command. The change is built on a copy and validated as a
     /// whole before it replaces the current spec, so a refused command
     /// leaves nothing half-applied. Returns the new version.
@@ -37,10 +62,25 @@ impl ClusterState {
 
     fn next_spec(&self, command: Command) -> Result<ClusterSpec, StateError> {
         let mut spec = match &command {
-            Command::ApplyConfig { .. } => ClusterSpec::default(),
+            Command::ApplyConfig { .. } | Command::Rollback { .. } => ClusterSpec::default(),
             _ => self.spec.clone(),
         };
         match command {
+            Command::Rollback { version } => {
+                let revision = self
+                    .history
+                    .get(version)
+                    .ok_or_else(|| StateError::NotFound {
+                        what: match self.history.oldest() {
+                            Some(oldest) => format!(
+                                "version {version} in history (kept: {oldest} to {})",
+                                self.version
+                            ),
+                            None => format!("version {version} in history"),
+                        },
+                    })?;
+                spec = revision.spec.clone();
+            }
             Command::ApplyConfig {
                 spec: new,
                 if_version,

@@ -716,6 +716,7 @@ pub async fn apply_spec(
         let request = pb::ApplyConfigRequest {
             config: Some(raftlb::api::convert::to_proto(spec)),
             if_version: None,
+            dry_run: false,
         };
         match client.apply_config(request).await {
             Ok(reply) => return Ok(reply.into_inner().version),
