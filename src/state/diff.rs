@@ -140,12 +140,19 @@ fn named<T: PartialEq>(
                 name: name(item).clone(),
                 detail: String::new(),
             }),
-            Some(before) if before != item => changes.push(Change {
-                kind: ChangeKind::Changed,
-                object: object.into(),
-                name: name(item).clone(),
-                detail: detail(before, item),
-            }),
+            Some(before) if before != item => {
+                // A pool whose only differences are its backends is not
+                // itself changed: its backends are listed one by one.
+                let detail = detail(before, item);
+                if !detail.is_empty() {
+                    changes.push(Change {
+                        kind: ChangeKind::Changed,
+                        object: object.into(),
+                        name: name(item).clone(),
+                        detail,
+                    });
+                }
+            }
             Some(_) => {}
         }
     }
