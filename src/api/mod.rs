@@ -151,11 +151,7 @@ impl ControlService for ControlApi {
                 "config: {size} bytes is larger than the limit of {MAX_CONFIG_BYTES} bytes"
             )));
         }
-        if config.frontends.is_empty() && config.pools.is_empty() {
-            return Err(Status::invalid_argument(
-                "config: empty (no frontends and no pools); an empty configuration would stop all traffic",
-            ));
-        }
+
         let spec = convert::from_proto(config).map_err(ControlError::from)?;
         let command = Command::ApplyConfig {
             spec,

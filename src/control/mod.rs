@@ -162,8 +162,14 @@ impl ClusterControl {
             }
             LeaderRequest::DryRun(command) => {
                 self.confirm_leadership().await?;
-                let applied = self.served.state().apply(command, Origin::default())?;
-                Ok(LeaderReply::Applied(applied))
+                let mut state = self.served.state();
+                let current = state.version;
+                let changes = state.apply(command, Origin::default())?.changes;
+                // Nothing was committed: the version stays the current one.
+                Ok(LeaderReply::Applied(Applied {
+                    version: current,
+                    changes,
+                }))
             }
             LeaderRequest::ReadConfig => {
                 self.confirm_leadership().await?;

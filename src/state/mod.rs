@@ -25,9 +25,11 @@ pub struct ClusterState {
     pub version: u64,
     /// The served configuration, always valid.
     pub spec: ClusterSpec,
-    /// The last committed changes, with their configurations.
+    /// The last committed changes, with their configurations. Shared, so
+    /// copies of the state (published to the engine, read by the API) cost
+    /// nothing; it is copied only when a change records a revision.
     #[serde(default)]
-    pub history: History,
+    pub history: std::sync::Arc<History>,
 }
 
 impl ClusterState {
@@ -38,7 +40,7 @@ impl ClusterState {
         let description = command.summary();
         let version = self.dispatch(command)?;
         let changes = diff(&before, &self.spec);
-        self.history.record(Revision {
+        std::sync::Arc::make_mut(&mut self.history).record(Revision {
             version,
             origin,
             command: description,
@@ -92,6 +94,13 @@ impl ClusterState {
                         expected,
                         current: self.version,
                     });
+                }
+                if new.frontends.is_empty() && new.pools.is_empty() {
+                    return Err(StateError::invalid(
+                        "config",
+                        "",
+                        "empty (no frontends and no pools); an empty configuration would stop all traffic",
+                    ));
                 }
                 spec = new;
             }

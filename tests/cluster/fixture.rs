@@ -266,6 +266,8 @@ static DIRS: AtomicU64 = AtomicU64::new(0);
 pub struct NodeOptions {
     /// `[raft]` lines.
     pub raft: String,
+    /// A cluster token, written to a 0600 token file.
+    pub token: Option<String>,
 }
 
 impl Node {
@@ -318,6 +320,17 @@ seed    = "cluster.toml"
             members.join(", "),
             options.raft
         );
+        let node_toml = match &options.token {
+            Some(token) => {
+                use std::os::unix::fs::PermissionsExt;
+                let path = dir.join("token");
+                std::fs::write(&path, token).expect("token file");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                format!("token_file = \"token\"\n{node_toml}")
+            }
+            None => node_toml,
+        };
         std::fs::write(dir.join("node.toml"), node_toml).expect("node.toml");
         std::fs::write(dir.join("cluster.toml"), cluster_toml).expect("cluster.toml");
         Node {
@@ -739,4 +752,43 @@ pub fn version_at(admin: SocketAddr) -> Option<u64> {
     stream.read_to_string(&mut text).ok()?;
     let body = text.split_once("\r\n\r\n")?.1;
     serde_json::from_str::<serde_json::Value>(body).ok()?["config_version"].as_u64()
+}
+
+/// Runs `raftlb ctl` with `args` and a token in `RAFTLB_TOKEN`.
+pub fn ctl_with_token(endpoints: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .args(["ctl", "--endpoint", endpoints])
+        .args(args)
+        .env("RAFTLB_TOKEN", token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run raftlb ctl");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Counts which backend answered `n` GETs through `node`'s frontend 8080.
+pub async fn answers(node: &Node, n: usize) -> std::collections::HashMap<String, usize> {
+    let client = client();
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..n {
+        let (status, backend, body) = get(&client, &node.url(8080, "/"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "node {}: {body}", node.id);
+        *counts.entry(backend).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// [`ctl`] on a blocking thread, so backends served by the test's own
+/// runtime keep answering while it runs.
+pub async fn ctl_async(endpoints: String, args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ctl(&endpoints, &args)
+    })
+    .await
+    .expect("ctl task")
 }

@@ -1,6 +1,7 @@
 //! Integration tests: real `raftlb` processes and real backends on
 //! 127.0.0.x loopback addresses.
 
+mod control_api;
 mod fixture;
 mod http_forwarding;
 mod lifecycle;
