@@ -9,12 +9,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // environment while this runs.
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
-    tonic_prost_build::configure().compile_protos(
-        &[
-            "proto/raftlb/v1/raft.proto",
-            "proto/raftlb/v1/control.proto",
-        ],
-        &["proto"],
-    )?;
+    let descriptors =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("raftlb_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
+        .compile_protos(
+            &[
+                "proto/raftlb/v1/raft.proto",
+                "proto/raftlb/v1/control.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -207,9 +207,16 @@ pub async fn start(
     });
     let stop = servers.clone();
     let api = ControlApi::server(control.clone(), &token);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
+    let reflection =
+        tonic::service::interceptor::InterceptedService::new(reflection, token.interceptor());
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(api)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
             .await;
         if let Err(error) = served {

@@ -16,9 +16,12 @@ pub struct NodeConfig {
     pub id: u64,
     /// Peer gRPC address (Raft).
     pub raft_addr: SocketAddr,
-    /// Control gRPC address.
+    /// Control gRPC address; loopback unless configured otherwise.
+    #[serde(default = "default_api_addr")]
     pub api_addr: SocketAddr,
-    /// Admin HTTP address: `/readyz`, `/status`, `/metrics`, `/`.
+    /// Admin HTTP address: `/readyz`, `/status`, `/metrics`, `/`; loopback
+    /// unless configured otherwise.
+    #[serde(default = "default_admin_addr")]
     pub admin_addr: SocketAddr,
     /// Address this node's frontends listen on.
     #[serde(default = "default_serve_ip")]
@@ -132,6 +135,14 @@ pub enum VipMode {
 
 fn default_serve_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+fn default_api_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7200))
+}
+
+fn default_admin_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7300))
 }
 
 fn default_grace_ms() -> u64 {

@@ -435,3 +435,42 @@ async fn watch_sees_a_change_made_through_another_node() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn grpc_reflection_lists_the_control_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let ip = unique_ip();
+    let a = HttpBackend::start("a", ip).await;
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &[a.address], "")).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}:7200", node.ip))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("message")
+        .expect("a response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"raftlb.v1.ControlService".to_string()),
+        "{names:?}"
+    );
+}
