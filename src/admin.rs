@@ -63,6 +63,7 @@ struct BackendStatus {
     pool: String,
     address: String,
     health: &'static str,
+    committed: &'static str,
     admin_state: &'static str,
     weight: u32,
     active_connections: i64,
@@ -91,6 +92,7 @@ impl AdminState {
                     pool: pool.name.clone(),
                     address: b.address.to_string(),
                     health: b.runtime.health_label(),
+                    committed: b.runtime.committed().as_str(),
                     admin_state: b.admin_state.as_str(),
                     weight: b.weight,
                     active_connections: b.runtime.active.get(),
@@ -206,11 +208,12 @@ fn status_page(status: &Status) -> String {
     let mut rows = String::new();
     for b in &status.backends {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             escape(&b.pool),
             escape(&b.address),
             b.health,
             b.health,
+            b.committed,
             b.admin_state,
             b.weight,
             b.active_connections
@@ -230,11 +233,11 @@ fn status_page(status: &Status) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>raftlb node {id}</title>\
 <meta http-equiv=\"refresh\" content=\"2\"><style>body{{font-family:sans-serif;margin:2em}}\
 table{{border-collapse:collapse;margin-bottom:1.5em}}td,th{{border:1px solid #ccc;padding:.3em .8em}}\
-.up{{color:#080}}.ejected{{color:#b00}}</style></head><body>\
+.up{{color:#080}}.ejected,.down{{color:#b00}}.unknown{{color:#888}}</style></head><body>\
 <h1>raftlb node {id}</h1><p>role <b>{role}</b>, leader {leader}, term {term}, \
 config version {version}</p>\
 <h2>Frontends</h2><table><tr><th>name</th><th>port</th><th>protocol</th><th>connections</th></tr>\n{fronts}</table>\
-<h2>Backends</h2><table><tr><th>pool</th><th>address</th><th>health</th><th>admin</th><th>weight</th>\
+<h2>Backends</h2><table><tr><th>pool</th><th>address</th><th>health (this node)</th><th>committed</th><th>admin</th><th>weight</th>\
 <th>active</th></tr>\n{rows}</table><p><a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a></p>\
 </body></html>\n",
         id = status.id,

@@ -34,6 +34,7 @@ pub mod control;
 pub mod ctl;
 pub mod demo;
 pub mod events;
+pub mod health;
 pub mod metrics;
 pub mod node;
 pub mod proto;

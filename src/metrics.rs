@@ -46,6 +46,35 @@ pub struct BackendClassLabels {
     pub class: String,
 }
 
+/// Labels of per-backend series split by the view of health.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendViewLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Backend address.
+    pub backend: String,
+    /// `local` (this node's checks) or `committed` (the cluster's majority).
+    pub view: String,
+}
+
+/// Labels of per-backend series split by check result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendResultLabels {
+    /// Pool name.
+    pub pool: String,
+    /// Backend address.
+    pub backend: String,
+    /// `passed` or `failed`.
+    pub result: String,
+}
+
+/// Labels of per-pool series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// Pool name.
+    pub pool: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -89,6 +118,12 @@ pub struct Metrics {
     pub backend_ejections: Family<BackendLabels, Counter>,
     /// Time from request to response head, per backend.
     pub backend_duration: HistogramFamily<BackendLabels>,
+    /// Health: 1 up, 0 down, -1 unknown; per view.
+    pub backend_health: Family<BackendViewLabels, Gauge>,
+    /// Active health checks by result.
+    pub health_checks: Family<BackendResultLabels, Counter>,
+    /// Picks made while every backend of the pool was down (fail open).
+    pub pool_panic_picks: Family<PoolLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -117,6 +152,9 @@ impl Metrics {
             backend_failures: Family::default(),
             backend_ejections: Family::default(),
             backend_duration: Family::new_with_constructor(latency_histogram),
+            backend_health: Family::default(),
+            health_checks: Family::default(),
+            pool_panic_picks: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -194,6 +232,21 @@ impl Metrics {
             "backend_response_seconds",
             "Request to response head from the backend",
             m.backend_duration.clone(),
+        );
+        r.register(
+            "backend_health",
+            "Backend health: 1 up, 0 down, -1 unknown; view=local (this node) or committed (majority)",
+            m.backend_health.clone(),
+        );
+        r.register(
+            "health_checks",
+            "Active health checks by result",
+            m.health_checks.clone(),
+        );
+        r.register(
+            "pool_panic_picks",
+            "Backends picked while every backend of the pool was down (fail open)",
+            m.pool_panic_picks.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -17,9 +17,11 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::{self, AdminState};
 use crate::api::ControlApi;
 use crate::auth::Token;
+use crate::config::CheckKind;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, read_toml};
-use crate::control::ClusterControl;
+use crate::control::{ClusterControl, LeaderRequest};
 use crate::events::{Event, Events};
+use crate::health::{HealthChecker, Transition};
 use crate::metrics::Metrics;
 use crate::proxy::Engine;
 use crate::raft::log_store::LogStore;
@@ -27,6 +29,7 @@ use crate::raft::network::PeerNetwork;
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
+use crate::routing::Health;
 use crate::served::ServedConfig;
 use crate::state::Command;
 
@@ -169,6 +172,7 @@ pub async fn start(
         raft: raft.clone(),
         served: served.clone(),
         token: token.clone(),
+        health_votes: Default::default(),
     });
 
     let servers = CancellationToken::new();
@@ -234,6 +238,12 @@ pub async fn start(
         servers.clone(),
     ));
 
+    let (transitions, reports) = tokio::sync::mpsc::unbounded_channel();
+    let source = (!config.serve_ip.is_unspecified()).then_some(config.serve_ip);
+    let checker = HealthChecker::new(served.table().clone(), source, transitions, servers.clone());
+    tokio::spawn(checker.run());
+    tokio::spawn(report_health(control.clone(), reports, servers.clone()));
+
     bootstrap(&raft, config.id, &members).await?;
     tokio::spawn(watch_role(
         control.clone(),
@@ -258,6 +268,76 @@ pub async fn start(
         servers,
         grace: Duration::from_millis(config.shutdown_grace_ms),
     })
+}
+
+/// How often the leader looks again at health verdicts delayed by damping.
+const HEALTH_REJUDGE: Duration = Duration::from_millis(200);
+
+/// Sends this node's health transitions to the leader, and its whole view
+/// again whenever the leader changes (a new leader tallies afresh). As
+/// leader, also commits verdicts that damping delayed.
+async fn report_health(
+    control: Arc<ClusterControl>,
+    mut transitions: tokio::sync::mpsc::UnboundedReceiver<Transition>,
+    stop: CancellationToken,
+) {
+    let mut metrics = control.raft.metrics();
+    let mut leader = None;
+    let mut rejudge = tokio::time::interval(HEALTH_REJUDGE);
+    loop {
+        tokio::select! {
+            transition = transitions.recv() => {
+                let Some(t) = transition else { return };
+                if t.health != Health::Unknown {
+                    send_report(&control, t.pool, t.address, t.health == Health::Up);
+                }
+            }
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = metrics.borrow_and_update().current_leader;
+                if now.is_some() && now != leader {
+                    let table = control.served.table().load_full();
+                    for pool in table.pools.iter().filter(|p| p.health.check != CheckKind::None) {
+                        for backend in &pool.backends {
+                            let health = backend.runtime.health();
+                            if health != Health::Unknown {
+                                send_report(&control, pool.name.clone(), backend.address, health == Health::Up);
+                            }
+                        }
+                    }
+                }
+                leader = now;
+            }
+            _ = rejudge.tick() => {
+                if leader == Some(control.id) {
+                    control.judge_deferred().await;
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+fn send_report(
+    control: &Arc<ClusterControl>,
+    pool: String,
+    address: std::net::SocketAddr,
+    up: bool,
+) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        let report = LeaderRequest::HealthReport {
+            node: control.id,
+            pool,
+            address,
+            up,
+        };
+        if let Err(error) = control.execute(report).await {
+            tracing::debug!(%error, "health report not delivered");
+        }
+    });
 }
 
 /// Forms the cluster on first start: the member with the lowest id

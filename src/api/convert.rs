@@ -64,6 +64,11 @@ pub fn to_proto(spec: &ClusterSpec) -> pb::ClusterConfig {
                     timeout_ms: p.health.timeout_ms,
                     rise: p.health.rise,
                     fall: p.health.fall,
+                    expect_status: p.health.expect_status.clone(),
+                    host: p.health.host.clone(),
+                    eject_5xx_after: p.health.eject_5xx_after,
+                    max_ejected_percent: Some(p.health.max_ejected_percent),
+                    slow_start_ms: p.health.slow_start_ms,
                 }),
                 backends: p
                     .backends
@@ -146,6 +151,19 @@ pub fn from_proto(config: pb::ClusterConfig) -> Result<ClusterSpec, StateError> 
                     },
                     rise: if h.rise == 0 { d.rise } else { h.rise },
                     fall: if h.fall == 0 { d.fall } else { h.fall },
+                    expect_status: if h.expect_status.is_empty() {
+                        d.expect_status
+                    } else {
+                        h.expect_status
+                    },
+                    host: h.host,
+                    eject_5xx_after: if h.eject_5xx_after == 0 {
+                        d.eject_5xx_after
+                    } else {
+                        h.eject_5xx_after
+                    },
+                    max_ejected_percent: h.max_ejected_percent.unwrap_or(d.max_ejected_percent),
+                    slow_start_ms: h.slow_start_ms,
                 }
             }
         };

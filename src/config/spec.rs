@@ -140,6 +140,23 @@ pub struct HealthSpec {
     /// Consecutive failures that take a backend down.
     #[serde(default = "defaults::fall")]
     pub fall: u32,
+    /// HTTP probe: statuses that count as healthy, `LOW-HIGH` or one code.
+    #[serde(default = "defaults::expect_status")]
+    pub expect_status: String,
+    /// HTTP probe: `Host` header to send (default: the backend address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Passive: 5xx answers in a row that eject a backend from this node's
+    /// traffic (a refused connect ejects at once).
+    #[serde(default = "defaults::eject_5xx_after")]
+    pub eject_5xx_after: u32,
+    /// Passive: most of a pool that may be ejected at once, in percent.
+    #[serde(default = "defaults::max_ejected_percent")]
+    pub max_ejected_percent: u32,
+    /// A backend that comes back ramps from a small share to its full
+    /// weight over this time (weighted algorithms; 0 = at once).
+    #[serde(default)]
+    pub slow_start_ms: u64,
 }
 
 impl Default for HealthSpec {
@@ -151,6 +168,11 @@ impl Default for HealthSpec {
             timeout_ms: defaults::probe_timeout_ms(),
             rise: defaults::rise(),
             fall: defaults::fall(),
+            expect_status: defaults::expect_status(),
+            host: None,
+            eject_5xx_after: defaults::eject_5xx_after(),
+            max_ejected_percent: defaults::max_ejected_percent(),
+            slow_start_ms: 0,
         }
     }
 }
@@ -253,6 +275,15 @@ mod defaults {
     }
     pub fn weight() -> u32 {
         1
+    }
+    pub fn expect_status() -> String {
+        "200-399".to_string()
+    }
+    pub fn eject_5xx_after() -> u32 {
+        5
+    }
+    pub fn max_ejected_percent() -> u32 {
+        50
     }
 }
 

@@ -3,8 +3,11 @@
 //! changes, and the cluster's status as this node sees it.
 
 mod error;
+mod health_votes;
 
 pub use error::ControlError;
+pub use health_votes::HealthVotes;
+use health_votes::{MIN_DAMPING, Verdict};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -54,6 +57,17 @@ pub enum LeaderRequest {
         /// The node id.
         id: NodeId,
     },
+    /// A node's view of a backend changed.
+    HealthReport {
+        /// The reporting node.
+        node: NodeId,
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: std::net::SocketAddr,
+        /// Up (true) or down.
+        up: bool,
+    },
 }
 
 /// What a leader operation returned.
@@ -65,6 +79,8 @@ pub enum LeaderReply {
     Config(ClusterState),
     /// The voters after a membership change.
     Voters(Vec<NodeId>),
+    /// A report was taken.
+    Noted,
 }
 
 /// A question a node answers about its own state.
@@ -110,6 +126,8 @@ pub struct ClusterControl {
     pub served: Arc<ServedConfig>,
     /// The token sent to peers.
     pub token: Token,
+    /// As leader: the nodes' health views.
+    pub health_votes: HealthVotes,
 }
 
 impl ClusterControl {
@@ -174,6 +192,21 @@ impl ClusterControl {
             LeaderRequest::ReadConfig => {
                 self.confirm_leadership().await?;
                 Ok(LeaderReply::Config(self.served.state()))
+            }
+            LeaderRequest::HealthReport {
+                node,
+                pool,
+                address,
+                up,
+            } => {
+                let term = self.raft.metrics().borrow().current_term;
+                if self.raft.metrics().borrow().current_leader != Some(self.id) {
+                    return Err(ControlError::NotLeader);
+                }
+                self.health_votes
+                    .record(term, node, &(pool.clone(), address), up);
+                self.judge_health(pool, address).await;
+                Ok(LeaderReply::Noted)
             }
             LeaderRequest::AddNode { id, node } => self.add_node(id, node).await,
             LeaderRequest::RemoveNode { id } => self.remove_node(id).await,
@@ -332,6 +365,57 @@ impl ClusterControl {
             other => Err(ControlError::Internal(format!(
                 "unexpected reply {other:?}"
             ))),
+        }
+    }
+
+    /// As leader: commits a backend's health if a majority of voters agree
+    /// and damping allows; a verdict delayed by damping is deferred for
+    /// [`ClusterControl::judge_deferred`].
+    pub async fn judge_health(&self, pool: String, address: std::net::SocketAddr) {
+        let key = (pool.clone(), address);
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .voter_ids()
+            .collect();
+        let damping = self
+            .served
+            .table()
+            .load()
+            .pools
+            .iter()
+            .find(|p| p.name == pool)
+            .map_or(MIN_DAMPING, |p| {
+                Duration::from_millis(2 * p.health.interval_ms).max(MIN_DAMPING)
+            });
+        let committed = self.served.committed(&pool, address);
+        match self.health_votes.verdict(&key, &voters, committed, damping) {
+            Verdict::Nothing => {}
+            Verdict::Later(_) => self.health_votes.defer(key),
+            Verdict::Commit(up) => {
+                self.health_votes.committed(&key);
+                let entry = RaftRequest::Health {
+                    pool: pool.clone(),
+                    address,
+                    up,
+                };
+                match self.raft.client_write(entry).await {
+                    Ok(_) => tracing::info!(
+                        "backend health committed: pool={pool} addr={address} health={}",
+                        if up { "up" } else { "down" }
+                    ),
+                    Err(error) => tracing::debug!(%error, "health not committed"),
+                }
+            }
+        }
+    }
+
+    /// As leader: looks again at verdicts that damping delayed.
+    pub async fn judge_deferred(&self) {
+        for (pool, address) in self.health_votes.take_deferred() {
+            self.judge_health(pool, address).await;
         }
     }
 

@@ -75,7 +75,7 @@ impl Listener {
     /// Accepts until stopped. At `max_connections`, accepting pauses and
     /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
     pub async fn run(self, engine: Arc<Engine>) {
-        let http_clients = http::UpstreamClients::default();
+        let http_clients = http::UpstreamClients::new(engine.source_ip());
         loop {
             let Some(limit) = engine
                 .table

@@ -54,6 +54,12 @@ impl Engine {
         })
     }
 
+    /// The address this node's connections to backends leave from, when it
+    /// serves on a specific one.
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        (!self.serve_ip.is_unspecified()).then_some(self.serve_ip)
+    }
+
     /// The table the engine serves.
     pub fn table(&self) -> &Arc<PublishedTable> {
         &self.table

@@ -45,12 +45,15 @@ pub async fn serve(
         };
         tried.push(index);
         let backend = &pool.backends[index];
-        match tokio::time::timeout(connect_timeout, TcpStream::connect(backend.address)).await {
+        match tokio::time::timeout(
+            connect_timeout,
+            connect_from(engine.source_ip(), backend.address),
+        )
+        .await
+        {
             Ok(Ok(stream)) => break Some((backend, stream)),
-            Ok(Err(error)) => backend
-                .runtime
-                .record_failure(&format!("connect failed: {error}")),
-            Err(_) => backend.runtime.record_failure("connect timed out"),
+            Ok(Err(error)) => pool.record_failure(index, &format!("connect failed: {error}")),
+            Err(_) => pool.record_failure(index, "connect timed out"),
         }
     };
     let Some((backend, mut backend_stream)) = connected else {
@@ -91,6 +94,27 @@ pub async fn serve(
     runtime.active.dec();
     stats.active.dec();
     stats.duration.observe(started.elapsed().as_secs_f64());
+}
+
+/// Connects to `to`, leaving from `source` when the node serves on a
+/// specific address (as HAProxy's `source`), so backends and firewalls can
+/// tell the nodes apart.
+pub async fn connect_from(
+    source: Option<std::net::IpAddr>,
+    to: SocketAddr,
+) -> io::Result<TcpStream> {
+    let socket = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source
+        && ip.is_ipv4() == to.is_ipv4()
+    {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.set_nodelay(true)?;
+    socket.connect(to).await
 }
 
 /// Resolves once nothing has moved for `timeout`.

@@ -47,6 +47,17 @@ pub enum RaftRequest {
         /// When it was proposed.
         origin: Origin,
     },
+    /// The cluster-wide health of a backend, committed by the leader when
+    /// a majority of nodes agree. Not a configuration change: the version
+    /// and history stay as they are.
+    Health {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: std::net::SocketAddr,
+        /// Up (true) or down.
+        up: bool,
+    },
     /// An operator's change.
     Apply {
         /// The change.

@@ -31,6 +31,9 @@ pub struct AppliedState {
     pub membership: StoredMembership<NodeId, ClusterNode>,
     /// The served configuration.
     pub state: ClusterState,
+    /// Committed backend health, `pool/address` → up.
+    #[serde(default)]
+    pub health: std::collections::BTreeMap<String, bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +66,7 @@ impl StateMachine {
                 .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?,
             None => AppliedState::default(),
         };
+        served.load_committed(&applied.health);
         served.publish(&applied.state);
         Ok(StateMachine {
             applied,
@@ -104,6 +108,10 @@ impl StateMachine {
                 changes: Vec::new(),
             }),
             RaftRequest::Apply { command, origin } => state.apply(command, origin),
+            RaftRequest::Health { .. } => Ok(Applied {
+                version: state.version,
+                changes: Vec::new(),
+            }),
         };
         RaftResponse { result }
     }
@@ -176,10 +184,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         let version_before = self.applied.state.version;
+        let mut health_changed = false;
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Self::unchanged(&self.applied.state),
+                EntryPayload::Normal(RaftRequest::Health { pool, address, up }) => {
+                    self.applied.health.insert(format!("{pool}/{address}"), up);
+                    self.served.set_committed(&pool, address, up);
+                    health_changed = true;
+                    Self::unchanged(&self.applied.state)
+                }
                 EntryPayload::Normal(request) => Self::apply_one(&mut self.applied.state, request),
                 EntryPayload::Membership(membership) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -189,6 +204,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(response);
         }
         self.persist()?;
+        if health_changed && self.applied.state.version == version_before {
+            self.flush().await?;
+        }
         if self.applied.state.version != version_before {
             // Durable before it is served: a node killed and restarted
             // never serves an older version than it served before.
@@ -237,6 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied = applied;
         self.persist()?;
         self.flush().await?;
+        self.served.load_committed(&self.applied.health);
         self.served.publish(&self.applied.state);
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,8 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::events::{Event, Events};
 use crate::metrics::{
-    BackendClassLabels, BackendLabels, CLASSES, FrontendClassLabels, FrontendLabels, Metrics,
+    BackendClassLabels, BackendLabels, BackendResultLabels, BackendViewLabels, CLASSES,
+    FrontendClassLabels, FrontendLabels, Metrics, PoolLabels,
 };
 
 /// First ejection after failed traffic; each further one doubles it.
@@ -55,7 +56,57 @@ impl FrontendStats {
     }
 }
 
-/// Counters and passive health of one backend of one pool.
+/// A backend's health as one view sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked yet: gets no traffic unless the whole pool is down.
+    Unknown,
+    /// Passing its checks.
+    Up,
+    /// Failing its checks.
+    Down,
+}
+
+impl Health {
+    /// `unknown`, `up` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Health::Unknown => 0,
+            Health::Up => 1,
+            Health::Down => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Health {
+        match value {
+            1 => Health::Up,
+            2 => Health::Down,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// The metric value: 1 up, 0 down, -1 unknown.
+    fn gauge(self) -> i64 {
+        match self {
+            Health::Unknown => -1,
+            Health::Up => 1,
+            Health::Down => 0,
+        }
+    }
+}
+
+/// Share of its weight a backend gets at the start of a slow start.
+const SLOW_START_FLOOR: f64 = 0.1;
+
+/// Counters and health of one backend of one pool, on this node.
 #[derive(Debug)]
 pub struct BackendRuntime {
     /// The backend's address.
@@ -76,6 +127,18 @@ pub struct BackendRuntime {
     pub ejections: Counter,
     /// Request to response head, in seconds.
     pub duration: Histogram,
+    /// Health checks that passed.
+    pub checks_passed: Counter,
+    /// Health checks that failed.
+    pub checks_failed: Counter,
+    local_gauge: Gauge,
+    committed_gauge: Gauge,
+    health: AtomicU8,
+    committed: AtomicU8,
+    passes: AtomicU32,
+    fails: AtomicU32,
+    up_since_ms: AtomicU64,
+    consecutive_5xx: AtomicU32,
     ejected_until_ms: AtomicU64,
     consecutive_ejections: AtomicU32,
     pool: String,
@@ -83,17 +146,121 @@ pub struct BackendRuntime {
 }
 
 impl BackendRuntime {
-    /// Whether passive health lets the backend take traffic now.
-    pub fn is_healthy(&self, now_ms: u64) -> bool {
-        now_ms >= self.ejected_until_ms.load(Ordering::Relaxed)
+    /// This node's view from its own active checks.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Relaxed))
     }
 
-    /// Records a failed connect or exchange: the backend is ejected on this
-    /// node for a back-off that doubles with each ejection in a row.
-    pub fn record_failure(&self, reason: &str) {
-        self.failures.inc();
+    /// The cluster's committed view (a majority of nodes agreeing).
+    pub fn committed(&self) -> Health {
+        Health::from_u8(self.committed.load(Ordering::Relaxed))
+    }
+
+    /// Whether this node sends it new traffic now: checked up and not
+    /// ejected for failing real traffic.
+    pub fn is_usable(&self, now_ms: u64) -> bool {
+        self.health() == Health::Up && !self.is_ejected(now_ms)
+    }
+
+    /// Whether passive health has it ejected now.
+    pub fn is_ejected(&self, now_ms: u64) -> bool {
+        now_ms < self.ejected_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Share of its weight it gets now: ramps from 10 % to 100 % over
+    /// `slow_start_ms` after it came up.
+    pub fn slow_start_factor(&self, now_ms: u64, slow_start_ms: u64) -> f64 {
+        if slow_start_ms == 0 {
+            return 1.0;
+        }
+        let since = now_ms.saturating_sub(self.up_since_ms.load(Ordering::Relaxed));
+        if since >= slow_start_ms {
+            return 1.0;
+        }
+        SLOW_START_FLOOR + (1.0 - SLOW_START_FLOOR) * since as f64 / slow_start_ms as f64
+    }
+
+    fn set_health(&self, health: Health, reason: &str) {
+        let before = Health::from_u8(self.health.swap(health.to_u8(), Ordering::Relaxed));
+        if before == health {
+            return;
+        }
+        self.local_gauge.set(health.gauge());
+        if health == Health::Up {
+            // A backend that was down (not one merely unknown at start-up)
+            // ramps up.
+            let since = if before == Health::Down { now_ms() } else { 0 };
+            self.up_since_ms.store(since, Ordering::Relaxed);
+        }
+        match health {
+            Health::Down => tracing::warn!(
+                "backend down: pool={} addr={} reason={reason}",
+                self.pool,
+                self.address
+            ),
+            Health::Up => tracing::info!(
+                "backend up: pool={} addr={} reason={reason}",
+                self.pool,
+                self.address
+            ),
+            Health::Unknown => {}
+        }
+        self.events.publish(Event::Health {
+            pool: self.pool.clone(),
+            address: self.address.to_string(),
+            health: health.as_str(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Records one active check; returns the new health when it changed
+    /// (after `rise` passes or `fall` failures in a row).
+    pub fn record_check(&self, passed: Result<(), String>, rise: u32, fall: u32) -> Option<Health> {
+        let before = self.health();
+        let next = match &passed {
+            Ok(()) => {
+                self.checks_passed.inc();
+                self.fails.store(0, Ordering::Relaxed);
+                let passes = self.passes.fetch_add(1, Ordering::Relaxed) + 1;
+                (before != Health::Up && passes >= rise).then_some(Health::Up)
+            }
+            Err(_) => {
+                self.checks_failed.inc();
+                self.passes.store(0, Ordering::Relaxed);
+                let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
+                (before != Health::Down && fails >= fall).then_some(Health::Down)
+            }
+        }?;
+        let reason = match &passed {
+            Ok(()) => format!("{rise} checks passed"),
+            Err(error) => error.clone(),
+        };
+        self.set_health(next, &reason);
+        Some(next)
+    }
+
+    /// For pools without active checks: always up.
+    pub fn mark_unchecked(&self) {
+        // Quietly: nothing happened to the backend worth a log line.
+        self.health.store(Health::Up.to_u8(), Ordering::Relaxed);
+        self.local_gauge.set(Health::Up.gauge());
+    }
+
+    /// Takes the cluster's committed view. A backend this node has not
+    /// checked yet starts from it, so a restarted node serves warm.
+    pub fn set_committed(&self, health: Health) {
+        self.committed.store(health.to_u8(), Ordering::Relaxed);
+        self.committed_gauge.set(health.gauge());
+        if self.health() == Health::Unknown && health != Health::Unknown {
+            self.set_health(health, "committed cluster view");
+        }
+    }
+
+    /// Ejects the backend from this node's traffic for a back-off that
+    /// doubles with each ejection in a row (1 s to 30 s).
+    pub fn eject(&self, reason: &str) {
         let now = now_ms();
-        if !self.is_healthy(now) {
+        if self.is_ejected(now) {
             return; // already ejected; the other failures were in flight
         }
         let streak = self
@@ -111,16 +278,34 @@ impl BackendRuntime {
             reason: reason.to_string(),
         });
         tracing::warn!(
-            pool = %self.pool,
-            backend = %self.address,
-            reason,
-            ejected_for_ms = backoff.as_millis() as u64,
-            "backend ejected"
+            "backend ejected: pool={} addr={} reason={reason} for_ms={}",
+            self.pool,
+            self.address,
+            backoff.as_millis()
         );
     }
 
-    /// Records a successful exchange, which ends an ejection streak.
+    /// Counts a failed connect or exchange.
+    pub fn record_failure(&self) {
+        self.failures.inc();
+    }
+
+    /// Counts an answer; true when it makes `eject_after` 5xx in a row.
+    pub fn record_answer(&self, status: u16, eject_after: u32) -> bool {
+        self.count_response(status);
+        if status >= 500 {
+            self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1 >= eject_after
+        } else {
+            self.record_success();
+            false
+        }
+    }
+
+    /// Records a successful exchange, which ends failure streaks.
     pub fn record_success(&self) {
+        if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+        }
         if self.consecutive_ejections.load(Ordering::Relaxed) != 0 {
             self.consecutive_ejections.store(0, Ordering::Relaxed);
         }
@@ -131,12 +316,44 @@ impl BackendRuntime {
         self.responses[class_index(status)].inc();
     }
 
-    /// `up` or `ejected`, for `/status`.
+    /// This node's view for `/status`: `up`, `down`, `unknown`, or
+    /// `ejected` when passive health has it out.
     pub fn health_label(&self) -> &'static str {
-        if self.is_healthy(now_ms()) {
-            "up"
-        } else {
+        if self.is_ejected(now_ms()) {
             "ejected"
+        } else {
+            self.health().as_str()
+        }
+    }
+}
+
+/// Live state of one pool on this node.
+#[derive(Debug)]
+pub struct PoolRuntime {
+    /// Picks made while every backend was down (fail open).
+    pub panic_picks: Counter,
+    panicking: std::sync::atomic::AtomicBool,
+    name: String,
+}
+
+impl PoolRuntime {
+    /// Notes whether the last pick had to fail open; logs each change.
+    pub fn set_panic(&self, panic: bool) {
+        if panic {
+            self.panic_picks.inc();
+        }
+        if self.panicking.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                tracing::warn!(
+                    "pool panic: pool={} no healthy backend; failing open across all of them",
+                    self.name
+                );
+            } else {
+                tracing::info!(
+                    "pool recovered: pool={} a healthy backend is back",
+                    self.name
+                );
+            }
         }
     }
 }
@@ -150,6 +367,7 @@ fn class_index(status: u16) -> usize {
 pub struct Runtimes {
     metrics: Arc<Metrics>,
     events: Events,
+    pools: Mutex<HashMap<String, Arc<PoolRuntime>>>,
     frontends: Mutex<HashMap<String, Arc<FrontendStats>>>,
     backends: Mutex<HashMap<(String, SocketAddr), Arc<BackendRuntime>>>,
 }
@@ -160,6 +378,7 @@ impl Runtimes {
         Runtimes {
             metrics,
             events,
+            pools: Mutex::default(),
             frontends: Mutex::default(),
             backends: Mutex::default(),
         }
@@ -210,6 +429,21 @@ impl Runtimes {
                     pool: pool.to_string(),
                     backend: address.to_string(),
                 };
+                let check_labels = |passed: bool| BackendResultLabels {
+                    pool: pool.to_string(),
+                    backend: address.to_string(),
+                    result: if passed { "passed" } else { "failed" }.to_string(),
+                };
+                let view_labels = |view: &str| BackendViewLabels {
+                    pool: pool.to_string(),
+                    backend: address.to_string(),
+                    view: view.to_string(),
+                };
+                // One statement per handle: a family's read guard lives to the end
+                // of its statement, and creating a second series of the same
+                // family under it would deadlock.
+                let checks_passed = m.health_checks.get_or_create(&check_labels(true)).clone();
+                let checks_failed = m.health_checks.get_or_create(&check_labels(false)).clone();
                 Arc::new(BackendRuntime {
                     address,
                     active: m.backend_active.get_or_create(&labels).clone(),
@@ -227,6 +461,30 @@ impl Runtimes {
                     failures: m.backend_failures.get_or_create(&labels).clone(),
                     ejections: m.backend_ejections.get_or_create(&labels).clone(),
                     duration: m.backend_duration.get_or_create(&labels).clone(),
+                    checks_passed,
+                    checks_failed,
+                    local_gauge: {
+                        let gauge = m
+                            .backend_health
+                            .get_or_create(&view_labels("local"))
+                            .clone();
+                        gauge.set(-1);
+                        gauge
+                    },
+                    committed_gauge: {
+                        let gauge = m
+                            .backend_health
+                            .get_or_create(&view_labels("committed"))
+                            .clone();
+                        gauge.set(-1);
+                        gauge
+                    },
+                    health: AtomicU8::new(0),
+                    committed: AtomicU8::new(0),
+                    passes: AtomicU32::new(0),
+                    fails: AtomicU32::new(0),
+                    up_since_ms: AtomicU64::new(0),
+                    consecutive_5xx: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     consecutive_ejections: AtomicU32::new(0),
                     pool: pool.to_string(),
@@ -234,6 +492,30 @@ impl Runtimes {
                 })
             })
             .clone()
+    }
+
+    /// The runtime of pool `name`, created on first use.
+    pub fn pool(&self, name: &str) -> Arc<PoolRuntime> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let labels = PoolLabels {
+                    pool: name.to_string(),
+                };
+                Arc::new(PoolRuntime {
+                    panic_picks: self.metrics.pool_panic_picks.get_or_create(&labels).clone(),
+                    panicking: false.into(),
+                    name: name.to_string(),
+                })
+            })
+            .clone()
+    }
+
+    /// The runtime of a backend if it exists (for the committed view).
+    pub fn existing_backend(&self, pool: &str, address: SocketAddr) -> Option<Arc<BackendRuntime>> {
+        let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends.get(&(pool.to_string(), address)).cloned()
     }
 
     /// Forgets backends that are no longer configured and have nothing in
@@ -255,6 +537,20 @@ impl Runtimes {
                 m.backend_failures.remove(&labels);
                 m.backend_ejections.remove(&labels);
                 m.backend_duration.remove(&labels);
+                for view in ["local", "committed"] {
+                    m.backend_health.remove(&BackendViewLabels {
+                        pool: pool.clone(),
+                        backend: address.to_string(),
+                        view: view.to_string(),
+                    });
+                }
+                for result in ["passed", "failed"] {
+                    m.health_checks.remove(&BackendResultLabels {
+                        pool: pool.clone(),
+                        backend: address.to_string(),
+                        result: result.to_string(),
+                    });
+                }
                 for class in CLASSES {
                     m.backend_responses.remove(&BackendClassLabels {
                         pool: pool.clone(),

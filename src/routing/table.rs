@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use http::uri::Authority;
 
+use super::runtime::PoolRuntime;
 use super::{BackendRuntime, FrontendStats, Runtimes, now_ms};
 use crate::balance::{self, Balancer, PickContext, hash_bytes};
+use crate::config::CheckKind;
 use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec, Protocol};
 use crate::state::{ClusterState, HashKey, StateError, parse_backend_address, parse_hash_key};
 
@@ -62,6 +64,8 @@ pub struct Pool {
     pub health: HealthSpec,
     /// Backends in configuration order; balancer indices point here.
     pub backends: Vec<Backend>,
+    /// Live state of the pool (panic mode).
+    pub runtime: Arc<PoolRuntime>,
     balancer: Box<dyn Balancer>,
 }
 
@@ -122,11 +126,17 @@ impl RoutingTable {
                 )?),
                 None => None,
             };
+            if pool.health.check == CheckKind::None {
+                for backend in &backends {
+                    backend.runtime.mark_unchecked();
+                }
+            }
             pools.push(Pool {
                 name: pool.name.clone(),
                 algorithm: pool.algorithm,
                 hash_key,
                 health: pool.health.clone(),
+                runtime: runtimes.pool(&pool.name),
                 balancer: balance::build(pool.algorithm, &names, &weights),
                 backends,
             });
@@ -218,10 +228,11 @@ impl Frontend {
 
 impl Pool {
     /// Chooses a backend for a new connection or request, skipping those in
-    /// `tried`. Only active backends are chosen; ejected ones are skipped
-    /// while any other is up, and chosen anyway when every backend is
-    /// ejected, so passive health cannot turn a pool's outage into 503s
-    /// for everyone (fail open).
+    /// `tried`. Only active backends are chosen, and of those the ones this
+    /// node sees up and not ejected; a backend in slow start is taken with
+    /// the share its ramp allows. If no backend is usable, the pool fails
+    /// open across every active one (panic mode) rather than answering 503
+    /// to everyone.
     pub fn pick(&self, key: Option<&[u8]>, client: IpAddr, tried: &[usize]) -> Option<usize> {
         let now = now_ms();
         let key = match key {
@@ -231,23 +242,85 @@ impl Pool {
                 IpAddr::V6(ip) => hash_bytes(&ip.octets()),
             },
         };
+        let slow_start = self.health.slow_start_ms;
         let outstanding = |i: usize| self.backends[i].runtime.active.get().max(0) as u64;
         let eligible =
             |i: usize| self.backends[i].admin_state == AdminState::Active && !tried.contains(&i);
-        let healthy = |i: usize| eligible(i) && self.backends[i].runtime.is_healthy(now);
+        let usable = |i: usize| {
+            let runtime = &self.backends[i].runtime;
+            eligible(i)
+                && runtime.is_usable(now)
+                && (slow_start == 0 || {
+                    let share = runtime.slow_start_factor(now, slow_start);
+                    share >= 1.0 || fastrand::f64() < share
+                })
+        };
         let ctx = PickContext {
-            available: &healthy,
+            available: &usable,
             outstanding: &outstanding,
             key,
         };
-        self.balancer.pick(&ctx).or_else(|| {
-            let ctx = PickContext {
-                available: &eligible,
-                outstanding: &outstanding,
-                key,
-            };
-            self.balancer.pick(&ctx)
-        })
+        if let Some(index) = self.balancer.pick(&ctx) {
+            self.runtime.set_panic(false);
+            return Some(index);
+        }
+        // Slow start may have turned every usable backend down this time.
+        let up = |i: usize| eligible(i) && self.backends[i].runtime.is_usable(now);
+        let ctx = PickContext {
+            available: &up,
+            outstanding: &outstanding,
+            key,
+        };
+        if let Some(index) = self.balancer.pick(&ctx) {
+            return Some(index);
+        }
+        let ctx = PickContext {
+            available: &eligible,
+            outstanding: &outstanding,
+            key,
+        };
+        let index = self.balancer.pick(&ctx)?;
+        self.runtime.set_panic(true);
+        Some(index)
+    }
+
+    /// Records a failed connect (`refused`: ejects at once) or a failed
+    /// exchange, ejecting the backend from this node's traffic unless that
+    /// would take out more than `max_ejected_percent` of the pool.
+    pub fn record_failure(&self, index: usize, reason: &str) {
+        let runtime = &self.backends[index].runtime;
+        runtime.record_failure();
+        self.eject(index, reason);
+    }
+
+    /// Records an answer; enough 5xx in a row eject the backend.
+    pub fn record_answer(&self, index: usize, status: u16) {
+        let runtime = &self.backends[index].runtime;
+        if runtime.record_answer(status, self.health.eject_5xx_after) {
+            self.eject(
+                index,
+                &format!("{} answers of 5xx in a row", self.health.eject_5xx_after),
+            );
+        }
+    }
+
+    fn eject(&self, index: usize, reason: &str) {
+        let now = now_ms();
+        let runtime = &self.backends[index].runtime;
+        if runtime.is_ejected(now) {
+            return;
+        }
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.runtime.is_ejected(now))
+            .count();
+        let allowed = self.backends.len() * self.health.max_ejected_percent as usize / 100;
+        if ejected + 1 > allowed {
+            tracing::debug!(pool = %self.name, backend = %runtime.address, ejected, allowed, "ejection cap reached");
+            return;
+        }
+        runtime.eject(reason);
     }
 }
 
@@ -330,17 +403,51 @@ name = "static"
     }
 
     #[test]
-    fn ejected_backends_are_skipped_but_a_fully_ejected_pool_fails_open() {
-        let text = TEXT.replace("  admin_state = \"draining\"\n", "");
+    fn ejection_is_capped_and_a_pool_with_no_healthy_backend_fails_open() {
+        let text = TEXT
+            .replace("  admin_state = \"draining\"\n", "")
+            .replace("  admin_state = \"disabled\"\n", "");
         let table = compiled(&text);
         let web = &table.pools[0];
         let client = IpAddr::from([127, 0, 0, 1]);
-        web.backends[0].runtime.record_failure("test");
+        web.record_failure(0, "test");
         for _ in 0..10 {
-            assert_eq!(web.pick(None, client, &[]), Some(1));
+            assert_ne!(
+                web.pick(None, client, &[]),
+                Some(0),
+                "an ejected backend was picked"
+            );
         }
-        web.backends[1].runtime.record_failure("test");
+        // At most half of the three may be ejected: the second stays in.
+        web.record_failure(1, "test");
+        assert!(!web.backends[1].runtime.is_ejected(now_ms()));
+        // Every backend down by its checks: fail open, and count it.
+        for backend in &web.backends {
+            backend.runtime.record_check(Err("test".into()), 1, 1);
+        }
         assert!(web.pick(None, client, &[]).is_some());
+        assert_eq!(web.runtime.panic_picks.get(), 1);
+    }
+
+    #[test]
+    fn an_unchecked_backend_gets_traffic_only_after_passing() {
+        let text = TEXT.replace("  admin_state = \"draining\"\n", "").replace(
+            "[[pool]]\nname = \"web\"\n",
+            "[[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"tcp\"\n  rise = 2\n",
+        );
+        let table = compiled(&text);
+        let web = &table.pools[0];
+        let client = IpAddr::from([127, 0, 0, 1]);
+        web.backends[0].runtime.record_check(Ok(()), 2, 3);
+        web.backends[0].runtime.record_check(Ok(()), 2, 3);
+        web.backends[1].runtime.record_check(Ok(()), 2, 3);
+        for _ in 0..10 {
+            assert_eq!(
+                web.pick(None, client, &[]),
+                Some(0),
+                "only the backend that passed twice"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub use command::Command;
 pub use diff::{Change, ChangeKind, diff, summarize};
 pub use error::StateError;
 pub use history::{Applied, HISTORY_LEN, History, Origin, Revision};
-pub use validate::{HashKey, MAX_WEIGHT, parse_backend_address, parse_hash_key, validate};
+pub use validate::{
+    HashKey, MAX_WEIGHT, parse_backend_address, parse_hash_key, parse_status_range, validate,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -68,6 +68,18 @@ pub fn parse_backend_address(field: &str, value: &str) -> Result<SocketAddr, Sta
     }
 }
 
+/// Parses `expect_status`: `LOW-HIGH` or a single status, within 100–599.
+pub fn parse_status_range(value: &str) -> Option<(u16, u16)> {
+    let (low, high) = match value.split_once('-') {
+        Some((low, high)) => (low.trim().parse().ok()?, high.trim().parse().ok()?),
+        None => {
+            let code = value.trim().parse().ok()?;
+            (code, code)
+        }
+    };
+    ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some((low, high))
+}
+
 /// Field path of a backend, e.g. `pool[web].backend[127.0.0.1:9001]`.
 pub fn backend_field(pool: &str, address: &str) -> String {
     format!("pool[{pool}].backend[{address}]")
@@ -252,7 +264,41 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
             "must be at least 1 ms and at most interval_ms",
         ));
     }
-    for (name, value) in [("health.rise", health.rise), ("health.fall", health.fall)] {
+    if parse_status_range(&health.expect_status).is_none() {
+        return Err(StateError::invalid(
+            at("health.expect_status"),
+            &health.expect_status,
+            "expected a status or a range such as 200-399",
+        ));
+    }
+    if health.max_ejected_percent > 100 {
+        return Err(StateError::invalid(
+            at("health.max_ejected_percent"),
+            health.max_ejected_percent,
+            "must be 0 to 100",
+        ));
+    }
+    if health.slow_start_ms > 3_600_000 {
+        return Err(StateError::invalid(
+            at("health.slow_start_ms"),
+            health.slow_start_ms,
+            "must be at most 1 h",
+        ));
+    }
+    if let Some(host) = &health.host
+        && http::HeaderValue::from_str(host).is_err()
+    {
+        return Err(StateError::invalid(
+            at("health.host"),
+            host,
+            "not a valid Host header value",
+        ));
+    }
+    for (name, value) in [
+        ("health.rise", health.rise),
+        ("health.fall", health.fall),
+        ("health.eject_5xx_after", health.eject_5xx_after),
+    ] {
         if !(1..=100).contains(&value) {
             return Err(StateError::invalid(at(name), value, "must be 1 to 100"));
         }

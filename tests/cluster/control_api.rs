@@ -422,8 +422,13 @@ async fn watch_sees_a_change_made_through_another_node() {
             ],
         );
         assert_eq!(code, 0, "{err}");
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-            seen = Some(line);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            if line.contains("config version") {
+                seen = Some(line);
+                break;
+            }
+        }
+        if seen.is_some() {
             break;
         }
     }

@@ -190,8 +190,7 @@ impl RequestHandler {
             let error = match result {
                 Ok(Ok(mut response)) => {
                     runtime.duration.observe(started.elapsed().as_secs_f64());
-                    runtime.count_response(response.status().as_u16());
-                    runtime.record_success();
+                    pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
                     let (parts, body) = response.into_parts();
                     let body = ResponseBody::upstream(body, frontend.stats.clone(), runtime);
@@ -200,7 +199,7 @@ impl RequestHandler {
                 Ok(Err(error)) => error,
                 Err(_) => {
                     runtime.active.dec();
-                    runtime.record_failure("response timed out");
+                    pool.record_failure(index, "response timed out");
                     return local_response::error(
                         StatusCode::GATEWAY_TIMEOUT,
                         "backend did not answer in time",
@@ -210,11 +209,14 @@ impl RequestHandler {
             };
             runtime.active.dec();
             let connect_failed = error.is_connect();
-            runtime.record_failure(if connect_failed {
-                "connect failed"
-            } else {
-                "request failed"
-            });
+            pool.record_failure(
+                index,
+                if connect_failed {
+                    "connect failed"
+                } else {
+                    "request failed"
+                },
+            );
             tracing::debug!(backend = %backend.address, error = ?error, "backend attempt failed");
             let had_body = reclaim.is_some();
             outgoing.body = reclaim.and_then(|mut rx| rx.try_recv().ok());

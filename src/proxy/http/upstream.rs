@@ -21,12 +21,20 @@ pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 /// One listener's client, rebuilt only when its connect timeout changes.
 /// Connections are pooled per backend address and reused across requests
 /// and client connections.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct UpstreamClients {
     current: Arc<ArcSwapOption<(u64, UpstreamClient)>>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl UpstreamClients {
+    /// Clients whose connections leave from `source`, if given.
+    pub fn new(source: Option<std::net::IpAddr>) -> Self {
+        UpstreamClients {
+            current: Arc::default(),
+            source,
+        }
+    }
     /// The client whose connects give up after `connect_timeout_ms`.
     pub fn get(&self, connect_timeout_ms: u64) -> UpstreamClient {
         if let Some(current) = self.current.load().as_ref()
@@ -34,15 +42,16 @@ impl UpstreamClients {
         {
             return current.1.clone();
         }
-        let client = build(connect_timeout_ms);
+        let client = build(connect_timeout_ms, self.source);
         self.current
             .store(Some(Arc::new((connect_timeout_ms, client.clone()))));
         client
     }
 }
 
-fn build(connect_timeout_ms: u64) -> UpstreamClient {
+fn build(connect_timeout_ms: u64, source: Option<std::net::IpAddr>) -> UpstreamClient {
     let mut connector = HttpConnector::new();
+    connector.set_local_address(source);
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
     Client::builder(TokioExecutor::new())
