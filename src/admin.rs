@@ -63,6 +63,7 @@ struct BackendStatus {
     pool: String,
     address: String,
     health: &'static str,
+    ejected: bool,
     committed: &'static str,
     admin_state: &'static str,
     weight: u32,
@@ -91,7 +92,8 @@ impl AdminState {
                 pool.backends.iter().map(|b| BackendStatus {
                     pool: pool.name.clone(),
                     address: b.address.to_string(),
-                    health: b.runtime.health_label(),
+                    health: b.runtime.health().as_str(),
+                    ejected: b.runtime.is_ejected(crate::routing::now_ms()),
                     committed: b.runtime.committed().as_str(),
                     admin_state: b.admin_state.as_str(),
                     weight: b.weight,

@@ -315,15 +315,6 @@ impl BackendRuntime {
     pub fn count_response(&self, status: u16) {
         self.responses[class_index(status)].inc();
     }
-
-    /// This node's view for `/status`: `up`, `down`, `unknown`, or
-    /// `ejected` when passive health has it out.
-    pub fn health_label(&self) -> &'static str {
-        if self.is_ejected(now_ms()) {
-            "ejected"
-        } else {
-            self.health().as_str()
-        }
     }
 }
 

@@ -162,6 +162,7 @@ async fn draining_under_load_finishes_open_requests_and_fails_none() {
         ip,
         BackendBehaviour {
             delay: Duration::from_millis(400),
+            ..Default::default()
         },
     )
     .await;

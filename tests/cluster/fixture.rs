@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,25 @@ pub async fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bo
 pub struct BackendBehaviour {
     /// Delay before answering.
     pub delay: Duration,
+    /// Status of answers to real traffic (0: 200).
+    pub status: u16,
+    /// Answers to `/healthz` (200 when healthy for the asking address, else
+    /// 503); health probes are not counted as traffic.
+    pub health: Option<Arc<HealthSwitch>>,
+}
+
+/// What a test backend's `/healthz` says, per asking node address.
+#[derive(Default)]
+pub struct HealthSwitch {
+    pub unhealthy: AtomicBool,
+    pub failing_for: Mutex<Vec<IpAddr>>,
+}
+
+impl HealthSwitch {
+    fn healthy_for(&self, peer: IpAddr) -> bool {
+        !self.unhealthy.load(Ordering::Relaxed)
+            && !self.failing_for.lock().expect("switch").contains(&peer)
+    }
 }
 
 /// What a test HTTP backend saw of one request.
@@ -79,7 +98,16 @@ impl HttpBackend {
     }
 
     pub async fn start_with(name: &str, ip: IpAddr, behaviour: BackendBehaviour) -> HttpBackend {
-        let listener = TcpListener::bind((ip, 0)).await.expect("bind backend");
+        Self::start_at(name, SocketAddr::new(ip, 0), behaviour).await
+    }
+
+    /// Starts on a given address (to bring a killed backend back).
+    pub async fn start_at(
+        name: &str,
+        address: SocketAddr,
+        behaviour: BackendBehaviour,
+    ) -> HttpBackend {
+        let listener = TcpListener::bind(address).await.expect("bind backend");
         let address = listener.local_addr().expect("backend address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = CancellationToken::new();
@@ -91,11 +119,12 @@ impl HttpBackend {
                 loop {
                     let stream = tokio::select! {
                         accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => stream,
+                            Ok(pair) => pair,
                             Err(_) => continue,
                         },
                         () = stop.cancelled() => return, // drops the listener: connects are refused
                     };
+                    let (stream, peer) = stream;
                     let (seen, name, behaviour, stop) = (
                         seen.clone(),
                         name_owned.clone(),
@@ -107,7 +136,9 @@ impl HttpBackend {
                             let (seen, name, behaviour) =
                                 (seen.clone(), name.clone(), behaviour.clone());
                             async move {
-                                Ok::<_, Infallible>(answer(request, &name, &behaviour, &seen).await)
+                                Ok::<_, Infallible>(
+                                    answer(request, &name, &behaviour, &seen, peer.ip()).await,
+                                )
                             }
                         });
                         let connection =
@@ -156,9 +187,19 @@ async fn answer(
     name: &str,
     behaviour: &BackendBehaviour,
     seen: &Mutex<Vec<SeenRequest>>,
+    peer: IpAddr,
 ) -> Response<Full<Bytes>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
+    if path == "/healthz"
+        && let Some(switch) = &behaviour.health
+    {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"health\n")));
+        if !switch.healthy_for(peer) {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        return response;
+    }
     let headers = request.headers().clone();
     let mut body = request.into_body();
     let mut body_bytes = 0u64;
@@ -186,6 +227,9 @@ async fn answer(
     response
         .headers_mut()
         .insert("keep-alive", "timeout=5".parse().expect("header value"));
+    if behaviour.status != 0 {
+        *response.status_mut() = StatusCode::from_u16(behaviour.status).expect("status");
+    }
     response
 }
 

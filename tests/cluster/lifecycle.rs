@@ -120,6 +120,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         ip,
         BackendBehaviour {
             delay: Duration::from_millis(800),
+            ..Default::default()
         },
     )
     .await;

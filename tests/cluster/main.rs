@@ -3,6 +3,7 @@
 
 mod control_api;
 mod fixture;
+mod health;
 mod http_forwarding;
 mod lifecycle;
 mod malformed;
