@@ -315,7 +315,6 @@ impl BackendRuntime {
     pub fn count_response(&self, status: u16) {
         self.responses[class_index(status)].inc();
     }
-    }
 }
 
 /// Live state of one pool on this node.
