@@ -108,6 +108,21 @@ impl ServedConfig {
         }
     }
 
+    /// Every committed view, `pool/address` → `up` or `down`.
+    pub fn committed_views(&self) -> std::collections::BTreeMap<String, String> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((pool, address), up)| {
+                (
+                    format!("{pool}/{address}"),
+                    if *up { "up" } else { "down" }.to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The committed view of a backend, if any.
     pub fn committed(&self, pool: &str, address: SocketAddr) -> Option<bool> {
         self.committed

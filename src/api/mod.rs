@@ -173,6 +173,7 @@ impl ControlService for ControlApi {
         Ok(Response::new(pb::GetConfigReply {
             version: state.version,
             config: Some(convert::to_proto(&state.spec)),
+            health: self.control.served.committed_views().into_iter().collect(),
         }))
     }
 

@@ -350,7 +350,13 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             let reply = client.inner.get_config(request).await?.into_inner();
             let spec = convert::from_proto(reply.config.unwrap_or_default())
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
-            Outcome::Done(output::config(reply.version, &spec, what.as_deref(), json))
+            Outcome::Done(output::config(
+                reply.version,
+                &spec,
+                &reply.health,
+                what.as_deref(),
+                json,
+            ))
         }
         Verb::Backend(verb) => return backend_verb(client, verb, json).await,
         Verb::History => {

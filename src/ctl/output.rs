@@ -83,12 +83,18 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
 }
 
 /// `ctl get [what]`.
-pub fn config(version: u64, spec: &ClusterSpec, what: Option<&str>, json: bool) -> String {
+pub fn config(
+    version: u64,
+    spec: &ClusterSpec,
+    health: &std::collections::HashMap<String, String>,
+    what: Option<&str>,
+    json: bool,
+) -> String {
     if json {
         let value = match what {
             Some("frontends") => serde_json::to_value(&spec.frontends),
             Some("pools") => serde_json::to_value(&spec.pools),
-            Some("backends") => serde_json::to_value(backend_rows(spec)),
+            Some("backends") => serde_json::to_value(backend_rows(spec, health)),
             _ => serde_json::to_value(spec),
         }
         .unwrap_or_default();
@@ -132,10 +138,18 @@ pub fn config(version: u64, spec: &ClusterSpec, what: Option<&str>, json: bool) 
                 .collect(),
         ),
         Some("backends") => table(
-            &["pool", "address", "weight", "admin_state"],
-            backend_rows(spec)
+            &["pool", "address", "weight", "admin_state", "health"],
+            backend_rows(spec, health)
                 .into_iter()
-                .map(|b| vec![b.pool, b.address, b.weight.to_string(), b.admin_state])
+                .map(|b| {
+                    vec![
+                        b.pool,
+                        b.address,
+                        b.weight.to_string(),
+                        b.admin_state,
+                        b.health,
+                    ]
+                })
                 .collect(),
         ),
         _ => format!(
@@ -151,9 +165,14 @@ struct BackendRow {
     address: String,
     weight: u32,
     admin_state: String,
+    /// The committed (majority) health, `-` when not checked or not known.
+    health: String,
 }
 
-fn backend_rows(spec: &ClusterSpec) -> Vec<BackendRow> {
+fn backend_rows(
+    spec: &ClusterSpec,
+    health: &std::collections::HashMap<String, String>,
+) -> Vec<BackendRow> {
     spec.pools
         .iter()
         .flat_map(|p| {
@@ -162,6 +181,10 @@ fn backend_rows(spec: &ClusterSpec) -> Vec<BackendRow> {
                 address: b.address.clone(),
                 weight: b.weight,
                 admin_state: b.admin_state.as_str().into(),
+                health: health
+                    .get(&format!("{}/{}", p.name, b.address))
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
             })
         })
         .collect()

@@ -170,10 +170,11 @@ impl BackendRuntime {
     /// Share of its weight it gets now: ramps from 10 % to 100 % over
     /// `slow_start_ms` after it came up.
     pub fn slow_start_factor(&self, now_ms: u64, slow_start_ms: u64) -> f64 {
-        if slow_start_ms == 0 {
-            return 1.0;
+        let up_since = self.up_since_ms.load(Ordering::Relaxed);
+        if slow_start_ms == 0 || up_since == 0 {
+            return 1.0; // not coming back from down: no ramp
         }
-        let since = now_ms.saturating_sub(self.up_since_ms.load(Ordering::Relaxed));
+        let since = now_ms.saturating_sub(up_since);
         if since >= slow_start_ms {
             return 1.0;
         }
@@ -189,7 +190,11 @@ impl BackendRuntime {
         if health == Health::Up {
             // A backend that was down (not one merely unknown at start-up)
             // ramps up.
-            let since = if before == Health::Down { now_ms() } else { 0 };
+            let since = if before == Health::Down {
+                now_ms().max(1)
+            } else {
+                0
+            };
             self.up_since_ms.store(since, Ordering::Relaxed);
         }
         match health {

@@ -451,6 +451,39 @@ name = "static"
     }
 
     #[test]
+    fn slow_start_ramps_a_returning_backend_up() {
+        let text = TEXT
+            .replace("  admin_state = \"draining\"\n", "")
+            .replace("  admin_state = \"disabled\"\n", "")
+            .replace(
+                "[[pool]]\nname = \"web\"\n",
+                "[[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"tcp\"\n  rise = 1\n  fall = 1\n  slow_start_ms = 60000\n",
+            );
+        let table = compiled(&text);
+        let web = &table.pools[0];
+        for backend in &web.backends {
+            backend.runtime.record_check(Ok(()), 1, 1);
+        }
+        // Backend 0 goes down and comes back: it starts at a tenth of its share.
+        web.backends[0]
+            .runtime
+            .record_check(Err("test".into()), 1, 1);
+        web.backends[0].runtime.record_check(Ok(()), 1, 1);
+        let factor = web.backends[0].runtime.slow_start_factor(now_ms(), 60_000);
+        assert!((0.1..0.2).contains(&factor), "{factor}");
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let picks = 30_000;
+        let zero = (0..picks)
+            .filter(|_| web.pick(None, client, &[]) == Some(0))
+            .count();
+        let share = zero as f64 / picks as f64;
+        // Full share would be a third; at about 10 % of its weight it gets
+        // roughly a thirtieth.
+        assert!(share < 0.1, "returning backend got {share:.3} of picks");
+        assert!(share > 0.01, "returning backend got no traffic: {share:.3}");
+    }
+
+    #[test]
     fn runtimes_survive_a_recompile() {
         let runtimes = Runtimes::new(Arc::new(Metrics::new()), Default::default());
         let mut state = ClusterState::default();

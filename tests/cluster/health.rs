@@ -218,6 +218,13 @@ async fn one_node_seeing_a_backend_down_changes_only_its_own_traffic() {
         .await;
         assert!(down, "node {} never saw b committed down", node.id);
     }
+    let (code, out, _) = ctl(&cluster.endpoints(), &["get", "backends"]);
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&b.address.to_string()))
+        .expect("b listed");
+    assert!(line.trim_end().ends_with("down"), "{out}");
     // Node 3 still checks b up itself, and forwards by its own view.
     assert_eq!(
         backend_view(&cluster.nodes[2], b.address, "health").as_deref(),
