@@ -656,12 +656,20 @@ impl Cluster {
 
 /// Runs `raftlb ctl` with `args`; exit code, stdout, stderr.
 pub fn ctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+    run_ctl(endpoints, args, None)
+}
+
+fn run_ctl(endpoints: &str, args: &[&str], token: Option<&str>) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raftlb"));
+    command
         .args(["ctl", "--endpoint", endpoints])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run raftlb ctl");
+        .env_remove("RAFTLB_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        command.env("RAFTLB_TOKEN", token);
+    }
+    let output = command.output().expect("run raftlb ctl");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -800,18 +808,7 @@ pub fn version_at(admin: SocketAddr) -> Option<u64> {
 
 /// Runs `raftlb ctl` with `args` and a token in `RAFTLB_TOKEN`.
 pub fn ctl_with_token(endpoints: &str, token: &str, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_raftlb"))
-        .args(["ctl", "--endpoint", endpoints])
-        .args(args)
-        .env("RAFTLB_TOKEN", token)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run raftlb ctl");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_ctl(endpoints, args, Some(token))
 }
 
 /// Counts which backend answered `n` GETs through `node`'s frontend 8080.

@@ -31,15 +31,7 @@ fn switch() -> Arc<HealthSwitch> {
 }
 
 async fn backend(name: &str, ip: std::net::IpAddr, health: &Arc<HealthSwitch>) -> HttpBackend {
-    HttpBackend::start_with(
-        name,
-        ip,
-        BackendBehaviour {
-            health: Some(health.clone()),
-            ..Default::default()
-        },
-    )
-    .await
+    backend_at(name, std::net::SocketAddr::new(ip, 0), health).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
