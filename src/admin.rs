@@ -17,8 +17,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::VipConfig;
 use crate::control::ClusterControl;
+use crate::vip::{VipRole, VipStatus};
 
 /// What the admin endpoint reports about its node.
 pub struct AdminState {
@@ -26,8 +26,8 @@ pub struct AdminState {
     pub control: Arc<ClusterControl>,
     /// Set once the node serves the committed configuration.
     pub ready: AtomicBool,
-    /// The VIP settings.
-    pub vip: VipConfig,
+    /// The leader role.
+    pub vip: Arc<VipRole>,
 }
 
 /// `/status` as JSON.
@@ -42,12 +42,6 @@ pub struct Status {
     vip: VipStatus,
     frontends: Vec<FrontendStatus>,
     backends: Vec<BackendStatus>,
-}
-
-#[derive(Serialize)]
-struct VipStatus {
-    address: Option<String>,
-    held: bool,
 }
 
 #[derive(Serialize)]
@@ -108,10 +102,7 @@ impl AdminState {
             term: cluster.term,
             applied_index: cluster.applied_index,
             config_version: table.version,
-            vip: VipStatus {
-                address: self.vip.address.map(|a| a.to_string()),
-                held: false,
-            },
+            vip: self.vip.status(),
             frontends,
             backends,
         }

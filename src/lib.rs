@@ -43,3 +43,4 @@ pub mod raft;
 pub mod routing;
 pub mod served;
 pub mod state;
+pub mod vip;

@@ -124,6 +124,12 @@ pub struct Metrics {
     pub health_checks: Family<BackendResultLabels, Counter>,
     /// Picks made while every backend of the pool was down (fail open).
     pub pool_panic_picks: Family<PoolLabels, Counter>,
+    /// 1 while this node holds the VIP.
+    pub vip_held: Gauge,
+    /// Times this node acquired the VIP.
+    pub vip_acquisitions: Counter,
+    /// Times this node released the VIP.
+    pub vip_releases: Counter,
 }
 
 impl Default for Metrics {
@@ -155,6 +161,9 @@ impl Metrics {
             backend_health: Family::default(),
             health_checks: Family::default(),
             pool_panic_picks: Family::default(),
+            vip_held: Gauge::default(),
+            vip_acquisitions: Counter::default(),
+            vip_releases: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -247,6 +256,21 @@ impl Metrics {
             "pool_panic_picks",
             "Backends picked while every backend of the pool was down (fail open)",
             m.pool_panic_picks.clone(),
+        );
+        r.register(
+            "vip_held",
+            "1 while this node holds the virtual IP",
+            m.vip_held.clone(),
+        );
+        r.register(
+            "vip_acquisitions",
+            "Times this node acquired the virtual IP",
+            m.vip_acquisitions.clone(),
+        );
+        r.register(
+            "vip_releases",
+            "Times this node released the virtual IP",
+            m.vip_releases.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -18,7 +18,7 @@ use crate::admin::{self, AdminState};
 use crate::api::ControlApi;
 use crate::auth::Token;
 use crate::config::CheckKind;
-use crate::config::{ClusterSpec, ConfigError, NodeConfig, read_toml};
+use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
 use crate::control::{ClusterControl, LeaderRequest};
 use crate::events::{Event, Events};
 use crate::health::{HealthChecker, Transition};
@@ -32,6 +32,7 @@ use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::routing::Health;
 use crate::served::ServedConfig;
 use crate::state::Command;
+use crate::vip::VipRole;
 
 /// sled's page cache; the default (1 GiB) is far more than a
 /// configuration store needs.
@@ -74,6 +75,8 @@ pub enum NodeError {
 pub struct RunningNode {
     /// The node's handle on the cluster.
     pub control: Arc<ClusterControl>,
+    vip: Arc<VipRole>,
+    vip_stop: CancellationToken,
     seed_path: Option<PathBuf>,
     shutdown: CancellationToken,
     connections: TaskTracker,
@@ -137,9 +140,31 @@ pub async fn start(
     // Forward at once by whatever configuration this node last applied.
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
+    // Lease shorter than the shortest election timeout: an old leader
+    // drops the VIP before any follower may campaign.
+    let lease = Duration::from_millis(config.raft.election_timeout_min_ms * 2 / 3);
+    let vip_address = match config.vip.mode {
+        VipMode::Bind => config.vip.address,
+        VipMode::None => None,
+        mode @ (VipMode::Netlink | VipMode::Script) => {
+            return Err(NodeError::Config(ConfigError::Invalid {
+                path: "node.toml".into(),
+                message: format!(
+                    "vip.mode = {mode:?} is not supported by this build yet; use \"bind\" or \"none\""
+                ),
+            }));
+        }
+    };
+    let vip = Arc::new(VipRole::new(
+        vip_address,
+        lease,
+        Duration::from_millis(config.raft.heartbeat_ms),
+        served.metrics(),
+    ));
     let engine = Engine::new(
         served.table().clone(),
         config.serve_ip,
+        vip.watch(),
         shutdown.clone(),
         connections.clone(),
     );
@@ -227,11 +252,16 @@ pub async fn start(
             tracing::error!(%error, "control API server failed");
         }
     });
+    let vip_stop = servers.child_token();
     let admin_state = Arc::new(AdminState {
         control: control.clone(),
         ready: false.into(),
-        vip: config.vip.clone(),
+        vip: vip.clone(),
     });
+    {
+        let (vip, control, stop) = (vip.clone(), control.clone(), vip_stop.clone());
+        tokio::spawn(async move { vip.run(control, stop).await });
+    }
     tokio::spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
@@ -262,6 +292,8 @@ pub async fn start(
     );
     Ok(RunningNode {
         control,
+        vip,
+        vip_stop,
         seed_path: config.cluster.seed.clone(),
         shutdown,
         connections,
@@ -494,6 +526,13 @@ impl RunningNode {
     /// Stops accepting, lets open requests and connections finish within
     /// the grace period, reports what had to be cut, then stops Raft.
     pub async fn shutdown(self) {
+        // Let go of the VIP and of leadership first, so another node takes
+        // over while this one finishes its open connections.
+        self.vip_stop.cancel();
+        self.vip.step_down("shutting down");
+        if let Err(error) = self.control.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
         self.shutdown.cancel();
         self.connections.close();
         let open = self.connections.len();
@@ -512,9 +551,6 @@ impl RunningNode {
             );
         } else {
             tracing::info!("all connections finished");
-        }
-        if let Err(error) = self.control.raft.shutdown().await {
-            tracing::warn!(%error, "raft did not stop cleanly");
         }
         self.servers.cancel();
     }

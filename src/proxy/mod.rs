@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,12 +21,15 @@ use listener::Listener;
 
 /// How long a listener that could not bind waits before trying again.
 const REBIND_INTERVAL: Duration = Duration::from_secs(2);
+/// The same for the VIP, which a previous holder may release any moment.
+const VIP_REBIND_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What every connection task needs: the table, where to listen, and the
 /// shutdown signal.
 pub struct Engine {
     table: Arc<PublishedTable>,
     serve_ip: IpAddr,
+    vip: watch::Receiver<Option<IpAddr>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 }
@@ -36,19 +40,26 @@ struct Running {
     stop: CancellationToken,
 }
 
+/// Listeners are keyed by frontend name and the address they listen on
+/// (the node's `serve_ip`, and the VIP while this node holds it).
+type ListenerKey = (String, IpAddr);
+
 impl Engine {
-    /// An engine serving `table` on `serve_ip`. `shutdown` stops accepting
-    /// and asks open HTTP connections to finish; connection tasks are
-    /// spawned on `connections` so the caller can wait for them.
+    /// An engine serving `table` on `serve_ip`, and also on the address in
+    /// `vip` while it holds one. `shutdown` stops accepting and asks open
+    /// HTTP connections to finish; connection tasks are spawned on
+    /// `connections` so the caller can wait for them.
     pub fn new(
         table: Arc<PublishedTable>,
         serve_ip: IpAddr,
+        vip: watch::Receiver<Option<IpAddr>>,
         shutdown: CancellationToken,
         connections: TaskTracker,
     ) -> Arc<Self> {
         Arc::new(Engine {
             table,
             serve_ip,
+            vip,
             shutdown,
             connections,
         })
@@ -65,21 +76,34 @@ impl Engine {
         &self.table
     }
 
-    /// Keeps one listener per configured frontend until shutdown: a
-    /// frontend added to the table opens, a removed one closes (its open
-    /// connections go on), one whose port or protocol changed reopens.
+    /// Keeps one listener per configured frontend and address until
+    /// shutdown: a frontend added to the table opens, a removed one closes
+    /// (its open connections go on), one whose port or protocol changed
+    /// reopens; VIP listeners open when the VIP is acquired and close when
+    /// it is released (open connections go on).
     pub async fn run(self: Arc<Self>) {
         let mut changes = self.table.subscribe();
-        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut vip = self.vip.clone();
+        let mut running: HashMap<ListenerKey, Running> = HashMap::new();
         loop {
-            let all_bound = self.reconcile(&mut running);
+            let (all_bound, vip_bound) = self.reconcile(&mut running, *vip.borrow_and_update());
+            let retry = if !vip_bound {
+                VIP_REBIND_INTERVAL
+            } else {
+                REBIND_INTERVAL
+            };
             tokio::select! {
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;
                     }
                 }
-                () = tokio::time::sleep(REBIND_INTERVAL), if !all_bound => {}
+                changed = vip.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(retry), if !all_bound || !vip_bound => {}
                 () = self.shutdown.cancelled() => break,
             }
         }
@@ -88,49 +112,68 @@ impl Engine {
         }
     }
 
-    /// Brings the listeners in line with the table; false if some frontend
-    /// could not bind.
-    fn reconcile(self: &Arc<Self>, running: &mut HashMap<String, Running>) -> bool {
+    /// Brings the listeners in line with the table and the VIP; whether
+    /// every serve_ip listener and every VIP listener is bound.
+    fn reconcile(
+        self: &Arc<Self>,
+        running: &mut HashMap<ListenerKey, Running>,
+        vip: Option<IpAddr>,
+    ) -> (bool, bool) {
         let table = self.table.load_full();
-        running.retain(|name, listener| {
-            let keep = table.frontend(name).is_some_and(|f| {
-                f.spec.port == listener.port && f.spec.protocol == listener.protocol
-            });
+        let addresses: Vec<IpAddr> = std::iter::once(self.serve_ip).chain(vip).collect();
+        running.retain(|(name, ip), listener| {
+            let keep = addresses.contains(ip)
+                && table.frontend(name).is_some_and(|f| {
+                    f.spec.port == listener.port && f.spec.protocol == listener.protocol
+                });
             if !keep {
-                tracing::info!(frontend = %name, port = listener.port, "closing listener");
+                tracing::info!(frontend = %name, %ip, port = listener.port, "closing listener");
                 listener.stop.cancel();
             }
             keep
         });
-        let mut all_bound = true;
+        let (mut all_bound, mut vip_bound) = (true, true);
         for frontend in &table.frontends {
             let name = &frontend.spec.name;
-            if running.contains_key(name) {
-                continue;
-            }
-            let address = SocketAddr::new(self.serve_ip, frontend.spec.port);
-            match Listener::bind(address) {
-                Ok(socket) => {
-                    let stop = self.shutdown.child_token();
-                    tracing::info!(frontend = %name, %address, protocol = frontend.spec.protocol.as_str(), "listening");
-                    let listener =
-                        Listener::new(name.clone(), frontend.spec.protocol, socket, stop.clone());
-                    tokio::spawn(listener.run(self.clone()));
-                    running.insert(
-                        name.clone(),
-                        Running {
-                            port: frontend.spec.port,
-                            protocol: frontend.spec.protocol,
-                            stop,
-                        },
-                    );
+            for &ip in &addresses {
+                let key = (name.clone(), ip);
+                if running.contains_key(&key) {
+                    continue;
                 }
-                Err(error) => {
-                    all_bound = false;
-                    tracing::error!(frontend = %name, %address, %error, "cannot listen; retrying");
+                let is_vip = Some(ip) == vip && ip != self.serve_ip;
+                let address = SocketAddr::new(ip, frontend.spec.port);
+                match Listener::bind(address) {
+                    Ok(socket) => {
+                        let stop = self.shutdown.child_token();
+                        tracing::info!(frontend = %name, %address, protocol = frontend.spec.protocol.as_str(), vip = is_vip, "listening");
+                        let listener = Listener::new(
+                            name.clone(),
+                            frontend.spec.protocol,
+                            socket,
+                            stop.clone(),
+                        );
+                        tokio::spawn(listener.run(self.clone()));
+                        running.insert(
+                            key,
+                            Running {
+                                port: frontend.spec.port,
+                                protocol: frontend.spec.protocol,
+                                stop,
+                            },
+                        );
+                    }
+                    Err(error) if is_vip => {
+                        // Usually the previous holder has not let go yet.
+                        vip_bound = false;
+                        tracing::debug!(frontend = %name, %address, %error, "VIP not free yet; retrying");
+                    }
+                    Err(error) => {
+                        all_bound = false;
+                        tracing::error!(frontend = %name, %address, %error, "cannot listen; retrying");
+                    }
                 }
             }
         }
-        all_bound
+        (all_bound, vip_bound)
     }
 }

@@ -312,6 +312,8 @@ pub struct NodeOptions {
     pub raft: String,
     /// A cluster token, written to a 0600 token file.
     pub token: Option<String>,
+    /// A VIP held in `bind` mode.
+    pub vip: Option<IpAddr>,
 }
 
 impl Node {
@@ -360,9 +362,16 @@ seed    = "cluster.toml"
 
 [raft]
 {}
+
+[vip]
+{}
 "#,
             members.join(", "),
-            options.raft
+            options.raft,
+            match options.vip {
+                Some(vip) => format!("mode = \"bind\"\naddress = \"{vip}\""),
+                None => "mode = \"none\"".to_string(),
+            }
         );
         let node_toml = match &options.token {
             Some(token) => {
