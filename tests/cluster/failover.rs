@@ -1,0 +1,212 @@
+//! Failover drills: the VIP under client load while leaders are killed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::fixture::*;
+
+/// Whether each node says it holds the VIP, by node id.
+fn holders(admins: &[(u64, SocketAddr)]) -> Vec<u64> {
+    admins
+        .iter()
+        .filter(|(_, admin)| vip_held_at(*admin))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+fn vip_held_at(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(100))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let Some((_, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|s| s["vip"]["held"] == true)
+}
+
+/// One GET on a new connection to `address`; a refused connect is tried
+/// once more, as a client with one retry would.
+async fn request_once(address: SocketAddr) -> bool {
+    for attempt in 0..2 {
+        let connect =
+            tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(address)).await;
+        let Ok(Ok(mut stream)) = connect else {
+            if attempt == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
+        };
+        if stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+        return matches!(read, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 200");
+    }
+    false
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_kill_the_leader_under_load() {
+    let ip = unique_ip();
+    let backend = HttpBackend::start("a", ip).await;
+    let vip: IpAddr = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
+    let vip_address = SocketAddr::new(vip, 8080);
+    assert!(
+        wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await,
+        "no single VIP holder"
+    );
+
+    // Sample every node's claim every few ms for the whole drill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let double = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, double, samples, admins) = (
+            stop.clone(),
+            double.clone(),
+            samples.clone(),
+            admins.clone(),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if holders(&admins).len() > 1 {
+                    double.fetch_add(1, Ordering::Relaxed);
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Steady client load through the VIP, bounded.
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let last_ok: Arc<Mutex<Instant>> = Arc::new(Mutex::new(Instant::now()));
+    let oks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let load = {
+        let (stop, failed, sent, oks) = (stop.clone(), failed.clone(), sent.clone(), oks.clone());
+        let last_ok = last_ok.clone();
+        tokio::spawn(async move {
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                if request_once(vip_address).await {
+                    let now = Instant::now();
+                    *last_ok.lock().expect("last ok") = now;
+                    oks.lock().expect("oks").push(now);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let repetitions = 5;
+    let mut failovers = Vec::new();
+    let mut takeovers: HashMap<u64, usize> = HashMap::new();
+    for _ in 0..repetitions {
+        let holder_id = loop {
+            let now = holders(&admins);
+            if now.len() == 1 {
+                break now[0];
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let index = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == holder_id)
+            .expect("holder");
+        let killed = Instant::now();
+        cluster.nodes[index].kill9();
+        // Failover time: from the kill to the first request answered
+        // through the VIP after it.
+        let answered = wait_until(Duration::from_secs(10), || {
+            oks.lock().expect("oks").last().is_some_and(|t| *t > killed)
+        })
+        .await;
+        assert!(answered, "the VIP never answered again");
+        let first = oks
+            .lock()
+            .expect("oks")
+            .iter()
+            .find(|t| **t > killed)
+            .copied()
+            .expect("an answer");
+        failovers.push(first - killed);
+        let survivors: Vec<(u64, SocketAddr)> = admins
+            .iter()
+            .filter(|(id, _)| *id != holder_id)
+            .copied()
+            .collect();
+        if let Some(new) = holders(&survivors).first() {
+            *takeovers.entry(*new).or_default() += 1;
+        }
+        cluster.nodes[index].launch();
+        cluster.nodes[index].wait_ready().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    sampler.join().expect("sampler");
+    failovers.sort();
+    let report = format!(
+        "drill kill-9 leader: {repetitions} repetitions, failover p50 {:?} p99 {:?} max {:?}, \
+         client requests failed {} of {}, samples with two VIP holders {} of {}",
+        percentile(&failovers, 0.5),
+        percentile(&failovers, 0.99),
+        failovers.last().expect("failovers"),
+        failed.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed),
+        double.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed),
+    );
+    println!("{report} (takeovers by node: {takeovers:?})");
+    assert_eq!(double.load(Ordering::Relaxed), 0, "{report}");
+    assert!(
+        *failovers.last().expect("failovers") < Duration::from_secs(3),
+        "{report}"
+    );
+    // No committed configuration lost.
+    for node in &cluster.nodes {
+        assert_eq!(node.config_version(), Some(1), "node {}", node.id);
+    }
+}
