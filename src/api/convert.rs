@@ -15,13 +15,6 @@ fn parse_name<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Resul
         .map_err(|e| StateError::invalid(field, value, e.to_string()))
 }
 
-fn name_of<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The model as a message.
 pub fn to_proto(spec: &ClusterSpec) -> pb::ClusterConfig {
     pb::ClusterConfig {
@@ -55,10 +48,10 @@ pub fn to_proto(spec: &ClusterSpec) -> pb::ClusterConfig {
             .iter()
             .map(|p| pb::Pool {
                 name: p.name.clone(),
-                algorithm: name_of(&p.algorithm),
+                algorithm: p.algorithm.as_str().to_string(),
                 hash_key: p.hash_key.clone(),
                 health: Some(pb::Health {
-                    check: name_of(&p.health.check),
+                    check: p.health.check.as_str().to_string(),
                     path: p.health.path.clone(),
                     interval_ms: p.health.interval_ms,
                     timeout_ms: p.health.timeout_ms,

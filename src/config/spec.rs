@@ -228,6 +228,31 @@ impl AdminState {
     }
 }
 
+impl Algorithm {
+    /// The name used in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::P2c => "p2c",
+            Algorithm::Random => "random",
+            Algorithm::Maglev => "maglev",
+        }
+    }
+}
+
+impl CheckKind {
+    /// The name used in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+            CheckKind::None => "none",
+        }
+    }
+}
+
 impl Protocol {
     /// The name used in files and the API.
     pub fn as_str(self) -> &'static str {
@@ -331,6 +356,41 @@ hash_key  = "source_ip"
         assert_eq!(spec.pools[1].algorithm, Algorithm::Maglev);
         assert_eq!(spec.pools[1].backends[0].weight, 1);
         assert_eq!(spec.frontends[0].retries, 2);
+    }
+
+    #[test]
+    fn names_match_the_file_format() {
+        use serde_json::Value;
+        let name = |v: Value| v.as_str().map(str::to_string);
+        for a in [
+            Algorithm::RoundRobin,
+            Algorithm::WeightedRoundRobin,
+            Algorithm::LeastConnections,
+            Algorithm::P2c,
+            Algorithm::Random,
+            Algorithm::Maglev,
+        ] {
+            assert_eq!(
+                name(serde_json::to_value(a).expect("json")).as_deref(),
+                Some(a.as_str())
+            );
+        }
+        for c in [CheckKind::Http, CheckKind::Tcp, CheckKind::None] {
+            assert_eq!(
+                name(serde_json::to_value(c).expect("json")).as_deref(),
+                Some(c.as_str())
+            );
+        }
+        for s in [
+            AdminState::Active,
+            AdminState::Draining,
+            AdminState::Disabled,
+        ] {
+            assert_eq!(
+                name(serde_json::to_value(s).expect("json")).as_deref(),
+                Some(s.as_str())
+            );
+        }
     }
 
     #[test]

@@ -124,15 +124,9 @@ pub fn config(
                 .map(|p| {
                     vec![
                         p.name.clone(),
-                        serde_json::to_value(p.algorithm)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        p.algorithm.as_str().to_string(),
                         p.backends.len().to_string(),
-                        serde_json::to_value(p.health.check)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        p.health.check.as_str().to_string(),
                     ]
                 })
                 .collect(),
