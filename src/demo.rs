@@ -16,9 +16,12 @@ use tokio::net::TcpListener;
 
 use crate::config::{
     Algorithm, BackendSpec, ClusterBootstrap, ClusterSpec, FrontendSpec, HealthSpec, NodeConfig,
-    PoolSpec, Protocol, VipConfig,
+    PoolSpec, Protocol, VipConfig, VipMode,
 };
 use crate::node::{self, NodeError};
+
+/// The virtual IP the demo's leader holds.
+const DEMO_VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100));
 
 /// Options of `raftlb demo`.
 #[derive(Debug, Clone)]
@@ -72,7 +75,10 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
                 members: members.clone(),
                 seed: None,
             },
-            vip: VipConfig::default(),
+            vip: VipConfig {
+                mode: VipMode::Bind,
+                address: Some(DEMO_VIP),
+            },
             raft: Default::default(),
         };
         nodes.push(node::start(&config, Some(spec.clone())).await?);
@@ -105,10 +111,14 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
         );
     }
     println!();
+    println!(
+        "  VIP     http://{DEMO_VIP}:{}/   held by the leader; moves when the leader stops",
+        options.port
+    );
+    println!();
     println!("try:");
     println!(
-        "  for i in 1 2 3 4; do curl -s http://{}:{}/; done",
-        ip(1),
+        "  for i in 1 2 3 4; do curl -s http://{DEMO_VIP}:{}/; done",
         options.port
     );
     println!(

@@ -434,11 +434,14 @@ async fn watch_role(
                 .membership()
                 .get_node(&control.id)
                 .is_some();
-            let fatal = m.running_state.as_ref().err().map(ToString::to_string);
+            let fatal = m.running_state.as_ref().err().cloned();
             (m.state, m.current_leader, m.current_term, in_cluster, fatal)
         };
         if let Some(fatal) = fatal {
-            tracing::error!(%fatal, "raft stopped");
+            match fatal {
+                openraft::error::Fatal::Stopped => tracing::info!("raft stopped"),
+                other => tracing::error!(fatal = %other, "raft failed"),
+            }
             admin.ready.store(false, Ordering::Release);
             return;
         }

@@ -100,14 +100,18 @@ impl VipRole {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(deadline) = *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
-            && status.held
-        {
-            status.fence_margin_ms = Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as u64,
-            );
+        // The claim is fenced like the role: a node resumed after a freeze
+        // says "not held" from its first answer, before its role task has
+        // even run the release.
+        match *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(deadline) if status.held && Instant::now() < deadline => {
+                status.fence_margin_ms = Some(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64,
+                );
+            }
+            _ => status.held = false,
         }
         status
     }

@@ -26,7 +26,8 @@ fn vip_held_at(admin: SocketAddr) -> bool {
     else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    // A frozen node's kernel still accepts; never wait long for its answer.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     if write!(
         stream,
         "GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
@@ -209,4 +210,100 @@ async fn drill_kill_the_leader_under_load() {
     for node in &cluster.nodes {
         assert_eq!(node.config_version(), Some(1), "node {}", node.id);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_freeze_the_leader() {
+    let ip = unique_ip();
+    let backend = HttpBackend::start("a", ip).await;
+    let vip: IpAddr = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let cluster = Cluster::start_with(3, &seed, &options).await;
+    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
+    let vip_address = SocketAddr::new(vip, 8080);
+    assert!(wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await);
+    let frozen_id = holders(&admins)[0];
+    let frozen = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == frozen_id)
+        .expect("holder");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let double = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, double, samples, admins) = (
+            stop.clone(),
+            double.clone(),
+            samples.clone(),
+            admins.clone(),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let now = holders(&admins);
+                if now.len() > 1 {
+                    eprintln!("two VIP holders: {now:?}");
+                    double.fetch_add(1, Ordering::Relaxed);
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let frozen_at = Instant::now();
+    frozen.signal("STOP");
+    // Longer than the election timeout: the others elect a new leader.
+    let survivors: Vec<(u64, SocketAddr)> = admins
+        .iter()
+        .filter(|(id, _)| *id != frozen_id)
+        .copied()
+        .collect();
+    let elected = wait_until(Duration::from_secs(10), || {
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.id != frozen_id)
+            .any(|n| n.try_status().is_some_and(|s| s["role"] == "leader"))
+    })
+    .await;
+    assert!(elected, "no new leader while the old one was frozen");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    frozen.signal("CONT");
+    let resumed_at = Instant::now();
+    let answered = {
+        let mut ok = false;
+        for _ in 0..200 {
+            if request_once(vip_address).await {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ok
+    };
+    assert!(answered, "the VIP never answered after the freeze");
+    let back_after = resumed_at.elapsed();
+    let holder_now = holders(&admins);
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    println!(
+        "drill freeze leader: frozen {:?}, VIP answered {back_after:?} after SIGCONT, holder now {holder_now:?} \
+         (survivors {:?}), samples with two VIP holders {} of {}",
+        resumed_at - frozen_at,
+        survivors.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+        double.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed)
+    );
+    assert_eq!(double.load(Ordering::Relaxed), 0);
+    assert_eq!(holder_now.len(), 1);
+    assert_ne!(
+        holder_now[0], frozen_id,
+        "the resumed old leader kept the VIP"
+    );
 }
