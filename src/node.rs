@@ -77,6 +77,9 @@ pub struct RunningNode {
     pub control: Arc<ClusterControl>,
     vip: Arc<VipRole>,
     vip_stop: CancellationToken,
+    /// How long followers refuse votes after a leader's last heartbeat
+    /// (openraft's leader lease: the maximum election timeout).
+    vote_lease: Duration,
     seed_path: Option<PathBuf>,
     shutdown: CancellationToken,
     connections: TaskTracker,
@@ -294,6 +297,7 @@ pub async fn start(
         control,
         vip,
         vip_stop,
+        vote_lease: Duration::from_millis(config.raft.election_timeout_max_ms),
         seed_path: config.cluster.seed.clone(),
         shutdown,
         connections,
@@ -529,12 +533,21 @@ impl RunningNode {
     /// Stops accepting, lets open requests and connections finish within
     /// the grace period, reports what had to be cut, then stops Raft.
     pub async fn shutdown(self) {
-        // Let go of the VIP and of leadership first, so another node takes
-        // over while this one finishes its open connections.
+        // Hand over first, so another node takes over while this one
+        // finishes its open connections: release the VIP, stop Raft (no more
+        // heartbeats), and once the followers' vote lease has run out, ask
+        // the most caught-up follower to campaign at once instead of waiting
+        // for its election timer.
+        let successor = self.control.most_caught_up_follower();
         self.vip_stop.cancel();
         self.vip.step_down("shutting down");
         if let Err(error) = self.control.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
+        }
+        if let Some((id, raft_addr)) = successor {
+            tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
+            let asked = self.control.ask_to_campaign(&raft_addr).await;
+            tracing::info!(successor = id, asked, "handed leadership over");
         }
         self.shutdown.cancel();
         self.connections.close();

@@ -93,6 +93,8 @@ pub enum PeerQuery {
         /// Backend address.
         address: std::net::SocketAddr,
     },
+    /// Start an election now: the leader is handing over.
+    Campaign,
 }
 
 /// The answer to a [`PeerQuery`].
@@ -100,6 +102,8 @@ pub enum PeerQuery {
 pub enum PeerAnswer {
     /// A count.
     Active(i64),
+    /// The node started an election.
+    Campaigning,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -420,12 +424,49 @@ impl ClusterControl {
     }
 
     /// Answers a peer's question about this node.
-    pub fn answer(&self, query: PeerQuery) -> PeerAnswer {
+    pub async fn answer(&self, query: PeerQuery) -> PeerAnswer {
         match query {
             PeerQuery::ActiveConnections { pool, address } => {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
+            PeerQuery::Campaign => {
+                tracing::info!("asked to campaign by the leader handing over");
+                match self.raft.trigger().elect().await {
+                    Ok(()) => PeerAnswer::Campaigning,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot campaign");
+                        PeerAnswer::Active(0)
+                    }
+                }
+            }
         }
+    }
+
+    /// As leader about to stop: the follower with the most of the log, to
+    /// hand leadership to.
+    pub fn most_caught_up_follower(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return None;
+        }
+        let membership = metrics.membership_config.clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let (id, _) = metrics
+            .replication
+            .as_ref()?
+            .iter()
+            .filter(|(id, _)| **id != self.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.map(|l| l.index))?;
+        let node = membership.membership().get_node(id)?;
+        Some((*id, node.raft_addr.clone()))
+    }
+
+    /// Asks `raft_addr` to campaign now (graceful hand-over).
+    pub async fn ask_to_campaign(&self, raft_addr: &str) -> bool {
+        matches!(
+            self.ask(raft_addr, &PeerQuery::Campaign).await,
+            Some(PeerAnswer::Campaigning)
+        )
     }
 
     /// Asks every member how many connections or requests it has in flight
@@ -468,7 +509,7 @@ impl ClusterControl {
         let mut counts = Vec::new();
         for (node, raft_addr) in nodes {
             let answer = if node == self.id {
-                Some(self.answer(query.clone()))
+                Some(self.answer(query.clone()).await)
             } else {
                 self.ask(&raft_addr, &query).await
             };
@@ -478,7 +519,7 @@ impl ClusterControl {
                     active,
                     reached: true,
                 },
-                None => NodeConnections {
+                Some(PeerAnswer::Campaigning) | None => NodeConnections {
                     node,
                     active: 0,
                     reached: false,

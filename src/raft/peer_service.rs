@@ -84,6 +84,6 @@ impl RaftService for PeerService {
 
     async fn query(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let query: PeerQuery = decode(request)?;
-        encode(&self.control.answer(query))
+        encode(&self.control.answer(query).await)
     }
 }

@@ -307,3 +307,114 @@ async fn drill_freeze_the_leader() {
         "the resumed old leader kept the VIP"
     );
 }
+
+/// One GET through `address`; a failed attempt is tried once more after
+/// `retry_after`, as a client with one retry would.
+async fn request_with_retry(address: SocketAddr, retry_after: Duration) -> bool {
+    if request_once(address).await {
+        return true;
+    }
+    tokio::time::sleep(retry_after).await;
+    request_once(address).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_rolling_restart_with_sigterm() {
+    let ip = unique_ip();
+    let backend = HttpBackend::start("a", ip).await;
+    let vip: IpAddr = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
+    let vip_address = SocketAddr::new(vip, 8080);
+    assert!(wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let gaps: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let load = {
+        let (stop, failed, sent, gaps) = (stop.clone(), failed.clone(), sent.clone(), gaps.clone());
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let mut last_ok = Instant::now();
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                if request_with_retry(vip_address, Duration::from_secs(1)).await {
+                    let now = Instant::now();
+                    if now.duration_since(last_ok) > Duration::from_millis(100) {
+                        gaps.lock().expect("gaps").push(now - last_ok);
+                    }
+                    last_ok = now;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut handovers = Vec::new();
+    for index in 0..cluster.nodes.len() {
+        let was_holder = holders(&admins) == vec![cluster.nodes[index].id];
+        let terminated = Instant::now();
+        cluster.nodes[index].signal("TERM");
+        if was_holder {
+            // How long until another node holds the VIP.
+            let old = cluster.nodes[index].id;
+            let others: Vec<(u64, SocketAddr)> = admins
+                .iter()
+                .filter(|(id, _)| *id != old)
+                .copied()
+                .collect();
+            if wait_until(Duration::from_secs(10), || !holders(&others).is_empty()).await {
+                handovers.push(terminated.elapsed());
+            }
+        }
+        let code = cluster.nodes[index]
+            .wait_exit(Duration::from_secs(15))
+            .await;
+        assert_eq!(
+            code,
+            Some(0),
+            "node {} exit status",
+            cluster.nodes[index].id
+        );
+        cluster.nodes[index].launch();
+        cluster.nodes[index].wait_ready().await;
+        assert!(wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await);
+        // Let the client run through the VIP for a while before the next one.
+        let before = answered.load(Ordering::Relaxed);
+        assert!(
+            wait_until(Duration::from_secs(10), || answered.load(Ordering::Relaxed)
+                >= before + 50)
+            .await,
+            "the client stopped getting answers"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    let gaps = gaps.lock().expect("gaps").clone();
+    println!(
+        "drill rolling restart (SIGTERM, 3 nodes, {:?}): client requests failed {} of {} \
+         (one retry after 1 s), VIP gaps over 100 ms seen by that client: {gaps:?}, \
+         another node held the VIP after SIGTERM of the holder: {handovers:?}",
+        started.elapsed(),
+        failed.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    for node in &cluster.nodes {
+        assert_eq!(node.config_version(), Some(1), "node {}", node.id);
+    }
+}
