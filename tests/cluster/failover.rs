@@ -348,7 +348,6 @@ async fn drill_rolling_restart_with_sigterm() {
                     break;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
-                let started = Instant::now();
                 if request_with_retry(vip_address, Duration::from_secs(1)).await {
                     let now = Instant::now();
                     if now.duration_since(last_ok) > Duration::from_millis(100) {
