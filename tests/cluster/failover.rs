@@ -75,8 +75,16 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_kill_the_leader_under_load() {
+/// Three nodes with a `bind`-mode VIP over one backend, once exactly one
+/// node holds the VIP.
+struct VipCluster {
+    _backend: HttpBackend,
+    cluster: Cluster,
+    admins: Vec<(u64, SocketAddr)>,
+    vip: SocketAddr,
+}
+
+async fn vip_cluster() -> VipCluster {
     let ip = unique_ip();
     let backend = HttpBackend::start("a", ip).await;
     let vip: IpAddr = unique_ip();
@@ -85,36 +93,84 @@ async fn drill_kill_the_leader_under_load() {
         ..Default::default()
     };
     let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
-    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let cluster = Cluster::start_with(3, &seed, &options).await;
     let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
-    let vip_address = SocketAddr::new(vip, 8080);
     assert!(
         wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await,
         "no single VIP holder"
     );
+    VipCluster {
+        _backend: backend,
+        cluster,
+        admins,
+        vip: SocketAddr::new(vip, 8080),
+    }
+}
 
-    // Sample every node's claim every few ms for the whole drill.
-    let stop = Arc::new(AtomicBool::new(false));
-    let double = Arc::new(AtomicUsize::new(0));
-    let samples = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (stop, double, samples, admins) = (
-            stop.clone(),
-            double.clone(),
-            samples.clone(),
-            admins.clone(),
-        );
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if holders(&admins).len() > 1 {
-                    double.fetch_add(1, Ordering::Relaxed);
+/// Asks every node whether it holds the VIP every 5 ms, on its own
+/// thread (bounded to 120 s), counting samples with two claims.
+struct HolderSampler {
+    stop: Arc<AtomicBool>,
+    double: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HolderSampler {
+    fn start(admins: &[(u64, SocketAddr)]) -> HolderSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let double = Arc::new(AtomicUsize::new(0));
+        let samples = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stop, double, samples, admins) = (
+                stop.clone(),
+                double.clone(),
+                samples.clone(),
+                admins.to_vec(),
+            );
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let now = holders(&admins);
+                    if now.len() > 1 {
+                        eprintln!("two VIP holders: {now:?}");
+                        double.fetch_add(1, Ordering::Relaxed);
+                    }
+                    samples.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
                 }
-                samples.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+            })
+        };
+        HolderSampler {
+            stop,
+            double,
+            samples,
+            thread,
+        }
+    }
+
+    /// Stops sampling: (samples with two holders, samples).
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("sampler");
+        (
+            self.double.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_kill_the_leader_under_load() {
+    let VipCluster {
+        _backend,
+        mut cluster,
+        admins,
+        vip: vip_address,
+    } = vip_cluster().await;
+    // Sample every node's claim for the whole drill.
+    let sampler = HolderSampler::start(&admins);
+    let stop = Arc::new(AtomicBool::new(false));
     // Steady client load through the VIP, bounded.
     let failed = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -187,7 +243,7 @@ async fn drill_kill_the_leader_under_load() {
     }
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
-    sampler.join().expect("sampler");
+    let (double, samples) = sampler.finish();
     failovers.sort();
     let report = format!(
         "drill kill-9 leader: {repetitions} repetitions, failover p50 {:?} p99 {:?} max {:?}, \
@@ -197,11 +253,11 @@ async fn drill_kill_the_leader_under_load() {
         failovers.last().expect("failovers"),
         failed.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
-        double.load(Ordering::Relaxed),
-        samples.load(Ordering::Relaxed),
+        double,
+        samples,
     );
     println!("{report} (takeovers by node: {takeovers:?})");
-    assert_eq!(double.load(Ordering::Relaxed), 0, "{report}");
+    assert_eq!(double, 0, "{report}");
     assert!(
         *failovers.last().expect("failovers") < Duration::from_secs(3),
         "{report}"
@@ -214,18 +270,12 @@ async fn drill_kill_the_leader_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_freeze_the_leader() {
-    let ip = unique_ip();
-    let backend = HttpBackend::start("a", ip).await;
-    let vip: IpAddr = unique_ip();
-    let options = NodeOptions {
-        vip: Some(vip),
-        ..Default::default()
-    };
-    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
-    let cluster = Cluster::start_with(3, &seed, &options).await;
-    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
-    let vip_address = SocketAddr::new(vip, 8080);
-    assert!(wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await);
+    let VipCluster {
+        _backend,
+        cluster,
+        admins,
+        vip: vip_address,
+    } = vip_cluster().await;
     let frozen_id = holders(&admins)[0];
     let frozen = cluster
         .nodes
@@ -233,29 +283,7 @@ async fn drill_freeze_the_leader() {
         .find(|n| n.id == frozen_id)
         .expect("holder");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let double = Arc::new(AtomicUsize::new(0));
-    let samples = Arc::new(AtomicUsize::new(0));
-    let sampler = {
-        let (stop, double, samples, admins) = (
-            stop.clone(),
-            double.clone(),
-            samples.clone(),
-            admins.clone(),
-        );
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let now = holders(&admins);
-                if now.len() > 1 {
-                    eprintln!("two VIP holders: {now:?}");
-                    double.fetch_add(1, Ordering::Relaxed);
-                }
-                samples.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let sampler = HolderSampler::start(&admins);
     let frozen_at = Instant::now();
     frozen.signal("STOP");
     // Longer than the election timeout: the others elect a new leader.
@@ -290,17 +318,16 @@ async fn drill_freeze_the_leader() {
     assert!(answered, "the VIP never answered after the freeze");
     let back_after = resumed_at.elapsed();
     let holder_now = holders(&admins);
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().expect("sampler");
+    let (double, samples) = sampler.finish();
     println!(
         "drill freeze leader: frozen {:?}, VIP answered {back_after:?} after SIGCONT, holder now {holder_now:?} \
          (survivors {:?}), samples with two VIP holders {} of {}",
         resumed_at - frozen_at,
         survivors.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-        double.load(Ordering::Relaxed),
-        samples.load(Ordering::Relaxed)
+        double,
+        samples
     );
-    assert_eq!(double.load(Ordering::Relaxed), 0);
+    assert_eq!(double, 0);
     assert_eq!(holder_now.len(), 1);
     assert_ne!(
         holder_now[0], frozen_id,
@@ -320,18 +347,12 @@ async fn request_with_retry(address: SocketAddr, retry_after: Duration) -> bool 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_rolling_restart_with_sigterm() {
-    let ip = unique_ip();
-    let backend = HttpBackend::start("a", ip).await;
-    let vip: IpAddr = unique_ip();
-    let options = NodeOptions {
-        vip: Some(vip),
-        ..Default::default()
-    };
-    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
-    let mut cluster = Cluster::start_with(3, &seed, &options).await;
-    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
-    let vip_address = SocketAddr::new(vip, 8080);
-    assert!(wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await);
+    let VipCluster {
+        _backend,
+        mut cluster,
+        admins,
+        vip: vip_address,
+    } = vip_cluster().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicUsize::new(0));
