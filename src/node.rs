@@ -24,6 +24,7 @@ use crate::events::{Event, Events};
 use crate::health::{HealthChecker, Transition};
 use crate::metrics::Metrics;
 use crate::proxy::Engine;
+use crate::raft::election::{self, ElectionTimer};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_service::PeerService;
@@ -78,7 +79,7 @@ pub struct RunningNode {
     vip: Arc<VipRole>,
     vip_stop: CancellationToken,
     /// How long followers refuse votes after a leader's last heartbeat
-    /// (openraft's leader lease: the maximum election timeout).
+    /// (the minimum election timeout; see raft::election).
     vote_lease: Duration,
     seed_path: Option<PathBuf>,
     shutdown: CancellationToken,
@@ -143,9 +144,12 @@ pub async fn start(
     // Forward at once by whatever configuration this node last applied.
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
-    // Lease shorter than the shortest election timeout: an old leader
-    // drops the VIP before any follower may campaign.
-    let lease = Duration::from_millis(config.raft.election_timeout_min_ms * 2 / 3);
+    // Lease shorter than the shortest election timeout by a heartbeat:
+    // voters refuse every candidate for the minimum election timeout after
+    // their last heartbeat, so an old leader drops the VIP before any other
+    // node can be elected.
+    let lease =
+        Duration::from_millis(config.raft.election_timeout_min_ms - config.raft.heartbeat_ms);
     let vip_address = match config.vip.mode {
         VipMode::Bind => config.vip.address,
         VipMode::None => None,
@@ -173,11 +177,15 @@ pub async fn start(
     );
     tokio::spawn(engine.run());
 
+    let (openraft_min, openraft_max) = election::openraft_timing(&config.raft);
+    let election = Arc::new(ElectionTimer::new(&config.raft));
     let raft_config = openraft::Config {
         cluster_name: "raftlb".into(),
         heartbeat_interval: config.raft.heartbeat_ms,
-        election_timeout_min: config.raft.election_timeout_min_ms,
-        election_timeout_max: config.raft.election_timeout_max_ms,
+        election_timeout_min: openraft_min,
+        election_timeout_max: openraft_max,
+        // raftlb's own election timer campaigns (see raft::election).
+        enable_elect: false,
         install_snapshot_timeout: 2_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_logs),
         max_in_snapshot_log_to_keep: config.raft.keep_logs_after_snapshot,
@@ -189,7 +197,7 @@ pub async fn start(
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        PeerNetwork::new(token.clone()),
+        PeerNetwork::new(token.clone(), election.clone()),
         log_store,
         state_machine,
     )
@@ -201,7 +209,17 @@ pub async fn start(
         served: served.clone(),
         token: token.clone(),
         health_votes: Default::default(),
+        election: election.clone(),
     });
+    {
+        let (control, stop) = (control.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            control
+                .election
+                .run(control.raft.clone(), control.id, stop)
+                .await
+        });
+    }
 
     let servers = CancellationToken::new();
     let peer_incoming = TcpIncoming::bind(config.raft_addr)
@@ -297,7 +315,7 @@ pub async fn start(
         control,
         vip,
         vip_stop,
-        vote_lease: Duration::from_millis(config.raft.election_timeout_max_ms),
+        vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
         seed_path: config.cluster.seed.clone(),
         shutdown,
         connections,

@@ -45,17 +45,23 @@ pub struct NodeConfig {
 }
 
 /// `[raft]`: timing and log compaction. The defaults suit a LAN: a leader
-/// that dies is replaced within about half a second.
+/// that dies is replaced, and the VIP answers again, within about 300 ms;
+/// a leader is deposed only after its heartbeats stop for 150 ms (five
+/// heartbeats), so a busy machine does not fail over spuriously. Shorter
+/// timeouts fail over faster but risk that; longer ones tolerate slower
+/// networks. The VIP lease is `election_timeout_min_ms - heartbeat_ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftTiming {
     /// Interval of the leader's heartbeats.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
-    /// Shortest time a follower waits without heartbeats before campaigning.
+    /// Shortest time a follower waits without heartbeats before campaigning;
+    /// also how long voters refuse other candidates after a heartbeat.
     #[serde(default = "default_election_min_ms")]
     pub election_timeout_min_ms: u64,
-    /// Longest such time; each follower draws its timeout between the two.
+    /// Longest such time; each follower draws a fresh timeout between the
+    /// two before every attempt.
     #[serde(default = "default_election_max_ms")]
     pub election_timeout_max_ms: u64,
     /// A snapshot is taken after this many entries since the last one.
@@ -80,7 +86,7 @@ impl Default for RaftTiming {
 }
 
 fn default_heartbeat_ms() -> u64 {
-    50
+    30
 }
 fn default_election_min_ms() -> u64 {
     150

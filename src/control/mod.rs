@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
+use crate::raft::election::ElectionTimer;
 use crate::raft::network::{peer_channel, peer_client};
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
@@ -132,6 +133,8 @@ pub struct ClusterControl {
     pub token: Token,
     /// As leader: the nodes' health views.
     pub health_votes: HealthVotes,
+    /// When this node campaigns; reset by every sign of a live leader.
+    pub election: Arc<ElectionTimer>,
 }
 
 impl ClusterControl {

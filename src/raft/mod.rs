@@ -1,12 +1,14 @@
 //! Raft: the replicated log that keeps every node's `ClusterState` the same.
 //! openraft drives consensus; this module gives it storage in sled
 //! ([`log_store`], [`state_machine`]), a gRPC peer network ([`network`],
-//! [`peer_service`]) and the entries it replicates.
+//! [`peer_service`]), its own election timer ([`election`]) and the
+//! entries it replicates.
 
 // openraft's `StorageError` is large, and its traits fix it as the error
 // type of every storage function.
 #![allow(clippy::result_large_err)]
 
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;

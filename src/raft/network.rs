@@ -25,6 +25,7 @@ use super::{ClusterNode, NodeId, TypeConfig};
 use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::proto::v1::raft_service_client::RaftServiceClient;
+use crate::raft::election::ElectionTimer;
 
 /// Largest peer message: snapshot chunks and big configurations fit.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -57,15 +58,18 @@ pub struct PeerNetwork {
     channels: HashMap<String, (Channel, Channel)>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
     token: Token,
+    election: Arc<ElectionTimer>,
 }
 
 impl PeerNetwork {
-    /// A network whose RPCs carry `token`.
-    pub fn new(token: Token) -> Self {
+    /// A network whose RPCs carry `token`; vote answers that show a longer
+    /// log than this node's hold back its `election` timer.
+    pub fn new(token: Token, election: Arc<ElectionTimer>) -> Self {
         PeerNetwork {
             channels: HashMap::new(),
             reachability: HashMap::new(),
             token,
+            election,
         }
     }
 }
@@ -125,6 +129,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             channels,
             reachability,
             token: self.token.clone(),
+            election: self.election.clone(),
         }
     }
 }
@@ -136,6 +141,7 @@ pub struct PeerClient {
     channels: Option<(Channel, Channel)>,
     reachability: Arc<Reachability>,
     token: Token,
+    election: Arc<ElectionTimer>,
 }
 
 impl PeerClient {
@@ -261,7 +267,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         request: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ClusterNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &request, &option).await
+        let answer: VoteResponse<NodeId> = self.call(Rpc::Vote, &request, &option).await?;
+        if !answer.vote_granted && answer.last_log_id > request.last_log_id {
+            // A voter has more of the log: let it (or another such node)
+            // win instead of campaigning again soon and splitting the votes.
+            self.election.saw_longer_log();
+        }
+        Ok(answer)
     }
 
     fn backoff(&self) -> Backoff {

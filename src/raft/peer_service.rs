@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use openraft::raft::AppendEntriesResponse;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::service::interceptor::InterceptedService;
@@ -57,11 +58,18 @@ impl RaftService for PeerService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let result = self.control.raft.append_entries(decode(request)?).await;
+        if matches!(&result, Ok(answer) if !matches!(answer, AppendEntriesResponse::HigherVote(_)))
+        {
+            self.control.election.reset();
+        }
         encode(&result)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let result = self.control.raft.vote(decode(request)?).await;
+        if matches!(&result, Ok(answer) if answer.vote_granted) {
+            self.control.election.reset();
+        }
         encode(&result)
     }
 
@@ -70,6 +78,9 @@ impl RaftService for PeerService {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let result = self.control.raft.install_snapshot(decode(request)?).await;
+        if result.is_ok() {
+            self.control.election.reset();
+        }
         encode(&result)
     }
 

@@ -107,6 +107,21 @@ async fn vip_cluster() -> VipCluster {
     }
 }
 
+/// Whether every node answers, names the same leader and has applied the
+/// same log index.
+fn settled(cluster: &Cluster) -> bool {
+    let statuses: Option<Vec<serde_json::Value>> =
+        cluster.nodes.iter().map(|n| n.try_status()).collect();
+    let Some(statuses) = statuses else {
+        return false;
+    };
+    statuses[0]["leader"].is_u64()
+        && statuses.iter().all(|s| {
+            s["leader"] == statuses[0]["leader"]
+                && s["applied_index"] == statuses[0]["applied_index"]
+        })
+}
+
 /// Asks every node whether it holds the VIP every 5 ms, on its own
 /// thread (bounded to 120 s), counting samples with two claims.
 struct HolderSampler {
@@ -197,10 +212,16 @@ async fn drill_kill_the_leader_under_load() {
         })
     };
 
-    let repetitions = 5;
+    let repetitions = 10;
     let mut failovers = Vec::new();
     let mut takeovers: HashMap<u64, usize> = HashMap::new();
     for _ in 0..repetitions {
+        // Each kill starts from a settled cluster: the node restarted last
+        // has caught up, so this is one failure, not two at once.
+        assert!(
+            wait_until(Duration::from_secs(10), || settled(&cluster)).await,
+            "the cluster did not settle"
+        );
         let holder_id = loop {
             let now = holders(&admins);
             if now.len() == 1 {
@@ -259,7 +280,7 @@ async fn drill_kill_the_leader_under_load() {
     println!("{report} (takeovers by node: {takeovers:?})");
     assert_eq!(double, 0, "{report}");
     assert!(
-        *failovers.last().expect("failovers") < Duration::from_secs(3),
+        percentile(&failovers, 0.99) < Duration::from_secs(1),
         "{report}"
     );
     // No committed configuration lost.

@@ -1,0 +1,112 @@
+//! When a follower campaigns.
+//!
+//! openraft 0.9 draws each node's election timeout once, at start-up, and
+//! only lets a follower campaign after its *leader lease* (the configured
+//! maximum election timeout) plus that fixed timeout. Two followers that
+//! drew close values split their votes again and again: in the kill drill
+//! that was three split terms and 1.8 s without a leader. raftlb turns
+//! openraft's own timer off (`enable_elect = false`) and runs this one:
+//!
+//! - a follower campaigns a fresh random time between `election_timeout_min`
+//!   and `election_timeout_max` after it last heard from a leader (an
+//!   AppendEntries or snapshot chunk it accepted), or after it granted a
+//!   vote or campaigned itself;
+//! - voters still refuse any candidate until `election_timeout_min` has
+//!   passed since their own last heartbeat (openraft's lease, which
+//!   [`openraft_timing`] sets to the minimum), so a follower that merely
+//!   missed a few heartbeats cannot depose a live leader, and the VIP lease
+//!   (shorter than the minimum) keeps its guarantee.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RaftTiming;
+use crate::raft::{NodeId, Raft};
+
+/// openraft's (min, max) election timeouts for raftlb's `[raft]` timing.
+/// openraft's own timer is off; it uses the maximum only as the time voters
+/// refuse other candidates after a leader's last heartbeat, which must be
+/// raftlb's minimum.
+pub fn openraft_timing(timing: &RaftTiming) -> (u64, u64) {
+    (
+        timing.election_timeout_min_ms - 1,
+        timing.election_timeout_min_ms,
+    )
+}
+
+/// The follower's election timer, fed by the peer service and network.
+pub struct ElectionTimer {
+    last: Mutex<Instant>,
+    min: Duration,
+    max: Duration,
+}
+
+impl ElectionTimer {
+    /// A timer drawing each timeout between `timing`'s minimum and maximum.
+    pub fn new(timing: &RaftTiming) -> Self {
+        ElectionTimer {
+            last: Mutex::new(Instant::now()),
+            min: Duration::from_millis(timing.election_timeout_min_ms),
+            max: Duration::from_millis(timing.election_timeout_max_ms),
+        }
+    }
+
+    /// A leader was heard from, or this node granted a vote: start over.
+    pub fn reset(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// A voter refused this node's campaign because its log is longer:
+    /// the next timeout starts twice the maximum from now, so a node with the
+    /// whole log campaigns first (openraft's own timer does the same).
+    /// Without this, a lagging candidate and an up-to-date one keep
+    /// out-bidding each other's terms.
+    pub fn saw_longer_log(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now() + 2 * self.max;
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn draw(&self) -> Duration {
+        let spread = self.max.saturating_sub(self.min).as_millis() as u64;
+        self.min + Duration::from_millis(fastrand::u64(0..=spread))
+    }
+
+    /// Campaigns whenever a drawn timeout passes without news, until `stop`.
+    pub async fn run(&self, raft: Raft, id: NodeId, stop: CancellationToken) {
+        loop {
+            let since = self.last();
+            tokio::select! {
+                () = tokio::time::sleep_until(since + self.draw()) => {}
+                () = stop.cancelled() => return,
+            }
+            if self.last() != since {
+                continue;
+            }
+            let may_campaign = {
+                let metrics = raft.metrics();
+                let m = metrics.borrow();
+                m.state != ServerState::Leader
+                    && m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|voter| voter == id)
+            };
+            self.reset();
+            if may_campaign {
+                tracing::debug!("election timeout: campaigning");
+                if let Err(error) = raft.trigger().elect().await {
+                    // Only a stopped (shut down or failed) Raft refuses.
+                    tracing::debug!(%error, "election timer stops");
+                    return;
+                }
+            }
+        }
+    }
+}
