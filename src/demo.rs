@@ -78,6 +78,7 @@ pub async fn run(options: DemoOptions) -> Result<(), NodeError> {
             vip: VipConfig {
                 mode: VipMode::Bind,
                 address: Some(DEMO_VIP),
+                ..VipConfig::default()
             },
             raft: Default::default(),
         };

@@ -3,6 +3,7 @@
 //! the cluster when its data is fresh, and runs until a signal.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
@@ -34,6 +36,7 @@ use crate::routing::Health;
 use crate::served::ServedConfig;
 use crate::state::Command;
 use crate::vip::VipRole;
+use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
 
 /// sled's page cache; the default (1 GiB) is far more than a
 /// configuration store needs.
@@ -150,20 +153,12 @@ pub async fn start(
     // node can be elected.
     let lease =
         Duration::from_millis(config.raft.election_timeout_min_ms - config.raft.heartbeat_ms);
-    let vip_address = match config.vip.mode {
-        VipMode::Bind => config.vip.address,
-        VipMode::None => None,
-        mode @ (VipMode::Netlink | VipMode::Script) => {
-            return Err(NodeError::Config(ConfigError::Invalid {
-                path: "node.toml".into(),
-                message: format!(
-                    "vip.mode = {mode:?} is not supported by this build yet; use \"bind\" or \"none\""
-                ),
-            }));
-        }
-    };
+    let (vip_address, holder) = vip_holder(config).await?;
+    let peer_back = Arc::new(Notify::new());
     let vip = Arc::new(VipRole::new(
         vip_address,
+        holder,
+        peer_back.clone(),
         lease,
         Duration::from_millis(config.raft.heartbeat_ms),
         served.metrics(),
@@ -197,7 +192,7 @@ pub async fn start(
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        PeerNetwork::new(token.clone(), election.clone()),
+        PeerNetwork::new(token.clone(), election.clone(), peer_back),
         log_store,
         state_machine,
     )
@@ -322,6 +317,40 @@ pub async fn start(
         servers,
         grace: Duration::from_millis(config.shutdown_grace_ms),
     })
+}
+
+/// The VIP address and how it is held, from `[vip]`; a netlink holder
+/// checks its privileges and interface here, so a node that could never
+/// hold the VIP refuses to start.
+async fn vip_holder(config: &NodeConfig) -> Result<(Option<IpAddr>, Holder), NodeError> {
+    let vip = &config.vip;
+    let invalid = |message: String| {
+        NodeError::Config(ConfigError::Invalid {
+            path: "node.toml".into(),
+            message,
+        })
+    };
+    let Some(address) = vip.address else {
+        return Ok((None, Holder::Bind));
+    };
+    let holder = match vip.mode {
+        VipMode::None => return Ok((None, Holder::Bind)),
+        VipMode::Bind => Holder::Bind,
+        VipMode::Netlink => {
+            let interface = vip.interface.as_deref().unwrap_or_default();
+            let holder = NetlinkHolder::open(interface, address, vip.prefix_len, vip.garp_repeats)
+                .await
+                .map_err(invalid)?;
+            Holder::Netlink(Arc::new(holder))
+        }
+        VipMode::Script => Holder::Script(ScriptHooks {
+            on_acquire: vip.on_acquire.clone().unwrap_or_default(),
+            on_release: vip.on_release.clone().unwrap_or_default(),
+            timeout: Duration::from_millis(vip.script_timeout_ms),
+            node_id: config.id,
+        }),
+    };
+    Ok((Some(address), holder))
 }
 
 /// How often the leader looks again at health verdicts delayed by damping.
@@ -558,7 +587,7 @@ impl RunningNode {
         // for its election timer.
         let successor = self.control.most_caught_up_follower();
         self.vip_stop.cancel();
-        self.vip.step_down("shutting down");
+        self.vip.step_down("shutting down").await;
         if let Err(error) = self.control.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }

@@ -23,4 +23,5 @@ for i in 1 2 3; do
 done
 "$raftlb" ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200,127.0.0.13:7200 status
 echo
-echo "try: curl http://127.0.0.11:8080/   (logs in run/, stop with ./stop.sh)"
+echo "try: curl http://127.0.0.100:8080/   (the VIP; each node also serves its own 127.0.0.1N:8080)"
+echo "     logs in run/, stop with ./stop.sh; README.md has a failover drill"

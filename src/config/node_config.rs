@@ -113,7 +113,7 @@ pub struct ClusterBootstrap {
 }
 
 /// `[vip]`: how the leader holds the virtual IP.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipConfig {
     /// How the address is held.
@@ -122,6 +122,53 @@ pub struct VipConfig {
     /// The virtual address.
     #[serde(default)]
     pub address: Option<IpAddr>,
+    /// `netlink`: the interface the address is added to.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// `netlink`: prefix length of the added address (default 32 for IPv4,
+    /// 128 for IPv6: the VIP adds no route).
+    #[serde(default)]
+    pub prefix_len: Option<u8>,
+    /// `netlink`: gratuitous ARPs sent on acquiring, the first at once and
+    /// the rest spread over the first second (keepalived's
+    /// `garp_master_repeat`).
+    #[serde(default = "default_garp_repeats")]
+    pub garp_repeats: u32,
+    /// `script`: shell command run (`/bin/sh -c`) on acquiring, like
+    /// keepalived's `notify_master`. It sees `RAFTLB_VIP`, `RAFTLB_EVENT`
+    /// (`acquire` or `release`) and `RAFTLB_NODE_ID`.
+    #[serde(default)]
+    pub on_acquire: Option<String>,
+    /// `script`: shell command run on releasing.
+    #[serde(default)]
+    pub on_release: Option<String>,
+    /// `script`: a command still running after this long is killed and
+    /// counted as failed.
+    #[serde(default = "default_script_timeout_ms")]
+    pub script_timeout_ms: u64,
+}
+
+impl Default for VipConfig {
+    fn default() -> Self {
+        VipConfig {
+            mode: VipMode::None,
+            address: None,
+            interface: None,
+            prefix_len: None,
+            garp_repeats: default_garp_repeats(),
+            on_acquire: None,
+            on_release: None,
+            script_timeout_ms: default_script_timeout_ms(),
+        }
+    }
+}
+
+fn default_garp_repeats() -> u32 {
+    5
+}
+
+fn default_script_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Ways to hold the virtual IP.
@@ -204,6 +251,28 @@ impl NodeConfig {
         }
         if self.vip.mode != VipMode::None && self.vip.address.is_none() {
             return Err("vip.address: required when vip.mode is not \"none\"".into());
+        }
+        match self.vip.mode {
+            VipMode::Netlink if self.vip.interface.is_none() => {
+                return Err("vip.interface: required when vip.mode = \"netlink\"".into());
+            }
+            VipMode::Script if self.vip.on_acquire.is_none() || self.vip.on_release.is_none() => {
+                return Err(
+                    "vip.on_acquire, vip.on_release: both required when vip.mode = \"script\""
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        let host_bits = if self.vip.address.is_some_and(|a| a.is_ipv6()) {
+            128
+        } else {
+            32
+        };
+        if let Some(prefix) = self.vip.prefix_len
+            && (prefix == 0 || prefix > host_bits)
+        {
+            return Err(format!("vip.prefix_len: {prefix} must be 1 to {host_bits}"));
         }
         let raft = &self.raft;
         if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= 2 * raft.heartbeat_ms {

@@ -120,6 +120,10 @@ impl Engine {
         vip: Option<IpAddr>,
     ) -> (bool, bool) {
         let table = self.table.load_full();
+        // A wildcard serve_ip already receives the VIP's traffic.
+        let vip = vip.filter(|vip| {
+            !(self.serve_ip.is_unspecified() && self.serve_ip.is_ipv4() == vip.is_ipv4())
+        });
         let addresses: Vec<IpAddr> = std::iter::once(self.serve_ip).chain(vip).collect();
         running.retain(|(name, ip), listener| {
             let keep = addresses.contains(ip)

@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{ClusterNode, NodeId, TypeConfig};
+use tokio::sync::Notify;
+
 use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::proto::v1::raft_service_client::RaftServiceClient;
@@ -59,17 +61,21 @@ pub struct PeerNetwork {
     reachability: HashMap<NodeId, Arc<Reachability>>,
     token: Token,
     election: Arc<ElectionTimer>,
+    peer_back: Arc<Notify>,
 }
 
 impl PeerNetwork {
     /// A network whose RPCs carry `token`; vote answers that show a longer
     /// log than this node's hold back its `election` timer.
-    pub fn new(token: Token, election: Arc<ElectionTimer>) -> Self {
+    /// `peer_back` is notified whenever a peer that was unreachable answers
+    /// again.
+    pub fn new(token: Token, election: Arc<ElectionTimer>, peer_back: Arc<Notify>) -> Self {
         PeerNetwork {
             channels: HashMap::new(),
             reachability: HashMap::new(),
             token,
             election,
+            peer_back,
         }
     }
 }
@@ -80,6 +86,7 @@ impl PeerNetwork {
 #[derive(Debug)]
 pub struct Reachability {
     reachable: AtomicBool,
+    back: Arc<Notify>,
 }
 
 impl Reachability {
@@ -87,7 +94,10 @@ impl Reachability {
         let now = outcome.is_ok();
         if self.reachable.swap(now, Ordering::Relaxed) != now {
             match outcome {
-                Ok(()) => tracing::info!(peer = target, "peer reachable again"),
+                Ok(()) => {
+                    tracing::info!(peer = target, "peer reachable again");
+                    self.back.notify_one();
+                }
                 Err(error) => tracing::warn!(peer = target, %error, "peer unreachable"),
             }
         }
@@ -120,6 +130,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             .or_insert_with(|| {
                 Arc::new(Reachability {
                     reachable: AtomicBool::new(true),
+                    back: self.peer_back.clone(),
                 })
             })
             .clone();

@@ -9,20 +9,44 @@
 //! it. In `bind` mode the VIP sockets are bound without SO_REUSEPORT, so
 //! even a leader frozen while holding them keeps others out rather than
 //! sharing the address.
+//!
+//! How the address is held is the [`Holder`]: `bind` (the engine listens on
+//! it), [`netlink`] (added to an interface and announced by gratuitous ARP,
+//! [`garp`]) or [`script`] (operator commands).
+
+pub mod garp;
+pub mod netlink;
+pub mod script;
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ServerState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{ClusterControl, unix_millis};
+
+pub use netlink::NetlinkHolder;
+pub use script::ScriptHooks;
+
+/// How the held address is made to receive traffic. In every mode the
+/// engine also listens on the VIP while it is held (unless it already
+/// listens on the wildcard address).
+pub enum Holder {
+    /// Listening is all there is to it (loopback, or an address routed to
+    /// every node).
+    Bind,
+    /// Added to an interface and announced by gratuitous ARP.
+    Netlink(Arc<NetlinkHolder>),
+    /// Operator commands on acquire and release.
+    Script(ScriptHooks),
+}
 
 /// What `/status` shows of the role.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -46,6 +70,9 @@ pub struct VipStatus {
 /// The role on one node.
 pub struct VipRole {
     address: Option<IpAddr>,
+    holder: Holder,
+    announcing: Mutex<Option<CancellationToken>>,
+    peer_back: Arc<Notify>,
     lease: Duration,
     confirm_every: Duration,
     held: watch::Sender<Option<IpAddr>>,
@@ -58,9 +85,14 @@ pub struct VipRole {
 
 impl VipRole {
     /// A role for `address` (none: the role is tracked but nothing is held),
-    /// fencing on `lease` and confirming leadership every `confirm_every`.
+    /// held by `holder`, fencing on `lease` and confirming leadership every
+    /// `confirm_every`. `peer_back` is notified when a peer that was
+    /// unreachable answers again (a healed partition): the holder announces
+    /// itself again.
     pub fn new(
         address: Option<IpAddr>,
+        holder: Holder,
+        peer_back: Arc<Notify>,
         lease: Duration,
         confirm_every: Duration,
         metrics: &crate::metrics::Metrics,
@@ -77,6 +109,9 @@ impl VipRole {
         };
         VipRole {
             address,
+            holder,
+            announcing: Mutex::new(None),
+            peer_back,
             lease,
             confirm_every,
             held: watch::channel(None).0,
@@ -120,22 +155,68 @@ impl VipRole {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 
-    fn acquire(&self) {
+    async fn acquire(&self) {
         let Some(address) = self.address else { return };
         if self.held.borrow().is_some() {
+            // Renew the address's lifetime (netlink mode).
+            if let Holder::Netlink(holder) = &self.holder
+                && let Err(error) = holder.add().await
+            {
+                tracing::warn!(%error, "cannot renew the VIP");
+            }
             return;
+        }
+        match &self.holder {
+            Holder::Bind => {}
+            Holder::Netlink(holder) => {
+                if let Err(error) = holder.add().await {
+                    tracing::error!(%error, "cannot acquire the VIP");
+                    return;
+                }
+            }
+            // A failed script is logged; the role is still this node's.
+            Holder::Script(hooks) => {
+                hooks.run("acquire", address).await;
+            }
         }
         self.held.send_replace(Some(address));
         self.held_gauge.set(1);
         self.acquisitions.inc();
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.held = true;
-        status.state = "holding";
-        status.last_acquire_ms = Some(unix_millis());
+        {
+            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.held = true;
+            status.state = "holding";
+            status.last_acquire_ms = Some(unix_millis());
+        }
         tracing::info!(vip = %address, "VIP acquired");
+        self.announce();
     }
 
-    fn release(&self, why: &str) {
+    /// Announces the address in the background (netlink mode) until
+    /// released: once at once, then repeated over the first second.
+    fn announce(&self) {
+        let Holder::Netlink(holder) = &self.holder else {
+            return;
+        };
+        let stop = CancellationToken::new();
+        if let Some(previous) = self
+            .announcing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(stop.clone())
+        {
+            previous.cancel();
+        }
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = holder.announce() => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+
+    async fn release(&self, why: &str) {
         if self.held.borrow().is_none() {
             return;
         }
@@ -143,11 +224,32 @@ impl VipRole {
         self.held_gauge.set(0);
         self.releases.inc();
         self.set_deadline(None);
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        status.held = false;
-        status.state = "standby";
-        status.last_release_ms = Some(unix_millis());
+        if let Some(announcing) = self
+            .announcing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            announcing.cancel();
+        }
+        {
+            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.held = false;
+            status.state = "standby";
+            status.last_release_ms = Some(unix_millis());
+        }
         tracing::info!(vip = ?self.address, why, "VIP released");
+        match (&self.holder, self.address) {
+            (Holder::Netlink(holder), _) => {
+                if let Err(error) = holder.remove().await {
+                    tracing::error!(%error, "cannot remove the VIP");
+                }
+            }
+            (Holder::Script(hooks), Some(address)) => {
+                hooks.run("release", address).await;
+            }
+            _ => {}
+        }
     }
 
     /// Runs the role until `stop`: while this node leads, confirms its
@@ -173,11 +275,11 @@ impl VipRole {
                     tokio::select! {
                         result = &mut confirm => break matches!(result, Ok(Ok(_))),
                         () = sleep_until(deadline) => {
-                            self.release("lease expired while confirming leadership");
+                            self.release("lease expired while confirming leadership").await;
                             deadline = None;
                         }
                         () = stop.cancelled() => {
-                            self.release("shutting down");
+                            self.release("shutting down").await;
                             return;
                         }
                     }
@@ -185,28 +287,34 @@ impl VipRole {
                 if confirmed {
                     deadline = Some(started + self.lease);
                     self.set_deadline(deadline);
-                    self.acquire();
+                    self.acquire().await;
                 }
             } else if deadline.take().is_some() || self.held.borrow().is_some() {
-                self.release("no longer leader");
+                self.release("no longer leader").await;
             }
             let next = Instant::now() + self.confirm_every;
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
                 () = sleep_until(deadline) => {
-                    self.release("lease expired");
+                    self.release("lease expired").await;
                     deadline = None;
+                }
+                () = self.peer_back.notified() => {
+                    if self.held.borrow().is_some() {
+                        tracing::info!("a peer answers again: announcing the VIP again");
+                        self.announce();
+                    }
                 }
                 changed = metrics.changed() => if changed.is_err() { break },
                 () = stop.cancelled() => break,
             }
         }
-        self.release("shutting down");
+        self.release("shutting down").await;
     }
 
     /// Releases the VIP now (graceful hand-over, shutdown).
-    pub fn step_down(&self, why: &str) {
-        self.release(why);
+    pub async fn step_down(&self, why: &str) {
+        self.release(why).await;
     }
 }
 
