@@ -205,6 +205,8 @@ pub async fn start(
         token: token.clone(),
         health_votes: Default::default(),
         election: election.clone(),
+        vip: vip.clone(),
+        vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
     });
     {
         let (control, stop) = (control.clone(), shutdown.clone());

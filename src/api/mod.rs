@@ -114,7 +114,9 @@ impl ControlService for ControlApi {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.control.status();
+        let holders = self.control.vip_holders().await;
         Ok(Response::new(pb::StatusReply {
+            vip_address: self.control.vip.status().address.unwrap_or_default(),
             id: status.id,
             role: status.role.to_string(),
             leader: status.leader,
@@ -131,6 +133,7 @@ impl ControlService for ControlApi {
                     api_addr: n.api_addr,
                     membership: if n.voter { "voter" } else { "learner" }.to_string(),
                     matched_index: n.matched_index,
+                    vip_held: holders.get(&n.id).copied().flatten(),
                 })
                 .collect(),
         }))
@@ -332,6 +335,29 @@ impl ControlService for ControlApi {
             })
             .await?;
         voters(reply)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
+        let target = request.into_inner().target;
+        match self
+            .control
+            .execute(LeaderRequest::TransferLeader { target })
+            .await?
+        {
+            LeaderReply::Transferred {
+                from,
+                to,
+                elapsed_ms,
+            } => Ok(Response::new(pb::TransferLeaderReply {
+                previous_leader: from,
+                leader: to,
+                elapsed_ms,
+            })),
+            other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+        }
     }
 
     async fn remove_node(

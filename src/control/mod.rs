@@ -4,6 +4,7 @@
 
 mod error;
 mod health_votes;
+mod transfer;
 
 pub use error::ControlError;
 pub use health_votes::HealthVotes;
@@ -24,6 +25,7 @@ use crate::raft::network::{peer_channel, peer_client};
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
 use crate::state::{Applied, ClusterState, Command, Origin};
+use crate::vip::VipRole;
 
 /// Milliseconds since the Unix epoch, for history records.
 pub fn unix_millis() -> u64 {
@@ -58,6 +60,11 @@ pub enum LeaderRequest {
         /// The node id.
         id: NodeId,
     },
+    /// Hand leadership to a node (or the most caught-up follower).
+    TransferLeader {
+        /// The node to take over.
+        target: Option<NodeId>,
+    },
     /// A node's view of a backend changed.
     HealthReport {
         /// The reporting node.
@@ -82,6 +89,15 @@ pub enum LeaderReply {
     Voters(Vec<NodeId>),
     /// A report was taken.
     Noted,
+    /// Leadership moved.
+    Transferred {
+        /// The old leader.
+        from: NodeId,
+        /// The new leader.
+        to: NodeId,
+        /// How long the transfer took.
+        elapsed_ms: u64,
+    },
 }
 
 /// A question a node answers about its own state.
@@ -96,6 +112,8 @@ pub enum PeerQuery {
     },
     /// Start an election now: the leader is handing over.
     Campaign,
+    /// Whether this node holds the VIP now.
+    Vip,
 }
 
 /// The answer to a [`PeerQuery`].
@@ -105,6 +123,8 @@ pub enum PeerAnswer {
     Active(i64),
     /// The node started an election.
     Campaigning,
+    /// Whether the node holds the VIP.
+    VipHeld(bool),
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -135,6 +155,11 @@ pub struct ClusterControl {
     pub health_votes: HealthVotes,
     /// When this node campaigns; reset by every sign of a live leader.
     pub election: Arc<ElectionTimer>,
+    /// The leader role (VIP) on this node.
+    pub vip: Arc<VipRole>,
+    /// How long voters refuse candidates after a leader's last message
+    /// (the minimum election timeout).
+    pub vote_lease: Duration,
 }
 
 impl ClusterControl {
@@ -200,6 +225,7 @@ impl ClusterControl {
                 self.confirm_leadership().await?;
                 Ok(LeaderReply::Config(self.served.state()))
             }
+            LeaderRequest::TransferLeader { target } => self.transfer_leadership(target).await,
             LeaderRequest::HealthReport {
                 node,
                 pool,
@@ -432,6 +458,7 @@ impl ClusterControl {
             PeerQuery::ActiveConnections { pool, address } => {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
+            PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
                 match self.raft.trigger().elect().await {
@@ -522,7 +549,7 @@ impl ClusterControl {
                     active,
                     reached: true,
                 },
-                Some(PeerAnswer::Campaigning) | None => NodeConnections {
+                Some(PeerAnswer::Campaigning | PeerAnswer::VipHeld(_)) | None => NodeConnections {
                     node,
                     active: 0,
                     reached: false,
@@ -533,13 +560,54 @@ impl ClusterControl {
     }
 
     async fn ask(&self, raft_addr: &str, query: &PeerQuery) -> Option<PeerAnswer> {
+        self.ask_within(raft_addr, query, Duration::from_secs(1))
+            .await
+    }
+
+    async fn ask_within(
+        &self,
+        raft_addr: &str,
+        query: &PeerQuery,
+        within: Duration,
+    ) -> Option<PeerAnswer> {
         let channel = peer_channel(raft_addr).ok()?;
         let json = serde_json::to_vec(query).ok()?;
         let mut grpc = tonic::Request::new(RaftPayload { json });
-        grpc.set_timeout(Duration::from_secs(1));
+        grpc.set_timeout(within);
         self.token.attach(&mut grpc);
         let reply = peer_client(channel).query(grpc).await.ok()?;
         serde_json::from_slice(&reply.into_inner().json).ok()
+    }
+
+    /// Whether each member holds the VIP, by asking each (this node
+    /// answers for itself); `None` for a member that did not answer within
+    /// 300 ms.
+    pub async fn vip_holders(&self) -> BTreeMap<NodeId, Option<bool>> {
+        let members: Vec<(NodeId, String)> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.raft_addr.clone()))
+                .collect()
+        };
+        let answers = members.iter().map(|(id, raft_addr)| async move {
+            if *id == self.id {
+                return (*id, Some(self.vip.status().held));
+            }
+            let answer = self
+                .ask_within(raft_addr, &PeerQuery::Vip, Duration::from_millis(300))
+                .await;
+            match answer {
+                Some(PeerAnswer::VipHeld(held)) => (*id, Some(held)),
+                _ => (*id, None),
+            }
+        });
+        futures_util::future::join_all(answers)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// The cluster as this node sees it.

@@ -204,6 +204,15 @@ pub enum ClusterVerb {
         /// The node id.
         id: u64,
     },
+    /// Hand leadership, and with it the VIP, to a node (default: the most
+    /// caught-up follower). The VIP is unanswered for about the minimum
+    /// election timeout plus an election.
+    ///
+    /// Example: raftlb ctl cluster transfer-leader 2
+    TransferLeader {
+        /// The node to take over.
+        id: Option<u64>,
+    },
 }
 
 /// How a ctl run ended.
@@ -392,6 +401,11 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             let request = client.request(message, Duration::from_secs(60));
             let reply = client.inner.add_node(request).await?.into_inner();
             Outcome::Done(output::voters(&reply.voters, json))
+        }
+        Verb::Cluster(ClusterVerb::TransferLeader { id }) => {
+            let request = client.request(pb::TransferLeaderRequest { target: *id }, CALL_TIMEOUT);
+            let reply = client.inner.transfer_leader(request).await?.into_inner();
+            Outcome::Done(output::transferred(&reply, json))
         }
         Verb::Cluster(ClusterVerb::RemoveNode { id }) => {
             let request = client.request(pb::RemoveNodeRequest { id: *id }, CALL_TIMEOUT);

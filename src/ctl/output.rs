@@ -36,6 +36,7 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                 serde_json::json!({
                     "id": n.id, "raft_addr": n.raft_addr, "api_addr": n.api_addr,
                     "membership": n.membership, "matched_index": n.matched_index,
+                    "vip_held": n.vip_held,
                 })
             })
             .collect();
@@ -43,6 +44,7 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
             "id": status.id, "role": status.role, "leader": status.leader, "term": status.term,
             "last_log_index": status.last_log_index, "applied_index": status.applied_index,
             "config_version": status.config_version, "nodes": nodes,
+            "vip": { "address": status.vip_address, "holders": vip_holders(status) },
         })
         .to_string();
     }
@@ -68,17 +70,63 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                     n.api_addr.clone()
                 },
                 n.matched_index.map_or("-".into(), |m| m.to_string()),
+                match n.vip_held {
+                    Some(true) => "held".into(),
+                    Some(false) => "-".into(),
+                    None => "no answer".into(),
+                },
             ]
         })
         .collect();
+    let holders = vip_holders(status);
+    let vip = match (status.vip_address.as_str(), holders.as_slice()) {
+        ("", _) => "VIP: none configured".to_string(),
+        (address, []) => format!("VIP {address}: held by no node"),
+        (address, [one]) => format!("VIP {address}: held by node {one}"),
+        (address, many) => format!(
+            "VIP {address}: WARNING held by {} nodes: {many:?}",
+            many.len()
+        ),
+    };
     format!(
-        "answered by node {} ({}); leader {leader}, term {}, applied index {}, config version {}\n\n{}",
+        "answered by node {} ({}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n\n{}",
         status.id,
         status.role,
         status.term,
         status.applied_index,
         status.config_version,
-        table(&["node", "role", "raft_addr", "api_addr", "matched"], rows)
+        table(
+            &["node", "role", "raft_addr", "api_addr", "matched", "vip"],
+            rows
+        )
+    )
+}
+
+/// The nodes that say they hold the VIP.
+fn vip_holders(status: &pb::StatusReply) -> Vec<u64> {
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.vip_held == Some(true))
+        .map(|n| n.id)
+        .collect()
+}
+
+/// `ctl cluster transfer-leader`.
+pub fn transferred(reply: &pb::TransferLeaderReply, json: bool) -> String {
+    if json {
+        return serde_json::json!({
+            "previous_leader": reply.previous_leader, "leader": reply.leader,
+            "elapsed_ms": reply.elapsed_ms,
+        })
+        .to_string();
+    }
+    if reply.previous_leader == reply.leader {
+        return format!("node {} already leads", reply.leader);
+    }
+    format!(
+        "leadership moved from node {} to node {} in {} ms",
+        reply.previous_leader, reply.leader, reply.elapsed_ms
     )
 }
 

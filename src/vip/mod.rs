@@ -19,6 +19,7 @@ pub mod netlink;
 pub mod script;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ pub struct VipStatus {
 pub struct VipRole {
     address: Option<IpAddr>,
     holder: Holder,
+    paused: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
     peer_back: Arc<Notify>,
     lease: Duration,
@@ -110,6 +112,7 @@ impl VipRole {
         VipRole {
             address,
             holder,
+            paused: AtomicBool::new(false),
             announcing: Mutex::new(None),
             peer_back,
             lease,
@@ -157,6 +160,9 @@ impl VipRole {
 
     async fn acquire(&self) {
         let Some(address) = self.address else { return };
+        if self.paused.load(Ordering::Acquire) {
+            return;
+        }
         if self.held.borrow().is_some() {
             // Renew the address's lifetime (netlink mode).
             if let Holder::Netlink(holder) = &self.holder
@@ -266,7 +272,7 @@ impl VipRole {
             let leading = {
                 let m = metrics.borrow_and_update();
                 m.state == ServerState::Leader && m.current_leader == Some(control.id)
-            };
+            } && !self.paused.load(Ordering::Acquire);
             if leading {
                 let started = Instant::now();
                 let confirm = tokio::time::timeout(self.lease, control.raft.get_read_log_id());
@@ -315,6 +321,19 @@ impl VipRole {
     /// Releases the VIP now (graceful hand-over, shutdown).
     pub async fn step_down(&self, why: &str) {
         self.release(why).await;
+    }
+
+    /// Releases the VIP and stops confirming leadership (whose messages
+    /// would renew the followers' vote lease) until [`VipRole::resume`]:
+    /// a leadership transfer.
+    pub async fn pause(&self, why: &str) {
+        self.paused.store(true, Ordering::Release);
+        self.release(why).await;
+    }
+
+    /// Takes the role up again after [`VipRole::pause`].
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
     }
 }
 

@@ -1,0 +1,123 @@
+//! Leadership transfer (`raftlb ctl cluster transfer-leader [ID]`).
+//!
+//! openraft 0.9 has no transfer; the leader makes one: it releases the VIP
+//! and stops both its heartbeats and its VIP confirmations, waits until the
+//! voters' lease (the minimum election timeout) has run out since its last
+//! message, and asks the chosen follower to campaign. The follower wins
+//! with the other voters' votes, the old leader steps down on seeing its
+//! higher term, and heartbeats are switched back on for whenever this node
+//! leads again.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::{ClusterControl, ControlError, LeaderReply};
+use crate::raft::NodeId;
+
+/// How long the new leader may take to be elected once asked.
+const ELECTION_WAIT: Duration = Duration::from_secs(3);
+/// How long the target may take to catch up before the hand-over starts.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
+impl ClusterControl {
+    /// As leader: hands leadership (and so the VIP) to `target`, or to the
+    /// most caught-up follower.
+    pub async fn transfer_leadership(
+        &self,
+        target: Option<NodeId>,
+    ) -> Result<LeaderReply, ControlError> {
+        let started = Instant::now();
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return Err(ControlError::NotLeader);
+        }
+        let voters: BTreeSet<NodeId> = metrics.membership_config.voter_ids().collect();
+        let target = match target {
+            Some(id) if id == self.id => {
+                return Ok(LeaderReply::Transferred {
+                    from: self.id,
+                    to: self.id,
+                    elapsed_ms: 0,
+                });
+            }
+            Some(id) if !voters.contains(&id) => {
+                return Err(ControlError::BadRequest(format!(
+                    "node {id} is not a voter of the cluster (voters: {voters:?})"
+                )));
+            }
+            Some(id) => id,
+            None => {
+                self.most_caught_up_follower()
+                    .ok_or_else(|| {
+                        ControlError::Membership("no follower to hand leadership to".into())
+                    })?
+                    .0
+            }
+        };
+        let raft_addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&target)
+            .map(|n| n.raft_addr.clone())
+            .ok_or_else(|| ControlError::BadRequest(format!("node {target} is not a member")))?;
+        self.wait_caught_up(target).await?;
+
+        tracing::info!(target, "transferring leadership");
+        self.vip.pause("transferring leadership").await;
+        self.raft.runtime_config().heartbeat(false);
+        tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
+        let asked = self.ask_to_campaign(&raft_addr).await;
+        let deadline = Instant::now() + ELECTION_WAIT;
+        let mut metrics = self.raft.metrics();
+        let elected = asked
+            && loop {
+                let leader = metrics.borrow_and_update().current_leader;
+                if leader.is_some() && leader != Some(self.id) {
+                    break true;
+                }
+                if tokio::time::timeout_at(deadline.into(), metrics.changed())
+                    .await
+                    .is_err()
+                {
+                    break false;
+                }
+            };
+        // Whatever happened, this node heartbeats again whenever it leads.
+        self.raft.runtime_config().heartbeat(true);
+        self.vip.resume();
+        let leader = self.raft.metrics().borrow().current_leader;
+        if !elected {
+            return Err(ControlError::Unavailable(format!(
+                "node {target} did not take over (asked: {asked}); leader is {leader:?}"
+            )));
+        }
+        Ok(LeaderReply::Transferred {
+            from: self.id,
+            to: leader.unwrap_or(target),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Waits until `target` has every entry this leader has.
+    async fn wait_caught_up(&self, target: NodeId) -> Result<(), ControlError> {
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        loop {
+            let metrics = self.raft.metrics().borrow().clone();
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).copied().flatten())
+                .map(|l| l.index);
+            if matched.is_some() && matched == metrics.last_log_index {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ControlError::Unavailable(format!(
+                    "node {target} has not caught up (matched {matched:?} of {:?})",
+                    metrics.last_log_index
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
