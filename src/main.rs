@@ -36,6 +36,14 @@ enum Command {
         /// Port of the demo's HTTP frontend on every node.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Failover drill: a few seconds in, kill the VIP holder (SIGKILL)
+        /// under client load, report who took over and how long the VIP
+        /// was unanswered, then stop.
+        #[arg(long)]
+        drill: bool,
+        /// Rounds of the drill (the killed node is restarted between them).
+        #[arg(long, default_value_t = 1, requires = "drill", value_parser = clap::value_parser!(u16).range(1..=100))]
+        rounds: u16,
     },
 }
 
@@ -57,11 +65,14 @@ fn main() -> ExitCode {
             nodes,
             backends,
             port,
+            drill,
+            rounds,
         } => run_server(async move {
             let options = raftlb::demo::DemoOptions {
                 nodes,
                 backends: usize::from(backends),
                 port,
+                drill_rounds: if drill { usize::from(rounds) } else { 0 },
             };
             raftlb::demo::run(options).await?;
             Ok(())

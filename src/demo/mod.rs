@@ -1,0 +1,210 @@
+//! `raftlb demo`: three `raftlb node` processes on loopback (127.0.0.11,
+//! .12, .13) in one Raft cluster, a VIP on 127.0.0.100 held by the leader
+//! (`bind` mode), and demo backends, for a first look in one command.
+//! `--drill` then kills the VIP holder with SIGKILL under client load and
+//! reports how long the VIP went unanswered ([`drill`]).
+
+mod backends;
+mod drill;
+mod nodes;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::config::{
+    Algorithm, BackendSpec, ClusterBootstrap, ClusterSpec, FrontendSpec, HealthSpec, NodeConfig,
+    PoolSpec, Protocol, VipConfig, VipMode,
+};
+
+pub use drill::DrillReport;
+use nodes::NodeProcess;
+
+/// The virtual IP the demo's leader holds.
+pub const DEMO_VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100));
+
+/// Options of `raftlb demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Number of balancer nodes (1 to 7), on 127.0.0.11, 127.0.0.12, …
+    pub nodes: u8,
+    /// Number of demo backends.
+    pub backends: usize,
+    /// Port of the demo's HTTP frontend on every node.
+    pub port: u16,
+    /// Kill the VIP holder this many times (0: no drill), then stop.
+    pub drill_rounds: usize,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Files or processes could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// The cluster did not come up.
+    #[error("the demo cluster did not become ready: {0}")]
+    NotReady(String),
+}
+
+/// Runs the demo until Ctrl-C (or until the drill is over).
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let root = data_dir();
+    let result = run_in(&root, &options).await;
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), DemoError> {
+    let setup = |e: std::io::Error| DemoError::Setup(e.to_string());
+    std::fs::create_dir_all(root).map_err(setup)?;
+    let mut backend_specs = Vec::new();
+    for n in 1..=options.backends {
+        let address = backends::start(n).await.map_err(setup)?;
+        backend_specs.push(BackendSpec {
+            address: address.to_string(),
+            weight: 1,
+            admin_state: Default::default(),
+        });
+    }
+    let seed = root.join("cluster.toml");
+    let spec = demo_spec(options.port, backend_specs);
+    let text = toml::to_string(&spec).map_err(|e| DemoError::Setup(e.to_string()))?;
+    std::fs::write(&seed, text).map_err(setup)?;
+
+    let members: BTreeMap<String, SocketAddr> = (1..=options.nodes)
+        .map(|id| (id.to_string(), SocketAddr::new(node_ip(id), 7100)))
+        .collect();
+    let mut nodes = Vec::new();
+    for id in 1..=options.nodes {
+        let config = node_config(id, root, &members, &seed);
+        let path = root.join(format!("node{id}.toml"));
+        let text = toml::to_string(&config).map_err(|e| DemoError::Setup(e.to_string()))?;
+        std::fs::write(&path, text).map_err(setup)?;
+        nodes.push(NodeProcess::spawn(u64::from(id), path, config.admin_addr).map_err(setup)?);
+    }
+    for node in &nodes {
+        node.wait_ready().await.map_err(DemoError::NotReady)?;
+    }
+    print_banner(options, root);
+
+    if options.drill_rounds > 0 {
+        let vip = SocketAddr::new(DEMO_VIP, options.port);
+        let report = drill::kill_the_holder(&mut nodes, vip, options.drill_rounds).await;
+        println!("{report}");
+    } else {
+        println!("Ctrl-C stops the demo.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("stopping the demo nodes (SIGTERM)…");
+    for node in &mut nodes {
+        node.terminate();
+    }
+    for node in &mut nodes {
+        node.wait_exit().await;
+    }
+    Ok(())
+}
+
+fn node_ip(id: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id))
+}
+
+fn node_config(
+    id: u8,
+    root: &std::path::Path,
+    members: &BTreeMap<String, SocketAddr>,
+    seed: &std::path::Path,
+) -> NodeConfig {
+    let ip = node_ip(id);
+    NodeConfig {
+        id: u64::from(id),
+        raft_addr: SocketAddr::new(ip, 7100),
+        api_addr: SocketAddr::new(ip, 7200),
+        admin_addr: SocketAddr::new(ip, 7300),
+        serve_ip: ip,
+        data_dir: root.join(format!("node{id}")),
+        token_file: None,
+        shutdown_grace_ms: 2_000,
+        cluster: ClusterBootstrap {
+            members: members.clone(),
+            seed: Some(seed.to_path_buf()),
+        },
+        vip: VipConfig {
+            mode: VipMode::Bind,
+            address: Some(DEMO_VIP),
+            ..VipConfig::default()
+        },
+        raft: Default::default(),
+    }
+}
+
+fn print_banner(options: &DemoOptions, root: &std::path::Path) {
+    println!();
+    println!(
+        "raftlb demo: {} `raftlb node` processes in one Raft cluster, balancing {} demo backends",
+        options.nodes, options.backends
+    );
+    println!();
+    for id in 1..=options.nodes {
+        println!(
+            "  node {id}  http://{ip}:{port}/   status page http://{ip}:7300/   api {ip}:7200",
+            ip = node_ip(id),
+            port = options.port
+        );
+    }
+    println!();
+    println!(
+        "  VIP     http://{DEMO_VIP}:{}/   held by the leader; moves when the leader dies",
+        options.port
+    );
+    println!("  configs and logs in {}", root.display());
+    println!();
+    println!("try:");
+    println!(
+        "  for i in 1 2 3 4; do curl -s http://{DEMO_VIP}:{}/; done",
+        options.port
+    );
+    let endpoints: Vec<String> = (1..=options.nodes)
+        .map(|id| format!("{}:7200", node_ip(id)))
+        .collect();
+    println!(
+        "  cargo run --release -- ctl --endpoint {} status",
+        endpoints.join(",")
+    );
+    println!(
+        "  cargo run --release -- ctl --endpoint {} cluster transfer-leader",
+        endpoints.join(",")
+    );
+    println!();
+}
+
+fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
+    ClusterSpec {
+        frontends: vec![FrontendSpec {
+            name: "web".into(),
+            port,
+            protocol: Protocol::Http,
+            pool: "web".into(),
+            routes: Vec::new(),
+            max_connections: 10_000,
+            connect_timeout_ms: 1_000,
+            idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            response_timeout_ms: 30_000,
+            retries: 2,
+        }],
+        pools: vec![PoolSpec {
+            name: "web".into(),
+            algorithm: Algorithm::RoundRobin,
+            hash_key: None,
+            health: HealthSpec::default(),
+            backends,
+        }],
+    }
+}
+
+/// Where a demo keeps its configs, data and logs; removed when it stops.
+pub fn data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("raftlb-demo-{}", std::process::id()))
+}
