@@ -210,12 +210,7 @@ pub async fn start(
     });
     {
         let (control, stop) = (control.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            control
-                .election
-                .run(control.raft.clone(), control.id, stop)
-                .await
-        });
+        tokio::spawn(async move { control.election.run(control.clone(), stop).await });
     }
 
     let servers = CancellationToken::new();

@@ -114,6 +114,11 @@ pub enum PeerQuery {
     Campaign,
     /// Whether this node holds the VIP now.
     Vip,
+    /// Would this node let a candidate with this much log campaign?
+    PreVote {
+        /// The candidate's last log index.
+        last_log_index: Option<u64>,
+    },
 }
 
 /// The answer to a [`PeerQuery`].
@@ -125,6 +130,8 @@ pub enum PeerAnswer {
     Campaigning,
     /// Whether the node holds the VIP.
     VipHeld(bool),
+    /// The pre-vote answer.
+    PreVote(bool),
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -459,6 +466,16 @@ impl ClusterControl {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
+            PeerQuery::PreVote { last_log_index } => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let grant = self.election.grants_pre_vote(
+                    metrics.state == openraft::ServerState::Leader,
+                    last_log_index,
+                    metrics.last_log_index,
+                );
+                tracing::debug!(?last_log_index, own = ?metrics.last_log_index, state = ?metrics.state, grant, contact = ?self.election.since_leader_contact(), "pre-vote asked");
+                PeerAnswer::PreVote(grant)
+            }
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
                 match self.raft.trigger().elect().await {
@@ -549,7 +566,8 @@ impl ClusterControl {
                     active,
                     reached: true,
                 },
-                Some(PeerAnswer::Campaigning | PeerAnswer::VipHeld(_)) | None => NodeConnections {
+                Some(PeerAnswer::Campaigning | PeerAnswer::VipHeld(_) | PeerAnswer::PreVote(_))
+                | None => NodeConnections {
                     node,
                     active: 0,
                     reached: false,
@@ -577,6 +595,30 @@ impl ClusterControl {
         self.token.attach(&mut grpc);
         let reply = peer_client(channel).query(grpc).await.ok()?;
         serde_json::from_slice(&reply.into_inner().json).ok()
+    }
+
+    /// The pre-vote round: whether a majority of voters (this node
+    /// included) would let this node campaign, asked within `within`.
+    pub async fn pre_vote(&self, within: Duration) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let query = PeerQuery::PreVote {
+            last_log_index: metrics.last_log_index,
+        };
+        let asks = voters
+            .iter()
+            .filter(|id| **id != self.id)
+            .filter_map(|id| membership.get_node(id))
+            .map(|node| self.ask_within(&node.raft_addr, &query, within));
+        let answers = futures_util::future::join_all(asks).await;
+        let granted = answers
+            .iter()
+            .filter(|answer| matches!(answer, Some(PeerAnswer::PreVote(true))))
+            .count();
+        let own = usize::from(voters.contains(&self.id));
+        tracing::debug!(?answers, "pre-vote");
+        (granted + own) * 2 > voters.len()
     }
 
     /// Whether each member holds the VIP, by asking each (this node

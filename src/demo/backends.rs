@@ -46,4 +46,3 @@ async fn serve(listener: TcpListener, n: usize) {
         });
     }
 }
-

@@ -1,6 +1,7 @@
 //! `raftlb demo --drill`: under a steady client load through the VIP, kill
 //! the VIP holder with SIGKILL, and measure how long the VIP went
-//! unanswered (from the kill to the first answered request), who took over,
+//! unanswered (from the kill to the answer of the first request sent after
+//! it), who took over,
 //! and how many requests failed. The killed node is restarted before the
 //! next round.
 
@@ -35,7 +36,9 @@ impl fmt::Display for DrillReport {
         times.sort();
         let pick = |q: f64| {
             let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len().max(1)) - 1;
-            times.get(i).map_or("-".into(), |d| format!("{} ms", d.as_millis()))
+            times
+                .get(i)
+                .map_or("-".into(), |d| format!("{} ms", d.as_millis()))
         };
         write!(
             f,
@@ -57,7 +60,8 @@ pub async fn kill_the_holder(
     vip: SocketAddr,
     rounds: usize,
 ) -> DrillReport {
-    let answers: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    // Answered requests: (sent, answered).
+    let answers: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let (answers, stop) = (answers.clone(), stop.clone());
@@ -66,8 +70,12 @@ pub async fn kill_the_holder(
             let (mut sent, mut failed) = (0, 0);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 sent += 1;
+                let began = Instant::now();
                 match get(vip, "/").await {
-                    Some((200, _)) => answers.lock().expect("answers").push(Instant::now()),
+                    Some((200, _)) => answers
+                        .lock()
+                        .expect("answers")
+                        .push((began, Instant::now())),
                     _ => failed += 1,
                 }
                 tokio::time::sleep(LOAD_INTERVAL).await;
@@ -92,8 +100,8 @@ pub async fn kill_the_holder(
                 .lock()
                 .expect("answers")
                 .iter()
-                .find(|t| **t > killed_at)
-                .copied();
+                .find(|(sent, _)| *sent > killed_at)
+                .map(|(_, answered)| *answered);
             if let Some(first) = first {
                 break Some(first - killed_at);
             }

@@ -17,7 +17,7 @@
 //!   missed a few heartbeats cannot depose a live leader, and the VIP lease
 //!   (shorter than the minimum) keeps its guarantee.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RaftTiming;
-use crate::raft::{NodeId, Raft};
+use crate::control::ClusterControl;
 
 /// openraft's (min, max) election timeouts for raftlb's `[raft]` timing.
 /// openraft's own timer is off; it uses the maximum only as the time voters
@@ -41,6 +41,7 @@ pub fn openraft_timing(timing: &RaftTiming) -> (u64, u64) {
 /// The follower's election timer, fed by the peer service and network.
 pub struct ElectionTimer {
     last: Mutex<Instant>,
+    leader_contact: Mutex<Option<Instant>>,
     min: Duration,
     max: Duration,
 }
@@ -50,14 +51,52 @@ impl ElectionTimer {
     pub fn new(timing: &RaftTiming) -> Self {
         ElectionTimer {
             last: Mutex::new(Instant::now()),
+            leader_contact: Mutex::new(None),
             min: Duration::from_millis(timing.election_timeout_min_ms),
             max: Duration::from_millis(timing.election_timeout_max_ms),
         }
     }
 
-    /// A leader was heard from, or this node granted a vote: start over.
+    /// This node granted a vote (or campaigned): start over.
     pub fn reset(&self) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// The leader's AppendEntries or snapshot chunk was accepted.
+    pub fn heard_from_leader(&self) {
+        *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.reset();
+    }
+
+    /// How long since the leader was last heard from.
+    pub fn since_leader_contact(&self) -> Option<Duration> {
+        self.leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| at.elapsed())
+    }
+
+    /// The pre-vote: whether this node would let a candidate whose log
+    /// reaches `candidate_last` campaign. No while this node leads or has
+    /// heard from a leader within the minimum election timeout (the leader
+    /// is alive: a restarted or partitioned node must not depose it), or
+    /// when the candidate has less of the log than this node.
+    pub fn grants_pre_vote(
+        &self,
+        is_leader: bool,
+        candidate_last: Option<u64>,
+        own_last: Option<u64>,
+    ) -> bool {
+        let contact = *self
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        !is_leader
+            && contact.is_none_or(|at| at.elapsed() >= self.min)
+            && candidate_last >= own_last
     }
 
     /// A voter refused this node's campaign because its log is longer:
@@ -78,8 +117,13 @@ impl ElectionTimer {
         self.min + Duration::from_millis(fastrand::u64(0..=spread))
     }
 
-    /// Campaigns whenever a drawn timeout passes without news, until `stop`.
-    pub async fn run(&self, raft: Raft, id: NodeId, stop: CancellationToken) {
+    /// Campaigns whenever a drawn timeout passes without news, until `stop`
+    /// — after a pre-vote round: only if a majority of voters (this node
+    /// included) have not heard from a leader lately. Without it, a node
+    /// that restarts or returns from a partition bumps the term and
+    /// deposes a healthy leader, moving the VIP for nothing (Raft thesis
+    /// §9.6; openraft 0.9 has no pre-vote).
+    pub async fn run(&self, control: Arc<ClusterControl>, stop: CancellationToken) {
         loop {
             let since = self.last();
             tokio::select! {
@@ -90,22 +134,27 @@ impl ElectionTimer {
                 continue;
             }
             let may_campaign = {
-                let metrics = raft.metrics();
+                let metrics = control.raft.metrics();
                 let m = metrics.borrow();
                 m.state != ServerState::Leader
                     && m.membership_config
                         .membership()
                         .voter_ids()
-                        .any(|voter| voter == id)
+                        .any(|voter| voter == control.id)
             };
             self.reset();
-            if may_campaign {
-                tracing::debug!("election timeout: campaigning");
-                if let Err(error) = raft.trigger().elect().await {
-                    // Only a stopped (shut down or failed) Raft refuses.
-                    tracing::debug!(%error, "election timer stops");
-                    return;
-                }
+            if !may_campaign {
+                continue;
+            }
+            if !control.pre_vote(self.min / 2).await {
+                tracing::debug!("election timeout, but a majority still hears a leader");
+                continue;
+            }
+            tracing::debug!("election timeout: campaigning");
+            if let Err(error) = control.raft.trigger().elect().await {
+                // Only a stopped (shut down or failed) Raft refuses.
+                tracing::debug!(%error, "election timer stops");
+                return;
             }
         }
     }

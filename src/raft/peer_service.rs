@@ -60,7 +60,7 @@ impl RaftService for PeerService {
         let result = self.control.raft.append_entries(decode(request)?).await;
         if matches!(&result, Ok(answer) if !matches!(answer, AppendEntriesResponse::HigherVote(_)))
         {
-            self.control.election.reset();
+            self.control.election.heard_from_leader();
         }
         encode(&result)
     }
@@ -79,7 +79,7 @@ impl RaftService for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let result = self.control.raft.install_snapshot(decode(request)?).await;
         if result.is_ok() {
-            self.control.election.reset();
+            self.control.election.heard_from_leader();
         }
         encode(&result)
     }
