@@ -121,6 +121,21 @@ pub enum PeerQuery {
     },
 }
 
+/// A voter's answer to a pre-vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreVoteAnswer {
+    /// Campaign.
+    Granted,
+    /// No: this node leads, or has more of the log.
+    Refused,
+    /// Not yet: this node heard a leader less than the minimum election
+    /// timeout ago; ask again in this many ms if nothing is heard meanwhile.
+    Later {
+        /// When to ask again.
+        in_ms: u64,
+    },
+}
+
 /// The answer to a [`PeerQuery`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PeerAnswer {
@@ -131,7 +146,7 @@ pub enum PeerAnswer {
     /// Whether the node holds the VIP.
     VipHeld(bool),
     /// The pre-vote answer.
-    PreVote(bool),
+    PreVote(PreVoteAnswer),
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -468,12 +483,11 @@ impl ClusterControl {
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
             PeerQuery::PreVote { last_log_index } => {
                 let metrics = self.raft.metrics().borrow().clone();
-                let grant = self.election.grants_pre_vote(
+                let grant = self.election.pre_vote(
                     metrics.state == openraft::ServerState::Leader,
                     last_log_index,
                     metrics.last_log_index,
                 );
-                tracing::debug!(?last_log_index, own = ?metrics.last_log_index, state = ?metrics.state, grant, contact = ?self.election.since_leader_contact(), "pre-vote asked");
                 PeerAnswer::PreVote(grant)
             }
             PeerQuery::Campaign => {
@@ -598,27 +612,53 @@ impl ClusterControl {
     }
 
     /// The pre-vote round: whether a majority of voters (this node
-    /// included) would let this node campaign, asked within `within`.
-    pub async fn pre_vote(&self, within: Duration) -> bool {
+    /// included) would let this node campaign. Each voter is asked at once
+    /// and given `within` to answer (an unreachable one must not hold the
+    /// round up until a TCP connect times out); the round ends as soon as a
+    /// majority has granted.
+    pub async fn pre_vote(&self, within: Duration) -> PreVoteAnswer {
+        use futures_util::StreamExt;
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let needed = voters.len() / 2 + 1;
+        let mut granted = usize::from(voters.contains(&self.id));
+        if granted >= needed {
+            return PreVoteAnswer::Granted;
+        }
         let query = PeerQuery::PreVote {
             last_log_index: metrics.last_log_index,
         };
-        let asks = voters
+        let mut answers: futures_util::stream::FuturesUnordered<_> = voters
             .iter()
             .filter(|id| **id != self.id)
             .filter_map(|id| membership.get_node(id))
-            .map(|node| self.ask_within(&node.raft_addr, &query, within));
-        let answers = futures_util::future::join_all(asks).await;
-        let granted = answers
-            .iter()
-            .filter(|answer| matches!(answer, Some(PeerAnswer::PreVote(true))))
-            .count();
-        let own = usize::from(voters.contains(&self.id));
-        tracing::debug!(?answers, "pre-vote");
-        (granted + own) * 2 > voters.len()
+            .map(|node| {
+                tokio::time::timeout(within, self.ask_within(&node.raft_addr, &query, within))
+            })
+            .collect();
+        // The soonest time a voter that heard a leader lately would grant.
+        let mut later: Option<u64> = None;
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(Some(PeerAnswer::PreVote(PreVoteAnswer::Granted))) => {
+                    granted += 1;
+                    if granted >= needed {
+                        return PreVoteAnswer::Granted;
+                    }
+                }
+                Ok(Some(PeerAnswer::PreVote(PreVoteAnswer::Later { in_ms }))) => {
+                    later = Some(later.map_or(in_ms, |l| l.min(in_ms)));
+                }
+                _ => {}
+            }
+        }
+        match later {
+            // One more grant would make a majority only if it is not more
+            // than one short; otherwise waiting does not help.
+            Some(in_ms) if granted + 1 >= needed => PreVoteAnswer::Later { in_ms },
+            _ => PreVoteAnswer::Refused,
+        }
     }
 
     /// Whether each member holds the VIP, by asking each (this node

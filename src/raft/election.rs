@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RaftTiming;
-use crate::control::ClusterControl;
+use crate::control::{ClusterControl, PreVoteAnswer};
 
 /// openraft's (min, max) election timeouts for raftlb's `[raft]` timing.
 /// openraft's own timer is off; it uses the maximum only as the time voters
@@ -71,37 +71,35 @@ impl ElectionTimer {
         self.reset();
     }
 
-    /// How long since the leader was last heard from.
-    pub fn since_leader_contact(&self) -> Option<Duration> {
-        self.leader_contact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|at| at.elapsed())
-    }
-
     /// The pre-vote: whether this node would let a candidate whose log
-    /// reaches `candidate_last` campaign. No while this node leads or has
+    /// reaches `candidate_last` campaign. Refused while this node leads or
+    /// when the candidate has less of the log; not yet while this node has
     /// heard from a leader within the minimum election timeout (the leader
-    /// is alive: a restarted or partitioned node must not depose it), or
-    /// when the candidate has less of the log than this node.
-    pub fn grants_pre_vote(
+    /// may be alive: a restarted or partitioned node must not depose it).
+    pub fn pre_vote(
         &self,
         is_leader: bool,
         candidate_last: Option<u64>,
         own_last: Option<u64>,
-    ) -> bool {
+    ) -> PreVoteAnswer {
+        if is_leader || candidate_last < own_last {
+            return PreVoteAnswer::Refused;
+        }
         let contact = *self
             .leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        !is_leader
-            && contact.is_none_or(|at| at.elapsed() >= self.min)
-            && candidate_last >= own_last
+        match contact.map(|at| at.elapsed()) {
+            Some(age) if age < self.min => PreVoteAnswer::Later {
+                in_ms: (self.min - age).as_millis() as u64 + 1,
+            },
+            _ => PreVoteAnswer::Granted,
+        }
     }
 
     /// A voter refused this node's campaign because its log is longer:
-    /// the next timeout starts twice the maximum from now, so a node with the
-    /// whole log campaigns first (openraft's own timer does the same).
+    /// the next timeout starts twice the maximum from now, so a node with
+    /// the whole log campaigns first (openraft's own timer does the same).
     /// Without this, a lagging candidate and an up-to-date one keep
     /// out-bidding each other's terms.
     pub fn saw_longer_log(&self) {
@@ -146,8 +144,30 @@ impl ElectionTimer {
             if !may_campaign {
                 continue;
             }
-            if !control.pre_vote(self.min / 2).await {
-                tracing::debug!("election timeout, but a majority still hears a leader");
+            let asked = self.last();
+            let mut answer = control.pre_vote(self.min / 2).await;
+            if let PreVoteAnswer::Later { in_ms } = answer
+                && in_ms <= self.min.as_millis() as u64
+            {
+                // A voter heard the leader a moment after this node did:
+                // ask again once its lease runs out, not a whole timeout on.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(in_ms)) => {}
+                    () = stop.cancelled() => return,
+                }
+                if self.last() == asked {
+                    answer = control.pre_vote(self.min / 2).await;
+                }
+            }
+            if answer != PreVoteAnswer::Granted {
+                tracing::debug!(
+                    ?answer,
+                    "election timeout, but no majority lets this node campaign"
+                );
+                continue;
+            }
+            if self.last() != asked {
+                // A leader (or a candidate we voted for) spoke meanwhile.
                 continue;
             }
             tracing::debug!("election timeout: campaigning");

@@ -11,3 +11,4 @@ mod malformed;
 mod raft_cluster;
 mod streaming;
 mod tcp_forwarding;
+mod vip_modes;

@@ -1,0 +1,414 @@
+//! The `script` and `netlink` VIP modes, and the partition drill in network
+//! namespaces (root only; prints a skip line otherwise).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::fixture::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_mode_runs_the_hooks_on_acquire_and_release() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let vip = unique_ip();
+    let events =
+        std::env::temp_dir().join(format!("raftlb-vip-events-{}-{}", std::process::id(), vip));
+    let _ = std::fs::remove_file(&events);
+    let log = events.display();
+    let options = NodeOptions {
+        vip_section: Some(format!(
+            "mode = \"script\"\naddress = \"{vip}\"\n\
+             on_acquire = 'echo \"$RAFTLB_EVENT $RAFTLB_NODE_ID $RAFTLB_VIP\" >> {log}'\n\
+             on_release = 'echo \"$RAFTLB_EVENT $RAFTLB_NODE_ID $RAFTLB_VIP\" >> {log}'\n"
+        )),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read().lines().count() == 1).await,
+        "no acquire hook ran: {:?}",
+        read()
+    );
+    let first = read();
+    let holder: u64 = first
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .expect("a node id");
+    assert_eq!(first, format!("acquire {holder} {vip}\n"));
+    // Graceful stop of the holder: its release hook runs, then another
+    // node's acquire hook.
+    let index = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == holder)
+        .expect("holder");
+    cluster.nodes[index].signal("TERM");
+    assert!(
+        wait_until(Duration::from_secs(10), || read().lines().count() == 3).await,
+        "hooks: {:?}",
+        read()
+    );
+    let lines: Vec<String> = read().lines().map(str::to_string).collect();
+    println!("script hooks ran: {lines:?}");
+    assert_eq!(lines[1], format!("release {holder} {vip}"));
+    assert!(
+        lines[2].starts_with("acquire ") && !lines[2].starts_with(&format!("acquire {holder} "))
+    );
+    assert_eq!(
+        cluster.nodes[index]
+            .wait_exit(Duration::from_secs(15))
+            .await,
+        Some(0)
+    );
+    let _ = std::fs::remove_file(&events);
+}
+
+#[tokio::test]
+async fn netlink_mode_refuses_to_start_without_its_interface_or_privileges() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let ip = unique_ip();
+    let options = NodeOptions {
+        vip_section: Some(
+            "mode = \"netlink\"\naddress = \"10.255.255.100\"\ninterface = \"nosuch0\"\n".into(),
+        ),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let mut node = Node::create(1, ip, &[(1, ip)], &seed, &options);
+    node.launch();
+    let code = node.wait_exit(Duration::from_secs(10)).await;
+    let log = node.log();
+    assert_ne!(code, Some(0), "{log}");
+    assert!(
+        log.contains("vip.interface: no interface named \"nosuch0\"")
+            || log.contains("needs CAP_NET_ADMIN"),
+        "{log}"
+    );
+}
+
+/// Network namespaces on a bridge, torn down on drop. Root only.
+struct Netns {
+    bridge: String,
+    namespaces: Vec<String>,
+}
+
+impl Netns {
+    fn run(args: &[&str]) {
+        let status = Command::new("ip").args(args).status().expect("ip");
+        assert!(status.success(), "ip {}", args.join(" "));
+    }
+
+    /// A bridge with `gateway`/24 and one namespace per (name, address),
+    /// each with its `eth0` on the bridge; the root-side veth of namespace
+    /// `i` is `{tag}v{i}`.
+    fn create(tag: &str, gateway: Ipv4Addr, hosts: &[(String, Ipv4Addr)]) -> Netns {
+        let bridge = format!("{tag}br");
+        let netns = Netns {
+            bridge: bridge.clone(),
+            namespaces: hosts.iter().map(|(name, _)| name.clone()).collect(),
+        };
+        Self::run(&["link", "add", &bridge, "type", "bridge"]);
+        Self::run(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
+        Self::run(&["link", "set", &bridge, "up"]);
+        for (i, (name, address)) in hosts.iter().enumerate() {
+            let veth = format!("{tag}v{i}");
+            Self::run(&["netns", "add", name]);
+            Self::run(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", name,
+            ]);
+            Self::run(&["link", "set", &veth, "master", &bridge, "up"]);
+            Self::run(&[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "eth0",
+            ]);
+            Self::run(&["-n", name, "link", "set", "eth0", "up"]);
+            Self::run(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        netns
+    }
+
+    /// Whether namespace `name` has `address` on its eth0.
+    fn has_address(name: &str, address: Ipv4Addr) -> bool {
+        Command::new("ip")
+            .args(["-n", name, "-br", "addr", "show", "dev", "eth0"])
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .any(|word| word.split('/').next() == Some(&address.to_string()))
+            })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for name in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `f` on a thread that has entered network namespace `name`.
+fn in_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("netns file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a namespace file this thread holds open; it
+        // changes only this thread's network namespace.
+        let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns {path}");
+        f()
+    })
+}
+
+/// One GET to `address` on a new connection, blocking, bounded.
+fn get_blocking(address: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_partition_the_leader_in_network_namespaces() {
+    if !is_root() {
+        println!(
+            "drill netns partition: SKIPPED (needs root and iproute2 to build network namespaces)"
+        );
+        return;
+    }
+    let pid = std::process::id();
+    let tag = format!("rl{}", pid % 100_000);
+    let subnet = 100 + (pid % 100) as u8;
+    let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
+    let vip = host(100);
+    let client_ns = format!("{tag}c");
+    let mut hosts: Vec<(String, Ipv4Addr)> = (1..=3u8)
+        .map(|id| (format!("{tag}n{id}"), host(10 + id)))
+        .collect();
+    hosts.push((client_ns.clone(), host(50)));
+    let net = Netns::create(&tag, host(1), &hosts);
+
+    // The backend lives in the root namespace, on the bridge's address.
+    let backend = HttpBackend::start("a", IpAddr::V4(host(1))).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let options = NodeOptions {
+        vip_section: Some(format!(
+            "mode = \"netlink\"\naddress = \"{vip}\"\ninterface = \"eth0\"\n"
+        )),
+        ..Default::default()
+    };
+    let members: Vec<(u64, IpAddr)> = (1..=3u8)
+        .map(|id| (u64::from(id), IpAddr::V4(host(10 + id))))
+        .collect();
+    let mut nodes: Vec<Node> = members
+        .iter()
+        .map(|(id, ip)| {
+            let mut node = Node::create(*id, *ip, &members, &seed, &options);
+            node.netns = Some(format!("{tag}n{id}"));
+            node
+        })
+        .collect();
+    for node in &mut nodes {
+        node.launch();
+    }
+    for node in &nodes {
+        node.wait_ready().await;
+    }
+    let node_ns: Vec<String> = (1..=3).map(|id| format!("{tag}n{id}")).collect();
+    let holders = {
+        let node_ns = node_ns.clone();
+        move || -> Vec<usize> {
+            (0..node_ns.len())
+                .filter(|i| Netns::has_address(&node_ns[*i], vip))
+                .collect()
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+        "no single VIP holder"
+    );
+    let old = holders()[0];
+
+    // Client load from its own namespace, and a sampler of every
+    // namespace's addresses, both bounded.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let client = {
+        let (stop, answers) = (stop.clone(), answers.clone());
+        let target = SocketAddr::new(IpAddr::V4(vip), 8080);
+        in_netns(&client_ns, move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = get_blocking(target);
+                answers.lock().expect("answers").push((sent, ok));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let double = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, double, samples, holders) = (
+            stop.clone(),
+            double.clone(),
+            samples.clone(),
+            holders.clone(),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let now = holders();
+                if now.len() > 1 {
+                    eprintln!("two namespaces hold the VIP: {now:?}");
+                    double.fetch_add(1, Ordering::Relaxed);
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let answered_since = |since: Instant| {
+        answers
+            .lock()
+            .expect("answers")
+            .iter()
+            .find(|(sent, ok)| *sent > since && *ok)
+            .map(|(sent, _)| *sent - since)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || answered_since(
+            Instant::now() - Duration::from_secs(5)
+        )
+        .is_some())
+        .await,
+        "the client never got an answer through the VIP"
+    );
+
+    // Cut the holder off.
+    let veth = format!("{tag}v{old}");
+    Netns::run(&["link", "set", &veth, "down"]);
+    let cut = Instant::now();
+    let released = wait_until(Duration::from_secs(5), || {
+        !Netns::has_address(&node_ns[old], vip)
+    })
+    .await
+    .then(|| cut.elapsed());
+    let taken = wait_until(Duration::from_secs(10), || {
+        holders().iter().any(|i| *i != old)
+    })
+    .await
+    .then(|| cut.elapsed());
+    let new = holders().into_iter().find(|i| *i != old);
+    assert!(
+        wait_until(Duration::from_secs(10), || answered_since(cut).is_some()).await,
+        "the client was not answered while the old leader was cut off"
+    );
+    let back_during = answered_since(cut);
+
+    // Heal: the new holder keeps the VIP, the client is answered at once.
+    Netns::run(&["link", "set", &veth, "up"]);
+    let healed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || answered_since(healed).is_some()).await,
+        "the client was not answered after the partition healed"
+    );
+    let back_after_heal = answered_since(healed);
+    // Watch for a while after the heal: requests keep being answered.
+    let watch_from = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            answers
+                .lock()
+                .expect("answers")
+                .iter()
+                .filter(|(sent, _)| *sent > watch_from)
+                .count()
+                >= 50
+        })
+        .await
+    );
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    sampler.join().expect("sampler");
+    let failed_after_heal = answers
+        .lock()
+        .expect("answers")
+        .iter()
+        .filter(|(sent, ok)| *sent > watch_from && !ok)
+        .count();
+    let final_holders = holders();
+    let report = format!(
+        "drill netns partition: holder node {} cut off; it released the VIP after {released:?}, \
+         node {:?} took it after {taken:?}, the client was answered again {back_during:?} after the cut; \
+         after healing: answered {back_after_heal:?} after the heal, {failed_after_heal} of the next \
+         50+ requests failed, holder now node {:?}; samples with two namespaces holding the VIP \
+         {} of {}",
+        old + 1,
+        new.map(|i| i + 1),
+        final_holders.iter().map(|i| i + 1).collect::<Vec<_>>(),
+        double.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed),
+    );
+    println!("{report}");
+    if std::env::var("DUMP").is_ok() {
+        for node in &nodes {
+            node.dump_log();
+        }
+    }
+    assert!(
+        released.is_some_and(|d| d < Duration::from_secs(1)),
+        "{report}"
+    );
+    assert!(taken.is_some(), "{report}");
+    assert_eq!(double.load(Ordering::Relaxed), 0, "{report}");
+    assert_eq!(final_holders.len(), 1, "{report}");
+    assert_ne!(
+        final_holders[0], old,
+        "the partitioned node took the VIP back: {report}"
+    );
+    assert!(
+        back_after_heal.is_some_and(|d| d < Duration::from_secs(1)),
+        "{report}"
+    );
+    assert_eq!(failed_after_heal, 0, "{report}");
+    drop(nodes);
+    drop(net);
+}
