@@ -1,6 +1,7 @@
 //! The `raftlb` binary: parses the command line, sets up logging, and hands
 //! over to the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,7 +123,10 @@ fn run_ctl(args: raftlb::ctl::CtlArgs) -> ExitCode {
     let outcome = runtime.block_on(raftlb::ctl::run(args));
     let code = outcome.exit_code();
     match outcome {
-        raftlb::ctl::Outcome::Done(text) => println!("{text}"),
+        // A closed pipe (`raftlb ctl status | head -3`) is not an error.
+        raftlb::ctl::Outcome::Done(text) => {
+            let _ = writeln!(std::io::stdout(), "{text}");
+        }
         raftlb::ctl::Outcome::Refused(text)
         | raftlb::ctl::Outcome::Usage(text)
         | raftlb::ctl::Outcome::Unreachable(text) => eprintln!("raftlb ctl: {text}"),

@@ -383,7 +383,11 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             client.token.attach(&mut request);
             let mut stream = client.inner.watch(request).await?.into_inner();
             while let Some(event) = stream.message().await? {
-                println!("{}", output::event(&event, json));
+                use std::io::Write;
+                if writeln!(std::io::stdout(), "{}", output::event(&event, json)).is_err() {
+                    // The reader went away (`raftlb ctl watch | head`).
+                    return Ok(Outcome::Done(String::new()));
+                }
             }
             Outcome::Done("watch ended: the node closed the stream".into())
         }
