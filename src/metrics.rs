@@ -130,6 +130,12 @@ pub struct Metrics {
     pub vip_acquisitions: Counter,
     /// Times this node released the VIP.
     pub vip_releases: Counter,
+    /// Unix ms of the last acquisition (0: never).
+    pub vip_last_acquire: Gauge,
+    /// Unix ms of the last release (0: never).
+    pub vip_last_release: Gauge,
+    /// While held: what was left of the lease at the last confirmation.
+    pub vip_fence_margin: Gauge,
 }
 
 impl Default for Metrics {
@@ -164,6 +170,9 @@ impl Metrics {
             vip_held: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
+            vip_last_acquire: Gauge::default(),
+            vip_last_release: Gauge::default(),
+            vip_fence_margin: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -271,6 +280,21 @@ impl Metrics {
             "vip_releases",
             "Times this node released the virtual IP",
             m.vip_releases.clone(),
+        );
+        r.register(
+            "vip_last_acquire_timestamp_ms",
+            "Unix time in ms of this node's last acquisition of the virtual IP",
+            m.vip_last_acquire.clone(),
+        );
+        r.register(
+            "vip_last_release_timestamp_ms",
+            "Unix time in ms of this node's last release of the virtual IP",
+            m.vip_last_release.clone(),
+        );
+        r.register(
+            "vip_fence_margin_ms",
+            "While holding: lease left at the last leadership confirmation, in ms",
+            m.vip_fence_margin.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -83,6 +83,9 @@ pub struct VipRole {
     held_gauge: Gauge,
     acquisitions: Counter,
     releases: Counter,
+    last_acquire_gauge: Gauge,
+    last_release_gauge: Gauge,
+    margin_gauge: Gauge,
 }
 
 impl VipRole {
@@ -123,6 +126,9 @@ impl VipRole {
             held_gauge: metrics.vip_held.clone(),
             acquisitions: metrics.vip_acquisitions.clone(),
             releases: metrics.vip_releases.clone(),
+            last_acquire_gauge: metrics.vip_last_acquire.clone(),
+            last_release_gauge: metrics.vip_last_release.clone(),
+            margin_gauge: metrics.vip_fence_margin.clone(),
         }
     }
 
@@ -193,6 +199,7 @@ impl VipRole {
             status.held = true;
             status.state = "holding";
             status.last_acquire_ms = Some(unix_millis());
+            self.last_acquire_gauge.set(unix_millis() as i64);
         }
         tracing::info!(vip = %address, "VIP acquired");
         self.announce();
@@ -243,6 +250,8 @@ impl VipRole {
             status.held = false;
             status.state = "standby";
             status.last_release_ms = Some(unix_millis());
+            self.last_release_gauge.set(unix_millis() as i64);
+            self.margin_gauge.set(0);
         }
         tracing::info!(vip = ?self.address, why, "VIP released");
         match (&self.holder, self.address) {
@@ -294,6 +303,11 @@ impl VipRole {
                     deadline = Some(started + self.lease);
                     self.set_deadline(deadline);
                     self.acquire().await;
+                    if self.held.borrow().is_some() {
+                        let margin =
+                            (started + self.lease).saturating_duration_since(Instant::now());
+                        self.margin_gauge.set(margin.as_millis() as i64);
+                    }
                 }
             } else if deadline.take().is_some() || self.held.borrow().is_some() {
                 self.release("no longer leader").await;

@@ -507,6 +507,18 @@ async fn transfer_leader_moves_the_vip_and_status_names_the_holder() {
         "the VIP did not follow the leadership to node {target}"
     );
     assert!(request_once(vip_address).await, "the VIP does not answer");
+    // The role is in the metrics too.
+    let node = |id: u64| cluster.nodes.iter().find(|n| n.id == id).expect("node");
+    assert_eq!(node(old).metric("raftlb_vip_held"), Some(0.0));
+    assert!(node(old).metric("raftlb_vip_last_release_timestamp_ms") > Some(0.0));
+    assert_eq!(node(target).metric("raftlb_vip_held"), Some(1.0));
+    assert!(node(target).metric("raftlb_vip_last_acquire_timestamp_ms") > Some(0.0));
+    assert!(
+        wait_until(Duration::from_secs(2), || node(target)
+            .metric("raftlb_vip_fence_margin_ms")
+            .is_some_and(|m| m > 0.0))
+        .await
+    );
     // The old leader heartbeats again: the cluster stays with the new one.
     assert!(
         wait_until(Duration::from_secs(5), || settled(&cluster)).await,
