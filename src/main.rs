@@ -56,19 +56,27 @@ const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Ctl(args) => run_ctl(args),
-        Command::Node { config } => run_server(async move {
-            let config = raftlb::config::NodeConfig::load(&config)?;
-            let node = raftlb::node::start(&config, None).await?;
-            node.run_until_signal().await?;
-            Ok(())
-        }),
+        Command::Node { config } => {
+            let config = match raftlb::config::NodeConfig::load(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("raftlb: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            run_server(config.worker_threads, async move {
+                let node = raftlb::node::start(&config, None).await?;
+                node.run_until_signal().await?;
+                Ok(())
+            })
+        }
         Command::Demo {
             nodes,
             backends,
             port,
             drill,
             rounds,
-        } => run_server(async move {
+        } => run_server(None, async move {
             let options = raftlb::demo::DemoOptions {
                 nodes,
                 backends: usize::from(backends),
@@ -82,16 +90,20 @@ fn main() -> ExitCode {
 }
 
 /// Runs a long-lived command (a node or the demo) with logging set up.
-fn run_server(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+fn run_server(
+    worker_threads: Option<usize>,
+    job: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("raftlb: cannot start the async runtime: {error}");

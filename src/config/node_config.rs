@@ -34,6 +34,11 @@ pub struct NodeConfig {
     /// How long a shutdown waits for open requests and connections.
     #[serde(default = "default_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Threads of the node's runtime (forwarding, Raft and the API share
+    /// them); default: one per CPU. Like HAProxy's `nbthread` or nginx's
+    /// `worker_processes`.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
     /// Bootstrap settings, used only when the data dir is empty.
     pub cluster: ClusterBootstrap,
     /// The leader's virtual IP.
@@ -290,6 +295,9 @@ impl NodeConfig {
         if raft.snapshot_logs == 0 {
             return Err("raft.snapshot_logs: 0 is out of range (at least 1)".into());
         }
+        if self.worker_threads == Some(0) {
+            return Err("worker_threads: 0 is out of range (at least 1)".into());
+        }
         if self.shutdown_grace_ms == 0 {
             return Err("shutdown_grace_ms: 0 is out of range (at least 1)".into());
         }
@@ -345,5 +353,27 @@ address = "127.0.0.100"
             format!("{EXAMPLE}\n[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 150\n");
         let err = parse(&text).expect_err("refused");
         assert!(err.contains("raft.election_timeout_min_ms"), "{err}");
+    }
+
+    #[test]
+    fn vip_modes_need_their_settings() {
+        let netlink = EXAMPLE.replace("mode    = \"bind\"", "mode    = \"netlink\"");
+        let err = parse(&netlink).expect_err("refused");
+        assert!(err.contains("vip.interface: required"), "{err}");
+        assert!(parse(&format!("{netlink}interface = \"eth0\"\n")).is_ok());
+        let script = EXAMPLE.replace("mode    = \"bind\"", "mode    = \"script\"");
+        let err = parse(&format!("{script}on_acquire = \"true\"\n")).expect_err("refused");
+        assert!(err.contains("vip.on_release"), "{err}");
+        let err = parse(&format!("{EXAMPLE}prefix_len = 33\n")).expect_err("refused");
+        assert!(err.contains("vip.prefix_len: 33 must be 1 to 32"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_must_be_positive() {
+        let text = EXAMPLE.replace("data_dir", "worker_threads = 0\ndata_dir");
+        let err = parse(&text).expect_err("refused");
+        assert!(err.contains("worker_threads"), "{err}");
+        let text = EXAMPLE.replace("data_dir", "worker_threads = 1\ndata_dir");
+        assert_eq!(parse(&text).expect("valid").worker_threads, Some(1));
     }
 }

@@ -126,6 +126,7 @@ fn node_config(
         data_dir: root.join(format!("node{id}")),
         token_file: None,
         shutdown_grace_ms: 2_000,
+        worker_threads: None,
         cluster: ClusterBootstrap {
             members: members.clone(),
             seed: Some(seed.to_path_buf()),
