@@ -4,6 +4,7 @@
 
 pub mod http;
 mod listener;
+mod splice;
 pub mod tcp;
 
 use std::collections::HashMap;

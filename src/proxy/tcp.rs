@@ -2,13 +2,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Engine;
@@ -18,12 +14,7 @@ use crate::routing::now_ms;
 /// backend, connects (trying the next one when a connect fails, up to
 /// `retries` more), then relays until both sides are done or the
 /// connection has been idle for `idle_timeout_ms`.
-pub async fn serve(
-    engine: &Engine,
-    frontend: &str,
-    mut client_stream: TcpStream,
-    client: SocketAddr,
-) {
+pub async fn serve(engine: &Engine, frontend: &str, client_stream: TcpStream, client: SocketAddr) {
     let table = engine.table.load_full();
     let Some(front) = table.frontend(frontend) else {
         return;
@@ -56,7 +47,7 @@ pub async fn serve(
             Err(_) => pool.record_failure(index, "connect timed out"),
         }
     };
-    let Some((backend, mut backend_stream)) = connected else {
+    let Some((backend, backend_stream)) = connected else {
         tracing::warn!(frontend, %client, pool = %pool.name, "no backend reachable; closing client connection");
         stats.active.dec();
         return;
@@ -68,17 +59,18 @@ pub async fn serve(
     runtime.active.inc();
     runtime.record_success();
     let last_activity = AtomicU64::new(now_ms());
-    let mut client_side = Metered {
-        inner: &mut client_stream,
-        read: &stats.bytes_in,
-        last_activity: &last_activity,
-    };
-    let mut backend_side = Metered {
-        inner: &mut backend_stream,
-        read: &runtime.bytes_in,
-        last_activity: &last_activity,
-    };
-    let relay = tokio::io::copy_bidirectional(&mut client_side, &mut backend_side);
+    let relay = super::splice::relay(
+        &client_stream,
+        &backend_stream,
+        super::splice::Meter {
+            read: &stats.bytes_in,
+            last_activity: &last_activity,
+        },
+        super::splice::Meter {
+            read: &runtime.bytes_in,
+            last_activity: &last_activity,
+        },
+    );
     let outcome = tokio::select! {
         result = relay => match result {
             Ok((to_backend, to_client)) => {
@@ -126,58 +118,5 @@ async fn idle(last_activity: &AtomicU64, timeout: Duration) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(limit - quiet)).await;
-    }
-}
-
-/// A stream that counts the bytes read from it and stamps the time of the
-/// last read or write, for byte metrics and the idle timeout.
-struct Metered<'a, S> {
-    inner: &'a mut S,
-    read: &'a Counter,
-    last_activity: &'a AtomicU64,
-}
-
-impl<S> Metered<'_, S> {
-    fn touch(&self) {
-        self.last_activity.store(now_ms(), Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            self.read.inc_by(read as u64);
-            self.touch();
-        }
-        poll
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut *self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }
