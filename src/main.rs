@@ -7,10 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: fewer cycles per allocation than glibc's malloc on the
-/// request path (benches/compare.sh, HTTP keep-alive: see the README).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 /// A highly available, clustered L4/L7 load balancer.

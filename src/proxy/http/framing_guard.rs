@@ -72,13 +72,25 @@ impl<S> FramingGuard<S> {
             match self.framing {
                 Framing::Off => return,
                 Framing::Head => {
+                    // Usual case: the whole head is in this read; parse it
+                    // in place instead of copying it byte by byte.
+                    if self.line.is_empty()
+                        && let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n")
+                    {
+                        let (head, rest) = data.split_at(end + 4);
+                        self.framing = self.on_head(head);
+                        data = rest;
+                        continue;
+                    }
                     if self.take_until(&mut data, b"\r\n\r\n").is_none() {
                         if self.line.len() > super::MAX_HEAD_BYTES + 4 {
                             self.framing = Framing::Off;
                         }
                         return;
                     }
-                    self.framing = self.on_head();
+                    let line = std::mem::take(&mut self.line);
+                    self.framing = self.on_head(&line);
+                    self.line = line;
                     self.line.clear();
                 }
                 Framing::Fixed(left) => {
@@ -152,11 +164,11 @@ impl<S> FramingGuard<S> {
         None
     }
 
-    /// A complete head is in `line`: note it and decide how its body is framed.
-    fn on_head(&mut self) -> Framing {
+    /// A complete request head: note it and decide how its body is framed.
+    fn on_head(&mut self, head: &[u8]) -> Framing {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&self.line) {
+        match request.parse(head) {
             Ok(httparse::Status::Complete(_)) => {}
             // hyper refuses it and closes the connection.
             _ => return Framing::Off,
