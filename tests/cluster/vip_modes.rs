@@ -161,13 +161,26 @@ impl Drop for Netns {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process may build network namespaces: root, iproute2,
+/// and a kernel and sandbox that let it add (and remove) a namespace.
+fn can_build_namespaces(tag: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let probe = format!("{tag}probe");
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let added = ip(&["netns", "add", &probe]);
+    if added {
+        ip(&["netns", "del", &probe]);
+    }
+    added
 }
 
 /// Runs `f` on a thread that has entered network namespace `name`.
@@ -208,14 +221,14 @@ fn get_blocking(address: SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_partition_the_leader_in_network_namespaces() {
-    if !is_root() {
+    let pid = std::process::id();
+    let tag = format!("rl{}", pid % 100_000);
+    if !can_build_namespaces(&tag) {
         println!(
-            "drill netns partition: SKIPPED (needs root and iproute2 to build network namespaces)"
+            "drill netns partition: SKIPPED (needs root, iproute2 and permission to create network namespaces)"
         );
         return;
     }
-    let pid = std::process::id();
-    let tag = format!("rl{}", pid % 100_000);
     let subnet = 100 + (pid % 100) as u8;
     let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
     let vip = host(100);
