@@ -120,4 +120,23 @@ impl ClusterControl {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// As leader about to stop: the follower with the most of the log, to
+    /// hand leadership to.
+    pub fn most_caught_up_follower(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return None;
+        }
+        let membership = metrics.membership_config.clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let (id, _) = metrics
+            .replication
+            .as_ref()?
+            .iter()
+            .filter(|(id, _)| **id != self.id && voters.contains(id))
+            .max_by_key(|(_, matched)| matched.map(|l| l.index))?;
+        let node = membership.membership().get_node(id)?;
+        Some((*id, node.raft_addr.clone()))
+    }
 }

@@ -71,6 +71,17 @@ async fn request_once(address: SocketAddr) -> bool {
     false
 }
 
+/// Tries a GET every 20 ms, at most 200 times, until one is answered.
+async fn answered_within_200_tries(address: SocketAddr) -> bool {
+    for _ in 0..200 {
+        if request_once(address).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -330,18 +341,10 @@ async fn drill_freeze_the_leader() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     frozen.signal("CONT");
     let resumed_at = Instant::now();
-    let answered = {
-        let mut ok = false;
-        for _ in 0..200 {
-            if request_once(vip_address).await {
-                ok = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ok
-    };
-    assert!(answered, "the VIP never answered after the freeze");
+    assert!(
+        answered_within_200_tries(vip_address).await,
+        "the VIP never answered after the freeze"
+    );
     let back_after = resumed_at.elapsed();
     let holder_now = holders(&admins);
     let (double, samples) = sampler.finish();
@@ -582,14 +585,9 @@ async fn drill_restart_the_whole_cluster() {
     // From the first answer on, a client sees every request answered and
     // every node's claim is sampled: exactly one holder.
     let sampler = HolderSampler::start(&admins);
-    let mut first_answer = None;
-    for _ in 0..200 {
-        if request_once(vip_address).await {
-            first_answer = Some(stopped.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let first_answer = answered_within_200_tries(vip_address)
+        .await
+        .then(|| stopped.elapsed());
     let mut failed = 0;
     for _ in 0..50 {
         if !request_once(vip_address).await {

@@ -1,0 +1,276 @@
+//! What nodes ask each other over the peer port (`Query`): in-flight
+//! counts for drains, the VIP claim, the pre-vote, a hand-over campaign.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ClusterControl;
+use crate::proto::v1::RaftPayload;
+use crate::raft::NodeId;
+use crate::raft::network::{peer_channel, peer_client};
+
+/// A question a node answers about its own state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerQuery {
+    /// Connections (tcp) or requests (http) in flight to a backend.
+    ActiveConnections {
+        /// Pool name.
+        pool: String,
+        /// Backend address.
+        address: std::net::SocketAddr,
+    },
+    /// Start an election now: the leader is handing over.
+    Campaign,
+    /// Whether this node holds the VIP now.
+    Vip,
+    /// Would this node let a candidate with this much log campaign?
+    PreVote {
+        /// The candidate's last log index.
+        last_log_index: Option<u64>,
+    },
+}
+
+/// A voter's answer to a pre-vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreVoteAnswer {
+    /// Campaign.
+    Granted,
+    /// No: this node leads, or has more of the log.
+    Refused,
+    /// Not yet: this node heard a leader less than the minimum election
+    /// timeout ago; ask again in this many ms if nothing is heard meanwhile.
+    Later {
+        /// When to ask again.
+        in_ms: u64,
+    },
+}
+
+/// The answer to a [`PeerQuery`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PeerAnswer {
+    /// A count.
+    Active(i64),
+    /// The node started an election.
+    Campaigning,
+    /// Whether the node holds the VIP.
+    VipHeld(bool),
+    /// The pre-vote answer.
+    PreVote(PreVoteAnswer),
+}
+
+/// One node's count of in-flight connections to a backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeConnections {
+    /// Node id.
+    pub node: NodeId,
+    /// Connections or requests in flight (0 when not reached).
+    pub active: i64,
+    /// Whether the node answered.
+    pub reached: bool,
+}
+
+/// How often a drain wait asks every node again.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+impl ClusterControl {
+    /// Answers a peer's question about this node.
+    pub async fn answer(&self, query: PeerQuery) -> PeerAnswer {
+        match query {
+            PeerQuery::ActiveConnections { pool, address } => {
+                PeerAnswer::Active(self.served.active_connections(&pool, address))
+            }
+            PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
+            PeerQuery::PreVote { last_log_index } => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let grant = self.election.pre_vote(
+                    metrics.state == openraft::ServerState::Leader,
+                    last_log_index,
+                    metrics.last_log_index,
+                );
+                PeerAnswer::PreVote(grant)
+            }
+            PeerQuery::Campaign => {
+                tracing::info!("asked to campaign by the leader handing over");
+                match self.raft.trigger().elect().await {
+                    Ok(()) => PeerAnswer::Campaigning,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot campaign");
+                        PeerAnswer::Active(0)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks `raft_addr` to campaign now (graceful hand-over).
+    pub async fn ask_to_campaign(&self, raft_addr: &str) -> bool {
+        matches!(
+            self.ask(raft_addr, &PeerQuery::Campaign).await,
+            Some(PeerAnswer::Campaigning)
+        )
+    }
+
+    /// Asks every member how many connections or requests it has in flight
+    /// to a backend, until all say zero or `timeout` passes.
+    pub async fn wait_drained(
+        &self,
+        pool: &str,
+        address: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> (bool, Vec<NodeConnections>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let counts = self.count_everywhere(pool, address).await;
+            let drained = counts.iter().all(|c| c.reached && c.active == 0);
+            if drained || tokio::time::Instant::now() >= deadline {
+                return (drained, counts);
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    async fn count_everywhere(
+        &self,
+        pool: &str,
+        address: std::net::SocketAddr,
+    ) -> Vec<NodeConnections> {
+        let nodes: Vec<(NodeId, String)> = {
+            let metrics = self.raft.metrics();
+            let membership = metrics.borrow().membership_config.clone();
+            membership
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.raft_addr.clone()))
+                .collect()
+        };
+        let query = PeerQuery::ActiveConnections {
+            pool: pool.to_string(),
+            address,
+        };
+        let mut counts = Vec::new();
+        for (node, raft_addr) in nodes {
+            let answer = if node == self.id {
+                Some(self.answer(query.clone()).await)
+            } else {
+                self.ask(&raft_addr, &query).await
+            };
+            counts.push(match answer {
+                Some(PeerAnswer::Active(active)) => NodeConnections {
+                    node,
+                    active,
+                    reached: true,
+                },
+                Some(PeerAnswer::Campaigning | PeerAnswer::VipHeld(_) | PeerAnswer::PreVote(_))
+                | None => NodeConnections {
+                    node,
+                    active: 0,
+                    reached: false,
+                },
+            });
+        }
+        counts
+    }
+
+    async fn ask(&self, raft_addr: &str, query: &PeerQuery) -> Option<PeerAnswer> {
+        self.ask_within(raft_addr, query, Duration::from_secs(1))
+            .await
+    }
+
+    async fn ask_within(
+        &self,
+        raft_addr: &str,
+        query: &PeerQuery,
+        within: Duration,
+    ) -> Option<PeerAnswer> {
+        let channel = peer_channel(raft_addr).ok()?;
+        let json = serde_json::to_vec(query).ok()?;
+        let mut grpc = tonic::Request::new(RaftPayload { json });
+        grpc.set_timeout(within);
+        self.token.attach(&mut grpc);
+        let reply = peer_client(channel).query(grpc).await.ok()?;
+        serde_json::from_slice(&reply.into_inner().json).ok()
+    }
+
+    /// The pre-vote round: whether a majority of voters (this node
+    /// included) would let this node campaign. Each voter is asked at once
+    /// and given `within` to answer (an unreachable one must not hold the
+    /// round up until a TCP connect times out); the round ends as soon as a
+    /// majority has granted.
+    pub async fn pre_vote(&self, within: Duration) -> PreVoteAnswer {
+        use futures_util::StreamExt;
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let needed = voters.len() / 2 + 1;
+        let mut granted = usize::from(voters.contains(&self.id));
+        if granted >= needed {
+            return PreVoteAnswer::Granted;
+        }
+        let query = PeerQuery::PreVote {
+            last_log_index: metrics.last_log_index,
+        };
+        let mut answers: futures_util::stream::FuturesUnordered<_> = voters
+            .iter()
+            .filter(|id| **id != self.id)
+            .filter_map(|id| membership.get_node(id))
+            .map(|node| {
+                tokio::time::timeout(within, self.ask_within(&node.raft_addr, &query, within))
+            })
+            .collect();
+        // The soonest time a voter that heard a leader lately would grant.
+        let mut later: Option<u64> = None;
+        while let Some(answer) = answers.next().await {
+            match answer {
+                Ok(Some(PeerAnswer::PreVote(PreVoteAnswer::Granted))) => {
+                    granted += 1;
+                    if granted >= needed {
+                        return PreVoteAnswer::Granted;
+                    }
+                }
+                Ok(Some(PeerAnswer::PreVote(PreVoteAnswer::Later { in_ms }))) => {
+                    later = Some(later.map_or(in_ms, |l| l.min(in_ms)));
+                }
+                _ => {}
+            }
+        }
+        match later {
+            // One more grant would make a majority only if it is not more
+            // than one short; otherwise waiting does not help.
+            Some(in_ms) if granted + 1 >= needed => PreVoteAnswer::Later { in_ms },
+            _ => PreVoteAnswer::Refused,
+        }
+    }
+
+    /// Whether each member holds the VIP, by asking each (this node
+    /// answers for itself); `None` for a member that did not answer within
+    /// 300 ms.
+    pub async fn vip_holders(&self) -> BTreeMap<NodeId, Option<bool>> {
+        let members: Vec<(NodeId, String)> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.raft_addr.clone()))
+                .collect()
+        };
+        let answers = members.iter().map(|(id, raft_addr)| async move {
+            if *id == self.id {
+                return (*id, Some(self.vip.status().held));
+            }
+            let answer = self
+                .ask_within(raft_addr, &PeerQuery::Vip, Duration::from_millis(300))
+                .await;
+            match answer {
+                Some(PeerAnswer::VipHeld(held)) => (*id, Some(held)),
+                _ => (*id, None),
+            }
+        });
+        futures_util::future::join_all(answers)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
