@@ -75,7 +75,7 @@ impl Listener {
     /// Accepts until stopped. At `max_connections`, accepting pauses and
     /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
     pub async fn run(self, engine: Arc<Engine>) {
-        let http_clients = http::UpstreamClients::new(engine.source_ip());
+        let upstreams = http::UpstreamPool::new(engine.source_ip());
         loop {
             let Some(limit) = engine
                 .table
@@ -105,7 +105,7 @@ impl Listener {
             };
             self.open.count.fetch_add(1, Ordering::AcqRel);
             let slot = ConnectionSlot(self.open.clone());
-            self.spawn_connection(&engine, stream, client, slot, &http_clients);
+            self.spawn_connection(&engine, stream, client, slot, &upstreams);
         }
         tracing::debug!(frontend = %self.frontend, "listener stopped");
     }
@@ -116,7 +116,7 @@ impl Listener {
         stream: TcpStream,
         client: SocketAddr,
         slot: ConnectionSlot,
-        http_clients: &http::UpstreamClients,
+        upstreams: &http::UpstreamPool,
     ) {
         let _ = stream.set_nodelay(true);
         let tracker = engine.connections.clone();
@@ -130,9 +130,9 @@ impl Listener {
                 });
             }
             Protocol::Http => {
-                let clients = http_clients.clone();
+                let upstreams = upstreams.clone();
                 tracker.spawn(async move {
-                    http::serve(&engine, &frontend, stream, client, clients).await;
+                    http::serve(&engine, &frontend, stream, client, upstreams).await;
                     drop(slot);
                 });
             }

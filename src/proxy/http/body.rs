@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::upstream::Lease;
 use crate::routing::{BackendRuntime, FrontendStats};
 
 /// A client's request body, with its first frame already read (to refuse
@@ -149,11 +150,14 @@ pub enum ResponseBody {
 }
 
 /// A backend's response body in flight; the backend's in-flight count is
-/// released when it ends or the client goes away.
+/// released when it ends or the client goes away, and the connection goes
+/// back to the pool if the body was read to its end.
 pub struct UpstreamResponse {
     body: Incoming,
     frontend: Arc<FrontendStats>,
     backend: Arc<BackendRuntime>,
+    lease: Option<Lease>,
+    ended: bool,
 }
 
 impl ResponseBody {
@@ -168,11 +172,14 @@ impl ResponseBody {
         body: Incoming,
         frontend: Arc<FrontendStats>,
         backend: Arc<BackendRuntime>,
+        lease: Lease,
     ) -> Self {
         ResponseBody::Upstream(UpstreamResponse {
             body,
             frontend,
             backend,
+            lease: Some(lease),
+            ended: false,
         })
     }
 }
@@ -180,6 +187,13 @@ impl ResponseBody {
 impl Drop for UpstreamResponse {
     fn drop(&mut self) {
         self.backend.active.dec();
+        // hyper stops polling a body of known length once it is complete,
+        // so "ended" is also read off the body itself.
+        if (self.ended || self.body.is_end_stream())
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
+        }
     }
 }
 
@@ -194,12 +208,19 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(up) => {
+                if let Some(lease) = up.lease.as_mut() {
+                    lease.poll_io(cx);
+                }
                 let polled = Pin::new(&mut up.body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled
-                    && let Some(data) = frame.data_ref()
-                {
-                    up.backend.bytes_in.inc_by(data.len() as u64);
-                    up.frontend.bytes_out.inc_by(data.len() as u64);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            up.backend.bytes_in.inc_by(data.len() as u64);
+                            up.frontend.bytes_out.inc_by(data.len() as u64);
+                        }
+                    }
+                    Poll::Ready(None) => up.ended = true,
+                    _ => {}
                 }
                 polled
             }

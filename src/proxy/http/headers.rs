@@ -7,8 +7,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1),
-/// plus the legacy ones proxies still see.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// plus the legacy ones proxies still see, and `Upgrade` (upgrades are not
+/// relayed).
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,6 +18,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -24,36 +26,61 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers, including every header the `Connection`
-/// header names, and `Upgrade` (upgrades are not relayed).
+/// header names. Runs on every request and response, so the usual case
+/// (no such header, or only `Connection: keep-alive`) costs one pass over
+/// the names and no allocation.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << index;
+        }
+    }
+    if present == 0 {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // The usual tokens name no header of their own (or one removed
+        // below anyway).
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// Adds the client to `X-Forwarded-For` (appending to what earlier proxies
 /// wrote, as nginx's `$proxy_add_x_forwarded_for` does) and sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host`.
-pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
-    let client = client.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
-        _ => client,
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`. `client` is the client's
+/// address as text, made once per connection.
+pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
+    let appended = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(earlier) if !earlier.trim_ascii().is_empty() => {
+            let mut value = Vec::with_capacity(earlier.len() + 2 + client.len());
+            value.extend_from_slice(earlier);
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&value).ok()
+        }
+        _ => None,
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
+    headers.insert(
+        X_FORWARDED_FOR.clone(),
+        appended.unwrap_or_else(|| client.clone()),
+    );
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     match host {
         Some(host) => {
@@ -63,6 +90,11 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, host: Option<&Hea
             headers.remove(&X_FORWARDED_HOST);
         }
     }
+}
+
+/// A client address as a header value, for [`add_forwarding`].
+pub fn client_value(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Why a request is refused before it is routed.
@@ -152,9 +184,34 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         remove_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-kept"]);
+    }
+
+    #[test]
+    fn leaves_end_to_end_headers_alone() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let before = headers.clone();
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+        // Only the headers Connection names go, not every header.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+    }
+
+    #[test]
+    fn starts_x_forwarded_for_without_earlier_proxies() {
+        let mut headers = HeaderMap::new();
+        let client = client_value(IpAddr::from([10, 0, 0, 1]));
+        add_forwarding(&mut headers, &client, None);
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
+        assert!(!headers.contains_key("x-forwarded-host"));
     }
 
     #[test]
@@ -162,7 +219,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
         let host = HeaderValue::from_static("example.com");
-        add_forwarding(&mut headers, IpAddr::from([127, 0, 0, 9]), Some(&host));
+        let client = client_value(IpAddr::from([127, 0, 0, 9]));
+        add_forwarding(&mut headers, &client, Some(&host));
         assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 127.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");

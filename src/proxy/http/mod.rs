@@ -1,6 +1,6 @@
 //! L7: HTTP/1.1 on hyper. Each client connection is served by hyper's
-//! server; each request is routed, balanced and sent through a pooled
-//! keep-alive client to a backend.
+//! server; each request is routed, balanced and sent on a pooled
+//! keep-alive connection to a backend.
 
 mod body;
 mod framing_guard;
@@ -20,12 +20,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::Engine;
-pub use upstream::UpstreamClients;
+pub use upstream::UpstreamPool;
 
 /// Largest request head (request line and headers together); larger heads
 /// are answered 431 by hyper.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// Most header lines in a request; more are answered 431.
+/// Most header lines in a request; more are answered 431. This is hyper's
+/// own default: setting it explicitly makes hyper allocate the header
+/// index on the heap for every request.
 pub const MAX_HEADERS: usize = 100;
 /// Longest request target; longer ones are answered 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -38,7 +40,7 @@ pub async fn serve(
     frontend: &str,
     stream: TcpStream,
     client: SocketAddr,
-    clients: UpstreamClients,
+    upstreams: UpstreamPool,
 ) {
     let (stats, header_timeout) = {
         let table = engine.table.load();
@@ -57,7 +59,8 @@ pub async fn serve(
         engine: engine.clone(),
         frontend: frontend.into(),
         client,
-        clients,
+        client_value: headers::client_value(client.ip()),
+        upstreams,
         header_timeout,
         ambiguous: ambiguous.clone(),
         requests: AtomicU64::new(0),
@@ -70,7 +73,6 @@ pub async fn serve(
         // starting its next request.
         .header_read_timeout(header_timeout)
         .max_header_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let connection = builder.serve_connection(
         TokioIo::new(framing_guard::FramingGuard::new(stream, ambiguous)),

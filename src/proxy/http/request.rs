@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::body::{ClientBody, ResponseBody, UpstreamBody};
 use super::framing_guard::AmbiguousRequests;
 use super::headers::{self, Refusal};
-use super::{MAX_URI_BYTES, UpstreamClients, local_response};
+use super::upstream::{SendError, UpstreamPool};
+use super::{MAX_URI_BYTES, local_response};
 use crate::proxy::Engine;
 use crate::routing::{Frontend, Pool, RoutingTable};
 use crate::state::HashKey;
@@ -27,7 +28,9 @@ pub struct RequestHandler {
     pub(super) engine: Arc<Engine>,
     pub(super) frontend: Arc<str>,
     pub(super) client: SocketAddr,
-    pub(super) clients: UpstreamClients,
+    /// The client's address as an `X-Forwarded-For` entry.
+    pub(super) client_value: HeaderValue,
+    pub(super) upstreams: UpstreamPool,
     pub(super) header_timeout: Duration,
     /// Requests of this connection seen to carry both framings.
     pub(super) ambiguous: Arc<AmbiguousRequests>,
@@ -128,7 +131,7 @@ impl RequestHandler {
         let host = headers.get(header::HOST).cloned();
         headers::remove_hop_by_hop(&mut headers);
         headers.remove(header::EXPECT); // already answered by hyper
-        headers::add_forwarding(&mut headers, self.client.ip(), host.as_ref());
+        headers::add_forwarding(&mut headers, &self.client_value, host.as_ref());
         let outgoing = Outgoing {
             method: parts.method,
             path: parts
@@ -153,7 +156,7 @@ impl RequestHandler {
         key: Option<&[u8]>,
         mut outgoing: Outgoing,
     ) -> Response<ResponseBody> {
-        let client = self.clients.get(frontend.spec.connect_timeout_ms);
+        let connect_timeout = Duration::from_millis(frontend.spec.connect_timeout_ms);
         let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
@@ -176,8 +179,13 @@ impl RequestHandler {
             let mut request = Request::new(body);
             *request.method_mut() = outgoing.method.clone();
             *request.version_mut() = Version::HTTP_11;
-            *request.uri_mut() = backend_uri(&backend.authority, &outgoing.path);
-            *request.headers_mut() = outgoing.headers.clone();
+            *request.uri_mut() = Uri::from(outgoing.path.clone());
+            // The last attempt takes the headers; earlier ones copy them.
+            *request.headers_mut() = if attempt + 1 == attempts {
+                std::mem::take(&mut outgoing.headers)
+            } else {
+                outgoing.headers.clone()
+            };
             if !request.headers().contains_key(header::HOST)
                 && let Ok(host) = HeaderValue::from_str(backend.authority.as_str())
             {
@@ -186,14 +194,20 @@ impl RequestHandler {
             runtime.requests.inc();
             runtime.active.inc();
             let started = Instant::now();
-            let result = tokio::time::timeout(response_timeout, client.request(request)).await;
+            // Boxed, so the request's own future stays small: hyper and
+            // tokio move it around by value.
+            let exchange = Box::pin(
+                self.upstreams
+                    .send(backend.address, connect_timeout, request),
+            );
+            let result = tokio::time::timeout(response_timeout, exchange).await;
             let error = match result {
-                Ok(Ok(mut response)) => {
+                Ok(Ok((mut response, lease))) => {
                     runtime.duration.observe(started.elapsed().as_secs_f64());
                     pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
                     let (parts, body) = response.into_parts();
-                    let body = ResponseBody::upstream(body, frontend.stats.clone(), runtime);
+                    let body = ResponseBody::upstream(body, frontend.stats.clone(), runtime, lease);
                     return Response::from_parts(parts, body);
                 }
                 Ok(Err(error)) => error,
@@ -208,16 +222,16 @@ impl RequestHandler {
                 }
             };
             runtime.active.dec();
-            let connect_failed = error.is_connect();
+            let connect_failed = error.nothing_sent();
             pool.record_failure(
                 index,
-                if connect_failed {
-                    "connect failed"
-                } else {
-                    "request failed"
+                match error {
+                    SendError::Connect(_) => "connect failed",
+                    SendError::NotSent(_) => "connection closed before the request was sent",
+                    SendError::Exchange(_) => "request failed",
                 },
             );
-            tracing::debug!(backend = %backend.address, error = ?error, "backend attempt failed");
+            tracing::debug!(backend = %backend.address, %error, "backend attempt failed");
             let had_body = reclaim.is_some();
             outgoing.body = reclaim.and_then(|mut rx| rx.try_recv().ok());
             let body_intact = !had_body || outgoing.body.is_some();
@@ -240,14 +254,6 @@ impl RequestHandler {
             ),
         }
     }
-}
-
-fn backend_uri(authority: &http::uri::Authority, path: &PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path.clone());
-    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 fn is_idempotent(method: &Method) -> bool {

@@ -1,64 +1,473 @@
-//! Pooled keep-alive HTTP clients to backends.
+//! Keep-alive connections to backends, pooled per backend address.
+//!
+//! Each connection is one hyper HTTP/1.1 client connection, driven by the
+//! task of the request that holds it: the request's task polls the
+//! connection's I/O while it waits for the response and while it streams
+//! the response body, so a request costs no hand-off to another task. A
+//! request takes the most recently used idle connection to its backend
+//! (warm, and lets the oldest ones time out), or opens a new one; the
+//! connection comes back when the response body has been read to its end.
+//! A connection whose response was cut short is closed instead, as HAProxy
+//! and nginx do.
+//!
+//! This replaces hyper-util's general-purpose pooled client, which keys its
+//! pool by URI authority, drives every connection from a task of its own
+//! and spawns a task per response to wait for the connection to be ready
+//! again.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::body::UpstreamBody;
+use crate::proxy::tcp::connect_from;
 
 /// How long an idle pooled backend connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// Idle connections kept per backend.
 const POOL_MAX_IDLE_PER_BACKEND: usize = 512;
 
-/// The HTTP client type used to reach backends.
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
-
-/// One listener's client, rebuilt only when its connect timeout changes.
-/// Connections are pooled per backend address and reused across requests
-/// and client connections.
+/// Idle connections of one listener, by backend address. Cloning shares
+/// the pool.
 #[derive(Clone)]
-pub struct UpstreamClients {
-    current: Arc<ArcSwapOption<(u64, UpstreamClient)>>,
-    source: Option<std::net::IpAddr>,
+pub struct UpstreamPool {
+    inner: Arc<Inner>,
 }
 
-impl UpstreamClients {
-    /// Clients whose connections leave from `source`, if given.
-    pub fn new(source: Option<std::net::IpAddr>) -> Self {
-        UpstreamClients {
-            current: Arc::default(),
-            source,
-        }
-    }
-    /// The client whose connects give up after `connect_timeout_ms`.
-    pub fn get(&self, connect_timeout_ms: u64) -> UpstreamClient {
-        if let Some(current) = self.current.load().as_ref()
-            && current.0 == connect_timeout_ms
+struct Inner {
+    /// Where connections leave from (the node's serving address).
+    source: Option<IpAddr>,
+    idle: Mutex<HashMap<SocketAddr, VecDeque<Idle>, foldhash::fast::RandomState>>,
+}
+
+struct Idle {
+    connection: Box<BackendConnection>,
+    since: Instant,
+}
+
+/// One HTTP/1.1 connection to a backend: the handle requests are sent on
+/// and the I/O that its holder drives.
+struct BackendConnection {
+    sender: SendRequest<UpstreamBody>,
+    /// `None` once the I/O has finished. Dropping it then matters: a
+    /// request still queued for the connection comes back to its sender
+    /// unsent, and the sender sees the connection closed.
+    io: Option<Connection<TokioIo<TcpStream>, UpstreamBody>>,
+}
+
+impl BackendConnection {
+    /// Moves the connection's I/O along as far as it can go now.
+    fn poll_io(&mut self, cx: &mut Context<'_>) {
+        if let Some(io) = self.io.as_mut()
+            && let Poll::Ready(result) = Pin::new(io).poll(cx)
         {
-            return current.1.clone();
+            self.io = None;
+            if let Err(error) = result {
+                tracing::debug!(%error, "backend connection ended with an error");
+            }
         }
-        let client = build(connect_timeout_ms, self.source);
-        self.current
-            .store(Some(Arc::new((connect_timeout_ms, client.clone()))));
-        client
+    }
+
+    /// Whether the connection has closed.
+    fn is_closed(&self) -> bool {
+        self.io.is_none() || self.sender.is_closed()
+    }
+
+    /// Whether the connection can take a request; false once it closed.
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            self.poll_io(cx);
+            if self.io.is_none() {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|ready| ready.is_ok())
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the response head, driving the I/O.
+    async fn exchange(
+        &mut self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>> {
+        let mut response = pin!(self.sender.try_send_request(request));
+        poll_fn(|cx| {
+            self.poll_io(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
-fn build(connect_timeout_ms: u64, source: Option<std::net::IpAddr>) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_local_address(source);
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(connect_timeout_ms)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_BACKEND)
-        // The client's Host header is forwarded as it came.
-        .set_host(false)
-        .build(connector)
+/// A connection lent to one request. Its holder keeps its I/O moving with
+/// [`Lease::poll_io`] until the response has been read, then gives it back
+/// with [`Lease::release`]; dropped instead, the connection closes.
+pub struct Lease {
+    connection: Box<BackendConnection>,
+    backend: SocketAddr,
+    pool: Arc<Inner>,
+}
+
+impl Lease {
+    /// Moves the connection's I/O along (reading the response body into
+    /// the body's channel, writing the rest of the request body).
+    pub fn poll_io(&mut self, cx: &mut Context<'_>) {
+        self.connection.poll_io(cx);
+    }
+
+    /// Returns the connection to the idle pool.
+    pub fn release(self) {
+        self.pool.put_back(self.backend, self.connection);
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened; nothing reached the backend.
+    Connect(io::Error),
+    /// The connection closed before the request was written; nothing
+    /// reached the backend.
+    NotSent(hyper::Error),
+    /// The exchange failed after the request may have reached the backend.
+    Exchange(hyper::Error),
+}
+
+impl SendError {
+    /// Whether the backend cannot have seen the request, so any request
+    /// may be retried.
+    pub fn nothing_sent(&self) -> bool {
+        !matches!(self, SendError::Exchange(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(error) => write!(f, "connect failed: {error}"),
+            SendError::NotSent(error) => write!(f, "connection closed before sending: {error}"),
+            SendError::Exchange(error) => write!(f, "exchange failed: {error}"),
+        }
+    }
+}
+
+impl UpstreamPool {
+    /// A pool whose connections leave from `source`, if given.
+    pub fn new(source: Option<IpAddr>) -> Self {
+        UpstreamPool {
+            inner: Arc::new(Inner {
+                source,
+                idle: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Sends `request` (origin-form, with a `Host` header) to `backend` on
+    /// an idle connection, or on a new one opened within `connect_timeout`.
+    /// A pooled connection found closed is skipped without counting as a
+    /// failure: the request goes on the next one.
+    pub async fn send(
+        &self,
+        backend: SocketAddr,
+        connect_timeout: Duration,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        while let Some(mut connection) = self.inner.take_idle(backend) {
+            // Its last response may have ended a moment ago, before its
+            // I/O was polled to take the next one; or the backend closed it.
+            if !connection.ready().await {
+                continue;
+            }
+            match connection.exchange(request).await {
+                Ok(response) => return Ok((response, self.lease(connection, backend))),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(SendError::Exchange(error.into_error())),
+                },
+            }
+        }
+        // Boxed: connecting is the rare path, and its future would
+        // otherwise make every request's future (moved on each await
+        // set-up) several times larger.
+        let mut connection = Box::pin(self.connect(backend, connect_timeout)).await?;
+        match connection.exchange(request).await {
+            Ok(response) => Ok((response, self.lease(connection, backend))),
+            Err(mut error) => Err(match error.take_message() {
+                Some(_) => SendError::NotSent(error.into_error()),
+                None => SendError::Exchange(error.into_error()),
+            }),
+        }
+    }
+
+    fn lease(&self, connection: Box<BackendConnection>, backend: SocketAddr) -> Lease {
+        Lease {
+            connection,
+            backend,
+            pool: self.inner.clone(),
+        }
+    }
+
+    /// Opens a connection to `backend`.
+    async fn connect(
+        &self,
+        backend: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Box<BackendConnection>, SendError> {
+        let stream =
+            match tokio::time::timeout(timeout, connect_from(self.inner.source, backend)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(SendError::Connect(error)),
+                Err(_) => {
+                    return Err(SendError::Connect(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    )));
+                }
+            };
+        let (sender, io) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::NotSent)?;
+        Ok(Box::new(BackendConnection {
+            sender,
+            io: Some(io),
+        }))
+    }
+
+    /// Idle connections held now, over all backends.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(VecDeque::len).sum()
+    }
+}
+
+impl Inner {
+    /// The most recently used idle connection to `backend` that is not
+    /// known to be closed nor past its idle time.
+    fn take_idle(&self, backend: SocketAddr) -> Option<Box<BackendConnection>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = idle.get_mut(&backend)?;
+        while let Some(entry) = stack.pop_back() {
+            if entry.since.elapsed() > POOL_IDLE {
+                // Everything below it is older still.
+                stack.clear();
+                return None;
+            }
+            if !entry.connection.is_closed() {
+                return Some(entry.connection);
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, backend: SocketAddr, connection: Box<BackendConnection>) {
+        if connection.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = idle.entry(backend).or_default();
+        // Let go of the oldest ones: over the limit or idle too long.
+        while let Some(oldest) = stack.front()
+            && (stack.len() >= POOL_MAX_IDLE_PER_BACKEND
+                || now.duration_since(oldest.since) > POOL_IDLE)
+        {
+            stack.pop_front();
+        }
+        stack.push_back(Idle {
+            connection,
+            since: now,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A backend that answers every request on a connection with a fixed
+    /// response, counting the connections it accepted.
+    async fn backend(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+        let (address, accepted, _) = backend_closing(answer, false).await;
+        (address, accepted)
+    }
+
+    /// As [`backend`]; with `close_after`, it closes each connection after
+    /// its first answer without saying so in the response.
+    async fn backend_closing(
+        answer: &'static [u8],
+        close_after: bool,
+    ) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let closes = closed.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, SeqCst);
+                let closes = closes.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            if close_after {
+                                drop(stream);
+                                closes.fetch_add(1, SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted, closed)
+    }
+
+    fn get() -> Request<UpstreamBody> {
+        Request::builder()
+            .uri("/")
+            .header("host", "backend")
+            .body(UpstreamBody::empty())
+            .expect("request")
+    }
+
+    /// Reads the whole body, driving the connection as the proxy does.
+    async fn read_whole(response: Response<Incoming>, lease: &mut Lease) -> Vec<u8> {
+        use http_body::Body;
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = poll_fn(|cx| {
+            lease.poll_io(cx);
+            Pin::new(&mut body).poll_frame(cx)
+        })
+        .await
+        {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        bytes
+    }
+
+    #[tokio::test]
+    async fn reuses_a_released_connection() {
+        let (address, accepted) = backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let pool = UpstreamPool::new(None);
+        for _ in 0..5 {
+            let (response, mut lease) = pool
+                .send(address, Duration::from_secs(1), get())
+                .await
+                .expect("response");
+            assert_eq!(read_whole(response, &mut lease).await, b"ok");
+            lease.release();
+        }
+        assert_eq!(accepted.load(SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_not_released_is_not_reused() {
+        let (address, accepted) = backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let pool = UpstreamPool::new(None);
+        for _ in 0..3 {
+            let (response, lease) = pool
+                .send(address, Duration::from_secs(1), get())
+                .await
+                .expect("response");
+            drop((response, lease));
+        }
+        assert_eq!(accepted.load(SeqCst), 3);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn skips_a_pooled_connection_the_backend_closed() {
+        // The backend closes after each response: the released connection
+        // is dead by the next request, which must still get its answer.
+        let (address, accepted) =
+            backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        let pool = UpstreamPool::new(None);
+        for _ in 0..3 {
+            let (response, mut lease) = pool
+                .send(address, Duration::from_secs(1), get())
+                .await
+                .expect("response");
+            assert_eq!(read_whole(response, &mut lease).await, b"ok");
+            lease.release();
+        }
+        assert_eq!(accepted.load(SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connection_closed_while_idle_is_not_used() {
+        // The backend closes without a word after answering, as a server
+        // does when its keep-alive timeout ends: the next request must go
+        // on a new connection, not hang on or fail with the dead one.
+        let (address, accepted, closed) =
+            backend_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+        let pool = UpstreamPool::new(None);
+        for round in 0..3 {
+            let sent = tokio::time::timeout(
+                Duration::from_secs(5),
+                pool.send(address, Duration::from_secs(1), get()),
+            )
+            .await
+            .expect("no hang");
+            let (response, mut lease) = sent.expect("response");
+            assert_eq!(read_whole(response, &mut lease).await, b"ok");
+            lease.release();
+            // The backend has closed (its FIN is queued on our socket)
+            // before the next request.
+            while closed.load(SeqCst) <= round {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(accepted.load(SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        drop(listener);
+        let pool = UpstreamPool::new(None);
+        let error = pool
+            .send(address, Duration::from_secs(1), get())
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(error, SendError::Connect(_)), "{error}");
+        assert!(error.nothing_sent());
+    }
 }
