@@ -48,7 +48,8 @@
 #     CPU (100 = CPU-bound on CPU 1), how busy CPU 0 (wrk + backend) was, and
 #     the error count (non-2xx + socket errors, all rounds).
 #   * Bulk TCP: BULK_MIB MiB through raftlb's tcp frontend to the sink vs
-#     straight to the sink (sender and sink on CPU 0, raftlb on CPU 1), MiB/s.
+#     straight to the sink, and through HAProxy mode tcp for reference
+#     (sender and sink on CPU 0, the balancer on CPU 1), MiB/s.
 #   * Memory per idle proxied connection: raftlb's VmRSS before and after
 #     IDLE_CONNS idle connections through its tcp frontend (held by the sink).
 #   * Configuration propagation: in a three-node cluster, WRITES times
@@ -344,6 +345,10 @@ frontend tcp_big
     mode tcp
     bind 127.0.0.203:8204
     default_backend tcp_big
+frontend tcp_sink
+    mode tcp
+    bind 127.0.0.203:8205
+    default_backend tcp_sink
 
 backend http_small
     mode http
@@ -358,6 +363,9 @@ backend http_big
 backend tcp_small
     mode tcp
     server s1 127.0.0.201:9001
+backend tcp_sink
+    mode tcp
+    server s1 127.0.0.201:9003
 backend tcp_big
     mode tcp
     server s1 127.0.0.201:9002
@@ -613,16 +621,19 @@ say
 
 # a. bulk TCP
 bulk_bytes=$((BULK_MIB * 1048576))
-via=(); dir=()
+via=(); dir=(); hap=()
 for r in $(seq "$ROUNDS"); do
   v=$(timeout 120 taskset -c 0 "$PY" "$HELPERS" bulk 127.0.0.202 8105 "$bulk_bytes") || v=nan
   d=$(timeout 120 taskset -c 0 "$PY" "$HELPERS" bulk 127.0.0.201 9003 "$bulk_bytes") || d=nan
-  via+=("$v"); dir+=("$d")
+  h=$(timeout 120 taskset -c 0 "$PY" "$HELPERS" bulk 127.0.0.203 8205 "$bulk_bytes") || h=nan
+  via+=("$v"); dir+=("$d"); hap+=("$h")
 done
 mv=$("$PY" "$HELPERS" median "${via[@]}")
 md=$("$PY" "$HELPERS" median "${dir[@]}")
+mh=$("$PY" "$HELPERS" median "${hap[@]}")
 ratio=$(awk -v a="$mv" -v b="$md" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "nan" }')
-say "- bulk TCP, $BULK_MIB MiB (median of $ROUNDS; sender and sink on CPU 0, raftlb on CPU 1): through raftlb tcp $mv MiB/s, direct $md MiB/s, ratio $ratio (runs: raftlb ${via[*]}; direct ${dir[*]})"
+hratio=$(awk -v a="$mh" -v b="$md" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "nan" }')
+say "- bulk TCP, $BULK_MIB MiB (median of $ROUNDS; sender and sink on CPU 0, the balancer on CPU 1): through raftlb tcp $mv MiB/s, direct $md MiB/s, ratio $ratio; through HAProxy mode tcp $mh MiB/s, ratio $hratio (runs: raftlb ${via[*]}; direct ${dir[*]}; haproxy ${hap[*]})"
 
 # b. memory per idle proxied connection
 idle_out=$(timeout 180 "$PY" "$HELPERS" idle --host 127.0.0.202 --port 8105 --n "$IDLE_CONNS" \
