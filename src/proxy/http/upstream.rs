@@ -21,7 +21,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -127,9 +127,19 @@ impl Lease {
         self.connection.poll_io(cx);
     }
 
-    /// Returns the connection to the idle pool.
-    pub fn release(self) {
-        self.pool.put_back(self.backend, self.connection);
+    /// Returns the connection to the idle pool, once its response has been
+    /// read whole. It goes back only if it can take the next request now:
+    /// a connection still writing this request's body (the backend
+    /// answered before the upload ended) is closed instead, so that no
+    /// other request waits behind someone else's upload.
+    pub fn release(mut self) {
+        // One poll lets the connection settle into its idle state; nothing
+        // needs waking (the next holder polls it again).
+        self.connection
+            .poll_io(&mut Context::from_waker(Waker::noop()));
+        if self.connection.sender.is_ready() {
+            self.pool.put_back(self.backend, self.connection);
+        }
     }
 }
 
