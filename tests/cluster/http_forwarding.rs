@@ -259,3 +259,58 @@ async fn no_backend_gives_503_and_slow_backend_gives_504() {
     let (status, _, body) = get(&client, &node.url(8080, "/"), &[]).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
 }
+
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_shared_by_clients() {
+    let ip = unique_ip();
+    let backend = HttpBackend::start("a", ip).await;
+    let node = Node::start(&one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[backend.address],
+        "",
+    ))
+    .await;
+    let traffic_connections = || {
+        backend
+            .requests()
+            .iter()
+            .filter(|r| r.path != "/healthz")
+            .map(|r| r.peer)
+            .collect::<std::collections::HashSet<_>>()
+    };
+    // Clients one after another, each on a connection of its own, as with
+    // nginx's upstream keepalive: one backend connection serves them all.
+    for i in 0..20 {
+        let (status, _, body) = get(&client(), &node.url(8080, "/one-by-one"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+    }
+    let sequential = traffic_connections();
+    assert_eq!(sequential.len(), 1, "backend connections: {sequential:?}");
+
+    // Eight clients at once: no more backend connections than requests in
+    // flight, and nothing lost.
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let url = node.url(8080, "/together");
+        clients.spawn(async move {
+            let client = client();
+            for _ in 0..10 {
+                let (status, _, _) = get(&client, &url, &[]).await;
+                assert_eq!(status, StatusCode::OK);
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.expect("client");
+    }
+    let answered = backend
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/together")
+        .count();
+    assert_eq!(answered, 80);
+    let all = traffic_connections();
+    assert!(all.len() <= 8, "backend connections: {}", all.len());
+}
