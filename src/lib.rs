@@ -13,7 +13,8 @@
 //!     served::ServedConfig compile a routing::RoutingTable, publish (arc-swap)
 //!     proxy::Engine        one listener per frontend, lock-free table reads
 //!       ├─ proxy::tcp      L4 relay, per connection
-//!       └─ proxy::http     L7 on hyper, per request
+//!       └─ proxy::http     L7 on hyper, per request; pooled backend
+//!                          connections driven by the request's own task
 //!          balance         pick a backend: prebuilt, no lock, no allocation
 //!     admin                /readyz /status /metrics /
 //! ```
@@ -22,8 +23,9 @@
 //! wires one node together and handles signals, `ctl` is the operator's
 //! client, `demo` runs a cluster with demo backends in one process,
 //! `metrics` registers the Prometheus families, `proto` is the generated
-//! gRPC code. Nothing in the hot path waits for Raft or takes a lock: a
-//! request loads the current table, routes, picks and forwards.
+//! gRPC code. Nothing in the hot path waits for Raft: a request loads the
+//! current table, routes, picks and forwards. The one lock it takes is the
+//! backend connection pool's, held for a push or a pop.
 
 pub mod admin;
 pub mod api;
