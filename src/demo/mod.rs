@@ -2,7 +2,7 @@
 //! .12, .13) in one Raft cluster, a VIP on 127.0.0.100 held by the leader
 //! (`bind` mode), and demo backends, for a first look in one command.
 //! `--drill` then kills the VIP holder with SIGKILL under client load and
-//! reports how long the VIP went unanswered ([`drill`]).
+//! reports how long the VIP went unanswered (the `drill` module).
 
 mod backends;
 mod drill;
