@@ -262,16 +262,7 @@ async fn no_backend_gives_503_and_slow_backend_gives_504() {
 
 #[tokio::test]
 async fn backend_connections_are_kept_alive_and_shared_by_clients() {
-    let ip = unique_ip();
-    let backend = HttpBackend::start("a", ip).await;
-    let node = Node::start(&one_frontend(
-        "http",
-        8080,
-        "round_robin",
-        &[backend.address],
-        "",
-    ))
-    .await;
+    let (backend, node) = HttpBackend::behind_one_node("a").await;
     let traffic_connections = || {
         backend
             .requests()

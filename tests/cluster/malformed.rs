@@ -10,16 +10,7 @@ use crate::fixture::*;
 
 #[tokio::test]
 async fn malformed_requests_get_4xx_and_are_not_forwarded() {
-    let ip = unique_ip();
-    let backend = HttpBackend::start("b", ip).await;
-    let node = Node::start(&one_frontend(
-        "http",
-        8080,
-        "round_robin",
-        &[backend.address],
-        "",
-    ))
-    .await;
+    let (backend, node) = HttpBackend::behind_one_node("b").await;
     let address = node.frontend(8080);
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10_000));
     let many_headers = format!(

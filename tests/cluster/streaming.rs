@@ -15,16 +15,7 @@ const TOTAL: u64 = 1 << 30;
 
 #[tokio::test]
 async fn a_1_gib_upload_streams_with_flat_memory() {
-    let ip = unique_ip();
-    let backend = HttpBackend::start("sink", ip).await;
-    let node = Node::start(&one_frontend(
-        "http",
-        8080,
-        "round_robin",
-        &[backend.address],
-        "",
-    ))
-    .await;
+    let (_backend, node) = HttpBackend::behind_one_node("sink").await;
     // Warm up so the baseline includes pools and buffers.
     assert_eq!(
         get(&client(), &node.url(8080, "/"), &[]).await.0,

@@ -222,7 +222,7 @@ impl RequestHandler {
                 }
             };
             runtime.active.dec();
-            let connect_failed = error.nothing_sent();
+            let nothing_sent = error.nothing_sent();
             pool.record_failure(
                 index,
                 match error {
@@ -235,8 +235,8 @@ impl RequestHandler {
             let had_body = reclaim.is_some();
             outgoing.body = reclaim.and_then(|mut rx| rx.try_recv().ok());
             let body_intact = !had_body || outgoing.body.is_some();
-            let safe = body_intact && (connect_failed || is_idempotent(&outgoing.method));
-            failure = Some(if connect_failed {
+            let safe = body_intact && (nothing_sent || is_idempotent(&outgoing.method));
+            failure = Some(if nothing_sent {
                 "no backend accepted the connection"
             } else {
                 "backend connection failed"

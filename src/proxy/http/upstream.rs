@@ -390,17 +390,24 @@ mod tests {
         bytes
     }
 
+    /// One GET on the pool, read to the end, its connection released; the
+    /// body.
+    async fn get_and_release(pool: &UpstreamPool, address: SocketAddr) -> Vec<u8> {
+        let (response, mut lease) = pool
+            .send(address, Duration::from_secs(1), get())
+            .await
+            .expect("response");
+        let body = read_whole(response, &mut lease).await;
+        lease.release();
+        body
+    }
+
     #[tokio::test]
     async fn reuses_a_released_connection() {
         let (address, accepted) = backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
         let pool = UpstreamPool::new(None);
         for _ in 0..5 {
-            let (response, mut lease) = pool
-                .send(address, Duration::from_secs(1), get())
-                .await
-                .expect("response");
-            assert_eq!(read_whole(response, &mut lease).await, b"ok");
-            lease.release();
+            assert_eq!(get_and_release(&pool, address).await, b"ok");
         }
         assert_eq!(accepted.load(SeqCst), 1);
         assert_eq!(pool.idle_count(), 1);
@@ -429,12 +436,7 @@ mod tests {
             backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
         let pool = UpstreamPool::new(None);
         for _ in 0..3 {
-            let (response, mut lease) = pool
-                .send(address, Duration::from_secs(1), get())
-                .await
-                .expect("response");
-            assert_eq!(read_whole(response, &mut lease).await, b"ok");
-            lease.release();
+            assert_eq!(get_and_release(&pool, address).await, b"ok");
         }
         assert_eq!(accepted.load(SeqCst), 3);
     }
@@ -448,15 +450,11 @@ mod tests {
             backend_closing(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
         let pool = UpstreamPool::new(None);
         for round in 0..3 {
-            let sent = tokio::time::timeout(
-                Duration::from_secs(5),
-                pool.send(address, Duration::from_secs(1), get()),
-            )
-            .await
-            .expect("no hang");
-            let (response, mut lease) = sent.expect("response");
-            assert_eq!(read_whole(response, &mut lease).await, b"ok");
-            lease.release();
+            let body =
+                tokio::time::timeout(Duration::from_secs(5), get_and_release(&pool, address))
+                    .await
+                    .expect("no hang");
+            assert_eq!(body, b"ok");
             // The backend has closed (its FIN is queued on our socket)
             // before the next request.
             while closed.load(SeqCst) <= round {
