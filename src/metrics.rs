@@ -136,6 +136,16 @@ pub struct Metrics {
     pub vip_last_release: Gauge,
     /// While held: what was left of the lease at the last confirmation.
     pub vip_fence_margin: Gauge,
+    /// Bytes the state machine wrote to sled (values, by apply batch).
+    pub state_written_bytes: Counter,
+    /// Apply batches the state machine persisted.
+    pub state_writes: Counter,
+    /// Size of the last snapshot built or installed, in bytes.
+    pub snapshot_bytes: Gauge,
+    /// Routing tables compiled.
+    pub table_compiles: Counter,
+    /// Time the last routing table took to compile, in microseconds.
+    pub table_compile_us: Gauge,
 }
 
 impl Default for Metrics {
@@ -173,6 +183,11 @@ impl Metrics {
             vip_last_acquire: Gauge::default(),
             vip_last_release: Gauge::default(),
             vip_fence_margin: Gauge::default(),
+            state_written_bytes: Counter::default(),
+            state_writes: Counter::default(),
+            snapshot_bytes: Gauge::default(),
+            table_compiles: Counter::default(),
+            table_compile_us: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -265,6 +280,31 @@ impl Metrics {
             "pool_panic_picks",
             "Backends picked while every backend of the pool was down (fail open)",
             m.pool_panic_picks.clone(),
+        );
+        r.register(
+            "state_written_bytes",
+            "Bytes of applied state written to sled",
+            m.state_written_bytes.clone(),
+        );
+        r.register(
+            "state_writes",
+            "Apply batches persisted to sled",
+            m.state_writes.clone(),
+        );
+        r.register(
+            "snapshot_bytes",
+            "Size of the last Raft snapshot built or installed",
+            m.snapshot_bytes.clone(),
+        );
+        r.register(
+            "routing_table_compiles",
+            "Routing tables compiled from applied configurations",
+            m.table_compiles.clone(),
+        );
+        r.register(
+            "routing_table_compile_microseconds",
+            "Time the last routing table took to compile",
+            m.table_compile_us.clone(),
         );
         r.register(
             "vip_held",

@@ -140,6 +140,8 @@ pub async fn start(
         Arc::new(Metrics::new()),
         Events::default(),
     ));
+    let servers = CancellationToken::new();
+    tokio::spawn(served.clone().run_compiler(servers.clone()));
     let log_store = LogStore::open(&db).map_err(|e| data_error(e.to_string()))?;
     let state_machine =
         StateMachine::open(&db, served.clone()).map_err(|e| data_error(e.to_string()))?;
@@ -207,13 +209,13 @@ pub async fn start(
         election: election.clone(),
         vip: vip.clone(),
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
+        channels: Default::default(),
     });
     {
         let (control, stop) = (control.clone(), shutdown.clone());
         tokio::spawn(async move { control.election.run(control.clone(), stop).await });
     }
 
-    let servers = CancellationToken::new();
     let peer_incoming = TcpIncoming::bind(config.raft_addr)
         .map_err(|source| NodeError::Bind {
             what: "raft_addr",
@@ -249,16 +251,31 @@ pub async fn start(
     });
     let stop = servers.clone();
     let api = ControlApi::server(control.clone(), &token);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions (grpcurl and Python's grpcio reflection
+    // client still speak v1alpha), advertising only what this port serves:
+    // the peer-only Raft service is in the same descriptors but not here.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+            .with_service_name("raftlb.v1.ControlService")
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
-    let reflection =
-        tonic::service::interceptor::InterceptedService::new(reflection, token.interceptor());
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
+    let reflection_v1 =
+        tonic::service::interceptor::InterceptedService::new(reflection_v1, token.interceptor());
+    let reflection_v1alpha = tonic::service::interceptor::InterceptedService::new(
+        reflection_v1alpha,
+        token.interceptor(),
+    );
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(api)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
             .await;
         if let Err(error) = served {
@@ -352,10 +369,18 @@ async fn vip_holder(config: &NodeConfig) -> Result<(Option<IpAddr>, Holder), Nod
 
 /// How often the leader looks again at health verdicts delayed by damping.
 const HEALTH_REJUDGE: Duration = Duration::from_millis(200);
+/// Longest one health report may take to reach the leader; a report that
+/// does not arrive in time is sent again with the next change or leader.
+const HEALTH_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sends this node's health transitions to the leader, and its whole view
 /// again whenever the leader changes (a new leader tallies afresh). As
 /// leader, also commits verdicts that damping delayed.
+///
+/// Reports go one at a time over the node's cached peer channel. What
+/// arrives meanwhile is coalesced per backend (only the latest view is
+/// sent), so a flapping backend or a flood of transitions costs at most one
+/// pending report per backend, never a queue that grows.
 async fn report_health(
     control: Arc<ClusterControl>,
     mut transitions: tokio::sync::mpsc::UnboundedReceiver<Transition>,
@@ -364,12 +389,32 @@ async fn report_health(
     let mut metrics = control.raft.metrics();
     let mut leader = None;
     let mut rejudge = tokio::time::interval(HEALTH_REJUDGE);
+    let mut pending: BTreeMap<(String, std::net::SocketAddr), bool> = BTreeMap::new();
     loop {
+        if let Some((key, up)) = pending.pop_first() {
+            // Deliver one report, still taking in transitions meanwhile.
+            let delivery = send_report(&control, key.0.clone(), key.1, up);
+            tokio::pin!(delivery);
+            loop {
+                tokio::select! {
+                    () = &mut delivery => break,
+                    transition = transitions.recv() => match transition {
+                        Some(t) if t.health != Health::Unknown => {
+                            pending.insert((t.pool, t.address), t.health == Health::Up);
+                        }
+                        Some(_) => {}
+                        None => return,
+                    },
+                    () = stop.cancelled() => return,
+                }
+            }
+            continue;
+        }
         tokio::select! {
             transition = transitions.recv() => {
                 let Some(t) = transition else { return };
                 if t.health != Health::Unknown {
-                    send_report(&control, t.pool, t.address, t.health == Health::Up);
+                    pending.insert((t.pool, t.address), t.health == Health::Up);
                 }
             }
             changed = metrics.changed() => {
@@ -383,7 +428,7 @@ async fn report_health(
                         for backend in &pool.backends {
                             let health = backend.runtime.health();
                             if health != Health::Unknown {
-                                send_report(&control, pool.name.clone(), backend.address, health == Health::Up);
+                                pending.insert((pool.name.clone(), backend.address), health == Health::Up);
                             }
                         }
                     }
@@ -400,24 +445,23 @@ async fn report_health(
     }
 }
 
-fn send_report(
+async fn send_report(
     control: &Arc<ClusterControl>,
     pool: String,
     address: std::net::SocketAddr,
     up: bool,
 ) {
-    let control = control.clone();
-    tokio::spawn(async move {
-        let report = LeaderRequest::HealthReport {
-            node: control.id,
-            pool,
-            address,
-            up,
-        };
-        if let Err(error) = control.execute(report).await {
-            tracing::debug!(%error, "health report not delivered");
-        }
-    });
+    let report = LeaderRequest::HealthReport {
+        node: control.id,
+        pool,
+        address,
+        up,
+    };
+    match tokio::time::timeout(HEALTH_REPORT_TIMEOUT, control.execute(report)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "health report not delivered"),
+        Err(_) => tracing::debug!("health report not delivered in time"),
+    }
 }
 
 /// Forms the cluster on first start: the member with the lowest id
@@ -559,7 +603,7 @@ impl RunningNode {
             if_version: None,
         };
         let caller = format!("SIGHUP on node {}", self.control.id);
-        match self.control.write(command, caller).await {
+        match self.control.write(command, caller, None).await {
             Ok(applied) => {
                 tracing::info!(
                     version = applied.version,

@@ -4,15 +4,28 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Events};
 use crate::metrics::Metrics;
 use crate::routing::{Health, PublishedTable, RoutingTable, Runtimes};
 use crate::state::ClusterState;
 
-/// Compiles applied states into routing tables and publishes them.
+/// Holds the applied state and compiles it into routing tables.
+///
+/// The state machine hands over each applied state with [`publish`], which
+/// only stores it: compiling runs on its own task ([`run_compiler`]), so
+/// Raft's apply never waits for it, and a burst of changes is compiled
+/// once, at its latest version.
+///
+/// [`publish`]: ServedConfig::publish
+/// [`run_compiler`]: ServedConfig::run_compiler
 pub struct ServedConfig {
-    state: Mutex<ClusterState>,
+    applied: Mutex<ClusterState>,
+    to_compile: watch::Sender<ClusterState>,
     committed: Mutex<HashMap<(String, SocketAddr), bool>>,
     runtimes: Runtimes,
     table: Arc<PublishedTable>,
@@ -23,7 +36,8 @@ impl ServedConfig {
     /// An empty configuration, reporting into `metrics`.
     pub fn new(metrics: Arc<Metrics>, events: Events) -> Self {
         ServedConfig {
-            state: Mutex::new(ClusterState::default()),
+            applied: Mutex::new(ClusterState::default()),
+            to_compile: watch::Sender::new(ClusterState::default()),
             committed: Mutex::default(),
             runtimes: Runtimes::new(metrics, events.clone()),
             table: Arc::new(PublishedTable::new(RoutingTable::empty())),
@@ -41,14 +55,58 @@ impl ServedConfig {
         self.runtimes.active(pool, address)
     }
 
-    /// Compiles `state` and publishes it. A state that does not compile
-    /// (which validation rules out) is logged and the current table kept.
+    /// Takes a newly applied state: readers see it at once, and the
+    /// compiler task turns it into the routing table.
     pub fn publish(&self, state: &ClusterState) {
-        match RoutingTable::compile(state, &self.runtimes) {
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+        self.to_compile.send_replace(state.clone());
+    }
+
+    /// Takes a state and compiles it before returning (at start-up, so a
+    /// restarted node forwards from its first connection).
+    pub fn publish_now(&self, state: &ClusterState) {
+        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
+        self.to_compile.send_replace(state.clone());
+        self.compile(state);
+    }
+
+    /// Compiles every state handed over by [`ServedConfig::publish`], the
+    /// latest first, until `stop`.
+    pub async fn run_compiler(self: Arc<Self>, stop: CancellationToken) {
+        let mut states = self.to_compile.subscribe();
+        loop {
+            tokio::select! {
+                changed = states.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+            let state = states.borrow_and_update().clone();
+            let served = self.clone();
+            // Compiling a large configuration is CPU work: keep it off the
+            // runtime's threads that serve traffic and Raft.
+            let compiled = tokio::task::spawn_blocking(move || served.compile(&state)).await;
+            if let Err(error) = compiled {
+                tracing::error!(%error, "routing table compiler failed");
+            }
+        }
+    }
+
+    /// Compiles `state` against the current table and publishes it; a state
+    /// that does not compile (which validation rules out) is logged and the
+    /// current table kept. Announces every version the new table adds.
+    fn compile(&self, state: &ClusterState) {
+        let previous = self.table.load_full();
+        if previous.version == state.version && previous.version != 0 {
+            return;
+        }
+        let started = Instant::now();
+        match RoutingTable::compile(state, &self.runtimes, Some(&previous)) {
             Ok(table) => {
                 {
                     let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-                    for pool in &table.pools {
+                    let reused = |pool: &Arc<crate::routing::Pool>| {
+                        previous.pools.iter().any(|p| Arc::ptr_eq(p, pool))
+                    };
+                    for pool in table.pools.iter().filter(|p| !reused(p)) {
                         for backend in &pool.backends {
                             if let Some(&up) = committed.get(&(pool.name.clone(), backend.address))
                             {
@@ -61,21 +119,27 @@ impl ServedConfig {
                         }
                     }
                 }
-                let previous = std::mem::replace(
-                    &mut *self.state.lock().unwrap_or_else(|e| e.into_inner()),
-                    state.clone(),
-                );
                 self.table.publish(table);
-                if previous.version != state.version
-                    && let Some(revision) = state.history.get(state.version)
-                {
+                let metrics = self.metrics();
+                metrics.table_compiles.inc();
+                metrics
+                    .table_compile_us
+                    .set(started.elapsed().as_micros() as i64);
+                for revision in state.history.after(previous.version) {
+                    if revision.version > state.version {
+                        break;
+                    }
                     self.events.publish(Event::Config {
-                        version: state.version,
+                        version: revision.version,
                         summary: revision.summary.clone(),
                         caller: revision.origin.caller.clone(),
                     });
                 }
-                tracing::info!(version = state.version, "serving configuration");
+                tracing::info!(
+                    version = state.version,
+                    compile_us = started.elapsed().as_micros() as u64,
+                    "serving configuration"
+                );
             }
             Err(error) => {
                 tracing::error!(version = state.version, %error, "cannot compile configuration")
@@ -132,12 +196,16 @@ impl ServedConfig {
             .copied()
     }
 
-    /// A copy of the state last published.
+    /// The state last applied (it may not be served yet; see
+    /// [`ServedConfig::version`]). A copy costs a few pointers.
     pub fn state(&self) -> ClusterState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// The version last published.
+    /// The version the routing table serves now.
     pub fn version(&self) -> u64 {
         self.table.load().version
     }

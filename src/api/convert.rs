@@ -1,10 +1,13 @@
 //! Conversions between the configuration model and its protobuf messages.
 //! Enum-like fields travel as the same strings `cluster.toml` uses, and are
-//! checked here with errors that name the field.
+//! checked here with errors that name the field. A field left out of a
+//! message takes the default of `config::defaults`, the same function the
+//! file format uses, so both roads give the same configuration; validation
+//! is `state::validate`'s alone.
 
 use crate::config::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    Protocol, RouteSpec,
+    Protocol, RouteSpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -15,173 +18,160 @@ fn parse_name<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Resul
         .map_err(|e| StateError::invalid(field, value, e.to_string()))
 }
 
-/// The model as a message.
+/// An optional enum-like field: its default when absent.
+fn parse_or<T: serde::de::DeserializeOwned + Default>(
+    field: &str,
+    value: Option<&str>,
+) -> Result<T, StateError> {
+    value.map_or(Ok(T::default()), |v| parse_name(field, v))
+}
+
+/// The model as a message; every field is set.
 pub fn to_proto(spec: &ClusterSpec) -> pb::ClusterConfig {
     pb::ClusterConfig {
-        frontends: spec
-            .frontends
+        frontends: spec.frontends.iter().map(frontend_to_proto).collect(),
+        pools: spec.pools.iter().map(pool_to_proto).collect(),
+    }
+}
+
+fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
+    pb::Frontend {
+        name: f.name.clone(),
+        port: u32::from(f.port),
+        protocol: f.protocol.as_str().to_string(),
+        pool: f.pool.clone(),
+        routes: f
+            .routes
             .iter()
-            .map(|f| pb::Frontend {
-                name: f.name.clone(),
-                port: u32::from(f.port),
-                protocol: f.protocol.as_str().to_string(),
-                pool: f.pool.clone(),
-                routes: f
-                    .routes
-                    .iter()
-                    .map(|r| pb::Route {
-                        host: r.host.clone(),
-                        path_prefix: r.path_prefix.clone(),
-                        pool: r.pool.clone(),
-                    })
-                    .collect(),
-                max_connections: f.max_connections,
-                connect_timeout_ms: f.connect_timeout_ms,
-                idle_timeout_ms: f.idle_timeout_ms,
-                header_timeout_ms: f.header_timeout_ms,
-                response_timeout_ms: f.response_timeout_ms,
-                retries: f.retries,
+            .map(|r| pb::Route {
+                host: r.host.clone(),
+                path_prefix: r.path_prefix.clone(),
+                pool: r.pool.clone(),
             })
             .collect(),
-        pools: spec
-            .pools
+        max_connections: Some(f.max_connections),
+        connect_timeout_ms: Some(f.connect_timeout_ms),
+        idle_timeout_ms: Some(f.idle_timeout_ms),
+        header_timeout_ms: Some(f.header_timeout_ms),
+        response_timeout_ms: Some(f.response_timeout_ms),
+        retries: Some(f.retries),
+    }
+}
+
+fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
+    let h = &p.health;
+    pb::Pool {
+        name: p.name.clone(),
+        algorithm: Some(p.algorithm.as_str().to_string()),
+        hash_key: p.hash_key.clone(),
+        health: Some(pb::Health {
+            check: Some(h.check.as_str().to_string()),
+            path: Some(h.path.clone()),
+            interval_ms: Some(h.interval_ms),
+            timeout_ms: Some(h.timeout_ms),
+            rise: Some(h.rise),
+            fall: Some(h.fall),
+            expect_status: Some(h.expect_status.clone()),
+            host: h.host.clone(),
+            eject_5xx_after: Some(h.eject_5xx_after),
+            max_ejected_percent: Some(h.max_ejected_percent),
+            slow_start_ms: Some(h.slow_start_ms),
+        }),
+        backends: p
+            .backends
             .iter()
-            .map(|p| pb::Pool {
-                name: p.name.clone(),
-                algorithm: p.algorithm.as_str().to_string(),
-                hash_key: p.hash_key.clone(),
-                health: Some(pb::Health {
-                    check: p.health.check.as_str().to_string(),
-                    path: p.health.path.clone(),
-                    interval_ms: p.health.interval_ms,
-                    timeout_ms: p.health.timeout_ms,
-                    rise: p.health.rise,
-                    fall: p.health.fall,
-                    expect_status: p.health.expect_status.clone(),
-                    host: p.health.host.clone(),
-                    eject_5xx_after: p.health.eject_5xx_after,
-                    max_ejected_percent: Some(p.health.max_ejected_percent),
-                    slow_start_ms: p.health.slow_start_ms,
-                }),
-                backends: p
-                    .backends
-                    .iter()
-                    .map(|b| pb::Backend {
-                        address: b.address.clone(),
-                        weight: b.weight,
-                        admin_state: b.admin_state.as_str().to_string(),
-                    })
-                    .collect(),
+            .map(|b| pb::Backend {
+                address: b.address.clone(),
+                weight: Some(b.weight),
+                admin_state: Some(b.admin_state.as_str().to_string()),
             })
             .collect(),
     }
 }
 
-/// A message as the model; unset numbers take the `cluster.toml` defaults.
+/// A message as the model; fields left out take the `cluster.toml`
+/// defaults.
 pub fn from_proto(config: pb::ClusterConfig) -> Result<ClusterSpec, StateError> {
-    let defaults_frontend: FrontendSpec =
-        toml::from_str("name = \"\"\nport = 1\nprotocol = \"tcp\"\npool = \"\"")
-            .map_err(|e| StateError::invalid("frontend", "", e.to_string()))?;
     let mut spec = ClusterSpec::default();
     for f in config.frontends {
-        let at = |field: &str| format!("frontend[{}].{field}", f.name);
-        let port = u16::try_from(f.port)
-            .map_err(|_| StateError::invalid(at("port"), f.port, "must be 1 to 65535"))?;
-        let or = |value: u64, default: u64| if value == 0 { default } else { value };
-        spec.frontends.push(FrontendSpec {
-            protocol: parse_name::<Protocol>(&at("protocol"), &f.protocol)?,
-            port,
-            routes: f
-                .routes
-                .into_iter()
-                .map(|r| RouteSpec {
-                    host: r.host,
-                    path_prefix: r.path_prefix,
-                    pool: r.pool,
-                })
-                .collect(),
-            max_connections: if f.max_connections == 0 {
-                defaults_frontend.max_connections
-            } else {
-                f.max_connections
-            },
-            connect_timeout_ms: or(f.connect_timeout_ms, defaults_frontend.connect_timeout_ms),
-            idle_timeout_ms: or(f.idle_timeout_ms, defaults_frontend.idle_timeout_ms),
-            header_timeout_ms: or(f.header_timeout_ms, defaults_frontend.header_timeout_ms),
-            response_timeout_ms: or(f.response_timeout_ms, defaults_frontend.response_timeout_ms),
-            retries: f.retries,
-            name: f.name,
-            pool: f.pool,
-        });
+        spec.frontends.push(frontend_from_proto(f)?);
     }
     for p in config.pools {
-        let at = |field: &str| format!("pool[{}].{field}", p.name);
-        let algorithm = if p.algorithm.is_empty() {
-            Algorithm::default()
-        } else {
-            parse_name::<Algorithm>(&at("algorithm"), &p.algorithm)?
-        };
-        let health = match p.health {
-            None => HealthSpec::default(),
-            Some(h) => {
-                let d = HealthSpec::default();
-                HealthSpec {
-                    check: if h.check.is_empty() {
-                        CheckKind::default()
-                    } else {
-                        parse_name::<CheckKind>(&at("health.check"), &h.check)?
-                    },
-                    path: if h.path.is_empty() { d.path } else { h.path },
-                    interval_ms: if h.interval_ms == 0 {
-                        d.interval_ms
-                    } else {
-                        h.interval_ms
-                    },
-                    timeout_ms: if h.timeout_ms == 0 {
-                        d.timeout_ms
-                    } else {
-                        h.timeout_ms
-                    },
-                    rise: if h.rise == 0 { d.rise } else { h.rise },
-                    fall: if h.fall == 0 { d.fall } else { h.fall },
-                    expect_status: if h.expect_status.is_empty() {
-                        d.expect_status
-                    } else {
-                        h.expect_status
-                    },
-                    host: h.host,
-                    eject_5xx_after: if h.eject_5xx_after == 0 {
-                        d.eject_5xx_after
-                    } else {
-                        h.eject_5xx_after
-                    },
-                    max_ejected_percent: h.max_ejected_percent.unwrap_or(d.max_ejected_percent),
-                    slow_start_ms: h.slow_start_ms,
-                }
-            }
-        };
-        let mut backends = Vec::new();
-        for b in p.backends {
-            let field = format!("pool[{}].backend[{}].admin_state", p.name, b.address);
-            backends.push(BackendSpec {
-                admin_state: if b.admin_state.is_empty() {
-                    AdminState::default()
-                } else {
-                    parse_name::<AdminState>(&field, &b.admin_state)?
-                },
-                weight: if b.weight == 0 { 1 } else { b.weight },
-                address: b.address,
-            });
-        }
-        spec.pools.push(PoolSpec {
-            name: p.name,
-            algorithm,
-            hash_key: p.hash_key,
-            health,
-            backends,
-        });
+        spec.pools.push(pool_from_proto(p)?);
     }
     Ok(spec)
+}
+
+fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
+    let at = |field: &str| format!("frontend[{}].{field}", f.name);
+    let port = u16::try_from(f.port)
+        .map_err(|_| StateError::invalid(at("port"), f.port, "must be 1 to 65535"))?;
+    Ok(FrontendSpec {
+        protocol: parse_name::<Protocol>(&at("protocol"), &f.protocol)?,
+        port,
+        routes: f
+            .routes
+            .into_iter()
+            .map(|r| RouteSpec {
+                host: r.host,
+                path_prefix: r.path_prefix,
+                pool: r.pool,
+            })
+            .collect(),
+        max_connections: f.max_connections.unwrap_or_else(defaults::max_connections),
+        connect_timeout_ms: f
+            .connect_timeout_ms
+            .unwrap_or_else(defaults::connect_timeout_ms),
+        idle_timeout_ms: f.idle_timeout_ms.unwrap_or_else(defaults::idle_timeout_ms),
+        header_timeout_ms: f
+            .header_timeout_ms
+            .unwrap_or_else(defaults::header_timeout_ms),
+        response_timeout_ms: f
+            .response_timeout_ms
+            .unwrap_or_else(defaults::response_timeout_ms),
+        retries: f.retries.unwrap_or_else(defaults::retries),
+        name: f.name,
+        pool: f.pool,
+    })
+}
+
+fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
+    let at = |field: &str| format!("pool[{}].{field}", p.name);
+    let algorithm = parse_or::<Algorithm>(&at("algorithm"), p.algorithm.as_deref())?;
+    let health = match p.health {
+        None => HealthSpec::default(),
+        Some(h) => HealthSpec {
+            check: parse_or::<CheckKind>(&at("health.check"), h.check.as_deref())?,
+            path: h.path.unwrap_or_else(defaults::health_path),
+            interval_ms: h.interval_ms.unwrap_or_else(defaults::interval_ms),
+            timeout_ms: h.timeout_ms.unwrap_or_else(defaults::probe_timeout_ms),
+            rise: h.rise.unwrap_or_else(defaults::rise),
+            fall: h.fall.unwrap_or_else(defaults::fall),
+            expect_status: h.expect_status.unwrap_or_else(defaults::expect_status),
+            host: h.host,
+            eject_5xx_after: h.eject_5xx_after.unwrap_or_else(defaults::eject_5xx_after),
+            max_ejected_percent: h
+                .max_ejected_percent
+                .unwrap_or_else(defaults::max_ejected_percent),
+            slow_start_ms: h.slow_start_ms.unwrap_or_default(),
+        },
+    };
+    let mut backends = Vec::with_capacity(p.backends.len());
+    for b in p.backends {
+        let field = format!("pool[{}].backend[{}].admin_state", p.name, b.address);
+        backends.push(BackendSpec {
+            admin_state: parse_or::<AdminState>(&field, b.admin_state.as_deref())?,
+            weight: b.weight.unwrap_or_else(defaults::weight),
+            address: b.address,
+        });
+    }
+    Ok(PoolSpec {
+        name: p.name,
+        algorithm,
+        hash_key: p.hash_key,
+        health,
+        backends,
+    })
 }
 
 #[cfg(test)]
@@ -217,12 +207,116 @@ hash_key = "cookie:sid"
         assert_eq!(from_proto(to_proto(&spec)), Ok(spec));
     }
 
+    /// Every field of cluster.toml set to something other than its
+    /// default, so a field the conversion drops or defaults shows.
+    const EVERY_FIELD: &str = r#"
+[[frontend]]
+name = "web"
+port = 8080
+protocol = "http"
+pool = "web"
+max_connections = 77
+connect_timeout_ms = 1234
+idle_timeout_ms = 4321
+header_timeout_ms = 999
+response_timeout_ms = 5555
+retries = 0
+  [[frontend.route]]
+  host = "a.example"
+  path_prefix = "/v1/"
+  pool = "api"
+[[pool]]
+name = "web"
+algorithm = "least_connections"
+  [pool.health]
+  check = "http"
+  path = "/ping"
+  interval_ms = 2000
+  timeout_ms = 700
+  rise = 4
+  fall = 5
+  expect_status = "204"
+  host = "health.example"
+  eject_5xx_after = 9
+  max_ejected_percent = 0
+  slow_start_ms = 15000
+  [[pool.backend]]
+  address = "127.0.0.1:9001"
+  weight = 3
+  admin_state = "draining"
+[[pool]]
+name = "api"
+algorithm = "maglev"
+hash_key = "cookie:sid"
+  [[pool.backend]]
+  address = "[::1]:9101"
+  admin_state = "disabled"
+"#;
+
+    #[test]
+    fn every_field_round_trips_toml_api_toml() {
+        let spec: ClusterSpec = toml::from_str(EVERY_FIELD).expect("spec");
+        crate::state::validate(&spec).expect("valid");
+        let back = from_proto(to_proto(&spec)).expect("converts");
+        assert_eq!(back, spec);
+        let text = toml::to_string(&back).expect("toml");
+        assert_eq!(
+            toml::from_str::<ClusterSpec>(&text).expect("reparses"),
+            spec
+        );
+    }
+
+    #[test]
+    fn a_field_left_out_gets_the_same_default_by_either_road() {
+        let from_file: ClusterSpec = toml::from_str(
+            "[[frontend]]\nname = \"web\"\nport = 80\nprotocol = \"tcp\"\npool = \"web\"\n\
+             [[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"tcp\"\n\
+             [[pool.backend]]\naddress = \"127.0.0.1:1\"\n",
+        )
+        .expect("spec");
+        let from_api = from_proto(pb::ClusterConfig {
+            frontends: vec![pb::Frontend {
+                name: "web".into(),
+                port: 80,
+                protocol: "tcp".into(),
+                pool: "web".into(),
+                ..Default::default()
+            }],
+            pools: vec![pb::Pool {
+                name: "web".into(),
+                health: Some(pb::Health {
+                    check: Some("tcp".into()),
+                    ..Default::default()
+                }),
+                backends: vec![pb::Backend {
+                    address: "127.0.0.1:1".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .expect("converts");
+        assert_eq!(from_api, from_file);
+        assert_eq!(from_api.frontends[0].retries, 2);
+        // A pool with no health section at all, by either road.
+        let bare_file: ClusterSpec = toml::from_str("[[pool]]\nname = \"p\"\n").expect("spec");
+        let bare_api = from_proto(pb::ClusterConfig {
+            pools: vec![pb::Pool {
+                name: "p".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .expect("converts");
+        assert_eq!(bare_api, bare_file);
+    }
+
     #[test]
     fn a_bad_enum_names_its_field() {
         let mut config = pb::ClusterConfig::default();
         config.pools.push(pb::Pool {
             name: "web".into(),
-            algorithm: "fastest".into(),
+            algorithm: Some("fastest".into()),
             ..Default::default()
         });
         match from_proto(config) {

@@ -19,7 +19,7 @@ use crate::events::{Event, Stamped};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use crate::raft::ClusterNode;
-use crate::state::{Applied, Command, StateError, parse_backend_address};
+use crate::state::{Applied, ClusterState, Command, StateError, parse_backend_address};
 
 /// Largest configuration accepted, encoded; larger ones are refused with
 /// INVALID_ARGUMENT rather than replicated to every node.
@@ -50,13 +50,18 @@ impl ControlApi {
         InterceptedService::new(server, token.interceptor())
     }
 
-    /// Proposes `command` for the caller of `request`.
+    /// Proposes `command` for the caller of `request`, once per
+    /// `request_id` (empty: none given).
     async fn change<T>(
         &self,
         request: &Request<T>,
         command: Command,
+        request_id: &str,
     ) -> Result<Response<pb::ChangeReply>, Status> {
-        let applied = self.control.write(command, caller(request)).await?;
+        let applied = self
+            .control
+            .write(command, caller(request), request_id_of(request_id))
+            .await?;
         Ok(Response::new(change_reply(applied, false)))
     }
 }
@@ -70,8 +75,15 @@ fn caller<T>(request: &Request<T>) -> String {
     }
 }
 
+/// The request id a client gave, if any.
+fn request_id_of(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 fn change_reply(applied: Applied, dry_run: bool) -> pb::ChangeReply {
     pb::ChangeReply {
+        unchanged: applied.unchanged,
+        replayed: applied.replayed,
         version: applied.version,
         changes: applied
             .changes
@@ -99,6 +111,10 @@ fn admin_state(field: &str, value: &str) -> Result<crate::config::AdminState, St
         ))
         .into()
     })
+}
+
+fn not_found(what: String) -> Status {
+    ControlError::from(StateError::NotFound { what }).into()
 }
 
 fn address(field: &str, value: &str) -> Result<SocketAddr, Status> {
@@ -164,7 +180,10 @@ impl ControlService for ControlApi {
             let applied = self.control.dry_run(command).await?;
             return Ok(Response::new(change_reply(applied, true)));
         }
-        let applied = self.control.write(command, caller).await?;
+        let applied = self
+            .control
+            .write(command, caller, request_id_of(&request.request_id))
+            .await?;
         Ok(Response::new(change_reply(applied, false)))
     }
 
@@ -194,23 +213,23 @@ impl ControlService for ControlApi {
             pool: r.pool.clone(),
             backend: crate::config::BackendSpec {
                 address: r.address.clone(),
-                weight: if r.weight == 0 { 1 } else { r.weight },
+                weight: r.weight.unwrap_or_else(crate::config::defaults::weight),
                 admin_state: state,
             },
         };
-        self.change(&request, command).await
+        self.change(&request, command, &r.request_id).await
     }
 
     async fn remove_backend(
         &self,
-        request: Request<pb::BackendRef>,
+        request: Request<pb::RemoveBackendRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
         let r = request.get_ref();
         let command = Command::RemoveBackend {
             pool: r.pool.clone(),
             address: r.address.clone(),
         };
-        self.change(&request, command).await
+        self.change(&request, command, &r.request_id).await
     }
 
     async fn set_weight(
@@ -223,7 +242,7 @@ impl ControlService for ControlApi {
             address: r.address.clone(),
             weight: r.weight,
         };
-        self.change(&request, command).await
+        self.change(&request, command, &r.request_id).await
     }
 
     async fn set_admin_state(
@@ -236,7 +255,7 @@ impl ControlService for ControlApi {
             address: r.address.clone(),
             state: admin_state("admin_state", &r.admin_state)?,
         };
-        self.change(&request, command).await
+        self.change(&request, command, &r.request_id).await
     }
 
     async fn wait_drained(
@@ -245,7 +264,31 @@ impl ControlService for ControlApi {
     ) -> Result<Response<pb::WaitDrainedReply>, Status> {
         let r = request.into_inner();
         let backend = address("address", &r.address)?;
-        let timeout = Duration::from_millis(r.timeout_ms).min(MAX_DRAIN_WAIT);
+        let timeout = Duration::from_millis(r.timeout_ms);
+        if timeout.is_zero() || timeout > MAX_DRAIN_WAIT {
+            return Err(ControlError::from(StateError::invalid(
+                "timeout_ms",
+                r.timeout_ms,
+                format!("must be 1 to {} ms", MAX_DRAIN_WAIT.as_millis()),
+            ))
+            .into());
+        }
+        // The pool and backend must exist in the committed configuration
+        // (a linearizable read): a typo must not read as "drained".
+        let state = self.control.read_config(false).await?;
+        let pool = state
+            .spec
+            .pools
+            .iter()
+            .find(|p| p.name == r.pool)
+            .ok_or_else(|| not_found(format!("pool {:?}", r.pool)))?;
+        let known = pool
+            .backends
+            .iter()
+            .any(|b| parse_backend_address("address", &b.address).is_ok_and(|a| a == backend));
+        if !known {
+            return Err(not_found(format!("backend {backend} in pool {:?}", r.pool)));
+        }
         let (drained, counts) = self.control.wait_drained(&r.pool, backend, timeout).await;
         Ok(Response::new(pb::WaitDrainedReply {
             drained,
@@ -285,26 +328,48 @@ impl ControlService for ControlApi {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::ChangeReply>, Status> {
-        let command = Command::Rollback {
-            version: request.get_ref().version,
-        };
-        self.change(&request, command).await
+        let r = request.get_ref();
+        let command = Command::Rollback { version: r.version };
+        self.change(&request, command, &r.request_id).await
     }
 
     type WatchStream = WatchStream;
 
     async fn watch(
         &self,
-        _request: Request<pb::WatchRequest>,
+        request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let node = self.control.id;
+        // Subscribe before reading the history, so nothing falls between
+        // the replay and the live events; what falls in both is sent once.
         let mut events = self.control.served.events().subscribe();
+        let from = request.into_inner().from_version;
+        let replay = match from {
+            Some(from) => replay_after(node, &self.control.served.state(), from)?,
+            None => Vec::new(),
+        };
+        let mut last_sent = replay
+            .last()
+            .map_or(from.unwrap_or(0), |(version, _)| *version);
         let stream = async_stream::stream! {
+            for (_, event) in replay {
+                yield Ok(event);
+            }
             loop {
                 match events.recv().await {
-                    Ok(stamped) => yield Ok(watch_event(node, stamped)),
+                    Ok(stamped) => {
+                        if let Event::Config { version, .. } = &stamped.event {
+                            if *version <= last_sent {
+                                continue;
+                            }
+                            last_sent = *version;
+                        }
+                        yield Ok(watch_event(node, stamped));
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        yield Err(Status::resource_exhausted(format!("watcher too slow: {missed} events missed")));
+                        yield Err(Status::resource_exhausted(format!(
+                            "watcher too slow: {missed} events missed; resume with from_version {last_sent}"
+                        )));
                         break;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -373,6 +438,45 @@ impl ControlService for ControlApi {
     }
 }
 
+/// The configuration changes after version `from` that this node's history
+/// holds, as watch events; OUT_OF_RANGE when the history no longer reaches
+/// back to `from` (etcd's "compacted").
+fn replay_after(
+    node: u64,
+    state: &ClusterState,
+    from: u64,
+) -> Result<Vec<(u64, pb::WatchEvent)>, Status> {
+    if from >= state.version {
+        return Ok(Vec::new());
+    }
+    let oldest = state.history.oldest().unwrap_or(state.version + 1);
+    if from + 1 < oldest {
+        return Err(Status::out_of_range(format!(
+            "version {from} is compacted: the history keeps changes from version {oldest} to {} \
+             (resume from {} or later, or read the whole configuration with GetConfig)",
+            state.version,
+            oldest - 1
+        )));
+    }
+    Ok(state
+        .history
+        .after(from)
+        .map(|r| {
+            let event = pb::WatchEvent {
+                node,
+                time_unix_ms: r.origin.time_ms,
+                event: Some(pb::watch_event::Event::Config(pb::ConfigChanged {
+                    version: r.version,
+                    summary: r.summary.clone(),
+                    caller: r.origin.caller.clone(),
+                    replayed: true,
+                })),
+            };
+            (r.version, event)
+        })
+        .collect())
+}
+
 fn watch_event(node: u64, stamped: Stamped) -> pb::WatchEvent {
     use pb::watch_event::Event as E;
     let event = match stamped.event {
@@ -384,6 +488,7 @@ fn watch_event(node: u64, stamped: Stamped) -> pb::WatchEvent {
             version,
             summary,
             caller,
+            replayed: false,
         }),
         Event::Leader { leader, term } => E::Leader(pb::LeaderChanged { leader, term }),
         Event::Health {

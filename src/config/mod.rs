@@ -7,7 +7,7 @@ mod spec;
 pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use spec::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    Protocol, RouteSpec,
+    Protocol, RouteSpec, defaults,
 };
 
 /// An error reading or parsing one of the operator's files.

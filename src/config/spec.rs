@@ -263,8 +263,10 @@ impl Protocol {
     }
 }
 
-/// Defaults chosen to match what HAProxy and nginx operators expect.
-mod defaults {
+/// Defaults chosen to match what HAProxy and nginx operators expect: the
+/// one place they are written, used by the file format (serde) and by the
+/// API conversion alike.
+pub mod defaults {
     pub fn max_connections() -> u32 {
         10_000
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::raft::election::ElectionTimer;
-use crate::raft::network::{peer_channel, peer_client};
+use crate::raft::network::{PeerChannels, peer_client};
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
 use crate::state::{Applied, ClusterState, Command, Origin};
@@ -124,6 +124,8 @@ pub struct ClusterControl {
     /// How long voters refuse candidates after a leader's last message
     /// (the minimum election timeout).
     pub vote_lease: Duration,
+    /// Channels to the peers for forwarded calls and queries.
+    pub channels: PeerChannels,
 }
 
 impl ClusterControl {
@@ -167,9 +169,14 @@ impl ClusterControl {
     ) -> Result<LeaderReply, ControlError> {
         match request {
             LeaderRequest::Write(entry) => {
-                if let RaftRequest::Apply { command, .. } = &entry {
-                    // Refuse a bad command before it reaches the log.
-                    self.served.state().dispatch(command.clone())?;
+                if let RaftRequest::Apply {
+                    command,
+                    request_id,
+                    ..
+                } = &entry
+                    && let Some(answer) = self.precheck(command, request_id.as_deref()).await?
+                {
+                    return Ok(LeaderReply::Applied(answer?));
                 }
                 let response = self.raft.client_write(entry).await.map_err(write_error)?;
                 Ok(LeaderReply::Applied(response.data.result?))
@@ -182,7 +189,9 @@ impl ClusterControl {
                 // Nothing was committed: the version stays the current one.
                 Ok(LeaderReply::Applied(Applied {
                     version: current,
+                    unchanged: changes.is_empty(),
                     changes,
+                    replayed: false,
                 }))
             }
             LeaderRequest::ReadConfig => {
@@ -208,6 +217,36 @@ impl ClusterControl {
             LeaderRequest::AddNode { id, node } => self.add_node(id, node).await,
             LeaderRequest::RemoveNode { id } => self.remove_node(id).await,
         }
+    }
+
+    /// As leader, before proposing: the first result of `request_id` if it
+    /// was applied already, and a refusal for a command that cannot apply
+    /// (so a bad command never reaches the log). A refused command with a
+    /// request id is looked up again after a linearizable read point: the
+    /// refusal may only mean that its own first attempt has just been
+    /// applied (an `ALREADY_EXISTS` for a retried `AddBackend`).
+    async fn precheck(
+        &self,
+        command: &Command,
+        request_id: Option<&str>,
+    ) -> Result<Option<Result<Applied, crate::state::StateError>>, ControlError> {
+        let state = self.served.state();
+        if let Some(id) = request_id
+            && let Some(first) = state.answered(id)
+        {
+            return Ok(Some(first));
+        }
+        let mut copy = state;
+        let Err(refusal) = copy.dispatch(command.clone()) else {
+            return Ok(None);
+        };
+        if let Some(id) = request_id {
+            self.confirm_leadership().await?;
+            if let Some(first) = self.served.state().answered(id) {
+                return Ok(Some(first));
+            }
+        }
+        Err(refusal.into())
     }
 
     /// Confirms with a quorum that this node still leads and has applied
@@ -237,7 +276,10 @@ impl ClusterControl {
         let Some(address) = address else {
             return Err(ControlError::NotLeader);
         };
-        let channel = peer_channel(&address).map_err(|e| ControlError::Internal(e.to_string()))?;
+        let channel = self
+            .channels
+            .get(&address)
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
         let json =
             serde_json::to_vec(request).map_err(|e| ControlError::Internal(e.to_string()))?;
         let mut grpc = tonic::Request::new(RaftPayload { json });
@@ -269,13 +311,38 @@ impl ClusterControl {
         }
     }
 
-    /// Proposes `command` on behalf of `caller`; what it changed.
-    pub async fn write(&self, command: Command, caller: String) -> Result<Applied, ControlError> {
+    /// Proposes `command` on behalf of `caller`; what it changed. With a
+    /// `request_id`, the command is applied at most once however often it
+    /// is retried (here after a lost forward, or by the client): a repeat
+    /// gets the first result back.
+    pub async fn write(
+        &self,
+        command: Command,
+        caller: String,
+        request_id: Option<String>,
+    ) -> Result<Applied, ControlError> {
+        if let Some(id) = &request_id {
+            crate::state::check_request_id(id)?;
+        }
+        // A write without an id still gets one here, so this node's own
+        // retries (a forward whose leader died before answering) are safe.
+        let request_id = request_id.or_else(|| {
+            Some(format!(
+                "node{}-{}-{:016x}",
+                self.id,
+                unix_millis(),
+                fastrand::u64(..)
+            ))
+        });
         let origin = Origin {
             time_ms: unix_millis(),
             caller,
         };
-        let request = LeaderRequest::Write(RaftRequest::Apply { command, origin });
+        let request = LeaderRequest::Write(RaftRequest::Apply {
+            command,
+            origin,
+            request_id,
+        });
         match self.execute(request).await? {
             LeaderReply::Applied(applied) => Ok(applied),
             other => Err(ControlError::Internal(format!(
@@ -327,12 +394,17 @@ impl ClusterControl {
                     address,
                     up,
                 };
-                match self.raft.client_write(entry).await {
-                    Ok(_) => tracing::info!(
+                match tokio::time::timeout(OPERATION_TIMEOUT, self.raft.client_write(entry)).await {
+                    Ok(Ok(_)) => tracing::info!(
                         "backend health committed: pool={pool} addr={address} health={}",
                         if up { "up" } else { "down" }
                     ),
-                    Err(error) => tracing::debug!(%error, "health not committed"),
+                    Ok(Err(error)) => tracing::debug!(%error, "health not committed"),
+                    Err(_) => tracing::warn!(
+                        pool, %address,
+                        "health not committed within {} s (no quorum?); the next report retries",
+                        OPERATION_TIMEOUT.as_secs()
+                    ),
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterControl;
 use crate::proto::v1::RaftPayload;
 use crate::raft::NodeId;
-use crate::raft::network::{peer_channel, peer_client};
+use crate::raft::network::peer_client;
 
 /// A question a node answers about its own state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,7 +184,7 @@ impl ClusterControl {
         query: &PeerQuery,
         within: Duration,
     ) -> Option<PeerAnswer> {
-        let channel = peer_channel(raft_addr).ok()?;
+        let channel = self.channels.get(raft_addr).ok()?;
         let json = serde_json::to_vec(query).ok()?;
         let mut grpc = tonic::Request::new(RaftPayload { json });
         grpc.set_timeout(within);

@@ -15,9 +15,25 @@ use super::{ClusterControl, ControlError, LeaderReply};
 use crate::raft::NodeId;
 
 /// How long the new leader may take to be elected once asked.
-const ELECTION_WAIT: Duration = Duration::from_secs(3);
+const ELECTION_WAIT: Duration = Duration::from_secs(2);
 /// How long the target may take to catch up before the hand-over starts.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+/// With [`ELECTION_WAIT`] and the vote lease, a transfer ends well within
+/// the control API's operation timeout.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(1500);
+
+/// Turns heartbeats and the VIP role back on when a transfer ends, however
+/// it ends: success, error, or its caller gone (a dropped future runs no
+/// code after its last `.await`, but it does run this).
+struct ResumeOnDrop<'a> {
+    control: &'a ClusterControl,
+}
+
+impl Drop for ResumeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.control.raft.runtime_config().heartbeat(true);
+        self.control.vip.resume();
+    }
+}
 
 impl ClusterControl {
     /// As leader: hands leadership (and so the VIP) to `target`, or to the
@@ -63,6 +79,7 @@ impl ClusterControl {
         self.wait_caught_up(target).await?;
 
         tracing::info!(target, "transferring leadership");
+        let resume = ResumeOnDrop { control: self };
         self.vip.pause("transferring leadership").await;
         self.raft.runtime_config().heartbeat(false);
         tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
@@ -83,8 +100,7 @@ impl ClusterControl {
                 }
             };
         // Whatever happened, this node heartbeats again whenever it leads.
-        self.raft.runtime_config().heartbeat(true);
-        self.vip.resume();
+        drop(resume);
         let leader = self.raft.metrics().borrow().current_leader;
         if !elected {
             return Err(ControlError::Unavailable(format!(

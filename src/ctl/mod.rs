@@ -6,6 +6,7 @@
 //! why), 2 bad usage, 3 the cluster could not be reached.
 
 mod output;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,10 +97,17 @@ pub enum Verb {
         version: u64,
     },
     /// Stream configuration, leader and backend health changes as the
-    /// contacted node sees them, until Ctrl-C.
+    /// contacted node sees them, until Ctrl-C. When that node goes away,
+    /// the watch moves to the next endpoint and resumes from the last
+    /// configuration version it printed: no change is missed or repeated.
     ///
-    /// Example: raftlb ctl watch
-    Watch,
+    /// Example: raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200 watch --from-version 40
+    Watch {
+        /// First print every change after this version that the history
+        /// still holds.
+        #[arg(long)]
+        from_version: Option<u64>,
+    },
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(ClusterVerb),
@@ -245,12 +253,19 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> Outcome {
     let token = Token::from_value(args.token.clone());
+    if let Verb::Watch { from_version } = args.verb {
+        return watch::follow(&args.endpoint, &token, from_version, args.json).await;
+    }
+    // One id per invocation, kept across endpoints: a write retried on the
+    // next node after a lost reply is applied once.
+    let ids = RequestIds::new();
     let mut last_error = String::from("no endpoint given");
     for endpoint in &args.endpoint {
         let client = match connect(endpoint).await {
             Ok(client) => Client {
                 inner: client,
                 token: token.clone(),
+                ids: ids.clone(),
             },
             Err(error) => {
                 last_error = format!("{endpoint}: {error}");
@@ -275,10 +290,32 @@ pub async fn run(args: CtlArgs) -> Outcome {
     Outcome::Unreachable(format!("cluster unreachable: {last_error}"))
 }
 
+/// Request ids of one ctl invocation: `ctl-<random>` for its write, and
+/// `ctl-<random>/<step>` where one invocation makes several (a drain, then
+/// a removal).
+#[derive(Clone)]
+struct RequestIds {
+    base: String,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            base: format!("ctl-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        }
+    }
+
+    /// The id of the invocation's write named `step`.
+    fn id(&self, step: &str) -> String {
+        format!("{}/{step}", self.base)
+    }
+}
+
 /// A connected client that sends the token with every call.
 struct Client {
     inner: ControlServiceClient<Channel>,
     token: Token,
+    ids: RequestIds,
 }
 
 impl Client {
@@ -290,7 +327,7 @@ impl Client {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, String> {
+pub(crate) async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, String> {
     let channel = Endpoint::from_shared(format!("http://{endpoint}"))
         .map_err(|e| format!("bad endpoint: {e}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -302,13 +339,13 @@ async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, String
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
-fn is_unreachable(status: &tonic::Status) -> bool {
+pub(crate) fn is_unreachable(status: &tonic::Status) -> bool {
     // UNAVAILABLE from a reachable node means "no quorum": that is the
     // cluster's answer, not a reason to try another endpoint.
     status.code() == tonic::Code::Unavailable && status.message().contains("transport")
 }
 
-fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::InvalidArgument => "invalid argument",
         tonic::Code::NotFound => "not found",
@@ -321,10 +358,11 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-fn backend(pool: &str, address: &str) -> pb::BackendRef {
-    pb::BackendRef {
+fn remove_backend(pool: &str, address: &str, request_id: String) -> pb::RemoveBackendRequest {
+    pb::RemoveBackendRequest {
         pool: pool.to_string(),
         address: address.to_string(),
+        request_id,
     }
 }
 
@@ -349,6 +387,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
                 config: Some(convert::to_proto(&spec)),
                 if_version: *if_version,
                 dry_run: *dry_run,
+                request_id: client.ids.id("apply"),
             };
             let request = client.request(message, CALL_TIMEOUT);
             let reply = client.inner.apply_config(request).await?.into_inner();
@@ -374,23 +413,16 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             Outcome::Done(output::history(&reply, json))
         }
         Verb::Rollback { version } => {
-            let request = client.request(pb::RollbackRequest { version: *version }, CALL_TIMEOUT);
+            let message = pb::RollbackRequest {
+                version: *version,
+                request_id: client.ids.id("rollback"),
+            };
+            let request = client.request(message, CALL_TIMEOUT);
             let reply = client.inner.rollback(request).await?.into_inner();
             Outcome::Done(output::changes(&reply, json))
         }
-        Verb::Watch => {
-            let mut request = tonic::Request::new(pb::WatchRequest {});
-            client.token.attach(&mut request);
-            let mut stream = client.inner.watch(request).await?.into_inner();
-            while let Some(event) = stream.message().await? {
-                use std::io::Write;
-                if writeln!(std::io::stdout(), "{}", output::event(&event, json)).is_err() {
-                    // The reader went away (`raftlb ctl watch | head`).
-                    return Ok(Outcome::Done(String::new()));
-                }
-            }
-            Outcome::Done("watch ended: the node closed the stream".into())
-        }
+        // Runs apart, across endpoints (see `run`).
+        Verb::Watch { .. } => Outcome::Usage("watch cannot run here".into()),
         Verb::Cluster(ClusterVerb::AddNode {
             id,
             raft_addr,
@@ -424,10 +456,12 @@ async fn backend_verb(
     verb: &BackendVerb,
     json: bool,
 ) -> Result<Outcome, tonic::Status> {
+    let ids = client.ids.clone();
     let set_state = |pool: &str, address: &str, state: &str| pb::SetAdminStateRequest {
         pool: pool.to_string(),
         address: address.to_string(),
         admin_state: state.to_string(),
+        request_id: ids.id(state),
     };
     Ok(match verb {
         BackendVerb::Add {
@@ -438,8 +472,9 @@ async fn backend_verb(
             let message = pb::AddBackendRequest {
                 pool: pool.clone(),
                 address: address.clone(),
-                weight: *weight,
+                weight: Some(*weight),
                 admin_state: String::new(),
+                request_id: ids.id("add"),
             };
             let request = client.request(message, CALL_TIMEOUT);
             Outcome::Done(output::changes(
@@ -456,6 +491,7 @@ async fn backend_verb(
                 pool: pool.clone(),
                 address: address.clone(),
                 weight: *weight,
+                request_id: ids.id("set-weight"),
             };
             let request = client.request(message, CALL_TIMEOUT);
             Outcome::Done(output::changes(
@@ -507,7 +543,10 @@ async fn backend_verb(
                 let (_, report) = wait_drained(&mut client, pool, address, *timeout, json).await?;
                 lines.push(report);
             }
-            let request = client.request(backend(pool, address), CALL_TIMEOUT);
+            let request = client.request(
+                remove_backend(pool, address, ids.id("remove")),
+                CALL_TIMEOUT,
+            );
             let reply = client.inner.remove_backend(request).await?.into_inner();
             lines.push(output::changes(&reply, json));
             Outcome::Done(lines.join("\n"))

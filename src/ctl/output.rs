@@ -249,7 +249,9 @@ pub fn changes(reply: &pb::ChangeReply, json: bool) -> String {
             .iter()
             .map(|c| serde_json::json!({"kind": c.kind, "object": c.object, "name": c.name, "detail": c.detail}))
             .collect();
-        return serde_json::json!({"version": reply.version, "dry_run": reply.dry_run, "changes": changes}).to_string();
+        return serde_json::json!({"version": reply.version, "dry_run": reply.dry_run,
+            "unchanged": reply.unchanged, "replayed": reply.replayed, "changes": changes})
+        .to_string();
     }
     let mut lines: Vec<String> = reply
         .changes
@@ -275,9 +277,17 @@ pub fn changes(reply: &pb::ChangeReply, json: bool) -> String {
             "dry run: nothing changed (configuration is at version {})",
             reply.version
         )
+    } else if reply.unchanged {
+        format!(
+            "unchanged: the configuration already was so (version {})",
+            reply.version
+        )
     } else {
         format!("applied: configuration version {}", reply.version)
     });
+    if reply.replayed {
+        lines.push("(this request had been applied already; nothing was applied again)".into());
+    }
     lines.join("\n")
 }
 
@@ -349,8 +359,12 @@ pub fn event(event: &pb::WatchEvent, json: bool) -> String {
     let time = utc(event.time_unix_ms);
     match (&event.event, json) {
         (Some(E::Config(c)), false) => format!(
-            "{time} node {} config version {}: {} (by {})",
-            event.node, c.version, c.summary, c.caller
+            "{time} node {} config version {}: {} (by {}){}",
+            event.node,
+            c.version,
+            c.summary,
+            c.caller,
+            if c.replayed { " [history]" } else { "" }
         ),
         (Some(E::Leader(l)), false) => format!(
             "{time} node {} leader {} (term {})",
@@ -363,7 +377,7 @@ pub fn event(event: &pb::WatchEvent, json: bool) -> String {
             event.node, h.pool, h.address, h.health, h.reason
         ),
         (Some(E::Config(c)), true) => serde_json::json!({"node": event.node, "time_unix_ms": event.time_unix_ms,
-            "config": {"version": c.version, "summary": c.summary, "caller": c.caller}})
+            "config": {"version": c.version, "summary": c.summary, "caller": c.caller, "replayed": c.replayed}})
         .to_string(),
         (Some(E::Leader(l)), true) => serde_json::json!({"node": event.node, "time_unix_ms": event.time_unix_ms,
             "leader": {"leader": l.leader, "term": l.term}})

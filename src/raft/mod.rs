@@ -13,6 +13,7 @@ pub mod log_store;
 pub mod network;
 pub mod peer_service;
 pub mod state_machine;
+pub mod state_store;
 
 use std::fmt;
 use std::io::Cursor;
@@ -66,6 +67,10 @@ pub enum RaftRequest {
         command: Command,
         /// Who asked, and when.
         origin: Origin,
+        /// The client's request id: an id applied before is answered with
+        /// its first result and not applied again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
 }
 

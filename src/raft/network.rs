@@ -48,6 +48,28 @@ pub fn peer_channel(raft_addr: &str) -> Result<Channel, tonic::transport::Error>
         .connect_lazy())
 }
 
+/// One lazily connected channel per peer for the control plane's own calls
+/// (forwarded writes, health reports, peer queries), apart from Raft's
+/// channels so they never wait behind a snapshot; a channel reconnects by
+/// itself, so it is made once per address and kept.
+#[derive(Default)]
+pub struct PeerChannels {
+    channels: std::sync::Mutex<HashMap<String, Channel>>,
+}
+
+impl PeerChannels {
+    /// The channel to `raft_addr`, made on first use.
+    pub fn get(&self, raft_addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_channel(raft_addr)?;
+        channels.insert(raft_addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
 /// A gRPC client for a peer with raised message limits.
 pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
     RaftServiceClient::new(channel)

@@ -13,28 +13,16 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use super::state_store::AppliedState;
+use super::state_store::StateStore;
 use super::{
     ClusterNode, Entry, NodeId, RaftRequest, RaftResponse, StorageError, TypeConfig, storage_error,
 };
 use crate::served::ServedConfig;
 use crate::state::{Applied, ClusterState, Command};
 
-const APPLIED: &str = "applied";
-const SNAPSHOT: &str = "snapshot";
-
-/// Everything the state machine holds; also the content of a snapshot.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AppliedState {
-    /// The last entry applied.
-    pub last_applied: Option<LogId<NodeId>>,
-    /// The last membership applied.
-    pub membership: StoredMembership<NodeId, ClusterNode>,
-    /// The served configuration.
-    pub state: ClusterState,
-    /// Committed backend health, `pool/address` → up.
-    #[serde(default)]
-    pub health: std::collections::BTreeMap<String, bool>,
-}
+/// The key of the last snapshot in the state machine's tree.
+pub(super) const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -47,6 +35,7 @@ pub struct StateMachine {
     applied: AppliedState,
     db: sled::Db,
     tree: sled::Tree,
+    store: Arc<tokio::sync::Mutex<StateStore>>,
     served: Arc<ServedConfig>,
 }
 
@@ -58,31 +47,16 @@ impl StateMachine {
         let tree = db
             .open_tree("state_machine")
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        let applied = match tree
-            .get(APPLIED)
-            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?
-        {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?,
-            None => AppliedState::default(),
-        };
+        let (store, applied) = StateStore::open(db)?;
         served.load_committed(&applied.health);
-        served.publish(&applied.state);
+        served.publish_now(&applied.state);
         Ok(StateMachine {
             applied,
             db: db.clone(),
             tree,
+            store: Arc::new(tokio::sync::Mutex::new(store)),
             served,
         })
-    }
-
-    fn persist(&self) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(&self.applied)
-            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-        self.tree
-            .insert(APPLIED, bytes)
-            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-        Ok(())
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -103,25 +77,29 @@ impl StateMachine {
                 origin,
             ),
             // A seed proposed again by a later leader: already served.
-            RaftRequest::Bootstrap { .. } => Ok(Applied {
-                version: state.version,
-                changes: Vec::new(),
-            }),
-            RaftRequest::Apply { command, origin } => state.apply(command, origin),
-            RaftRequest::Health { .. } => Ok(Applied {
-                version: state.version,
-                changes: Vec::new(),
-            }),
+            RaftRequest::Bootstrap { .. } => Ok(Self::unchanged_result(state)),
+            RaftRequest::Apply {
+                command,
+                origin,
+                request_id,
+            } => state.apply_request(command, origin, request_id.as_deref()),
+            RaftRequest::Health { .. } => Ok(Self::unchanged_result(state)),
         };
         RaftResponse { result }
     }
 
+    fn unchanged_result(state: &ClusterState) -> Applied {
+        Applied {
+            version: state.version,
+            changes: Vec::new(),
+            unchanged: true,
+            replayed: false,
+        }
+    }
+
     fn unchanged(state: &ClusterState) -> RaftResponse {
         RaftResponse {
-            result: Ok(Applied {
-                version: state.version,
-                changes: Vec::new(),
-            }),
+            result: Ok(Self::unchanged_result(state)),
         }
     }
 }
@@ -153,15 +131,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 e,
             )
         })?;
-        self.tree.insert(SNAPSHOT, stored).map_err(|e| {
+        self.tree.insert(SNAPSHOT_KEY, stored).map_err(|e| {
             storage_error(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Write,
                 e,
             )
         })?;
-        self.persist()?;
         self.flush().await?;
+        self.served.metrics().snapshot_bytes.set(data.len() as i64);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -184,15 +162,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         let version_before = self.applied.state.version;
-        let mut health_changed = false;
+        let requests_before = self.applied.state.requests.clone();
+        let mut health_changed = Vec::new();
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Self::unchanged(&self.applied.state),
                 EntryPayload::Normal(RaftRequest::Health { pool, address, up }) => {
-                    self.applied.health.insert(format!("{pool}/{address}"), up);
+                    let view = format!("{pool}/{address}");
+                    self.applied.health.insert(view.clone(), up);
                     self.served.set_committed(&pool, address, up);
-                    health_changed = true;
+                    health_changed.push(view);
                     Self::unchanged(&self.applied.state)
                 }
                 EntryPayload::Normal(request) => Self::apply_one(&mut self.applied.state, request),
@@ -203,14 +183,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
-        self.persist()?;
-        if health_changed && self.applied.state.version == version_before {
-            self.flush().await?;
-        }
-        if self.applied.state.version != version_before {
+        let written = self
+            .store
+            .lock()
+            .await
+            .save(&self.applied, &health_changed)
+            .await?;
+        let metrics = self.served.metrics();
+        metrics.state_written_bytes.inc_by(written);
+        metrics.state_writes.inc();
+        let version_changed = self.applied.state.version != version_before;
+        if version_changed || !health_changed.is_empty() {
             // Durable before it is served: a node killed and restarted
             // never serves an older version than it served before.
             self.flush().await?;
+        }
+        if version_changed || !Arc::ptr_eq(&requests_before, &self.applied.state.requests) {
+            // Readers (the leader's request-id check, linearizable reads)
+            // see it now; the routing table follows off this path.
             self.served.publish(&self.applied.state);
         }
         Ok(responses)
@@ -221,6 +211,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied: self.applied.clone(),
             db: self.db.clone(),
             tree: self.tree.clone(),
+            store: self.store.clone(),
             served: self.served.clone(),
         }
     }
@@ -244,17 +235,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             bytes = data.len(),
             "installing snapshot"
         );
+        let data_len = data.len();
         let stored = serde_json::to_vec(&StoredSnapshot {
             meta: meta.clone(),
             data,
         })
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         self.tree
-            .insert(SNAPSHOT, stored)
+            .insert(SNAPSHOT_KEY, stored)
             .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         self.applied = applied;
-        self.persist()?;
+        self.store.lock().await.replace(&self.applied)?;
         self.flush().await?;
+        self.served.metrics().snapshot_bytes.set(data_len as i64);
         self.served.load_committed(&self.applied.health);
         self.served.publish(&self.applied.state);
         Ok(())
@@ -263,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let Some(bytes) = self
             .tree
-            .get(SNAPSHOT)
+            .get(SNAPSHOT_KEY)
             .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
         else {
             return Ok(None);

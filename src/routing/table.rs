@@ -22,8 +22,9 @@ pub struct RoutingTable {
     pub version: u64,
     /// Frontends in configuration order.
     pub frontends: Vec<Frontend>,
-    /// Pools in configuration order.
-    pub pools: Vec<Pool>,
+    /// Pools in configuration order; a pool whose configuration did not
+    /// change is shared with the previous table, balancer position and all.
+    pub pools: Vec<Arc<Pool>>,
     by_name: HashMap<String, usize>,
 }
 
@@ -66,6 +67,8 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// Live state of the pool (panic mode).
     pub runtime: Arc<PoolRuntime>,
+    /// The configuration this pool was compiled from.
+    source: crate::config::PoolSpec,
     balancer: Box<dyn Balancer>,
 }
 
@@ -96,50 +99,26 @@ impl RoutingTable {
     }
 
     /// Compiles a state; `runtimes` supplies the live objects that persist
-    /// across tables. The state is valid, so errors here mean a bug, but
-    /// they are reported rather than panicking.
-    pub fn compile(state: &ClusterState, runtimes: &Runtimes) -> Result<Self, StateError> {
+    /// across tables. Pools whose configuration is the same as in
+    /// `previous` are taken over from it as they are, so a change to one
+    /// pool costs that pool's compile and keeps every other pool's
+    /// balancer. The state is valid, so errors here mean a bug, but they
+    /// are reported rather than panicking.
+    pub fn compile(
+        state: &ClusterState,
+        runtimes: &Runtimes,
+        previous: Option<&RoutingTable>,
+    ) -> Result<Self, StateError> {
         let spec = &state.spec;
+        let reusable: HashMap<&str, &Arc<Pool>> = previous
+            .map(|t| t.pools.iter().map(|p| (p.name.as_str(), p)).collect())
+            .unwrap_or_default();
         let mut pools = Vec::with_capacity(spec.pools.len());
         for pool in &spec.pools {
-            let mut backends = Vec::with_capacity(pool.backends.len());
-            for backend in &pool.backends {
-                let field = format!("pool[{}].backend[{}].address", pool.name, backend.address);
-                let address = parse_backend_address(&field, &backend.address)?;
-                let authority = Authority::try_from(address.to_string()).map_err(|_| {
-                    StateError::invalid(field, &backend.address, "not an authority")
-                })?;
-                backends.push(Backend {
-                    address,
-                    authority,
-                    weight: backend.weight,
-                    admin_state: backend.admin_state,
-                    runtime: runtimes.backend(&pool.name, address),
-                });
+            match reusable.get(pool.name.as_str()) {
+                Some(same) if same.source == *pool => pools.push(Arc::clone(same)),
+                _ => pools.push(Arc::new(Pool::compile(pool, runtimes)?)),
             }
-            let names: Vec<String> = pool.backends.iter().map(|b| b.address.clone()).collect();
-            let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-            let hash_key = match &pool.hash_key {
-                Some(key) => Some(parse_hash_key(
-                    &format!("pool[{}].hash_key", pool.name),
-                    key,
-                )?),
-                None => None,
-            };
-            if pool.health.check == CheckKind::None {
-                for backend in &backends {
-                    backend.runtime.mark_unchecked();
-                }
-            }
-            pools.push(Pool {
-                name: pool.name.clone(),
-                algorithm: pool.algorithm,
-                hash_key,
-                health: pool.health.clone(),
-                runtime: runtimes.pool(&pool.name),
-                balancer: balance::build(pool.algorithm, &names, &weights),
-                backends,
-            });
         }
         let pool_index = |field: String, name: &str| {
             pools
@@ -227,6 +206,48 @@ impl Frontend {
 }
 
 impl Pool {
+    /// Builds a pool and its balancer from its configuration.
+    fn compile(pool: &crate::config::PoolSpec, runtimes: &Runtimes) -> Result<Pool, StateError> {
+        let mut backends = Vec::with_capacity(pool.backends.len());
+        for backend in &pool.backends {
+            let field = format!("pool[{}].backend[{}].address", pool.name, backend.address);
+            let address = parse_backend_address(&field, &backend.address)?;
+            let authority = Authority::try_from(address.to_string())
+                .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
+            backends.push(Backend {
+                address,
+                authority,
+                weight: backend.weight,
+                admin_state: backend.admin_state,
+                runtime: runtimes.backend(&pool.name, address),
+            });
+        }
+        let names: Vec<String> = pool.backends.iter().map(|b| b.address.clone()).collect();
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let hash_key = match &pool.hash_key {
+            Some(key) => Some(parse_hash_key(
+                &format!("pool[{}].hash_key", pool.name),
+                key,
+            )?),
+            None => None,
+        };
+        if pool.health.check == CheckKind::None {
+            for backend in &backends {
+                backend.runtime.mark_unchecked();
+            }
+        }
+        Ok(Pool {
+            name: pool.name.clone(),
+            algorithm: pool.algorithm,
+            hash_key,
+            health: pool.health.clone(),
+            runtime: runtimes.pool(&pool.name),
+            balancer: balance::build(pool.algorithm, &names, &weights),
+            backends,
+            source: pool.clone(),
+        })
+    }
+
     /// Chooses a backend for a new connection or request, skipping those in
     /// `tried`. Only active backends are chosen, and of those the ones this
     /// node sees up and not ejected; a backend in slow start is taken with
@@ -341,6 +362,7 @@ mod tests {
         RoutingTable::compile(
             &state,
             &Runtimes::new(Arc::new(Metrics::new()), Default::default()),
+            None,
         )
         .expect("compiles")
     }
@@ -493,9 +515,47 @@ name = "static"
                 if_version: None,
             })
             .expect("valid");
-        let first = RoutingTable::compile(&state, &runtimes).expect("compiles");
+        let first = RoutingTable::compile(&state, &runtimes, None).expect("compiles");
         first.pools[0].backends[0].runtime.active.inc();
-        let second = RoutingTable::compile(&state, &runtimes).expect("compiles");
+        let second = RoutingTable::compile(&state, &runtimes, None).expect("compiles");
         assert_eq!(second.pools[0].backends[0].runtime.active.get(), 1);
+    }
+
+    #[test]
+    fn an_unchanged_pool_keeps_its_balancer_and_position() {
+        let runtimes = Runtimes::new(Arc::new(Metrics::new()), Default::default());
+        let text = TEXT
+            .replace("  admin_state = \"draining\"\n", "")
+            .replace("  admin_state = \"disabled\"\n", "");
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: toml::from_str(&text).expect("parses"),
+                if_version: None,
+            })
+            .expect("valid");
+        let first = RoutingTable::compile(&state, &runtimes, None).expect("compiles");
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let web = &first.pools[0];
+        for backend in &web.backends {
+            backend.runtime.record_check(Ok(()), 1, 1);
+        }
+        assert_eq!(web.pick(None, client, &[]), Some(0));
+        state
+            .dispatch(Command::SetWeight {
+                pool: "api".into(),
+                address: "127.0.0.1:9101".into(),
+                weight: 7,
+            })
+            .expect("valid");
+        let second = RoutingTable::compile(&state, &runtimes, Some(&first)).expect("compiles");
+        assert!(Arc::ptr_eq(&first.pools[0], &second.pools[0]), "web kept");
+        assert!(
+            !Arc::ptr_eq(&first.pools[1], &second.pools[1]),
+            "api rebuilt"
+        );
+        assert_eq!(second.pools[1].backends[0].weight, 7);
+        // The rotation goes on where it was, not from the first backend.
+        assert_eq!(second.pools[0].pick(None, client, &[]), Some(1));
     }
 }

@@ -5,60 +5,119 @@ mod command;
 mod diff;
 mod error;
 mod history;
+mod requests;
 mod validate;
 
 pub use command::Command;
 pub use diff::{Change, ChangeKind, diff, summarize};
 pub use error::StateError;
-pub use history::{Applied, HISTORY_LEN, History, Origin, Revision};
-pub use validate::{
-    HashKey, MAX_WEIGHT, parse_backend_address, parse_hash_key, parse_status_range, validate,
+pub use history::{Applied, HISTORY_LEN, History, Origin, Revision, Undo};
+pub use requests::{
+    Answered, MAX_REQUEST_ID_LEN, REMEMBERED_REQUESTS, RecentRequests, check_request_id,
 };
+pub use validate::{
+    HashKey, MAX_POOL_BACKENDS, MAX_WEIGHT, parse_backend_address, parse_hash_key,
+    parse_status_range, validate,
+};
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BackendSpec, ClusterSpec, PoolSpec};
 
-/// What the cluster serves, with the version of the last change and the
-/// history of changes.
+/// What the cluster serves, with the version of the last change, the
+/// history of changes and the results of recent request ids. Every part is
+/// shared, so a copy of the state (published to the engine, read by the
+/// API) costs a few pointers; a change copies only what it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
-    /// Bumped by one on every accepted command; 0 before the first.
+    /// Bumped by one on every command that changes the configuration; 0
+    /// before the first.
     pub version: u64,
     /// The served configuration, always valid.
-    pub spec: ClusterSpec,
-    /// The last committed changes, with their configurations. Shared, so
-    /// copies of the state (published to the engine, read by the API) cost
-    /// nothing; it is copied only when a change records a revision.
+    pub spec: Arc<ClusterSpec>,
+    /// The last committed changes.
     #[serde(default)]
-    pub history: std::sync::Arc<History>,
+    pub history: Arc<History>,
+    /// First results of recent request ids (exactly-once writes).
+    #[serde(default)]
+    pub requests: Arc<RecentRequests>,
 }
 
 impl ClusterState {
+    /// Applies `command` once per `request_id`: a request id applied before
+    /// gets its first result back (marked `replayed`) and changes nothing.
+    pub fn apply_request(
+        &mut self,
+        command: Command,
+        origin: Origin,
+        request_id: Option<&str>,
+    ) -> Result<Applied, StateError> {
+        let Some(id) = request_id else {
+            return self.apply(command, origin);
+        };
+        if let Some(first) = self.answered(id) {
+            return first;
+        }
+        let result = self.apply(command, origin);
+        Arc::make_mut(&mut self.requests).record(id, result.clone());
+        result
+    }
+
+    /// The first result of `request_id`, marked `replayed`, if it was
+    /// applied and is still remembered.
+    pub fn answered(&self, request_id: &str) -> Option<Result<Applied, StateError>> {
+        let answered = self.requests.get(request_id)?;
+        Some(answered.result.clone().map(|applied| Applied {
+            replayed: true,
+            ..applied
+        }))
+    }
+
     /// Applies `command` as [`ClusterState::dispatch`] does, and records
-    /// the change in the history with its origin and differences.
+    /// the change in the history with its origin and differences. A command
+    /// that changes nothing makes no version and no history entry.
     pub fn apply(&mut self, command: Command, origin: Origin) -> Result<Applied, StateError> {
         let before = self.spec.clone();
+        let version_before = self.version;
         let description = command.summary();
         let version = self.dispatch(command)?;
+        if version == version_before {
+            return Ok(Applied {
+                version,
+                changes: Vec::new(),
+                unchanged: true,
+                replayed: false,
+            });
+        }
         let changes = diff(&before, &self.spec);
-        std::sync::Arc::make_mut(&mut self.history).record(Revision {
+        Arc::make_mut(&mut self.history).record(Revision {
             version,
             origin,
             command: description,
             summary: summarize(&changes),
-            spec: self.spec.clone(),
+            undo: Undo::between(&before, &self.spec),
         });
-        Ok(Applied { version, changes })
+        Ok(Applied {
+            version,
+            changes,
+            unchanged: false,
+            replayed: false,
+        })
     }
 
     /// Applies one command. The change is built on a copy and validated as a
     /// whole before it replaces the current spec, so a refused command
-    /// leaves nothing half-applied. Returns the new version.
+    /// leaves nothing half-applied. Returns the version after it: the same
+    /// version when the command changes nothing.
     pub fn dispatch(&mut self, command: Command) -> Result<u64, StateError> {
         let next = self.next_spec(command)?;
+        if next == *self.spec {
+            return Ok(self.version);
+        }
         validate(&next)?;
-        self.spec = next;
+        self.spec = Arc::new(next);
         self.version += 1;
         debug_assert!(validate(&self.spec).is_ok(), "state must stay valid");
         Ok(self.version)
@@ -67,14 +126,12 @@ impl ClusterState {
     fn next_spec(&self, command: Command) -> Result<ClusterSpec, StateError> {
         let mut spec = match &command {
             Command::ApplyConfig { .. } | Command::Rollback { .. } => ClusterSpec::default(),
-            _ => self.spec.clone(),
+            _ => ClusterSpec::clone(&self.spec),
         };
         match command {
             Command::Rollback { version } => {
-                let revision = self
-                    .history
-                    .get(version)
-                    .ok_or_else(|| StateError::NotFound {
+                spec = self.history.spec_at(&self.spec, version).ok_or_else(|| {
+                    StateError::NotFound {
                         what: match self.history.oldest() {
                             Some(oldest) => format!(
                                 "version {version} in history (kept: {oldest} to {})",
@@ -82,8 +139,8 @@ impl ClusterState {
                             ),
                             None => format!("version {version} in history"),
                         },
-                    })?;
-                spec = revision.spec.clone();
+                    }
+                })?;
             }
             Command::ApplyConfig {
                 spec: new,

@@ -11,6 +11,9 @@ use crate::config::{Algorithm, BackendSpec, ClusterSpec, FrontendSpec, PoolSpec,
 
 /// Highest backend weight, as in HAProxy.
 pub const MAX_WEIGHT: u32 = 256;
+/// Most backends in one pool. A pool's balancer is rebuilt whole when its
+/// backends change, so this bounds that work (and Maglev's table).
+pub const MAX_POOL_BACKENDS: usize = 10_000;
 
 /// What a Maglev pool hashes to keep a client on one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +305,15 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
         if !(1..=100).contains(&value) {
             return Err(StateError::invalid(at(name), value, "must be 1 to 100"));
         }
+    }
+    if pool.backends.len() > MAX_POOL_BACKENDS {
+        return Err(StateError::invalid(
+            at("backend"),
+            format!("{} backends", pool.backends.len()),
+            format!(
+                "a pool holds at most {MAX_POOL_BACKENDS} backends; split it into several pools"
+            ),
+        ));
     }
     let mut seen = HashSet::new();
     for backend in &pool.backends {

@@ -1,0 +1,324 @@
+//! How the applied state lies in sled: one key per part (the Raft
+//! metadata, the frontends, each pool, each history revision, each
+//! remembered request id, each committed health view), so an apply batch
+//! writes only the parts it changed, in one atomic sled batch. A weight
+//! change in a 10,000-backend configuration rewrites one pool, not the
+//! whole configuration and its history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use openraft::{ErrorSubject, ErrorVerb, LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterNode, NodeId, StorageError, storage_error};
+use crate::config::{ClusterSpec, FrontendSpec, PoolSpec};
+use crate::state::{Answered, ClusterState, History, RecentRequests, Revision};
+
+/// Everything the state machine holds; also the content of a snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership applied.
+    pub membership: StoredMembership<NodeId, ClusterNode>,
+    /// The served configuration, its history and recent request ids.
+    pub state: ClusterState,
+    /// Committed backend health, `pool/address` → up.
+    #[serde(default)]
+    pub health: BTreeMap<String, bool>,
+}
+
+const META: &[u8] = b"meta";
+const FRONTENDS: &[u8] = b"frontends";
+const POOL_ORDER: &[u8] = b"pool_order";
+const POOL: &[u8] = b"pool/";
+const REVISION: &[u8] = b"revision/";
+const REQUEST: &[u8] = b"request/";
+const HEALTH: &[u8] = b"health/";
+/// The whole state as one document, as written before 0.8; read once and
+/// converted.
+const LEGACY: &[u8] = b"applied";
+
+/// The small part rewritten by every batch.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, ClusterNode>,
+    version: u64,
+}
+
+/// The pre-0.8 document: its history held whole configurations and is not
+/// carried over.
+#[derive(Deserialize)]
+struct Legacy {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, ClusterNode>,
+    state: LegacyState,
+    #[serde(default)]
+    health: BTreeMap<String, bool>,
+}
+
+#[derive(Deserialize)]
+struct LegacyState {
+    version: u64,
+    spec: ClusterSpec,
+}
+
+/// The applied state's tree, and what of it is on disk now.
+pub struct StateStore {
+    tree: sled::Tree,
+    on_disk: ClusterState,
+}
+
+fn read_error(e: impl std::error::Error + 'static) -> StorageError {
+    storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, e)
+}
+
+fn write_error(e: impl std::error::Error + 'static) -> StorageError {
+    storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e)
+}
+
+fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    [prefix, rest].concat()
+}
+
+/// Collects the writes of one batch and counts their bytes.
+#[derive(Default)]
+struct Writes {
+    batch: sled::Batch,
+    bytes: u64,
+}
+
+impl Writes {
+    fn put<T: Serialize>(&mut self, key: impl AsRef<[u8]>, value: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_error)?;
+        self.bytes += (key.as_ref().len() + bytes.len()) as u64;
+        self.batch.insert(key.as_ref(), bytes);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.batch.remove(key.as_ref());
+    }
+}
+
+impl StateStore {
+    /// Opens the tree and reads the state it holds (converting a pre-0.8
+    /// document once).
+    pub fn open(db: &sled::Db) -> Result<(StateStore, AppliedState), StorageError> {
+        let tree = db.open_tree("state_machine").map_err(read_error)?;
+        let mut store = StateStore {
+            tree,
+            on_disk: ClusterState::default(),
+        };
+        if let Some(bytes) = store.tree.get(LEGACY).map_err(read_error)? {
+            let legacy: Legacy = serde_json::from_slice(&bytes).map_err(read_error)?;
+            let applied = AppliedState {
+                last_applied: legacy.last_applied,
+                membership: legacy.membership,
+                state: ClusterState {
+                    version: legacy.state.version,
+                    spec: Arc::new(legacy.state.spec),
+                    ..Default::default()
+                },
+                health: legacy.health,
+            };
+            store.replace(&applied)?;
+            tracing::info!(
+                version = applied.state.version,
+                "converted the applied state to the per-part layout (history starts anew)"
+            );
+            return Ok((store, applied));
+        }
+        let applied = store.read()?;
+        store.on_disk = applied.state.clone();
+        Ok((store, applied))
+    }
+
+    fn read(&self) -> Result<AppliedState, StorageError> {
+        let get = |k: &[u8]| self.tree.get(k).map_err(read_error);
+        let Some(meta) = get(META)? else {
+            return Ok(AppliedState::default());
+        };
+        let meta: Meta = serde_json::from_slice(&meta).map_err(read_error)?;
+        let frontends: Vec<FrontendSpec> = match get(FRONTENDS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Vec::new(),
+        };
+        let order: Vec<String> = match get(POOL_ORDER)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Vec::new(),
+        };
+        let mut pools = Vec::with_capacity(order.len());
+        for name in &order {
+            let bytes = get(&key(POOL, name.as_bytes()))?
+                .ok_or_else(|| read_error(std::io::Error::other(format!("pool {name} missing"))))?;
+            pools.push(serde_json::from_slice::<PoolSpec>(&bytes).map_err(read_error)?);
+        }
+        let revisions: History = self
+            .scan::<Revision>(REVISION)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let requests: Vec<Arc<Answered>> = self
+            .scan::<Answered>(REQUEST)?
+            .into_iter()
+            .map(|(_, a)| Arc::new(a))
+            .collect();
+        let health = self
+            .scan::<bool>(HEALTH)?
+            .into_iter()
+            .filter_map(|(k, up)| Some((String::from_utf8(k[HEALTH.len()..].to_vec()).ok()?, up)))
+            .collect();
+        Ok(AppliedState {
+            last_applied: meta.last_applied,
+            membership: meta.membership,
+            state: ClusterState {
+                version: meta.version,
+                spec: Arc::new(ClusterSpec { frontends, pools }),
+                history: Arc::new(revisions),
+                requests: Arc::new(RecentRequests::from(requests)),
+            },
+            health,
+        })
+    }
+
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(sled::IVec, T)>, StorageError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(read_error)?;
+                let value = serde_json::from_slice(&v).map_err(read_error)?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// Writes what changed since the last save: the metadata always, and of
+    /// the configuration, history and request ids only what differs from
+    /// what is on disk; `health` names the views that changed. Returns the
+    /// bytes written.
+    pub async fn save(
+        &mut self,
+        applied: &AppliedState,
+        health: &[String],
+    ) -> Result<u64, StorageError> {
+        let mut writes = Writes::default();
+        writes.put(META, &meta(applied))?;
+        let (now, before) = (&applied.state, &self.on_disk);
+        if !Arc::ptr_eq(&now.spec, &before.spec) {
+            write_spec(&mut writes, &now.spec, Some(&before.spec))?;
+        }
+        if !Arc::ptr_eq(&now.history, &before.history) {
+            let newest_on_disk = before.history.revisions().next_back().map(|r| r.version);
+            for revision in now.history.after(newest_on_disk.unwrap_or(0)) {
+                writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
+            }
+            let oldest = now.history.oldest().unwrap_or(u64::MAX);
+            for revision in before.history.revisions() {
+                if revision.version < oldest {
+                    writes.remove(key(REVISION, &revision.version.to_be_bytes()));
+                }
+            }
+        }
+        if !Arc::ptr_eq(&now.requests, &before.requests) {
+            let newest_on_disk = before.requests.iter().last().map_or(0, |a| a.seq);
+            for answered in now.requests.iter().filter(|a| a.seq > newest_on_disk) {
+                writes.put(key(REQUEST, &answered.seq.to_be_bytes()), answered)?;
+            }
+            let oldest = now.requests.iter().next().map_or(u64::MAX, |a| a.seq);
+            for answered in before.requests.iter().take_while(|a| a.seq < oldest) {
+                writes.remove(key(REQUEST, &answered.seq.to_be_bytes()));
+            }
+        }
+        for view in health {
+            let k = key(HEALTH, view.as_bytes());
+            match applied.health.get(view) {
+                Some(up) => writes.put(k, up)?,
+                None => writes.remove(k),
+            }
+        }
+        self.apply(writes.batch).await?;
+        self.on_disk = applied.state.clone();
+        Ok(writes.bytes)
+    }
+
+    /// Replaces everything on disk with `applied` (a snapshot installed).
+    pub fn replace(&mut self, applied: &AppliedState) -> Result<u64, StorageError> {
+        let mut writes = Writes::default();
+        for item in self.tree.iter().keys() {
+            let k = item.map_err(read_error)?;
+            if k.as_ref() != super::state_machine::SNAPSHOT_KEY {
+                writes.remove(k);
+            }
+        }
+        writes.put(META, &meta(applied))?;
+        write_spec(&mut writes, &applied.state.spec, None)?;
+        for revision in applied.state.history.revisions() {
+            writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
+        }
+        for answered in applied.state.requests.iter() {
+            writes.put(key(REQUEST, &answered.seq.to_be_bytes()), answered)?;
+        }
+        for (view, up) in &applied.health {
+            writes.put(key(HEALTH, view.as_bytes()), up)?;
+        }
+        self.tree.apply_batch(writes.batch).map_err(write_error)?;
+        self.on_disk = applied.state.clone();
+        Ok(writes.bytes)
+    }
+
+    /// Applies a batch off the runtime's threads: sled may block on I/O.
+    async fn apply(&self, batch: sled::Batch) -> Result<(), StorageError> {
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.apply_batch(batch))
+            .await
+            .map_err(|e| write_error(std::io::Error::other(e.to_string())))?
+            .map_err(write_error)
+    }
+}
+
+fn meta(applied: &AppliedState) -> Meta {
+    Meta {
+        last_applied: applied.last_applied,
+        membership: applied.membership.clone(),
+        version: applied.state.version,
+    }
+}
+
+/// Writes the parts of `spec` that differ from `before` (all of it when
+/// there is no `before`).
+fn write_spec(
+    writes: &mut Writes,
+    spec: &ClusterSpec,
+    before: Option<&ClusterSpec>,
+) -> Result<(), StorageError> {
+    if before.is_none_or(|b| b.frontends != spec.frontends) {
+        writes.put(FRONTENDS, &spec.frontends)?;
+    }
+    let names: Vec<&str> = spec.pools.iter().map(|p| p.name.as_str()).collect();
+    let old: HashMap<&str, &PoolSpec> = before
+        .map(|b| b.pools.iter().map(|p| (p.name.as_str(), p)).collect())
+        .unwrap_or_default();
+    if before.is_none_or(|b| {
+        !b.pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .eq(names.iter().copied())
+    }) {
+        writes.put(POOL_ORDER, &names)?;
+    }
+    for pool in &spec.pools {
+        if old.get(pool.name.as_str()) != Some(&pool) {
+            writes.put(key(POOL, pool.name.as_bytes()), pool)?;
+        }
+    }
+    for name in old.keys().filter(|name| !names.contains(name)) {
+        writes.remove(key(POOL, name.as_bytes()));
+    }
+    Ok(())
+}
