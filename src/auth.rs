@@ -83,7 +83,10 @@ impl Token {
         if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             Ok(())
         } else {
-            Err(Status::unauthenticated("missing or wrong token"))
+            Err(Status::unauthenticated(
+                "missing or wrong token: send the metadata entry `authorization: Bearer <token>` \
+                 (raftlb ctl: --token or RAFTLB_TOKEN)",
+            ))
         }
     }
 

@@ -550,7 +550,8 @@ async fn watch_role(
             );
             last_leader = leader;
         }
-        let version = control.served.version();
+        // The applied version: the table may not be compiled yet.
+        let version = control.served.state().version;
         if state == ServerState::Leader
             && version == 0
             && let Some(spec) = &seed

@@ -442,13 +442,50 @@ async fn watch_sees_a_change_made_through_another_node() {
     );
 }
 
-#[tokio::test]
-async fn grpc_reflection_lists_the_control_service() {
+/// The service names a reflection client of either version lists.
+async fn reflected_services(channel: tonic::transport::Channel, alpha: bool) -> Vec<String> {
+    if alpha {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner();
+        let response = responses.message().await.expect("message").expect("answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        return list.service.into_iter().map(|s| s.name).collect();
+    }
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let response = responses.message().await.expect("message").expect("answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}
 
+#[tokio::test]
+async fn grpc_reflection_of_both_versions_lists_only_what_the_api_port_serves() {
     let ip = unique_ip();
     let a = HttpBackend::start("a", ip).await;
     let node = Node::start(&one_frontend("http", 8080, "round_robin", &[a.address], "")).await;
@@ -457,26 +494,16 @@ async fn grpc_reflection_lists_the_control_service() {
         .connect()
         .await
         .expect("connect");
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("message")
-        .expect("a response");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"raftlb.v1.ControlService".to_string()),
-        "{names:?}"
-    );
+    for alpha in [false, true] {
+        let names = reflected_services(channel.clone(), alpha).await;
+        assert!(
+            names.contains(&"raftlb.v1.ControlService".to_string()),
+            "v1alpha {alpha}: {names:?}"
+        );
+        // The peer-only Raft service is not served on this port.
+        assert!(
+            !names.iter().any(|n| n.contains("RaftService")),
+            "v1alpha {alpha}: {names:?}"
+        );
+    }
 }

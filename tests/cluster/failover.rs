@@ -541,6 +541,71 @@ async fn transfer_leader_moves_the_vip_and_status_names_the_holder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_transfer_gives_the_leader_back_its_heartbeats_and_vip() {
+    let VipCluster {
+        _backend,
+        cluster,
+        admins,
+        vip: vip_address,
+    } = vip_cluster().await;
+    let old = holders(&admins)[0];
+    let leader = cluster.nodes.iter().find(|n| n.id == old).expect("leader");
+    let target = admins
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| *id != old)
+        .expect("a follower");
+    // Ask the leader itself, and go away while it waits out the vote lease
+    // with its heartbeats off and its VIP paused (the transfer's longest
+    // step): the caller's reset drops the server's transfer future there.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.api()))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = raftlb::proto::v1::control_service_client::ControlServiceClient::new(channel);
+    let call = client.transfer_leader(raftlb::proto::v1::TransferLeaderRequest {
+        target: Some(target),
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(60), call)
+            .await
+            .is_err(),
+        "the transfer finished before it could be cancelled"
+    );
+    drop(client);
+    // Whoever leads now must hold the VIP; if the leadership stayed, the
+    // old leader must have its heartbeats and VIP back.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            settled(&cluster) && holders(&admins).len() == 1
+        })
+        .await,
+        "no single VIP holder after the cancelled transfer: {:?}",
+        holders(&admins)
+    );
+    let now = cluster.nodes[0].status()["leader"]
+        .as_u64()
+        .expect("leader");
+    if now != old {
+        // Leadership moved anyway: bring it back; the old leader must be
+        // able to take the VIP again.
+        let (code, out, err) = ctl_async(
+            cluster.endpoints(),
+            vec!["cluster".into(), "transfer-leader".into(), old.to_string()],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || holders(&admins) == vec![old]).await,
+        "node {old} does not hold the VIP again after a cancelled transfer: holders {:?}",
+        holders(&admins)
+    );
+    assert!(request_once(vip_address).await, "the VIP does not answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_restart_the_whole_cluster() {
     let VipCluster {
         _backend: backend,

@@ -2,6 +2,7 @@
 //! 127.0.0.x loopback addresses.
 
 mod control_api;
+mod control_plane;
 mod failover;
 mod fixture;
 mod health;
