@@ -153,6 +153,17 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
             }
         }
+        // Cheap to poll whatever the configuration's size (/status lists
+        // every backend): what is served, and what is applied.
+        "/version" => with_type(
+            StatusCode::OK,
+            format!(
+                "{{\"config_version\":{},\"applied_version\":{}}}\n",
+                admin.control.served.version(),
+                admin.control.served.state().version
+            ),
+            "application/json",
+        ),
         "/status" => match serde_json::to_string_pretty(&admin.status()) {
             Ok(json) => with_type(StatusCode::OK, json, "application/json"),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
@@ -169,7 +180,7 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /status, /metrics, /readyz or /\n".into(),
+            "not found; try /status, /version, /metrics, /readyz or /\n".into(),
         ),
     }
 }

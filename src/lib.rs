@@ -9,8 +9,11 @@
 //! raftlb ctl / gRPC ──► api (ControlService) ──► control::ClusterControl
 //!                          follower? forward over the peer port to the leader
 //!     raft                 openraft: log + state machine in sled, gRPC peers
-//!       state_machine      apply: state::ClusterState::dispatch(Command)
-//!     served::ServedConfig compile a routing::RoutingTable, publish (arc-swap)
+//!       state_machine      apply: state::ClusterState::apply_request, once
+//!                          per request id; state_store writes changed parts
+//!     served::ServedConfig the applied state for readers; its compiler task
+//!                          builds a routing::RoutingTable (unchanged pools
+//!                          reused) off the apply path, publishes (arc-swap)
 //!     proxy::Engine        one listener per frontend, lock-free table reads
 //!       ├─ proxy::tcp      L4 relay, per connection
 //!       └─ proxy::http     L7 on hyper, per request; pooled backend

@@ -386,31 +386,26 @@ async fn report_health(
     mut transitions: tokio::sync::mpsc::UnboundedReceiver<Transition>,
     stop: CancellationToken,
 ) {
+    type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
     let mut metrics = control.raft.metrics();
     let mut leader = None;
     let mut rejudge = tokio::time::interval(HEALTH_REJUDGE);
     let mut pending: BTreeMap<(String, std::net::SocketAddr), bool> = BTreeMap::new();
+    let mut delivery: Option<Delivery> = None;
     loop {
-        if let Some((key, up)) = pending.pop_first() {
-            // Deliver one report, still taking in transitions meanwhile.
-            let delivery = send_report(&control, key.0.clone(), key.1, up);
-            tokio::pin!(delivery);
-            loop {
-                tokio::select! {
-                    () = &mut delivery => break,
-                    transition = transitions.recv() => match transition {
-                        Some(t) if t.health != Health::Unknown => {
-                            pending.insert((t.pool, t.address), t.health == Health::Up);
-                        }
-                        Some(_) => {}
-                        None => return,
-                    },
-                    () = stop.cancelled() => return,
-                }
-            }
-            continue;
+        if delivery.is_none()
+            && let Some(((pool, address), up)) = pending.pop_first()
+        {
+            delivery = Some(Box::pin(send_report(control.clone(), pool, address, up)));
         }
+        let delivered = async {
+            match delivery.as_mut() {
+                Some(delivery) => delivery.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = delivered => delivery = None,
             transition = transitions.recv() => {
                 let Some(t) = transition else { return };
                 if t.health != Health::Unknown {
@@ -446,7 +441,7 @@ async fn report_health(
 }
 
 async fn send_report(
-    control: &Arc<ClusterControl>,
+    control: Arc<ClusterControl>,
     pool: String,
     address: std::net::SocketAddr,
     up: bool,

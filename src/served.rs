@@ -30,6 +30,7 @@ pub struct ServedConfig {
     runtimes: Runtimes,
     table: Arc<PublishedTable>,
     events: Events,
+    compiling: Mutex<()>,
 }
 
 impl ServedConfig {
@@ -42,6 +43,7 @@ impl ServedConfig {
             runtimes: Runtimes::new(metrics, events.clone()),
             table: Arc::new(PublishedTable::new(RoutingTable::empty())),
             events,
+            compiling: Mutex::new(()),
         }
     }
 
@@ -71,9 +73,21 @@ impl ServedConfig {
     }
 
     /// Compiles every state handed over by [`ServedConfig::publish`], the
-    /// latest first, until `stop`.
-    pub async fn run_compiler(self: Arc<Self>, stop: CancellationToken) {
-        let mut states = self.to_compile.subscribe();
+    /// latest first, until `stop`. It listens from the moment it is called,
+    /// not from when the returned future first runs.
+    pub fn run_compiler(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let states = self.to_compile.subscribe();
+        self.compile_each(states, stop)
+    }
+
+    async fn compile_each(
+        self: Arc<Self>,
+        mut states: watch::Receiver<ClusterState>,
+        stop: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { return },
@@ -94,8 +108,11 @@ impl ServedConfig {
     /// that does not compile (which validation rules out) is logged and the
     /// current table kept. Announces every version the new table adds.
     fn compile(&self, state: &ClusterState) {
+        // One compile at a time (start-up's and the task's), so tables and
+        // events go out in version order.
+        let _one = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.table.load_full();
-        if previous.version == state.version && previous.version != 0 {
+        if state.version <= previous.version && previous.version != 0 {
             return;
         }
         let started = Instant::now();

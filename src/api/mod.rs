@@ -351,6 +351,7 @@ impl ControlService for ControlApi {
         let mut last_sent = replay
             .last()
             .map_or(from.unwrap_or(0), |(version, _)| *version);
+        let control = self.control.clone();
         let stream = async_stream::stream! {
             for (_, event) in replay {
                 yield Ok(event);
@@ -360,6 +361,24 @@ impl ControlService for ControlApi {
                     Ok(stamped) => {
                         if let Event::Config { version, .. } = &stamped.event {
                             if *version <= last_sent {
+                                continue;
+                            }
+                            if last_sent > 0 && *version > last_sent + 1 {
+                                // The table skipped versions (a snapshot, a
+                                // burst): send them from the history, or say
+                                // they are gone, rather than skip silently.
+                                match replay_after(node, &control.served.state(), last_sent) {
+                                    Ok(missed) => {
+                                        for (version, event) in missed {
+                                            last_sent = version;
+                                            yield Ok(event);
+                                        }
+                                    }
+                                    Err(status) => {
+                                        yield Err(status);
+                                        break;
+                                    }
+                                }
                                 continue;
                             }
                             last_sent = *version;

@@ -221,10 +221,11 @@ impl ClusterControl {
 
     /// As leader, before proposing: the first result of `request_id` if it
     /// was applied already, and a refusal for a command that cannot apply
-    /// (so a bad command never reaches the log). A refused command with a
-    /// request id is looked up again after a linearizable read point: the
-    /// refusal may only mean that its own first attempt has just been
-    /// applied (an `ALREADY_EXISTS` for a retried `AddBackend`).
+    /// (so a bad command never reaches the log). A refusal is checked again
+    /// after a linearizable read point: it may only mean that this node has
+    /// not applied everything yet, or that the command's own first attempt
+    /// has just been applied (an `ALREADY_EXISTS` for a retried
+    /// `AddBackend`).
     async fn precheck(
         &self,
         command: &Command,
@@ -240,13 +241,19 @@ impl ClusterControl {
         let Err(refusal) = copy.dispatch(command.clone()) else {
             return Ok(None);
         };
-        if let Some(id) = request_id {
-            self.confirm_leadership().await?;
-            if let Some(first) = self.served.state().answered(id) {
-                return Ok(Some(first));
-            }
+        // A new leader may not have applied everything committed yet: look
+        // again from a linearizable read point before refusing.
+        self.confirm_leadership().await?;
+        let mut state = self.served.state();
+        if let Some(id) = request_id
+            && let Some(first) = state.answered(id)
+        {
+            return Ok(Some(first));
         }
-        Err(refusal.into())
+        match state.dispatch(command.clone()) {
+            Ok(_) => Ok(None),
+            Err(_) => Err(refusal.into()),
+        }
     }
 
     /// Confirms with a quorum that this node still leads and has applied

@@ -540,8 +540,14 @@ async fn backend_verb(
             if !*now {
                 let request = client.request(set_state(pool, address, "draining"), CALL_TIMEOUT);
                 client.inner.set_admin_state(request).await?;
-                let (_, report) = wait_drained(&mut client, pool, address, *timeout, json).await?;
-                lines.push(report);
+                match wait_drained(&mut client, pool, address, *timeout, json).await {
+                    Ok((_, report)) => lines.push(report),
+                    // Gone already: this invocation's removal went through
+                    // on a node that did not answer; the removal below
+                    // gets its first result back.
+                    Err(status) if status.code() == tonic::Code::NotFound => {}
+                    Err(status) => return Err(status),
+                }
             }
             let request = client.request(
                 remove_backend(pool, address, ids.id("remove")),

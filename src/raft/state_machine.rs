@@ -227,7 +227,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let data = snapshot.into_inner();
-        let applied: AppliedState = serde_json::from_slice(&data)
+        // A snapshot taken by 0.7 (the last one a node kept before its
+        // upgrade) reads too.
+        let applied = super::state_store::read_snapshot_data(&data)
             .map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         tracing::info!(
             snapshot = %meta.snapshot_id,

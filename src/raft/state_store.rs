@@ -48,8 +48,8 @@ struct Meta {
     version: u64,
 }
 
-/// The pre-0.8 document: its history held whole configurations and is not
-/// carried over.
+/// The pre-0.8 document: the same parts, but a history holding the whole
+/// configuration of every kept version.
 #[derive(Deserialize)]
 struct Legacy {
     last_applied: Option<LogId<NodeId>>,
@@ -63,6 +63,66 @@ struct Legacy {
 struct LegacyState {
     version: u64,
     spec: ClusterSpec,
+    #[serde(default)]
+    history: LegacyHistory,
+}
+
+#[derive(Default, Deserialize)]
+struct LegacyHistory {
+    #[serde(default)]
+    revisions: Vec<LegacyRevision>,
+}
+
+#[derive(Deserialize)]
+struct LegacyRevision {
+    version: u64,
+    origin: crate::state::Origin,
+    command: String,
+    summary: String,
+    spec: ClusterSpec,
+}
+
+impl Legacy {
+    /// The same state in the new shape: each kept version's undo is what
+    /// separates its configuration from the one before, so every version
+    /// the old history kept can still be rolled back to, on every node
+    /// alike.
+    fn convert(self) -> AppliedState {
+        let mut history = History::default();
+        let mut before: Option<ClusterSpec> = None;
+        for revision in self.state.history.revisions {
+            history.record(Revision {
+                version: revision.version,
+                origin: revision.origin,
+                command: revision.command,
+                summary: revision.summary,
+                // The oldest kept version's undo is never used (nothing
+                // older can be rolled back to).
+                undo: before
+                    .as_ref()
+                    .map(|b| crate::state::Undo::between(b, &revision.spec))
+                    .unwrap_or_default(),
+            });
+            before = Some(revision.spec);
+        }
+        AppliedState {
+            last_applied: self.last_applied,
+            membership: self.membership,
+            state: ClusterState {
+                version: self.state.version,
+                spec: Arc::new(self.state.spec),
+                history: Arc::new(history),
+                requests: Arc::default(),
+            },
+            health: self.health,
+        }
+    }
+}
+
+/// Reads a snapshot's data, in either shape.
+pub fn read_snapshot_data(data: &[u8]) -> Result<AppliedState, serde_json::Error> {
+    serde_json::from_slice::<AppliedState>(data)
+        .or_else(|_| serde_json::from_slice::<Legacy>(data).map(Legacy::convert))
 }
 
 /// The applied state's tree, and what of it is on disk now.
@@ -114,20 +174,11 @@ impl StateStore {
         };
         if let Some(bytes) = store.tree.get(LEGACY).map_err(read_error)? {
             let legacy: Legacy = serde_json::from_slice(&bytes).map_err(read_error)?;
-            let applied = AppliedState {
-                last_applied: legacy.last_applied,
-                membership: legacy.membership,
-                state: ClusterState {
-                    version: legacy.state.version,
-                    spec: Arc::new(legacy.state.spec),
-                    ..Default::default()
-                },
-                health: legacy.health,
-            };
+            let applied = legacy.convert();
             store.replace(&applied)?;
             tracing::info!(
                 version = applied.state.version,
-                "converted the applied state to the per-part layout (history starts anew)"
+                "converted the applied state of 0.7 to the per-part layout"
             );
             return Ok((store, applied));
         }
@@ -321,4 +372,32 @@ fn write_spec(
         writes.remove(key(POOL, name.as_bytes()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_0_7_document_converts_with_every_kept_version() {
+        let a: ClusterSpec = toml::from_str("[[pool]]\nname = \"a\"\n").expect("a");
+        let b: ClusterSpec = toml::from_str("[[pool]]\nname = \"b\"\n").expect("b");
+        let revision = |version: u64, spec: &ClusterSpec| {
+            serde_json::json!({"version": version, "origin": {"time_ms": 1, "caller": "x"},
+                "command": "apply", "summary": "s", "spec": spec})
+        };
+        let legacy = serde_json::json!({
+            "last_applied": null,
+            "membership": StoredMembership::<NodeId, ClusterNode>::default(),
+            "state": {"version": 2, "spec": &b,
+                      "history": {"revisions": [revision(1, &a), revision(2, &b)]}},
+            "health": {"a/127.0.0.1:1": true},
+        });
+        let applied = read_snapshot_data(&serde_json::to_vec(&legacy).expect("json"))
+            .expect("a 0.7 snapshot reads");
+        assert_eq!(applied.state.version, 2);
+        assert_eq!(*applied.state.spec, b);
+        assert_eq!(applied.state.history.spec_at(&b, 1), Some(a));
+        assert_eq!(applied.health.get("a/127.0.0.1:1"), Some(&true));
+    }
 }

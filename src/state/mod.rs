@@ -55,7 +55,7 @@ impl ClusterState {
         request_id: Option<&str>,
     ) -> Result<Applied, StateError> {
         let Some(id) = request_id else {
-            return self.apply(command, origin);
+            return self.apply_counting_no_ops(command, origin);
         };
         if let Some(first) = self.answered(id) {
             return first;
@@ -63,6 +63,37 @@ impl ClusterState {
         let result = self.apply(command, origin);
         Arc::make_mut(&mut self.requests).record(id, result.clone());
         result
+    }
+
+    /// An entry without a request id was written by 0.7, where a command
+    /// that changed nothing still made a version: a node that applies such
+    /// an entry after an upgrade counts it the same way, so its versions
+    /// stay those of the nodes that applied it before. (Every write since
+    /// carries an id.)
+    fn apply_counting_no_ops(
+        &mut self,
+        command: Command,
+        origin: Origin,
+    ) -> Result<Applied, StateError> {
+        let description = command.summary();
+        let applied = self.apply(command, origin.clone())?;
+        if !applied.unchanged {
+            return Ok(applied);
+        }
+        self.version += 1;
+        Arc::make_mut(&mut self.history).record(Revision {
+            version: self.version,
+            origin,
+            command: description,
+            summary: summarize(&[]),
+            undo: Undo::default(),
+        });
+        Ok(Applied {
+            version: self.version,
+            changes: Vec::new(),
+            unchanged: false,
+            replayed: false,
+        })
     }
 
     /// The first result of `request_id`, marked `replayed`, if it was
