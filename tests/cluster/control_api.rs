@@ -442,46 +442,32 @@ async fn watch_sees_a_change_made_through_another_node() {
     );
 }
 
-/// The service names a reflection client of either version lists.
-async fn reflected_services(channel: tonic::transport::Channel, alpha: bool) -> Vec<String> {
-    if alpha {
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+/// The service names a reflection client of protocol version `$version`
+/// (`v1` or `v1alpha`: the same messages in two generated modules) lists.
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::ServerReflectionRequest;
+        use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
         };
-        let mut responses = ServerReflectionClient::new(channel)
+        let mut responses = ServerReflectionClient::new($channel)
             .server_reflection_info(tokio_stream::iter([request]))
             .await
-            .expect("v1alpha reflection")
+            .expect("reflection")
             .into_inner();
         let response = responses.message().await.expect("message").expect("answer");
         let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
             panic!("unexpected reflection answer");
         };
-        return list.service.into_iter().map(|s| s.name).collect();
-    }
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("v1 reflection")
-        .into_inner();
-    let response = responses.message().await.expect("message").expect("answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    list.service.into_iter().map(|s| s.name).collect()
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
 }
 
 #[tokio::test]
@@ -495,7 +481,11 @@ async fn grpc_reflection_of_both_versions_lists_only_what_the_api_port_serves() 
         .await
         .expect("connect");
     for alpha in [false, true] {
-        let names = reflected_services(channel.clone(), alpha).await;
+        let names = if alpha {
+            reflected_services!(v1alpha, channel.clone())
+        } else {
+            reflected_services!(v1, channel.clone())
+        };
         assert!(
             names.contains(&"raftlb.v1.ControlService".to_string()),
             "v1alpha {alpha}: {names:?}"
