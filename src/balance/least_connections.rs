@@ -1,6 +1,6 @@
 //! Weighted least connections.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use super::{Balancer, PickContext};
 
@@ -28,7 +28,9 @@ impl Balancer for LeastConnections {
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // Ties go to the next available backend of a rotation, so equal
+        // backends share evenly also when one of them is out.
+        let start = super::next_in_rotation(&self.next, |turn| turn % n, n, ctx)?;
         let mut best: Option<(usize, u64)> = None;
         for k in 0..n {
             let i = (start + k) % n;
@@ -99,6 +101,13 @@ mod tests {
         let weights = [3, 1, 2];
         let counts = simulate(&weights, 100_000);
         crate::balance::testing::assert_shares_follow_weights(&counts, &weights);
+    }
+
+    #[test]
+    fn backends_out_of_the_middle_leave_the_others_even() {
+        let lc = LeastConnections::new(&[1, 1, 1, 1]);
+        let counts = crate::balance::testing::shares_without(&lc, 4, &[1, 2], 10_000);
+        crate::balance::testing::assert_shares_follow_weights(&counts, &[1, 0, 0, 1]);
     }
 
     #[test]

@@ -182,4 +182,21 @@ mod tests {
         let share = moved as f64 / KEYS as f64;
         assert!(share <= 0.12, "{share:.3} of keys moved");
     }
+
+    #[test]
+    fn backends_out_of_the_middle_leave_the_others_by_their_weights() {
+        let names: Vec<String> = (0..5).map(|i| format!("10.0.0.{i}:80")).collect();
+        let weights = [1, 1, 1, 1, 1];
+        let maglev = Maglev::new(&names, &weights);
+        let counts = crate::balance::testing::shares_without(&maglev, 5, &[1, 2], 200_000);
+        let total: usize = counts.iter().sum();
+        for i in [0, 3, 4] {
+            let share = counts[i] as f64 / total as f64;
+            // Consistent hashing is even within Maglev's table granularity.
+            assert!(
+                (share - 1.0 / 3.0).abs() < 0.03,
+                "backend {i}: {share:.3} ({counts:?})"
+            );
+        }
+    }
 }

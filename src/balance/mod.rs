@@ -11,6 +11,8 @@ mod smooth_weighted;
 
 pub use maglev::{Maglev, hash_bytes};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::config::Algorithm;
 
 /// What an algorithm may ask about the backends of a pool, by index.
@@ -43,10 +45,75 @@ pub fn build(algorithm: Algorithm, names: &[String], weights: &[u32]) -> Box<dyn
 }
 
 /// The first available index at or after `start`, wrapping around `n`.
+/// Skewed as a way to skip an unavailable backend (its whole share goes to
+/// the next one), so only a fallback when the fair ways found nothing.
 fn first_available(start: usize, n: usize, ctx: &PickContext<'_>) -> Option<usize> {
     (0..n)
         .map(|k| (start + k) % n)
         .find(|&i| (ctx.available)(i))
+}
+
+/// Turns of a rotation tried before falling back to a scan.
+const ROTATION_TRIES: usize = 64;
+
+/// The backend of the next turn of a rotation that is available: an
+/// unavailable backend's turn passes to the next turn, so its share is
+/// spread over every other backend by their own shares, not handed to its
+/// neighbour. `backend_at(turn)` is the backend of a turn, `backends` the
+/// number of backends. After [`ROTATION_TRIES`] unavailable turns (almost
+/// every backend out), the first available backend after the last one.
+fn next_in_rotation(
+    turns: &AtomicUsize,
+    backend_at: impl Fn(usize) -> usize,
+    backends: usize,
+    ctx: &PickContext<'_>,
+) -> Option<usize> {
+    let mut last = 0;
+    for _ in 0..ROTATION_TRIES {
+        last = backend_at(turns.fetch_add(1, Ordering::Relaxed));
+        if (ctx.available)(last) {
+            return Some(last);
+        }
+    }
+    first_available(last, backends, ctx)
+}
+
+/// Draws tried before falling back to an exact draw over the available
+/// backends.
+const DRAWS: usize = 16;
+
+/// A random available backend in proportion to `weight`: redraws while the
+/// draw is unavailable (so the others keep their proportions), and after
+/// [`DRAWS`] misses draws exactly among the available ones.
+fn random_available(
+    backends: usize,
+    draw: impl Fn() -> usize,
+    weight: impl Fn(usize) -> u64,
+    ctx: &PickContext<'_>,
+) -> Option<usize> {
+    for _ in 0..DRAWS {
+        let i = draw();
+        if (ctx.available)(i) {
+            return Some(i);
+        }
+    }
+    let total: u64 = (0..backends)
+        .filter(|&i| (ctx.available)(i))
+        .map(&weight)
+        .sum();
+    if total == 0 {
+        return None;
+    }
+    let mut left = fastrand::u64(..total);
+    (0..backends).filter(|&i| (ctx.available)(i)).find(|&i| {
+        let w = weight(i);
+        if left < w {
+            true
+        } else {
+            left -= w;
+            false
+        }
+    })
 }
 
 #[cfg(test)]
@@ -60,6 +127,28 @@ pub(crate) mod testing {
     pub fn shares(balancer: &dyn Balancer, n: usize, rounds: usize) -> Vec<usize> {
         let mut counts = vec![0; n];
         let available = |_: usize| true;
+        let outstanding = |_: usize| 0;
+        for i in 0..rounds {
+            let ctx = PickContext {
+                available: &available,
+                outstanding: &outstanding,
+                key: hash_bytes(&(i as u64).to_le_bytes()),
+            };
+            counts[balancer.pick(&ctx).expect("a backend")] += 1;
+        }
+        counts
+    }
+
+    /// Picks `rounds` times with backend `out` unavailable; how often each
+    /// was chosen.
+    pub fn shares_without(
+        balancer: &dyn Balancer,
+        n: usize,
+        out: &[usize],
+        rounds: usize,
+    ) -> Vec<usize> {
+        let mut counts = vec![0; n];
+        let available = |i: usize| !out.contains(&i);
         let outstanding = |_: usize| 0;
         for i in 0..rounds {
             let ctx = PickContext {

@@ -1,6 +1,6 @@
 //! Power of two random choices.
 
-use super::{Balancer, PickContext, first_available};
+use super::{Balancer, PickContext};
 
 /// Two random available backends; the one with fewer outstanding requests
 /// wins. Nearly as good as least connections, with no full scan.
@@ -16,7 +16,7 @@ impl PowerOfTwo {
     }
 
     fn random_available(&self, ctx: &PickContext<'_>) -> Option<usize> {
-        first_available(fastrand::usize(..self.len), self.len, ctx)
+        super::random_available(self.len, || fastrand::usize(..self.len), |_| 1, ctx)
     }
 }
 
@@ -44,6 +44,12 @@ mod tests {
     fn shares_are_equal_without_load() {
         let counts = shares(&PowerOfTwo::new(4), 4, 100_000);
         assert_shares_follow_weights(&counts, &[1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn backends_out_of_the_middle_leave_the_others_even() {
+        let counts = shares_without(&PowerOfTwo::new(4), 4, &[1, 2], 100_000);
+        assert_shares_follow_weights(&counts, &[1, 0, 0, 1]);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use super::{Balancer, PickContext};
 
-/// A random backend, in proportion to weight; if the drawn one is not
-/// available, the next available one after it.
+/// A random backend, in proportion to weight; an unavailable draw is drawn
+/// again, so the others keep their proportions.
 #[derive(Debug)]
 pub struct WeightedRandom {
     /// Running sums of the weights; a draw below `cumulative[i]` lands on `i`.
@@ -27,9 +27,16 @@ impl WeightedRandom {
 impl Balancer for WeightedRandom {
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
         let total = *self.cumulative.last()?;
-        let draw = fastrand::u64(..total);
-        let start = self.cumulative.partition_point(|&sum| sum <= draw);
-        super::first_available(start, self.cumulative.len(), ctx)
+        if total == 0 {
+            return None;
+        }
+        let draw = || {
+            let at = fastrand::u64(..total);
+            self.cumulative.partition_point(|&sum| sum <= at)
+        };
+        let weight =
+            |i: usize| self.cumulative[i] - if i == 0 { 0 } else { self.cumulative[i - 1] };
+        super::random_available(self.cumulative.len(), draw, weight, ctx)
     }
 }
 
@@ -43,5 +50,12 @@ mod tests {
         let weights = [1, 2, 3, 4];
         let counts = shares(&WeightedRandom::new(&weights), 4, 100_000);
         assert_shares_follow_weights(&counts, &weights);
+    }
+
+    #[test]
+    fn backends_out_of_the_middle_leave_the_others_by_their_weights() {
+        let weights = [1, 2, 3, 4];
+        let counts = shares_without(&WeightedRandom::new(&weights), 4, &[1, 2], 100_000);
+        assert_shares_follow_weights(&counts, &[1, 0, 0, 4]);
     }
 }

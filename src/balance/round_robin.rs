@@ -1,8 +1,8 @@
 //! Plain round robin.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use super::{Balancer, PickContext, first_available};
+use super::{Balancer, PickContext, next_in_rotation};
 
 /// Each available backend in turn, ignoring weights.
 #[derive(Debug)]
@@ -26,8 +26,7 @@ impl Balancer for RoundRobin {
         if self.len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.len;
-        first_available(start, self.len, ctx)
+        next_in_rotation(&self.next, |turn| turn % self.len, self.len, ctx)
     }
 }
 
@@ -40,6 +39,14 @@ mod tests {
     fn shares_are_equal() {
         let counts = shares(&RoundRobin::new(4), 4, 100_000);
         assert_shares_follow_weights(&counts, &[1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_backend_out_of_the_middle_leaves_the_others_even() {
+        let counts = shares_without(&RoundRobin::new(3), 3, &[1], 1000);
+        assert_eq!(counts, vec![500, 0, 500]);
+        let counts = shares_without(&RoundRobin::new(5), 5, &[1, 2], 30_000);
+        assert_shares_follow_weights(&counts, &[1, 0, 0, 1, 1]);
     }
 
     #[test]

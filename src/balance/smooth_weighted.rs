@@ -10,9 +10,9 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::AtomicUsize;
 
-use super::{Balancer, PickContext};
+use super::{Balancer, PickContext, next_in_rotation};
 
 /// Weighted round robin whose picks of each backend are evenly spread.
 ///
@@ -23,6 +23,7 @@ use super::{Balancer, PickContext};
 #[derive(Debug)]
 pub struct SmoothWeighted {
     schedule: Vec<u32>,
+    backends: usize,
     next: AtomicUsize,
 }
 
@@ -77,6 +78,7 @@ impl SmoothWeighted {
     pub fn new(weights: &[u32]) -> Self {
         SmoothWeighted {
             schedule: schedule(weights),
+            backends: weights.len(),
             next: AtomicUsize::new(0),
         }
     }
@@ -133,10 +135,12 @@ impl Balancer for SmoothWeighted {
         if len == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, AtomicOrdering::Relaxed) % len;
-        (0..len)
-            .map(|k| self.schedule[(start + k) % len] as usize)
-            .find(|&i| (ctx.available)(i))
+        next_in_rotation(
+            &self.next,
+            |turn| self.schedule[turn % len] as usize,
+            self.backends,
+            ctx,
+        )
     }
 }
 
@@ -249,6 +253,14 @@ mod tests {
             counts[i as usize] += 1;
         }
         assert!(counts.iter().all(|&c| c == 256));
+    }
+
+    #[test]
+    fn backends_out_of_the_middle_leave_the_others_by_their_weights() {
+        let weights = [3, 5, 1, 2, 4];
+        let wrr = SmoothWeighted::new(&weights);
+        let counts = shares_without(&wrr, 5, &[1, 3], 60_000);
+        assert_shares_follow_weights(&counts, &[3, 0, 1, 0, 4]);
     }
 
     #[test]

@@ -522,6 +522,24 @@ name = "static"
     }
 
     #[test]
+    fn round_robin_around_a_draining_backend_stays_even() {
+        let text = TEXT.replace("admin_state = \"disabled\"", "admin_state = \"active\"");
+        let table = compiled(&text);
+        let web = &table.pools[0];
+        assert_eq!(web.backends[1].admin_state, AdminState::Draining);
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let mut counts = [0usize; 3];
+        for _ in 0..1000 {
+            counts[web.pick(None, client, &[]).expect("a backend")] += 1;
+        }
+        assert_eq!(counts[1], 0, "{counts:?}");
+        assert!(
+            counts[0].abs_diff(500) <= 20 && counts[2].abs_diff(500) <= 20,
+            "{counts:?}"
+        );
+    }
+
+    #[test]
     fn an_unchanged_pool_keeps_its_balancer_and_position() {
         let runtimes = Runtimes::new(Arc::new(Metrics::new()), Default::default());
         let text = TEXT
