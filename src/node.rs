@@ -175,7 +175,7 @@ pub async fn start(
     tokio::spawn(engine.run());
 
     let (openraft_min, openraft_max) = election::openraft_timing(&config.raft);
-    let election = Arc::new(ElectionTimer::new(&config.raft));
+    let election = Arc::new(ElectionTimer::new(config.id, &config.raft));
     let raft_config = openraft::Config {
         cluster_name: "raftlb".into(),
         heartbeat_interval: config.raft.heartbeat_ms,

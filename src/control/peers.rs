@@ -29,6 +29,18 @@ pub enum PeerQuery {
     PreVote {
         /// The candidate's last log index.
         last_log_index: Option<u64>,
+        /// The candidate.
+        #[serde(default)]
+        candidate: Option<NodeId>,
+    },
+    /// The leader hands leadership to `target`: until `for_ms` from now,
+    /// campaign only if you are the target, and let no other candidate
+    /// campaign (Raft's TimeoutNow, without a term of its own).
+    HandOver {
+        /// The node that is to lead.
+        target: NodeId,
+        /// How long the hand-over may take.
+        for_ms: u64,
     },
 }
 
@@ -58,6 +70,8 @@ pub enum PeerAnswer {
     VipHeld(bool),
     /// The pre-vote answer.
     PreVote(PreVoteAnswer),
+    /// The node took note.
+    Noted,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -82,14 +96,23 @@ impl ClusterControl {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
-            PeerQuery::PreVote { last_log_index } => {
+            PeerQuery::PreVote {
+                last_log_index,
+                candidate,
+            } => {
                 let metrics = self.raft.metrics().borrow().clone();
                 let grant = self.election.pre_vote(
                     metrics.state == openraft::ServerState::Leader,
+                    candidate,
                     last_log_index,
                     metrics.last_log_index,
                 );
                 PeerAnswer::PreVote(grant)
+            }
+            PeerQuery::HandOver { target, for_ms } => {
+                self.election
+                    .hand_over(target, Duration::from_millis(for_ms));
+                PeerAnswer::Noted
             }
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
@@ -102,6 +125,37 @@ impl ClusterControl {
                 }
             }
         }
+    }
+
+    /// Tells every other voter that leadership goes to `target` for the
+    /// next `within`: none but the target campaigns, and none lets another
+    /// candidate campaign, meanwhile. Each voter gets 300 ms to take note.
+    pub async fn announce_hand_over(&self, target: NodeId, within: Duration) {
+        let voters: Vec<(NodeId, String)> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership().clone();
+            membership
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.raft_addr.clone())))
+                .collect()
+        };
+        let query = PeerQuery::HandOver {
+            target,
+            for_ms: within.as_millis() as u64,
+        };
+        let asks = voters.iter().map(|(id, raft_addr)| {
+            let query = &query;
+            async move {
+                let noted = self
+                    .ask_within(raft_addr, query, Duration::from_millis(300))
+                    .await;
+                if !matches!(noted, Some(PeerAnswer::Noted)) {
+                    tracing::warn!(node = id, "a voter did not take note of the hand-over");
+                }
+            }
+        });
+        futures_util::future::join_all(asks).await;
     }
 
     /// Asks `raft_addr` to campaign now (graceful hand-over).
@@ -162,7 +216,12 @@ impl ClusterControl {
                     active,
                     reached: true,
                 },
-                Some(PeerAnswer::Campaigning | PeerAnswer::VipHeld(_) | PeerAnswer::PreVote(_))
+                Some(
+                    PeerAnswer::Campaigning
+                    | PeerAnswer::VipHeld(_)
+                    | PeerAnswer::PreVote(_)
+                    | PeerAnswer::Noted,
+                )
                 | None => NodeConnections {
                     node,
                     active: 0,
@@ -210,6 +269,7 @@ impl ClusterControl {
         }
         let query = PeerQuery::PreVote {
             last_log_index: metrics.last_log_index,
+            candidate: Some(self.id),
         };
         let mut answers: futures_util::stream::FuturesUnordered<_> = voters
             .iter()

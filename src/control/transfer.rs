@@ -21,6 +21,11 @@ const ELECTION_WAIT: Duration = Duration::from_secs(2);
 /// the control API's operation timeout.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(1500);
 
+/// How long, after the vote lease, the other voters leave the election to
+/// the target; after that any of them may campaign again (the target may
+/// have failed).
+const HAND_OVER_WINDOW: Duration = Duration::from_millis(700);
+
 /// Turns heartbeats and the VIP role back on when a transfer ends, however
 /// it ends: success, error, or its caller gone (a dropped future runs no
 /// code after its last `.await`, but it does run this).
@@ -80,6 +85,11 @@ impl ClusterControl {
 
         tracing::info!(target, "transferring leadership");
         let resume = ResumeOnDrop { control: self };
+        // The others keep still while the target takes over, so the
+        // leadership goes where it was asked, not to whichever follower's
+        // timer fires first once the heartbeats stop.
+        self.announce_hand_over(target, self.vote_lease + HAND_OVER_WINDOW)
+            .await;
         self.vip.pause("transferring leadership").await;
         self.raft.runtime_config().heartbeat(false);
         tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
@@ -107,9 +117,15 @@ impl ClusterControl {
                 "node {target} did not take over (asked: {asked}); leader is {leader:?}"
             )));
         }
+        if leader != Some(target) {
+            return Err(ControlError::Unavailable(format!(
+                "leadership went to node {} instead of node {target}",
+                leader.map_or("none".to_string(), |l| l.to_string())
+            )));
+        }
         Ok(LeaderReply::Transferred {
             from: self.id,
-            to: leader.unwrap_or(target),
+            to: target,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }

@@ -24,6 +24,7 @@ use openraft::ServerState;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::NodeId;
 use crate::config::RaftTiming;
 use crate::control::{ClusterControl, PreVoteAnswer};
 
@@ -42,16 +43,21 @@ pub fn openraft_timing(timing: &RaftTiming) -> (u64, u64) {
 pub struct ElectionTimer {
     last: Mutex<Instant>,
     leader_contact: Mutex<Option<Instant>>,
+    hand_over: Mutex<Option<(NodeId, Instant)>>,
+    id: NodeId,
     min: Duration,
     max: Duration,
 }
 
 impl ElectionTimer {
-    /// A timer drawing each timeout between `timing`'s minimum and maximum.
-    pub fn new(timing: &RaftTiming) -> Self {
+    /// Node `id`'s timer, drawing each timeout between `timing`'s minimum
+    /// and maximum.
+    pub fn new(id: NodeId, timing: &RaftTiming) -> Self {
         ElectionTimer {
             last: Mutex::new(Instant::now()),
             leader_contact: Mutex::new(None),
+            hand_over: Mutex::new(None),
+            id,
             min: Duration::from_millis(timing.election_timeout_min_ms),
             max: Duration::from_millis(timing.election_timeout_max_ms),
         }
@@ -79,10 +85,17 @@ impl ElectionTimer {
     pub fn pre_vote(
         &self,
         is_leader: bool,
+        candidate: Option<NodeId>,
         candidate_last: Option<u64>,
         own_last: Option<u64>,
     ) -> PreVoteAnswer {
         if is_leader || candidate_last < own_last {
+            return PreVoteAnswer::Refused;
+        }
+        if let Some(target) = self.handing_over_to()
+            && candidate != Some(target)
+        {
+            // The leader is handing over to another node: only that one.
             return PreVoteAnswer::Refused;
         }
         let contact = *self
@@ -94,6 +107,27 @@ impl ElectionTimer {
                 in_ms: (self.min - age).as_millis() as u64 + 1,
             },
             _ => PreVoteAnswer::Granted,
+        }
+    }
+
+    /// The leader hands leadership to `target` within `within`: until then
+    /// this node campaigns only if it is the target, and lets no other
+    /// candidate through its pre-vote.
+    pub fn hand_over(&self, target: NodeId, within: Duration) {
+        *self.hand_over.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((target, Instant::now() + within));
+    }
+
+    /// The node a hand-over in progress goes to.
+    fn handing_over_to(&self) -> Option<NodeId> {
+        let mut hand_over = self.hand_over.lock().unwrap_or_else(|e| e.into_inner());
+        match *hand_over {
+            Some((target, until)) if Instant::now() < until => Some(target),
+            Some(_) => {
+                *hand_over = None;
+                None
+            }
+            None => None,
         }
     }
 
@@ -139,7 +173,9 @@ impl ElectionTimer {
                         .membership()
                         .voter_ids()
                         .any(|voter| voter == control.id)
-            };
+            } && self
+                .handing_over_to()
+                .is_none_or(|target| target == self.id);
             self.reset();
             if !may_campaign {
                 continue;
@@ -177,5 +213,40 @@ impl ElectionTimer {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer() -> ElectionTimer {
+        let timing: RaftTiming = toml::from_str("").expect("default timing");
+        ElectionTimer::new(1, &timing)
+    }
+
+    #[test]
+    fn during_a_hand_over_only_the_target_may_campaign() {
+        let timer = timer();
+        assert_eq!(
+            timer.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Granted
+        );
+        timer.hand_over(2, Duration::from_secs(60));
+        assert_eq!(
+            timer.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Refused
+        );
+        assert_eq!(
+            timer.pre_vote(false, Some(2), Some(5), Some(5)),
+            PreVoteAnswer::Granted
+        );
+        assert_eq!(timer.handing_over_to(), Some(2));
+        timer.hand_over(2, Duration::ZERO);
+        assert_eq!(timer.handing_over_to(), None);
+        assert_eq!(
+            timer.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Granted
+        );
     }
 }

@@ -541,6 +541,46 @@ async fn transfer_leader_moves_the_vip_and_status_names_the_holder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_leader_goes_where_it_was_asked_20_times_in_20() {
+    let VipCluster {
+        _backend,
+        cluster,
+        admins,
+        vip: _,
+    } = vip_cluster().await;
+    let mut leader = holders(&admins)[0];
+    for attempt in 0..20 {
+        // Alternate between the two followers.
+        let followers: Vec<u64> = admins
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id != leader)
+            .collect();
+        let target = followers[attempt % followers.len()];
+        let (code, out, err) = ctl_async(
+            cluster.endpoints(),
+            vec![
+                "cluster".into(),
+                "transfer-leader".into(),
+                target.to_string(),
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "try {attempt}: {out}{err}");
+        assert!(
+            out.contains(&format!("to node {target}")),
+            "try {attempt}: {out}"
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || holders(&admins) == vec![target]).await,
+            "try {attempt}: the VIP did not follow to node {target}: {:?}",
+            holders(&admins)
+        );
+        leader = target;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_transfer_gives_the_leader_back_its_heartbeats_and_vip() {
     let VipCluster {
         _backend,
