@@ -26,6 +26,15 @@ pub struct FrontendClassLabels {
     pub class: String,
 }
 
+/// Labels of per-frontend series split by the side of the connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendSideLabels {
+    /// Frontend name.
+    pub frontend: String,
+    /// `client` or `server` (the backend).
+    pub side: String,
+}
+
 /// Labels of per-backend series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -102,6 +111,9 @@ pub struct Metrics {
     pub frontend_bytes_out: Family<FrontendLabels, Counter>,
     /// Time from request to response head (HTTP) or connection length (TCP).
     pub frontend_duration: HistogramFamily<FrontendLabels>,
+    /// HTTP exchanges cut because one side moved no data for
+    /// `idle_timeout_ms`, by side.
+    pub frontend_idle_timeouts: Family<FrontendSideLabels, Counter>,
     /// Connections or requests in flight to a backend.
     pub backend_active: Family<BackendLabels, Gauge>,
     /// Requests (HTTP) or connections (TCP) sent to a backend.
@@ -166,6 +178,7 @@ impl Metrics {
             frontend_bytes_in: Family::default(),
             frontend_bytes_out: Family::default(),
             frontend_duration: Family::new_with_constructor(latency_histogram),
+            frontend_idle_timeouts: Family::default(),
             backend_active: Family::default(),
             backend_requests: Family::default(),
             backend_responses: Family::default(),
@@ -220,6 +233,11 @@ impl Metrics {
             "frontend_sent_bytes",
             "Bytes sent to clients",
             m.frontend_bytes_out.clone(),
+        );
+        r.register(
+            "frontend_idle_timeouts",
+            "HTTP exchanges cut after idle_timeout_ms without data from one side, by side",
+            m.frontend_idle_timeouts.clone(),
         );
         r.register(
             "frontend_duration_seconds",

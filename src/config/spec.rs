@@ -38,9 +38,10 @@ pub struct FrontendSpec {
     /// Time allowed to open a connection to a backend.
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// A connection with no traffic either way for this long is closed
-    /// (TCP); for HTTP, an idle keep-alive client gets this long to start
-    /// its next request.
+    /// TCP: a connection with no traffic either way for this long is
+    /// closed. HTTP: once a request or response body streams, a side that
+    /// moves no data for this long is cut (the keep-alive wait for the next
+    /// request is `header_timeout_ms`).
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     /// HTTP: time allowed for a client to send a complete request head

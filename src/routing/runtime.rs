@@ -47,6 +47,12 @@ pub struct FrontendStats {
     pub bytes_out: Counter,
     /// Request latency or connection lifetime, in seconds.
     pub duration: Histogram,
+    /// HTTP exchanges cut because the client moved no data for the idle
+    /// timeout.
+    pub client_timeouts: Counter,
+    /// HTTP exchanges cut because the backend moved no data for the idle
+    /// timeout.
+    pub server_timeouts: Counter,
 }
 
 impl FrontendStats {
@@ -408,6 +414,8 @@ impl Runtimes {
                     bytes_in: m.frontend_bytes_in.get_or_create(&labels).clone(),
                     bytes_out: m.frontend_bytes_out.get_or_create(&labels).clone(),
                     duration: m.frontend_duration.get_or_create(&labels).clone(),
+                    client_timeouts: side_counter(m, name, "client"),
+                    server_timeouts: side_counter(m, name, "server"),
                 })
             })
             .clone()
@@ -574,4 +582,18 @@ impl Runtimes {
             .map(|((pool, _), runtime)| (pool.clone(), runtime.clone()))
             .collect()
     }
+}
+
+/// The idle-timeout counter of one side of a frontend. Its own function:
+/// the family's lock guard must end before the other side's is taken (two
+/// `get_or_create` on one family in one expression deadlock).
+fn side_counter(metrics: &Metrics, frontend: &str, side: &str) -> Counter {
+    let labels = crate::metrics::FrontendSideLabels {
+        frontend: frontend.to_string(),
+        side: side.to_string(),
+    };
+    metrics
+        .frontend_idle_timeouts
+        .get_or_create(&labels)
+        .clone()
 }

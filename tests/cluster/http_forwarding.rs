@@ -1,6 +1,8 @@
 //! L7: balancing, routing, forwarding headers and failover between backends.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -304,4 +306,137 @@ async fn backend_connections_are_kept_alive_and_shared_by_clients() {
     assert_eq!(answered, 80);
     let all = traffic_connections();
     assert!(all.len() <= 8, "backend connections: {}", all.len());
+}
+
+/// A raw HTTP backend for the idle-timeout test: `/stall` sends its head
+/// and 10 of 1,000 body bytes, then nothing; `/big` streams 64 MiB; other
+/// paths answer `ok` and keep the connection. Counts the connections it
+/// accepted.
+async fn raw_backend(ip: std::net::IpAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match tokio::time::timeout_at(deadline, stream.read(&mut byte)).await {
+                            Ok(Ok(1)) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    if head.starts_with("GET /stall") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+                            .await;
+                        // Hold the connection until the balancer drops it.
+                        let _ = tokio::time::timeout_at(deadline, stream.read(&mut byte)).await;
+                        return;
+                    }
+                    if head.starts_with("GET /big") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
+                            .await;
+                        let chunk = vec![b'x'; 64 * 1024];
+                        for _ in 0..1024 {
+                            let write = tokio::time::timeout_at(deadline, stream.write_all(&chunk));
+                            if !matches!(write.await, Ok(Ok(()))) {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_backend_and_a_client_that_stops_reading_are_cut_at_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = unique_ip();
+    let (backend, accepted) = raw_backend(ip).await;
+    let node = Node::start(&one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[backend],
+        "idle_timeout_ms = 300",
+    ))
+    .await;
+    let timeouts = |side: &str| {
+        node.metric(&format!(
+            "raftlb_frontend_idle_timeouts_total{{frontend=\"front\",side=\"{side}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+
+    // The backend sends 10 of 1,000 bytes and stops: cut after ~300 ms.
+    let mut stalled = tokio::net::TcpStream::connect(node.frontend(8080))
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("request");
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut received))
+        .await
+        .is_ok();
+    assert!(closed, "a stalled response was never cut");
+    let took = started.elapsed();
+    assert!(
+        received.ends_with(b"0123456789"),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    assert!(
+        took >= Duration::from_millis(250),
+        "cut too early: {took:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || timeouts("server") == 1.0).await,
+        "not counted as a server-side timeout"
+    );
+
+    // A client that reads the head and then nothing of 64 MiB: cut too.
+    let mut slow = tokio::net::TcpStream::connect(node.frontend(8080))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("request");
+    let mut head = [0u8; 64];
+    let n = slow.read(&mut head).await.expect("head");
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
+    assert!(
+        wait_until(Duration::from_secs(10), || timeouts("client") == 1.0).await,
+        "a client that stopped reading was never cut"
+    );
+    drop(slow);
+
+    // Neither cut connection went back to the pool: the next request
+    // opens a third backend connection.
+    let (status, _, body) = get(&client(), &node.url(8080, "/ok"), &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(accepted.load(Ordering::Relaxed), 3);
+    assert!(node.log().contains("http exchange cut"), "not logged");
 }

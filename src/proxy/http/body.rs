@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::idle::{Activity, Side};
 use super::upstream::Lease;
 use crate::routing::{BackendRuntime, FrontendStats};
 
@@ -45,6 +46,11 @@ pub struct UpstreamBody {
     touched: bool,
     reclaim: Option<oneshot::Sender<ClientBody>>,
     counters: Option<(Arc<FrontendStats>, Arc<BackendRuntime>)>,
+    activity: Option<Arc<Activity>>,
+    /// Counted on `activity` as a body in flight: from its first frame to
+    /// its end (the wait for the response head after it is the response
+    /// timeout's, not the idle timeout's).
+    flowing: bool,
 }
 
 impl UpstreamBody {
@@ -55,15 +61,19 @@ impl UpstreamBody {
             touched: false,
             reclaim: None,
             counters: None,
+            activity: None,
+            flowing: false,
         }
     }
 
     /// `body` for one attempt; the receiver gets it back if the attempt
-    /// drops it untouched.
+    /// drops it untouched. Its progress is stamped on `activity` once it
+    /// starts to flow.
     pub fn attempt(
         body: ClientBody,
         frontend: Arc<FrontendStats>,
         backend: Arc<BackendRuntime>,
+        activity: Arc<Activity>,
     ) -> (Self, oneshot::Receiver<ClientBody>) {
         let (tx, rx) = oneshot::channel();
         let upstream = UpstreamBody {
@@ -71,6 +81,8 @@ impl UpstreamBody {
             touched: false,
             reclaim: Some(tx),
             counters: Some((frontend, backend)),
+            activity: Some(activity),
+            flowing: false,
         };
         (upstream, rx)
     }
@@ -78,6 +90,11 @@ impl UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
+        if self.flowing
+            && let Some(activity) = &self.activity
+        {
+            activity.end();
+        }
         if !self.touched
             && let (Some(body), Some(reclaim)) = (self.body.take(), self.reclaim.take())
         {
@@ -95,6 +112,12 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
+        if !this.touched
+            && let Some(activity) = &this.activity
+        {
+            activity.begin();
+            this.flowing = true;
+        }
         this.touched = true;
         let Some(body) = this.body.as_mut() else {
             return Poll::Ready(None);
@@ -103,6 +126,19 @@ impl Body for UpstreamBody {
             Some(frame) => Poll::Ready(Some(Ok(frame))),
             None => Pin::new(&mut body.rest).poll_frame(cx),
         };
+        if let Some(activity) = &this.activity
+            && this.flowing
+        {
+            match &polled {
+                Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                    activity.end();
+                    this.flowing = false;
+                }
+                // The client sent more; now the backend must take it.
+                Poll::Ready(Some(Ok(_))) => activity.moved(Side::Server),
+                Poll::Pending => activity.waits_on(Side::Client),
+            }
+        }
         if let (Poll::Ready(Some(Ok(frame))), Some((frontend, backend))) = (&polled, &this.counters)
             && let Some(data) = frame.data_ref()
         {
@@ -158,6 +194,9 @@ pub struct UpstreamResponse {
     backend: Arc<BackendRuntime>,
     lease: Option<Lease>,
     ended: bool,
+    activity: Arc<Activity>,
+    /// The last poll gave hyper a frame that the client has yet to take.
+    handed_over: bool,
 }
 
 impl ResponseBody {
@@ -167,19 +206,24 @@ impl ResponseBody {
     }
 
     /// Streams `body` from `backend`, whose in-flight count the caller
-    /// raised; it is lowered when this body is dropped.
+    /// raised; it is lowered when this body is dropped. Its progress is
+    /// stamped on `activity` until then.
     pub fn upstream(
         body: Incoming,
         frontend: Arc<FrontendStats>,
         backend: Arc<BackendRuntime>,
         lease: Lease,
+        activity: Arc<Activity>,
     ) -> Self {
+        activity.begin();
         ResponseBody::Upstream(UpstreamResponse {
             body,
             frontend,
             backend,
             lease: Some(lease),
             ended: false,
+            activity,
+            handed_over: false,
         })
     }
 }
@@ -187,6 +231,7 @@ impl ResponseBody {
 impl Drop for UpstreamResponse {
     fn drop(&mut self) {
         self.backend.active.dec();
+        self.activity.end();
         // hyper stops polling a body of known length once it is complete,
         // so "ended" is also read off the body itself.
         if (self.ended || self.body.is_end_stream())
@@ -211,7 +256,19 @@ impl Body for ResponseBody {
                 if let Some(lease) = up.lease.as_mut() {
                     lease.poll_io(cx);
                 }
+                if up.handed_over {
+                    // hyper is back for more: the client took the last frame.
+                    up.activity.moved(Side::Server);
+                    up.handed_over = false;
+                }
                 let polled = Pin::new(&mut up.body).poll_frame(cx);
+                if polled.is_ready() {
+                    // The backend gave something; now the client must take it.
+                    up.activity.moved(Side::Client);
+                    up.handed_over = true;
+                } else {
+                    up.activity.waits_on(Side::Server);
+                }
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {

@@ -5,6 +5,7 @@
 mod body;
 mod framing_guard;
 mod headers;
+mod idle;
 mod local_response;
 mod request;
 mod upstream;
@@ -42,7 +43,7 @@ pub async fn serve(
     client: SocketAddr,
     upstreams: UpstreamPool,
 ) {
-    let (stats, header_timeout) = {
+    let (stats, header_timeout, idle_timeout) = {
         let table = engine.table.load();
         let Some(front) = table.frontend(frontend) else {
             return;
@@ -50,8 +51,10 @@ pub async fn serve(
         (
             front.stats.clone(),
             Duration::from_millis(front.spec.header_timeout_ms),
+            Duration::from_millis(front.spec.idle_timeout_ms),
         )
     };
+    let activity = Arc::new(idle::Activity::default());
     stats.connections.inc();
     stats.active.inc();
     let ambiguous = Arc::new(framing_guard::AmbiguousRequests::default());
@@ -64,6 +67,7 @@ pub async fn serve(
         header_timeout,
         ambiguous: ambiguous.clone(),
         requests: AtomicU64::new(0),
+        activity: activity.clone(),
     });
     let service = service_fn(move |req| handler.clone().handle(req));
     let mut builder = http1::Builder::new();
@@ -81,6 +85,23 @@ pub async fn serve(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        side = activity.stalled(idle_timeout) => {
+            // Dropping the connection closes the client's socket, and the
+            // body in flight with it: its backend connection is closed,
+            // not pooled, as it was not read to the end.
+            match side {
+                idle::Side::Client => stats.client_timeouts.inc(),
+                idle::Side::Server => stats.server_timeouts.inc(),
+            };
+            tracing::info!(
+                frontend,
+                %client,
+                side = side.as_str(),
+                idle_ms = idle_timeout.as_millis() as u64,
+                "http exchange cut: no data from one side for the idle timeout"
+            );
+            Ok(())
+        }
         () = engine.shutdown.cancelled() => {
             // Finish the request in flight, then close.
             connection.as_mut().graceful_shutdown();

@@ -36,6 +36,8 @@ pub struct RequestHandler {
     pub(super) ambiguous: Arc<AmbiguousRequests>,
     /// Requests handled on this connection so far.
     pub(super) requests: AtomicU64,
+    /// Progress of this connection's bodies, for the idle timeout.
+    pub(super) activity: Arc<super::idle::Activity>,
 }
 
 /// The parts of a request that every attempt reuses.
@@ -170,8 +172,12 @@ impl RequestHandler {
             let runtime = backend.runtime.clone();
             let (body, reclaim) = match outgoing.body.take() {
                 Some(body) => {
-                    let (body, rx) =
-                        UpstreamBody::attempt(body, frontend.stats.clone(), runtime.clone());
+                    let (body, rx) = UpstreamBody::attempt(
+                        body,
+                        frontend.stats.clone(),
+                        runtime.clone(),
+                        self.activity.clone(),
+                    );
                     (body, Some(rx))
                 }
                 None => (UpstreamBody::empty(), None),
@@ -207,7 +213,13 @@ impl RequestHandler {
                     pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
                     let (parts, body) = response.into_parts();
-                    let body = ResponseBody::upstream(body, frontend.stats.clone(), runtime, lease);
+                    let body = ResponseBody::upstream(
+                        body,
+                        frontend.stats.clone(),
+                        runtime,
+                        lease,
+                        self.activity.clone(),
+                    );
                     return Response::from_parts(parts, body);
                 }
                 Ok(Err(error)) => error,
