@@ -76,6 +76,13 @@ impl Listener {
     /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
     pub async fn run(self, engine: Arc<Engine>) {
         let upstreams = http::UpstreamPool::new(engine.source_ip());
+        if self.protocol == Protocol::Http {
+            tokio::spawn(reap_idle(
+                upstreams.clone(),
+                engine.table.clone(),
+                self.stop.clone(),
+            ));
+        }
         loop {
             let Some(limit) = engine
                 .table
@@ -136,6 +143,46 @@ impl Listener {
                     drop(slot);
                 });
             }
+        }
+    }
+}
+
+/// How often idle backend connections are looked over.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps a listener's backend pool clean until `stop`: at once when the
+/// routing table changes (connections to backends that left are closed),
+/// and every [`REAP_EVERY`] (connections the backend closed or that idled
+/// too long).
+async fn reap_idle(
+    upstreams: http::UpstreamPool,
+    table: Arc<crate::routing::PublishedTable>,
+    stop: CancellationToken,
+) {
+    let mut changes = table.subscribe();
+    let configured = |table: &crate::routing::RoutingTable| {
+        table
+            .pools
+            .iter()
+            .flat_map(|p| p.backends.iter().map(|b| b.address))
+            .collect::<std::collections::HashSet<SocketAddr>>()
+    };
+    let mut backends = configured(&table.load());
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                backends = configured(&table.load());
+            }
+            () = stop.cancelled() => return,
+        }
+        let closed = upstreams.reap(|backend| backends.contains(&backend));
+        if closed > 0 {
+            tracing::debug!(closed, "idle backend connections closed");
         }
     }
 }

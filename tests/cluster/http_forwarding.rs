@@ -308,20 +308,37 @@ async fn backend_connections_are_kept_alive_and_shared_by_clients() {
     assert!(all.len() <= 8, "backend connections: {}", all.len());
 }
 
-/// A raw HTTP backend for the idle-timeout test: `/stall` sends its head
-/// and 10 of 1,000 body bytes, then nothing; `/big` streams 64 MiB; other
-/// paths answer `ok` and keep the connection. Counts the connections it
-/// accepted.
+/// A raw HTTP backend: `/stall` sends its head and 10 of 1,000 body bytes,
+/// then nothing; `/big` streams 64 MiB; other paths answer `ok` and keep
+/// the connection. Counts the connections it accepted, and those open.
 async fn raw_backend(ip: std::net::IpAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let (address, accepted, _) = raw_backend_counting(ip).await;
+    (address, accepted)
+}
+
+async fn raw_backend_counting(
+    ip: std::net::IpAddr,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
     let address = listener.local_addr().expect("address");
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (count, open_count) = (accepted.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::Relaxed);
+            open_count.fetch_add(1, Ordering::Relaxed);
+            let open_count = open_count.clone();
             tokio::spawn(async move {
+                /// Counts the connection closed however the task ends.
+                struct Closed(Arc<AtomicUsize>);
+                impl Drop for Closed {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                let _closed = Closed(open_count);
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
                 loop {
                     let mut head = Vec::new();
@@ -365,7 +382,7 @@ async fn raw_backend(ip: std::net::IpAddr) -> (std::net::SocketAddr, Arc<AtomicU
             });
         }
     });
-    (address, accepted)
+    (address, accepted, open)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,4 +456,38 @@ async fn a_stalled_backend_and_a_client_that_stops_reading_are_cut_at_the_idle_t
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     assert_eq!(accepted.load(Ordering::Relaxed), 3);
     assert!(node.log().contains("http exchange cut"), "not logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_backend_closes_its_idle_pooled_connections() {
+    let ip = unique_ip();
+    let (leaving, _, open) = raw_backend_counting(ip).await;
+    let staying = HttpBackend::start("b", ip).await;
+    let node = Node::start(&one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[leaving, staying.address],
+        "",
+    ))
+    .await;
+    let client = client();
+    for _ in 0..6 {
+        let (status, _, _) = get(&client, &node.url(8080, "/ok"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(
+        open.load(Ordering::Relaxed) >= 1,
+        "no pooled connection to the backend"
+    );
+    let (code, _, err) = ctl(
+        &node.api(),
+        &["backend", "remove", "pool", &leaving.to_string(), "--now"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_until(Duration::from_secs(3), || open.load(Ordering::Relaxed) == 0).await,
+        "{} idle connections to a removed backend still open",
+        open.load(Ordering::Relaxed)
+    );
 }

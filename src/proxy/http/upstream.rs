@@ -256,6 +256,33 @@ impl UpstreamPool {
         }))
     }
 
+    /// Closes idle connections that are of no use: to backends for which
+    /// `keep` says no (they left the configuration), past their idle time,
+    /// or closed by the backend (left alone they would sit in CLOSE_WAIT
+    /// until a request skipped them). Returns how many it closed.
+    pub fn reap(&self, keep: impl Fn(SocketAddr) -> bool) -> usize {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut closed = 0;
+        idle.retain(|backend, stack| {
+            if !keep(*backend) {
+                closed += stack.len();
+                return false;
+            }
+            let before = stack.len();
+            stack.retain_mut(|entry| {
+                // One poll notices a close the backend sent meanwhile;
+                // the next holder polls with a real waker again.
+                entry
+                    .connection
+                    .poll_io(&mut Context::from_waker(Waker::noop()));
+                entry.since.elapsed() <= POOL_IDLE && !entry.connection.is_closed()
+            });
+            closed += before - stack.len();
+            !stack.is_empty()
+        });
+        closed
+    }
+
     /// Idle connections held now, over all backends.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
@@ -477,5 +504,53 @@ mod tests {
             .expect("refused");
         assert!(matches!(error, SendError::Connect(_)), "{error}");
         assert!(error.nothing_sent());
+    }
+
+    #[tokio::test]
+    async fn reaping_closes_what_the_backend_closed_and_backends_that_left() {
+        // A backend that answers, then closes 100 ms later: by then its
+        // connection idles in the pool.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let closing = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                });
+            }
+        });
+        let (staying, _) = backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let (leaving, _) = backend(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let pool = UpstreamPool::new(None);
+        for address in [closing, staying, leaving] {
+            assert_eq!(get_and_release(&pool, address).await, b"ok");
+        }
+        assert_eq!(pool.idle_count(), 3);
+        assert_eq!(pool.reap(|_| true), 0, "nothing to reap yet");
+        // `leaving` is gone from the configuration at once; the closed one
+        // once the backend's FIN has arrived.
+        let mut reaped = pool.reap(|backend| backend != leaving);
+        assert_eq!(reaped, 1);
+        for _ in 0..100 {
+            if pool.idle_count() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            reaped += pool.reap(|backend| backend != leaving);
+        }
+        assert_eq!(reaped, 2);
+        assert_eq!(pool.idle_count(), 1);
+        assert_eq!(get_and_release(&pool, staying).await, b"ok");
     }
 }
