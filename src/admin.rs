@@ -35,6 +35,8 @@ pub struct AdminState {
 pub struct Status {
     id: u64,
     role: &'static str,
+    /// Leads within a lease a quorum confirmed.
+    leader_confirmed: bool,
     leader: Option<u64>,
     term: u64,
     applied_index: u64,
@@ -98,6 +100,7 @@ impl AdminState {
         Status {
             id: cluster.id,
             role: cluster.role,
+            leader_confirmed: cluster.leader_confirmed,
             leader: cluster.leader,
             term: cluster.term,
             applied_index: cluster.applied_index,

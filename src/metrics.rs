@@ -136,6 +136,8 @@ pub struct Metrics {
     pub health_checks: Family<BackendResultLabels, Counter>,
     /// Picks made while every backend of the pool was down (fail open).
     pub pool_panic_picks: Family<PoolLabels, Counter>,
+    /// 1 while this node leads within a lease confirmed by a quorum.
+    pub leader_confirmed: Gauge,
     /// 1 while this node holds the VIP.
     pub vip_held: Gauge,
     /// Times this node acquired the VIP.
@@ -190,6 +192,7 @@ impl Metrics {
             backend_health: Family::default(),
             health_checks: Family::default(),
             pool_panic_picks: Family::default(),
+            leader_confirmed: Gauge::default(),
             vip_held: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
@@ -323,6 +326,11 @@ impl Metrics {
             "routing_table_compile_microseconds",
             "Time the last routing table took to compile",
             m.table_compile_us.clone(),
+        );
+        r.register(
+            "leader_confirmed",
+            "1 while this node leads within a lease confirmed by a quorum",
+            m.leader_confirmed.clone(),
         );
         r.register(
             "vip_held",

@@ -292,6 +292,10 @@ pub async fn start(
         let (vip, control, stop) = (vip.clone(), control.clone(), vip_stop.clone());
         tokio::spawn(async move { vip.run(control, stop).await });
     }
+    {
+        let vip = vip.clone();
+        tokio::spawn(async move { vip.run_hooks().await });
+    }
     tokio::spawn(admin::serve(
         admin_listener,
         admin_state.clone(),

@@ -140,6 +140,7 @@ impl ControlService for ControlApi {
             last_log_index: status.last_log_index,
             applied_index: status.applied_index,
             config_version: status.config_version,
+            leader_confirmed: status.leader_confirmed,
             nodes: status
                 .nodes
                 .into_iter()

@@ -41,6 +41,7 @@ impl ClusterControl {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             config_version: self.served.version(),
+            leader_confirmed: metrics.state == ServerState::Leader && self.vip.leader_confirmed(),
             nodes,
         }
     }
@@ -63,6 +64,9 @@ pub struct ClusterStatus {
     pub applied_index: u64,
     /// The configuration version it serves.
     pub config_version: u64,
+    /// It leads within a lease a quorum confirmed (a node frozen or cut
+    /// off whose Raft role still says leader does not).
+    pub leader_confirmed: bool,
     /// Every member.
     pub nodes: Vec<NodeStatus>,
 }

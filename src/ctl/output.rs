@@ -41,7 +41,8 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
             })
             .collect();
         return serde_json::json!({
-            "id": status.id, "role": status.role, "leader": status.leader, "term": status.term,
+            "id": status.id, "role": status.role, "leader_confirmed": status.leader_confirmed,
+            "leader": status.leader, "term": status.term,
             "last_log_index": status.last_log_index, "applied_index": status.applied_index,
             "config_version": status.config_version, "nodes": nodes,
             "vip": { "address": status.vip_address, "holders": vip_holders(status) },
@@ -88,10 +89,14 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
             many.len()
         ),
     };
+    let role = if status.role == "leader" && !status.leader_confirmed {
+        "leader, unconfirmed: its lease ran out; a newer term may exist".to_string()
+    } else {
+        status.role.clone()
+    };
     format!(
-        "answered by node {} ({}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n\n{}",
+        "answered by node {} ({role}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n\n{}",
         status.id,
-        status.role,
         status.term,
         status.applied_index,
         status.config_version,

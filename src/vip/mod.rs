@@ -27,7 +27,7 @@ use openraft::ServerState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -74,13 +74,19 @@ pub struct VipRole {
     holder: Holder,
     paused: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
+    /// Script hooks queued for the hook task, in event order.
+    hooks: Option<mpsc::UnboundedSender<HookJob>>,
+    hook_queue: Mutex<Option<mpsc::UnboundedReceiver<HookJob>>>,
     peer_back: Arc<Notify>,
     lease: Duration,
     confirm_every: Duration,
     held: watch::Sender<Option<IpAddr>>,
     status: Mutex<VipStatus>,
-    deadline: Mutex<Option<Instant>>,
+    /// End of the leader lease from the last quorum confirmation; shared
+    /// with announcement tasks, which check it before every frame.
+    deadline: Arc<Mutex<Option<Instant>>>,
     held_gauge: Gauge,
+    confirmed_gauge: Gauge,
     acquisitions: Counter,
     releases: Counter,
     last_acquire_gauge: Gauge,
@@ -112,18 +118,28 @@ impl VipRole {
             lease_ms: lease.as_millis() as u64,
             ..VipStatus::default()
         };
+        let (hooks, hook_queue) = match holder {
+            Holder::Script(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
         VipRole {
             address,
             holder,
             paused: AtomicBool::new(false),
             announcing: Mutex::new(None),
+            hooks,
+            hook_queue: Mutex::new(hook_queue),
             peer_back,
             lease,
             confirm_every,
             held: watch::channel(None).0,
             status: Mutex::new(status),
-            deadline: Mutex::new(None),
+            deadline: Arc::default(),
             held_gauge: metrics.vip_held.clone(),
+            confirmed_gauge: metrics.leader_confirmed.clone(),
             acquisitions: metrics.vip_acquisitions.clone(),
             releases: metrics.vip_releases.clone(),
             last_acquire_gauge: metrics.vip_last_acquire.clone(),
@@ -147,7 +163,7 @@ impl VipRole {
         // The claim is fenced like the role: a node resumed after a freeze
         // says "not held" from its first answer, before its role task has
         // even run the release.
-        match *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) {
+        match lease_end(&self.deadline) {
             Some(deadline) if status.held && Instant::now() < deadline => {
                 status.fence_margin_ms = Some(
                     deadline
@@ -162,11 +178,19 @@ impl VipRole {
 
     fn set_deadline(&self, deadline: Option<Instant>) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+        self.confirmed_gauge.set(i64::from(deadline.is_some()));
+    }
+
+    /// Whether this node leads within a lease confirmed by a quorum, now.
+    /// A node frozen and resumed, or cut off and healed, is not, from its
+    /// first look here, whatever its Raft metrics still say.
+    pub fn leader_confirmed(&self) -> bool {
+        lease_end(&self.deadline).is_some_and(|end| Instant::now() < end)
     }
 
     async fn acquire(&self) {
         let Some(address) = self.address else { return };
-        if self.paused.load(Ordering::Acquire) {
+        if self.paused.load(Ordering::Acquire) || !self.leader_confirmed() {
             return;
         }
         if self.held.borrow().is_some() {
@@ -186,10 +210,8 @@ impl VipRole {
                     return;
                 }
             }
-            // A failed script is logged; the role is still this node's.
-            Holder::Script(hooks) => {
-                hooks.run("acquire", address).await;
-            }
+            // Run by the hook task: the role never waits for a script.
+            Holder::Script(_) => self.queue_hook("acquire", address),
         }
         self.held.send_replace(Some(address));
         self.held_gauge.set(1);
@@ -206,7 +228,10 @@ impl VipRole {
     }
 
     /// Announces the address in the background (netlink mode) until
-    /// released: once at once, then repeated over the first second.
+    /// released: once at once, then repeated over the first second. Every
+    /// frame is sent only inside the lease, checked at that moment: a task
+    /// that wakes after a freeze sends nothing for an address it no longer
+    /// holds.
     fn announce(&self) {
         let Holder::Netlink(holder) = &self.holder else {
             return;
@@ -220,23 +245,74 @@ impl VipRole {
         {
             previous.cancel();
         }
-        let holder = holder.clone();
+        let (holder, deadline) = (holder.clone(), self.deadline.clone());
         tokio::spawn(async move {
-            tokio::select! {
-                () = holder.announce() => {}
-                () = stop.cancelled() => {}
+            let frames = holder.announcements();
+            let gap = Duration::from_millis(1_000 / u64::from(frames.max(2) - 1));
+            for frame in 0..frames {
+                if frame > 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(gap) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+                let alive = lease_end(&deadline).is_some_and(|end| Instant::now() < end);
+                if stop.is_cancelled() || !alive {
+                    return;
+                }
+                holder.announce_once();
             }
         });
     }
 
-    async fn release(&self, why: &str) {
-        if self.held.borrow().is_none() {
-            return;
+    /// Queues a script hook for the hook task.
+    fn queue_hook(&self, event: &'static str, address: IpAddr) {
+        if let Some(hooks) = &self.hooks {
+            let _ = hooks.send(HookJob::Run(event, address));
         }
-        self.held.send_replace(None);
-        self.held_gauge.set(0);
-        self.releases.inc();
-        self.set_deadline(None);
+    }
+
+    /// Runs the queued script hooks one at a time, in the order of the
+    /// events, each bounded by its timeout, for as long as the process
+    /// lives. Runs beside the role: a slow `on_acquire` never holds up a
+    /// release that the lease demands (the release's own hook runs after
+    /// it, in order).
+    pub async fn run_hooks(&self) {
+        let Holder::Script(hooks) = &self.holder else {
+            return;
+        };
+        let Some(mut queue) = self
+            .hook_queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        while let Some(job) = queue.recv().await {
+            match job {
+                HookJob::Run(event, address) => {
+                    // A failed script is logged; the role is unchanged.
+                    hooks.run(event, address).await;
+                }
+                HookJob::Flushed(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Waits until every hook queued so far has run (shutdown).
+    async fn flush_hooks(&self) {
+        let Some(hooks) = &self.hooks else { return };
+        let (done, flushed) = oneshot::channel();
+        if hooks.send(HookJob::Flushed(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    async fn release(&self, why: &str) {
+        // Before anything else: no announcement may follow a release.
         if let Some(announcing) = self
             .announcing
             .lock()
@@ -245,6 +321,13 @@ impl VipRole {
         {
             announcing.cancel();
         }
+        self.set_deadline(None);
+        if self.held.borrow().is_none() {
+            return;
+        }
+        self.held.send_replace(None);
+        self.held_gauge.set(0);
+        self.releases.inc();
         {
             let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
             status.held = false;
@@ -260,9 +343,7 @@ impl VipRole {
                     tracing::error!(%error, "cannot remove the VIP");
                 }
             }
-            (Holder::Script(hooks), Some(address)) => {
-                hooks.run("release", address).await;
-            }
+            (Holder::Script(_), Some(address)) => self.queue_hook("release", address),
             _ => {}
         }
     }
@@ -271,10 +352,10 @@ impl VipRole {
     /// leadership with a quorum every `confirm_every` and holds the VIP
     /// until the lease of the last confirmation runs out; releases at once
     /// when it stops leading or the lease expires.
+    ///
+    /// It runs with no VIP configured too: the lease it keeps is what
+    /// `/status` and `ctl status` report as a confirmed leader.
     pub async fn run(&self, control: std::sync::Arc<ClusterControl>, stop: CancellationToken) {
-        if self.address.is_none() {
-            return;
-        }
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -299,7 +380,13 @@ impl VipRole {
                         }
                     }
                 };
-                if confirmed {
+                if confirmed && Instant::now() >= started + self.lease {
+                    // Confirmed too late (the process was frozen while it
+                    // waited): that confirmation's lease is already over.
+                    self.release("lease expired while confirming leadership")
+                        .await;
+                    deadline = None;
+                } else if confirmed {
                     deadline = Some(started + self.lease);
                     self.set_deadline(deadline);
                     self.acquire().await;
@@ -332,9 +419,13 @@ impl VipRole {
         self.release("shutting down").await;
     }
 
-    /// Releases the VIP now (graceful hand-over, shutdown).
+    /// Releases the VIP now (graceful hand-over, shutdown), and waits
+    /// for the release's script hook, if any, to have run.
     pub async fn step_down(&self, why: &str) {
+        // For good: a confirmation in flight must not take the VIP again.
+        self.paused.store(true, Ordering::Release);
         self.release(why).await;
+        self.flush_hooks().await;
     }
 
     /// Releases the VIP and stops confirming leadership (whose messages
@@ -349,6 +440,18 @@ impl VipRole {
     pub fn resume(&self) {
         self.paused.store(false, Ordering::Release);
     }
+}
+
+/// A script hook for the hook task, or a marker that the queue up to it
+/// has run.
+enum HookJob {
+    Run(&'static str, IpAddr),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The lease's end as last confirmed, if any.
+fn lease_end(deadline: &Mutex<Option<Instant>>) -> Option<Instant> {
+    *deadline.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

@@ -3,7 +3,6 @@
 //! removes it on release. Needs CAP_NET_ADMIN (and CAP_NET_RAW for ARP).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, CacheInfo};
@@ -157,19 +156,11 @@ impl NetlinkHolder {
         }
     }
 
-    /// The first announcement at once, the rest spread over the first
-    /// second, so a neighbour that missed one still moves.
-    pub async fn announce(&self) {
-        self.announce_once();
-        let repeats = self.garp_repeats.saturating_sub(1);
-        if repeats == 0 {
-            return;
-        }
-        let gap = Duration::from_millis(1_000 / u64::from(repeats));
-        for _ in 0..repeats {
-            tokio::time::sleep(gap).await;
-            self.announce_once();
-        }
+    /// How many announcements an acquisition sends: the first at once,
+    /// the rest spread over the first second, so a neighbour that missed
+    /// one still moves.
+    pub fn announcements(&self) -> u32 {
+        self.garp_repeats.max(1)
     }
 }
 

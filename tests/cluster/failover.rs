@@ -541,6 +541,39 @@ async fn transfer_leader_moves_the_vip_and_status_names_the_holder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_leader_says_it_is_unconfirmed_from_its_first_answer() {
+    let VipCluster {
+        _backend,
+        cluster,
+        admins,
+        vip: _,
+    } = vip_cluster().await;
+    let old = holders(&admins)[0];
+    let leader = cluster.nodes.iter().find(|n| n.id == old).expect("leader");
+    assert_eq!(leader.status()["leader_confirmed"], true);
+    leader.signal("STOP");
+    // Until another node leads.
+    let others: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != old).collect();
+    let moved = wait_until(Duration::from_secs(5), || {
+        others.iter().all(|n| {
+            n.try_status()
+                .is_some_and(|s| s["leader"].as_u64().is_some_and(|l| l != old))
+        })
+    })
+    .await;
+    leader.signal("CONT");
+    assert!(moved, "no new leader while node {old} was frozen");
+    // Its very first answer: whatever its role still says, not confirmed.
+    let first = leader.status();
+    assert_eq!(first["leader_confirmed"], false, "{first}");
+    assert_eq!(first["vip"]["held"], false, "{first}");
+    println!(
+        "first answer after the freeze: role {}, leader_confirmed false",
+        first["role"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_leader_goes_where_it_was_asked_20_times_in_20() {
     let VipCluster {
         _backend,

@@ -68,6 +68,88 @@ async fn script_mode_runs_the_hooks_on_acquire_and_release() {
     let _ = std::fs::remove_file(&events);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_script_hook_delays_neither_the_vip_nor_its_release() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let vip = unique_ip();
+    let events =
+        std::env::temp_dir().join(format!("raftlb-slow-hook-{}-{}", std::process::id(), vip));
+    let _ = std::fs::remove_file(&events);
+    let log = events.display();
+    let options = NodeOptions {
+        vip_section: Some(format!(
+            "mode = \"script\"\naddress = \"{vip}\"\nscript_timeout_ms = 10000\n\
+             on_acquire = 'echo \"start $RAFTLB_NODE_ID\" >> {log}; sleep 3; echo \"acquired $RAFTLB_NODE_ID\" >> {log}'\n\
+             on_release = 'echo \"released $RAFTLB_NODE_ID\" >> {log}'\n"
+        )),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let cluster = Cluster::start_with(3, &seed, &options).await;
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read().starts_with("start ")).await,
+        "no acquire hook started: {:?}",
+        read()
+    );
+    let hook_started = Instant::now();
+    let holder: u64 = read()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .expect("a node id");
+    // The VIP serves while its 3 s hook still runs.
+    let address = SocketAddr::new(vip, 8080);
+    let answers =
+        || std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok();
+    assert!(
+        wait_until(Duration::from_secs(1), answers).await,
+        "the VIP waited for its acquire hook"
+    );
+    // Cut the holder off (freeze both followers): the lease runs out and
+    // the VIP is released at once, the hook still running.
+    let followers: Vec<&Node> = cluster.nodes.iter().filter(|n| n.id != holder).collect();
+    for follower in &followers {
+        follower.signal("STOP");
+    }
+    let frozen = Instant::now();
+    let released = wait_until(Duration::from_secs(1), || !answers()).await;
+    let release_took = frozen.elapsed();
+    let hook_still_running = !read().contains("acquired");
+    for follower in &followers {
+        follower.signal("CONT");
+    }
+    assert!(
+        released,
+        "the VIP stayed up without a lease while a hook ran"
+    );
+    assert!(
+        hook_still_running || hook_started.elapsed() < Duration::from_secs(3),
+        "the hook finished before the check: {:?}",
+        read()
+    );
+    println!(
+        "VIP released {release_took:?} after losing its quorum, its 3 s acquire hook still running"
+    );
+    // The release hook runs after the acquire hook, in order.
+    assert!(
+        wait_until(Duration::from_secs(10), || read()
+            .contains(&format!("released {holder}")))
+        .await,
+        "{:?}",
+        read()
+    );
+    let lines: Vec<String> = read().lines().map(str::to_string).collect();
+    let acquired = lines
+        .iter()
+        .position(|l| *l == format!("acquired {holder}"));
+    let released_at = lines
+        .iter()
+        .position(|l| *l == format!("released {holder}"));
+    assert!(acquired < released_at, "hooks out of order: {lines:?}");
+    let _ = std::fs::remove_file(&events);
+}
+
 #[tokio::test]
 async fn netlink_mode_refuses_to_start_without_its_interface_or_privileges() {
     let backend = HttpBackend::start("a", unique_ip()).await;
