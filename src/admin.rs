@@ -119,7 +119,10 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: Cancella
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
+                    // Usually out of file descriptors: back off, and say so
+                    // once, not thousands of times a second.
+                    crate::warn_limited!("admin accept", %error, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },

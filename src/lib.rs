@@ -25,7 +25,8 @@
 //! `config` holds the file formats (`node.toml`, `cluster.toml`), `node`
 //! wires one node together and handles signals, `ctl` is the operator's
 //! client, `demo` runs a cluster with demo backends in one process,
-//! `metrics` registers the Prometheus families, `proto` is the generated
+//! `metrics` registers the Prometheus families, `log_limit` keeps
+//! repeating warnings to one line per cause, `proto` is the generated
 //! gRPC code. Nothing in the hot path waits for Raft: a request loads the
 //! current table, routes, picks and forwards. The one lock it takes is the
 //! backend connection pool's, held for a push or a pop.
@@ -40,6 +41,7 @@ pub mod ctl;
 pub mod demo;
 pub mod events;
 pub mod health;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 pub mod proto;

@@ -44,6 +44,19 @@ pub enum PeerQuery {
     },
 }
 
+impl PeerQuery {
+    /// The query's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerQuery::ActiveConnections { .. } => "active_connections",
+            PeerQuery::Campaign => "campaign",
+            PeerQuery::Vip => "vip",
+            PeerQuery::PreVote { .. } => "pre_vote",
+            PeerQuery::HandOver { .. } => "hand_over",
+        }
+    }
+}
+
 /// A voter's answer to a pre-vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PreVoteAnswer {
@@ -243,13 +256,35 @@ impl ClusterControl {
         query: &PeerQuery,
         within: Duration,
     ) -> Option<PeerAnswer> {
-        let channel = self.channels.get(raft_addr).ok()?;
-        let json = serde_json::to_vec(query).ok()?;
+        let kind = query.kind();
+        let failed = |error: String| {
+            crate::warn_limited!(
+                format!("peer query {kind} to {raft_addr}"),
+                peer = raft_addr,
+                query = kind,
+                %error,
+                "peer query failed"
+            );
+        };
+        let channel = self
+            .channels
+            .get(raft_addr)
+            .map_err(|e| failed(e.to_string()))
+            .ok()?;
+        let json = serde_json::to_vec(query)
+            .map_err(|e| failed(e.to_string()))
+            .ok()?;
         let mut grpc = tonic::Request::new(RaftPayload { json });
         grpc.set_timeout(within);
         self.token.attach(&mut grpc);
-        let reply = peer_client(channel).query(grpc).await.ok()?;
-        serde_json::from_slice(&reply.into_inner().json).ok()
+        let reply = peer_client(channel)
+            .query(grpc)
+            .await
+            .map_err(|status| failed(format!("{}: {}", status.code(), status.message())))
+            .ok()?;
+        serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|e| failed(e.to_string()))
+            .ok()
     }
 
     /// The pre-vote round: whether a majority of voters (this node

@@ -224,6 +224,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
         if self.framing != Framing::Off {
             let this = &mut *self;
             this.feed(&buf.filled()[before..]);
+            if this.framing == Framing::Off {
+                // hyper refuses what made it lose track, and its own checks
+                // go on; say that this connection is no longer watched.
+                crate::warn_limited!(
+                    "framing guard off",
+                    request = this.requests,
+                    "request framing guard stopped watching a connection (a request it could not \
+                     frame: hyper's own checks still apply)"
+                );
+            }
         }
         poll
     }
