@@ -42,6 +42,10 @@ use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
 /// configuration store needs.
 const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Streams a peer may reset before the peer server accepted them (h2's
+/// default is 20) before the connection is dropped.
+const PEER_MAX_PENDING_RESETS: usize = 200;
+
 /// Snapshot chunk size: small enough that a chunk never delays heartbeats
 /// on the same peer connection for long.
 const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
@@ -242,6 +246,10 @@ pub async fn start(
     let peer = PeerService::server(control.clone(), &token);
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
+            // Peers' own late RPCs are no longer cancelled (see
+            // raft::network), but a burst of resets from a peer under load
+            // must not cost the whole connection either.
+            .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_RESETS))
             .add_service(peer)
             .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
             .await;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use openraft::error::{
@@ -35,6 +35,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const TOO_LARGE: &str = "message larger than the peer message limit";
 /// Time allowed to open a connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest a peer RPC may run once openraft stopped waiting for it.
+const DETACHED_LIMIT: Duration = Duration::from_secs(2);
 /// Wait before retrying a peer that could not be reached.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -105,22 +107,42 @@ impl PeerNetwork {
 /// Whether a peer answered its last RPC. openraft itself logs every failed
 /// RPC (several a second per peer that is down), so its logs are filtered
 /// out by default and this logs each change of a peer's reachability once.
+///
+/// A peer counts as unreachable only after [`FAILURES_TO_UNREACHABLE`]
+/// failed RPCs in a row: on a busy machine a single heartbeat can miss its
+/// timeout (openraft gives it one heartbeat interval), and that is not a
+/// peer going away.
 #[derive(Debug)]
 pub struct Reachability {
     reachable: AtomicBool,
+    failures: AtomicU32,
     back: Arc<Notify>,
 }
 
+/// Failed RPCs in a row after which a peer is reported unreachable.
+const FAILURES_TO_UNREACHABLE: u32 = 3;
+
 impl Reachability {
     fn record(&self, target: NodeId, outcome: Result<(), &dyn std::fmt::Display>) {
-        let now = outcome.is_ok();
-        if self.reachable.swap(now, Ordering::Relaxed) != now {
+        let reachable = match outcome {
+            Ok(()) => {
+                self.failures.store(0, Ordering::Relaxed);
+                true
+            }
+            Err(_) => self.failures.fetch_add(1, Ordering::Relaxed) + 1 < FAILURES_TO_UNREACHABLE,
+        };
+        if self.reachable.swap(reachable, Ordering::Relaxed) != reachable {
             match outcome {
                 Ok(()) => {
                     tracing::info!(peer = target, "peer reachable again");
                     self.back.notify_one();
                 }
-                Err(error) => tracing::warn!(peer = target, %error, "peer unreachable"),
+                Err(error) => tracing::warn!(
+                    peer = target,
+                    %error,
+                    failures = FAILURES_TO_UNREACHABLE,
+                    "peer unreachable"
+                ),
             }
         }
     }
@@ -152,6 +174,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             .or_insert_with(|| {
                 Arc::new(Reachability {
                     reachable: AtomicBool::new(true),
+                    failures: AtomicU32::new(0),
                     back: self.peer_back.clone(),
                 })
             })
@@ -207,16 +230,31 @@ impl PeerClient {
         };
         let mut client = peer_client(channel);
         let mut grpc = tonic::Request::new(RaftPayload { json });
-        grpc.set_timeout(option.hard_ttl());
+        grpc.set_timeout(DETACHED_LIMIT);
         self.token.attach(&mut grpc);
-        let call = async {
-            match rpc_kind {
-                Rpc::AppendEntries => client.append_entries(grpc).await,
-                Rpc::Vote => client.vote(grpc).await,
-                Rpc::InstallSnapshot => client.install_snapshot(grpc).await,
-            }
+        // The RPC runs on a task of its own, so that openraft giving up on
+        // it (after one heartbeat interval) does not cancel it: a cancelled
+        // call resets its HTTP/2 stream, and a peer that sees many resets
+        // before it could accept the streams (h2's rapid-reset guard) drops
+        // the whole connection; on a busy machine that turned a late
+        // heartbeat into a lost peer, and that into an election.
+        let call = tokio::spawn(async move {
+            let rpc = async {
+                match rpc_kind {
+                    Rpc::AppendEntries => client.append_entries(grpc).await,
+                    Rpc::Vote => client.vote(grpc).await,
+                    Rpc::InstallSnapshot => client.install_snapshot(grpc).await,
+                }
+            };
+            tokio::time::timeout(DETACHED_LIMIT, rpc).await
+        });
+        let answered = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(Ok(answered))) => Ok(answered),
+            Ok(Ok(Err(elapsed))) => Err(elapsed),
+            Ok(Err(join)) => Ok(Err(tonic::Status::internal(join.to_string()))),
+            Err(elapsed) => Err(elapsed),
         };
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+        let reply = match answered {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => {
                 self.reachability
