@@ -125,18 +125,7 @@ pub(crate) mod testing {
     /// Picks `rounds` times with every backend available and no load;
     /// returns how often each was chosen.
     pub fn shares(balancer: &dyn Balancer, n: usize, rounds: usize) -> Vec<usize> {
-        let mut counts = vec![0; n];
-        let available = |_: usize| true;
-        let outstanding = |_: usize| 0;
-        for i in 0..rounds {
-            let ctx = PickContext {
-                available: &available,
-                outstanding: &outstanding,
-                key: hash_bytes(&(i as u64).to_le_bytes()),
-            };
-            counts[balancer.pick(&ctx).expect("a backend")] += 1;
-        }
-        counts
+        shares_without(balancer, n, &[], rounds)
     }
 
     /// Picks `rounds` times with backend `out` unavailable; how often each

@@ -82,6 +82,16 @@ async fn answered_within_200_tries(address: SocketAddr) -> bool {
     false
 }
 
+/// `raftlb ctl cluster transfer-leader TARGET` through every node.
+async fn transfer_leader(cluster: &Cluster, target: u64) -> (i32, String, String) {
+    let args = vec![
+        "cluster".into(),
+        "transfer-leader".into(),
+        target.to_string(),
+    ];
+    ctl_async(cluster.endpoints(), args).await
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -488,15 +498,7 @@ async fn transfer_leader_moves_the_vip_and_status_names_the_holder() {
         .map(|(id, _)| *id)
         .find(|id| *id != old)
         .expect("a follower");
-    let (code, out, err) = ctl_async(
-        cluster.endpoints(),
-        vec![
-            "cluster".into(),
-            "transfer-leader".into(),
-            target.to_string(),
-        ],
-    )
-    .await;
+    let (code, out, err) = transfer_leader(&cluster, target).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!(
@@ -590,15 +592,7 @@ async fn transfer_leader_goes_where_it_was_asked_20_times_in_20() {
             .filter(|id| *id != leader)
             .collect();
         let target = followers[attempt % followers.len()];
-        let (code, out, err) = ctl_async(
-            cluster.endpoints(),
-            vec![
-                "cluster".into(),
-                "transfer-leader".into(),
-                target.to_string(),
-            ],
-        )
-        .await;
+        let (code, out, err) = transfer_leader(&cluster, target).await;
         assert_eq!(code, 0, "try {attempt}: {out}{err}");
         assert!(
             out.contains(&format!("to node {target}")),
@@ -663,11 +657,7 @@ async fn a_cancelled_transfer_gives_the_leader_back_its_heartbeats_and_vip() {
     if now != old {
         // Leadership moved anyway: bring it back; the old leader must be
         // able to take the VIP again.
-        let (code, out, err) = ctl_async(
-            cluster.endpoints(),
-            vec!["cluster".into(), "transfer-leader".into(), old.to_string()],
-        )
-        .await;
+        let (code, out, err) = transfer_leader(&cluster, old).await;
         assert_eq!(code, 0, "{out}{err}");
     }
     assert!(
