@@ -180,6 +180,7 @@ pub async fn start(
 
     let (openraft_min, openraft_max) = election::openraft_timing(&config.raft);
     let election = Arc::new(ElectionTimer::new(config.id, &config.raft));
+    let peer_rpcs = Arc::new(crate::raft::network::InFlightRpcs::default());
     let raft_config = openraft::Config {
         cluster_name: "raftlb".into(),
         heartbeat_interval: config.raft.heartbeat_ms,
@@ -198,7 +199,12 @@ pub async fn start(
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        PeerNetwork::new(token.clone(), election.clone(), peer_back),
+        PeerNetwork::new(
+            token.clone(),
+            election.clone(),
+            peer_back,
+            peer_rpcs.clone(),
+        ),
         log_store,
         state_machine,
     )
@@ -214,6 +220,7 @@ pub async fn start(
         vip: vip.clone(),
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
         channels: Default::default(),
+        peer_rpcs,
     });
     {
         let (control, stop) = (control.clone(), shutdown.clone());
@@ -641,6 +648,7 @@ impl RunningNode {
             tracing::warn!(%error, "raft did not stop cleanly");
         }
         if let Some((id, raft_addr)) = successor {
+            self.control.peer_rpcs.drained(Duration::from_secs(1)).await;
             tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
             let asked = self.control.ask_to_campaign(&raft_addr).await;
             tracing::info!(successor = id, asked, "handed leadership over");

@@ -30,7 +30,7 @@ impl Balancer for LeastConnections {
         }
         // Ties go to the next available backend of a rotation, so equal
         // backends share evenly also when one of them is out.
-        let start = super::next_in_rotation(&self.next, |turn| turn % n, n, ctx)?;
+        let start = super::next_in_rotation(&self.next, |turn| turn % n, n, n, ctx)?;
         let mut best: Option<(usize, u64)> = None;
         for k in 0..n {
             let i = (start + k) % n;

@@ -59,23 +59,30 @@ const ROTATION_TRIES: usize = 64;
 /// The backend of the next turn of a rotation that is available: an
 /// unavailable backend's turn passes to the next turn, so its share is
 /// spread over every other backend by their own shares, not handed to its
-/// neighbour. `backend_at(turn)` is the backend of a turn, `backends` the
-/// number of backends. After [`ROTATION_TRIES`] unavailable turns (almost
-/// every backend out), the first available backend after the last one.
+/// neighbour. `backend_at(turn)` is the backend of a turn, `cycle` the
+/// turns in one round of the rotation, `backends` the number of backends.
+/// After [`ROTATION_TRIES`] unavailable turns (almost every backend out),
+/// the next turns are read without taking them, still in rotation order.
 fn next_in_rotation(
     turns: &AtomicUsize,
     backend_at: impl Fn(usize) -> usize,
+    cycle: usize,
     backends: usize,
     ctx: &PickContext<'_>,
 ) -> Option<usize> {
-    let mut last = 0;
+    let mut turn = 0;
     for _ in 0..ROTATION_TRIES {
-        last = backend_at(turns.fetch_add(1, Ordering::Relaxed));
-        if (ctx.available)(last) {
-            return Some(last);
+        turn = turns.fetch_add(1, Ordering::Relaxed);
+        let backend = backend_at(turn);
+        if (ctx.available)(backend) {
+            return Some(backend);
         }
     }
-    first_available(last, backends, ctx)
+    // Nothing available at all: say so in O(backends), not O(cycle).
+    first_available(0, backends, ctx)?;
+    (1..=cycle)
+        .map(|k| backend_at(turn.wrapping_add(k)))
+        .find(|&backend| (ctx.available)(backend))
 }
 
 /// Draws tried before falling back to an exact draw over the available

@@ -26,7 +26,7 @@ impl Balancer for RoundRobin {
         if self.len == 0 {
             return None;
         }
-        next_in_rotation(&self.next, |turn| turn % self.len, self.len, ctx)
+        next_in_rotation(&self.next, |turn| turn % self.len, self.len, self.len, ctx)
     }
 }
 

@@ -138,6 +138,7 @@ impl Balancer for SmoothWeighted {
         next_in_rotation(
             &self.next,
             |turn| self.schedule[turn % len] as usize,
+            len,
             self.backends,
             ctx,
         )
@@ -261,6 +262,15 @@ mod tests {
         let wrr = SmoothWeighted::new(&weights);
         let counts = shares_without(&wrr, 5, &[1, 3], 60_000);
         assert_shares_follow_weights(&counts, &[3, 0, 1, 0, 4]);
+    }
+
+    #[test]
+    fn with_almost_every_turn_out_the_rest_still_follow_their_weights() {
+        // Backend 0 holds 200 of 202 turns and is out: the rotation falls
+        // back to reading the schedule, which must keep 1 and 2 even.
+        let wrr = SmoothWeighted::new(&[200, 1, 1]);
+        let counts = shares_without(&wrr, 3, &[0], 10_000);
+        assert_shares_follow_weights(&counts, &[0, 1, 1]);
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct ClusterControl {
     pub vote_lease: Duration,
     /// Channels to the peers for forwarded calls and queries.
     pub channels: PeerChannels,
+    /// Raft RPCs to peers still running after openraft stopped waiting.
+    pub peer_rpcs: Arc<crate::raft::network::InFlightRpcs>,
 }
 
 impl ClusterControl {

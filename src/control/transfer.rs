@@ -21,6 +21,9 @@ const ELECTION_WAIT: Duration = Duration::from_secs(2);
 /// the control API's operation timeout.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(1500);
 
+/// Longest wait for late heartbeats to land before the vote lease starts.
+const LATE_RPCS_WAIT: Duration = Duration::from_secs(1);
+
 /// How long, after the vote lease, the other voters leave the election to
 /// the target; after that any of them may campaign again (the target may
 /// have failed).
@@ -92,6 +95,9 @@ impl ClusterControl {
             .await;
         self.vip.pause("transferring leadership").await;
         self.raft.runtime_config().heartbeat(false);
+        // A heartbeat still on its way would renew a voter's lease when it
+        // lands: let those end first.
+        self.peer_rpcs.drained(LATE_RPCS_WAIT).await;
         tokio::time::sleep(self.vote_lease + Duration::from_millis(10)).await;
         let asked = self.ask_to_campaign(&raft_addr).await;
         let deadline = Instant::now() + ELECTION_WAIT;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use openraft::error::{
@@ -79,10 +79,53 @@ pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// Peer RPCs still running after openraft stopped waiting for them. A late
+/// AppendEntries still renews its follower's vote lease when it lands, so
+/// a leader handing over waits for these to end before it waits out the
+/// lease.
+#[derive(Debug, Default)]
+pub struct InFlightRpcs {
+    count: AtomicUsize,
+    drained: Notify,
+}
+
+impl InFlightRpcs {
+    fn start(self: &Arc<Self>) -> InFlightRpc {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightRpc(self.clone())
+    }
+
+    /// Waits until no peer RPC is running, or `within` passed.
+    pub async fn drained(&self, within: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.drained.notified();
+                if self.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, wait).await;
+    }
+}
+
+/// One running peer RPC; counted until dropped.
+struct InFlightRpc(Arc<InFlightRpcs>);
+
+impl Drop for InFlightRpc {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
 /// Creates peer clients for openraft, keeping one pair of channels per peer.
 pub struct PeerNetwork {
     channels: HashMap<String, (Channel, Channel)>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
+    in_flight: Arc<InFlightRpcs>,
     token: Token,
     election: Arc<ElectionTimer>,
     peer_back: Arc<Notify>,
@@ -93,10 +136,16 @@ impl PeerNetwork {
     /// log than this node's hold back its `election` timer.
     /// `peer_back` is notified whenever a peer that was unreachable answers
     /// again.
-    pub fn new(token: Token, election: Arc<ElectionTimer>, peer_back: Arc<Notify>) -> Self {
+    pub fn new(
+        token: Token,
+        election: Arc<ElectionTimer>,
+        peer_back: Arc<Notify>,
+        in_flight: Arc<InFlightRpcs>,
+    ) -> Self {
         PeerNetwork {
             channels: HashMap::new(),
             reachability: HashMap::new(),
+            in_flight,
             token,
             election,
             peer_back,
@@ -184,6 +233,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             node: node.clone(),
             channels,
             reachability,
+            in_flight: self.in_flight.clone(),
             token: self.token.clone(),
             election: self.election.clone(),
         }
@@ -196,6 +246,7 @@ pub struct PeerClient {
     node: ClusterNode,
     channels: Option<(Channel, Channel)>,
     reachability: Arc<Reachability>,
+    in_flight: Arc<InFlightRpcs>,
     token: Token,
     election: Arc<ElectionTimer>,
 }
@@ -238,7 +289,9 @@ impl PeerClient {
         // before it could accept the streams (h2's rapid-reset guard) drops
         // the whole connection; on a busy machine that turned a late
         // heartbeat into a lost peer, and that into an election.
+        let running = self.in_flight.start();
         let call = tokio::spawn(async move {
+            let _running = running;
             let rpc = async {
                 match rpc_kind {
                     Rpc::AppendEntries => client.append_entries(grpc).await,
@@ -246,7 +299,9 @@ impl PeerClient {
                     Rpc::InstallSnapshot => client.install_snapshot(grpc).await,
                 }
             };
-            tokio::time::timeout(DETACHED_LIMIT, rpc).await
+            // A little past the deadline the peer was given, so that the
+            // peer ends the call, not a reset from here.
+            tokio::time::timeout(DETACHED_LIMIT + Duration::from_millis(500), rpc).await
         });
         let answered = match tokio::time::timeout(option.hard_ttl(), call).await {
             Ok(Ok(Ok(answered))) => Ok(answered),

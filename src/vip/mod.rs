@@ -74,6 +74,9 @@ pub struct VipRole {
     holder: Holder,
     paused: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
+    /// Held through every acquire and release, so neither interleaves with
+    /// the other (an address added while a release ran would stay).
+    transition: tokio::sync::Mutex<()>,
     /// Script hooks queued for the hook task, in event order.
     hooks: Option<mpsc::UnboundedSender<HookJob>>,
     hook_queue: Mutex<Option<mpsc::UnboundedReceiver<HookJob>>>,
@@ -130,6 +133,7 @@ impl VipRole {
             holder,
             paused: AtomicBool::new(false),
             announcing: Mutex::new(None),
+            transition: tokio::sync::Mutex::new(()),
             hooks,
             hook_queue: Mutex::new(hook_queue),
             peer_back,
@@ -190,6 +194,7 @@ impl VipRole {
 
     async fn acquire(&self) {
         let Some(address) = self.address else { return };
+        let _transition = self.transition.lock().await;
         if self.paused.load(Ordering::Acquire) || !self.leader_confirmed() {
             return;
         }
@@ -207,6 +212,14 @@ impl VipRole {
             Holder::Netlink(holder) => {
                 if let Err(error) = holder.add().await {
                     tracing::error!(%error, "cannot acquire the VIP");
+                    return;
+                }
+                // The lease may have run out, or a pause come, while the
+                // kernel added it: then it must not stay.
+                if self.paused.load(Ordering::Acquire) || !self.leader_confirmed() {
+                    if let Err(error) = holder.remove().await {
+                        tracing::error!(%error, "cannot remove the VIP");
+                    }
                     return;
                 }
             }
@@ -291,6 +304,13 @@ impl VipRole {
         };
         while let Some(job) = queue.recv().await {
             match job {
+                HookJob::Run("acquire", address)
+                    if self.held.borrow().is_none() || !self.leader_confirmed() =>
+                {
+                    // Queued behind a slow hook, and the VIP is gone since:
+                    // announcing it now could put it on two nodes.
+                    tracing::warn!(vip = %address, "acquire hook skipped: the VIP was released before it could run");
+                }
                 HookJob::Run(event, address) => {
                     // A failed script is logged; the role is unchanged.
                     hooks.run(event, address).await;
@@ -322,6 +342,7 @@ impl VipRole {
             announcing.cancel();
         }
         self.set_deadline(None);
+        let _transition = self.transition.lock().await;
         if self.held.borrow().is_none() {
             return;
         }

@@ -53,6 +53,7 @@ pub struct FramingGuard<S> {
     line: Vec<u8>,
     requests: u64,
     found: Arc<AmbiguousRequests>,
+    activity: Option<Arc<super::idle::Activity>>,
 }
 
 impl<S> FramingGuard<S> {
@@ -64,6 +65,22 @@ impl<S> FramingGuard<S> {
             line: Vec::new(),
             requests: 0,
             found,
+            activity: None,
+        }
+    }
+
+    /// Also stamps every read or write that moves bytes on `activity`
+    /// (the idle timeout's view of the client side).
+    pub fn stamping(mut self, activity: Arc<super::idle::Activity>) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    fn moved(&self, bytes: usize) {
+        if bytes > 0
+            && let Some(activity) = &self.activity
+        {
+            activity.progress();
         }
     }
 
@@ -221,6 +238,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.moved(buf.filled().len() - before);
         if self.framing != Framing::Off {
             let this = &mut *self;
             this.feed(&buf.filled()[before..]);
@@ -245,7 +263,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.moved(*n);
+        }
+        poll
     }
 
     fn poll_write_vectored(
@@ -253,7 +275,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FramingGuard<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.moved(*n);
+        }
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -63,6 +63,13 @@ impl Activity {
             .store(u8::from(waiting_on == Side::Server), Ordering::Relaxed);
     }
 
+    /// Bytes moved on the client's socket: progress, whoever is waited on.
+    /// A slow but steady client moves bytes long before hyper asks a body
+    /// for its next frame.
+    pub fn progress(&self) {
+        self.moved_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
     /// Nothing moved, but the body now waits on `side` (a spurious poll
     /// must not count as progress).
     pub fn waits_on(&self, side: Side) {

@@ -79,7 +79,9 @@ pub async fn serve(
         .max_header_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let connection = builder.serve_connection(
-        TokioIo::new(framing_guard::FramingGuard::new(stream, ambiguous)),
+        TokioIo::new(
+            framing_guard::FramingGuard::new(stream, ambiguous).stamping(activity.clone()),
+        ),
         service,
     );
     tokio::pin!(connection);
