@@ -308,6 +308,10 @@ pub async fn start(
         tokio::spawn(async move { vip.run(control, stop).await });
     }
     {
+        let (vip, stop) = (vip.clone(), servers.clone());
+        tokio::spawn(async move { vip.answer_arp(stop).await });
+    }
+    {
         let vip = vip.clone();
         tokio::spawn(async move { vip.run_hooks().await });
     }
@@ -644,6 +648,7 @@ impl RunningNode {
         let successor = self.control.most_caught_up_follower();
         self.vip_stop.cancel();
         self.vip.step_down("shutting down").await;
+        self.vip.restore_host();
         if let Err(error) = self.control.raft.shutdown().await {
             tracing::warn!(%error, "raft did not stop cleanly");
         }

@@ -322,6 +322,77 @@ impl VipRole {
         }
     }
 
+    /// Answers ARP requests for the VIP (netlink mode, IPv4) until `stop`,
+    /// and only while this node holds the VIP within its lease, checked for
+    /// each request: the kernel is told not to answer for the VIP, so a
+    /// holder that is dead or frozen answers nothing.
+    pub async fn answer_arp(&self, stop: CancellationToken) {
+        let Holder::Netlink(holder) = &self.holder else {
+            return;
+        };
+        let socket = match holder.arp_socket() {
+            None => return,
+            Some(Ok(socket)) => socket,
+            Some(Err(error)) => {
+                tracing::error!(%error, "cannot open the ARP socket: nothing will answer ARP for the VIP");
+                return;
+            }
+        };
+        // SAFETY: ArpSocket owns its descriptor (an OwnedFd) for its whole
+        // life and always returns that one from as_raw_fd.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)
+        };
+        let socket = match registered {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch the ARP socket: nothing will answer ARP for the VIP");
+                return;
+            }
+        };
+        let mut frame = [0u8; 2048];
+        loop {
+            let mut ready = tokio::select! {
+                ready = socket.readable() => match ready {
+                    Ok(ready) => ready,
+                    Err(error) => {
+                        tracing::error!(%error, "ARP socket failed");
+                        return;
+                    }
+                },
+                () = stop.cancelled() => return,
+            };
+            loop {
+                match ready.try_io(|s| s.get_ref().recv(&mut frame)) {
+                    Ok(Ok(n)) => {
+                        let Some((reply, asker)) = holder.arp_reply(&frame[..n]) else {
+                            continue;
+                        };
+                        if self.held.borrow().is_some()
+                            && self.leader_confirmed()
+                            && let Err(error) = socket.get_ref().send(&reply, asker)
+                        {
+                            crate::warn_limited!("arp reply", %error, "ARP reply for the VIP not sent");
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        crate::warn_limited!("arp read", %error, "ARP socket read failed");
+                        break;
+                    }
+                    Err(_would_block) => break,
+                }
+            }
+        }
+    }
+
+    /// Puts back what the role changed on the host (netlink mode's ARP
+    /// settings), at exit.
+    pub fn restore_host(&self) {
+        if let Holder::Netlink(holder) = &self.holder {
+            holder.restore();
+        }
+    }
+
     /// Waits until every hook queued so far has run (shutdown).
     async fn flush_hooks(&self) {
         let Some(hooks) = &self.hooks else { return };

@@ -1,6 +1,18 @@
-//! `netlink` mode: the holder adds the VIP to a named interface (like
-//! `ip addr add VIP/32 dev IF`), announces it with gratuitous ARP, and
-//! removes it on release. Needs CAP_NET_ADMIN (and CAP_NET_RAW for ARP).
+//! `netlink` mode: the holder makes the VIP a local address, announces it
+//! with gratuitous ARP, answers ARP for it itself, and removes it on
+//! release. Needs CAP_NET_ADMIN and CAP_NET_RAW.
+//!
+//! An IPv4 VIP is added to `lo`, not to the announcing interface, and the
+//! node sets that interface's `arp_ignore = 1` (answer ARP only for
+//! addresses on the interface itself) and `arp_announce = 2` (never use
+//! another interface's address in ARP) at start-up, restoring both at exit.
+//! The kernel then accepts traffic for the VIP but never answers ARP for
+//! it: only the holder's process does, while its lease runs. A holder that
+//! is dead or frozen answers nothing, even in the second before its
+//! address's lifetime runs out, so one MAC answers for the VIP on the wire,
+//! the live holder's (the LVS direct-routing set-up, and MetalLB's layer-2
+//! speaker, answer the same way). An IPv6 VIP stays on the interface and
+//! the kernel answers neighbour solicitations for it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -24,10 +36,16 @@ pub struct NetlinkHolder {
     handle: Handle,
     interface: String,
     index: u32,
+    /// Where the address is added: `lo` for IPv4 (see the module doc), the
+    /// interface itself for IPv6.
+    address_index: u32,
     mac: Option<[u8; 6]>,
     address: IpAddr,
     prefix_len: u8,
     garp_repeats: u32,
+    /// The interface's `arp_ignore` and `arp_announce` before this node
+    /// changed them, to put back at exit.
+    arp_sysctls: Option<(String, String)>,
 }
 
 impl NetlinkHolder {
@@ -71,28 +89,67 @@ impl NetlinkHolder {
                 LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
                 _ => None,
             });
+        let address_index = if address.is_ipv4() {
+            handle
+                .link()
+                .get()
+                .match_name("lo".to_string())
+                .execute()
+                .try_next()
+                .await
+                .ok()
+                .flatten()
+                .map(|lo| lo.header.index)
+                .ok_or("no loopback interface \"lo\"")?
+        } else {
+            link.header.index
+        };
+        let arp_sysctls = if address.is_ipv4() {
+            let old = (
+                read_sysctl(interface, "arp_ignore")?,
+                read_sysctl(interface, "arp_announce")?,
+            );
+            write_sysctl(interface, "arp_ignore", "1")?;
+            write_sysctl(interface, "arp_announce", "2")?;
+            tracing::info!(
+                interface,
+                "set arp_ignore = 1 and arp_announce = 2 on the VIP's interface (restored at exit): \
+                 only this process answers ARP for the VIP, and only while it holds it"
+            );
+            Some(old)
+        } else {
+            None
+        };
         let holder = NetlinkHolder {
             handle,
             interface: interface.to_string(),
             index: link.header.index,
+            address_index,
             mac,
             address,
             prefix_len: prefix_len.unwrap_or(if address.is_ipv4() { 32 } else { 128 }),
             garp_repeats,
+            arp_sysctls,
         };
-        if holder.is_present().await {
-            tracing::warn!(vip = %address, interface, "VIP found on the interface at start-up (left by a previous run); removing it");
-            holder.remove().await?;
+        for index in [holder.index, holder.address_index] {
+            if holder.is_present_on(index).await {
+                tracing::warn!(vip = %address, interface, "VIP found at start-up (left by a previous run); removing it");
+                holder.remove_from(index).await?;
+            }
         }
         Ok(holder)
     }
 
-    /// Whether the VIP is on the interface now.
+    /// Whether the VIP is a local address of this node now.
     pub async fn is_present(&self) -> bool {
+        self.is_present_on(self.address_index).await
+    }
+
+    async fn is_present_on(&self, index: u32) -> bool {
         self.handle
             .address()
             .get()
-            .set_link_index_filter(self.index)
+            .set_link_index_filter(index)
             .set_address_filter(self.address)
             .execute()
             .try_next()
@@ -109,7 +166,7 @@ impl NetlinkHolder {
         let mut request = self
             .handle
             .address()
-            .add(self.index, self.address, self.prefix_len)
+            .add(self.address_index, self.address, self.prefix_len)
             .replace();
         let mut lifetime = CacheInfo::default();
         lifetime.ifa_preferred = ADDRESS_LIFETIME_S;
@@ -124,21 +181,25 @@ impl NetlinkHolder {
             .map_err(|e| format!("adding {} to {}: {e}", self.address, self.interface))
     }
 
-    /// Removes the VIP from the interface (already gone is fine).
+    /// Removes the VIP (already gone is fine).
     pub async fn remove(&self) -> Result<(), String> {
+        self.remove_from(self.address_index).await
+    }
+
+    async fn remove_from(&self, index: u32) -> Result<(), String> {
         let message = match self.address {
             IpAddr::V4(address) => AddressMessageBuilder::<Ipv4Addr>::new()
-                .index(self.index)
+                .index(index)
                 .address(address, self.prefix_len)
                 .build(),
             IpAddr::V6(address) => AddressMessageBuilder::<Ipv6Addr>::new()
-                .index(self.index)
+                .index(index)
                 .address(address, self.prefix_len)
                 .build(),
         };
         match self.handle.address().del(message).execute().await {
             Ok(()) => Ok(()),
-            Err(_) if !self.is_present().await => Ok(()),
+            Err(_) if !self.is_present_on(index).await => Ok(()),
             Err(e) => Err(format!(
                 "removing {} from {}: {e}",
                 self.address, self.interface
@@ -156,12 +217,54 @@ impl NetlinkHolder {
         }
     }
 
+    /// A socket to read ARP requests on and answer them, for an IPv4 VIP on
+    /// an Ethernet-like interface (`None` otherwise).
+    pub fn arp_socket(&self) -> Option<std::io::Result<garp::ArpSocket>> {
+        (self.arp_sysctls.is_some() && self.mac.is_some())
+            .then(|| garp::ArpSocket::open(self.index))
+    }
+
+    /// The reply to an ARP request in `frame`, if it asks for the VIP.
+    pub fn arp_reply(&self, frame: &[u8]) -> Option<([u8; 42], [u8; 6])> {
+        let (IpAddr::V4(vip), Some(mac)) = (self.address, self.mac) else {
+            return None;
+        };
+        let asker = garp::request_for(frame, vip)?;
+        Some((garp::reply(mac, vip, asker), asker.0))
+    }
+
+    /// Puts back the interface's ARP settings as they were before start-up.
+    pub fn restore(&self) {
+        if let Some((ignore, announce)) = &self.arp_sysctls {
+            for (name, value) in [("arp_ignore", ignore), ("arp_announce", announce)] {
+                if let Err(error) = write_sysctl(&self.interface, name, value) {
+                    tracing::warn!(%error, "cannot restore {name}");
+                }
+            }
+        }
+    }
+
     /// How many announcements an acquisition sends: the first at once,
     /// the rest spread over the first second, so a neighbour that missed
     /// one still moves.
     pub fn announcements(&self) -> u32 {
         self.garp_repeats.max(1)
     }
+}
+
+fn sysctl_path(interface: &str, name: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{interface}/{name}")
+}
+
+fn read_sysctl(interface: &str, name: &str) -> Result<String, String> {
+    std::fs::read_to_string(sysctl_path(interface, name))
+        .map(|v| v.trim().to_string())
+        .map_err(|e| format!("reading {}: {e}", sysctl_path(interface, name)))
+}
+
+fn write_sysctl(interface: &str, name: &str, value: &str) -> Result<(), String> {
+    std::fs::write(sysctl_path(interface, name), value)
+        .map_err(|e| format!("writing {}: {e}", sysctl_path(interface, name)))
 }
 
 /// Whether this process has capability `bit` in its effective set.

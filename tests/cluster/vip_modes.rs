@@ -219,10 +219,11 @@ impl Netns {
         netns
     }
 
-    /// Whether namespace `name` has `address` on its eth0.
+    /// Whether namespace `name` has `address` on any interface (an IPv4
+    /// VIP in netlink mode lives on `lo`).
     fn has_address(name: &str, address: Ipv4Addr) -> bool {
         Command::new("ip")
-            .args(["-n", name, "-br", "addr", "show", "dev", "eth0"])
+            .args(["-n", name, "-br", "addr", "show"])
             .output()
             .is_ok_and(|out| {
                 String::from_utf8_lossy(&out.stdout)
@@ -301,6 +302,63 @@ fn get_blocking(address: SocketAddr) -> bool {
     answer.starts_with(b"HTTP/1.1 200")
 }
 
+/// Three nodes in their own network namespaces on a bridge, holding a
+/// `netlink`-mode VIP, a client namespace, and the backend in the root
+/// namespace on the bridge's address.
+struct NetnsCluster {
+    net: Netns,
+    nodes: Vec<Node>,
+    backend: HttpBackend,
+    vip: Ipv4Addr,
+    client_ns: String,
+}
+
+impl NetnsCluster {
+    async fn start(tag: &str, pid: u32) -> NetnsCluster {
+        let subnet = 100 + (pid % 100) as u8 + if tag.ends_with('a') { 1 } else { 0 };
+        let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
+        let vip = host(100);
+        let client_ns = format!("{tag}c");
+        let mut hosts: Vec<(String, Ipv4Addr)> = (1..=3u8)
+            .map(|id| (format!("{tag}n{id}"), host(10 + id)))
+            .collect();
+        hosts.push((client_ns.clone(), host(50)));
+        let net = Netns::create(tag, host(1), &hosts);
+        let backend = HttpBackend::start("a", IpAddr::V4(host(1))).await;
+        let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+        let options = NodeOptions {
+            vip_section: Some(format!(
+                "mode = \"netlink\"\naddress = \"{vip}\"\ninterface = \"eth0\"\n"
+            )),
+            ..Default::default()
+        };
+        let members: Vec<(u64, IpAddr)> = (1..=3u8)
+            .map(|id| (u64::from(id), IpAddr::V4(host(10 + id))))
+            .collect();
+        let mut nodes: Vec<Node> = members
+            .iter()
+            .map(|(id, ip)| {
+                let mut node = Node::create(*id, *ip, &members, &seed, &options);
+                node.netns = Some(format!("{tag}n{id}"));
+                node
+            })
+            .collect();
+        for node in &mut nodes {
+            node.launch();
+        }
+        for node in &nodes {
+            node.wait_ready().await;
+        }
+        NetnsCluster {
+            net,
+            nodes,
+            backend,
+            vip,
+            client_ns,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_partition_the_leader_in_network_namespaces() {
     let pid = std::process::id();
@@ -311,42 +369,13 @@ async fn drill_partition_the_leader_in_network_namespaces() {
         );
         return;
     }
-    let subnet = 100 + (pid % 100) as u8;
-    let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
-    let vip = host(100);
-    let client_ns = format!("{tag}c");
-    let mut hosts: Vec<(String, Ipv4Addr)> = (1..=3u8)
-        .map(|id| (format!("{tag}n{id}"), host(10 + id)))
-        .collect();
-    hosts.push((client_ns.clone(), host(50)));
-    let net = Netns::create(&tag, host(1), &hosts);
-
-    // The backend lives in the root namespace, on the bridge's address.
-    let backend = HttpBackend::start("a", IpAddr::V4(host(1))).await;
-    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
-    let options = NodeOptions {
-        vip_section: Some(format!(
-            "mode = \"netlink\"\naddress = \"{vip}\"\ninterface = \"eth0\"\n"
-        )),
-        ..Default::default()
-    };
-    let members: Vec<(u64, IpAddr)> = (1..=3u8)
-        .map(|id| (u64::from(id), IpAddr::V4(host(10 + id))))
-        .collect();
-    let mut nodes: Vec<Node> = members
-        .iter()
-        .map(|(id, ip)| {
-            let mut node = Node::create(*id, *ip, &members, &seed, &options);
-            node.netns = Some(format!("{tag}n{id}"));
-            node
-        })
-        .collect();
-    for node in &mut nodes {
-        node.launch();
-    }
-    for node in &nodes {
-        node.wait_ready().await;
-    }
+    let NetnsCluster {
+        net,
+        nodes,
+        backend: _backend,
+        vip,
+        client_ns,
+    } = NetnsCluster::start(&tag, pid).await;
     let node_ns: Vec<String> = (1..=3).map(|id| format!("{tag}n{id}")).collect();
     let holders = {
         let node_ns = node_ns.clone();
@@ -504,6 +533,152 @@ async fn drill_partition_the_leader_in_network_namespaces() {
         "{report}"
     );
     assert_eq!(failed_after_heal, 0, "{report}");
+    drop(nodes);
+    drop(net);
+}
+
+/// The MAC of `eth0` in namespace `name`.
+fn mac_of(name: &str) -> [u8; 6] {
+    let out = Command::new("ip")
+        .args(["-n", name, "-br", "link", "show", "eth0"])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = text.split_whitespace().nth(2).expect("a MAC");
+    let bytes: Vec<u8> = field
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    <[u8; 6]>::try_from(bytes.as_slice()).expect("6 bytes")
+}
+
+/// From inside a namespace: broadcasts a who-has for `vip` from `eth0`
+/// (`mac`, `ip`) and returns the MACs that answered within 60 ms.
+fn arp_answerers(mac: [u8; 6], ip: Ipv4Addr, vip: Ipv4Addr) -> Vec<[u8; 6]> {
+    use raftlb::vip::garp;
+    // SAFETY: if_nametoindex reads a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+    let socket = garp::ArpSocket::open(index).expect("arp socket");
+    let mut ask = garp::announcement(mac, vip);
+    ask[28..32].copy_from_slice(&ip.octets());
+    socket.send(&ask, [0xff; 6]).expect("who-has");
+    let mut answers = Vec::new();
+    let mut frame = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_millis(60);
+    while Instant::now() < deadline {
+        match socket.recv(&mut frame) {
+            Ok(n) if n >= 42 && frame[20..22] == [0, 2] && frame[28..32] == vip.octets() => {
+                let from = <[u8; 6]>::try_from(&frame[22..28]).expect("mac");
+                if !answers.contains(&from) {
+                    answers.push(from);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_one_arp_answer_while_the_holder_is_frozen_or_killed() {
+    let pid = std::process::id();
+    let tag = format!("rl{}a", pid % 100_000);
+    if !can_build_namespaces(&tag) {
+        println!(
+            "drill netns ARP: SKIPPED (needs root, iproute2 and permission to create network namespaces)"
+        );
+        return;
+    }
+    let NetnsCluster {
+        net,
+        mut nodes,
+        backend: _backend,
+        vip,
+        client_ns,
+    } = NetnsCluster::start(&tag, pid).await;
+    let node_ns: Vec<String> = (1..=3).map(|id| format!("{tag}n{id}")).collect();
+    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
+    let client_mac = mac_of(&client_ns);
+    let client_ip = match vip.octets() {
+        [a, b, c, _] => Ipv4Addr::new(a, b, c, 50),
+    };
+    let holders = || -> Vec<usize> {
+        (0..node_ns.len())
+            .filter(|i| Netns::has_address(&node_ns[*i], vip))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+        "no single VIP holder"
+    );
+    // Samples who answers a broadcast who-has every 50 ms for `window`:
+    // per sample, the indices of the nodes whose MAC answered.
+    let sample = |window: Duration| {
+        let (client_ns, macs) = (client_ns.clone(), macs.clone());
+        in_netns(&client_ns, move || {
+            let mut samples = Vec::new();
+            let deadline = Instant::now() + window;
+            while Instant::now() < deadline {
+                let answered: Vec<usize> = arp_answerers(client_mac, client_ip, vip)
+                    .iter()
+                    .filter_map(|mac| macs.iter().position(|m| m == mac))
+                    .collect();
+                samples.push(answered);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        })
+    };
+    let before = sample(Duration::from_millis(300)).join().expect("sampler");
+    let old = holders()[0];
+    assert!(
+        before.iter().all(|s| *s == vec![old]),
+        "before any failure only the holder, node {}, answers: {before:?}",
+        old + 1
+    );
+
+    let mut report = Vec::new();
+    for (round, how) in ["SIGSTOP", "kill -9"].into_iter().enumerate() {
+        let holder = holders()[0];
+        let sampler = sample(Duration::from_millis(2_500));
+        match how {
+            "SIGSTOP" => nodes[holder].signal("STOP"),
+            _ => nodes[holder].kill9(),
+        }
+        let samples = sampler.join().expect("sampler");
+        if how == "SIGSTOP" {
+            nodes[holder].signal("CONT");
+        } else {
+            nodes[holder].launch();
+        }
+        // After the failure window the resumed or restarted node must not
+        // answer either.
+        let after = sample(Duration::from_millis(800)).join().expect("sampler");
+        let two = samples.iter().chain(&after).filter(|s| s.len() > 1).count();
+        let old_answered_after = after.iter().filter(|s| s.contains(&holder)).count();
+        let silent = samples.iter().filter(|s| s.is_empty()).count();
+        let new_holder = samples.last().and_then(|s| s.first()).copied();
+        report.push(format!(
+            "{how} of node {}: {} samples, {two} with two answerers, {silent} with none (the gap), \
+             then node {:?} answers; the old holder answered in {old_answered_after} of {} samples after",
+            holder + 1,
+            samples.len() + after.len(),
+            new_holder.map(|i| i + 1),
+            after.len()
+        ));
+        assert_eq!(two, 0, "round {round}: {report:?} {samples:?} {after:?}");
+        assert_eq!(old_answered_after, 0, "round {round}: {report:?} {after:?}");
+        assert!(
+            new_holder.is_some_and(|n| n != holder),
+            "round {round}: nobody took over: {report:?} {samples:?}"
+        );
+        assert!(
+            wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+            "no single holder after round {round}"
+        );
+    }
+    println!("drill netns ARP: {}", report.join("; "));
     drop(nodes);
     drop(net);
 }
