@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Which node namespaces have the VIP on eth0; there should never be two
+# Which node namespaces have the VIP (on lo: see src/vip/netlink.rs); there should never be two
 # live holders. Also shows where the client's ARP entry for the VIP points.
 #
 #   ./holder.sh           a table; exit status 0 if exactly one namespace has it
@@ -14,12 +14,12 @@ source ./common.sh
 
 need_root
 
-# Namespaces that have the VIP on eth0, space-separated.
+# Namespaces that have the VIP, space-separated.
 holders() {
   local ns out=
   for ns in "${NODE_NAMESPACES[@]}"; do
     ns_exists "$ns" || continue
-    case " $(ip -n "$ns" -br addr show dev eth0 2> /dev/null) " in
+    case " $(ip -n "$ns" -br addr show 2> /dev/null) " in
       *" $VIP/"*) out="$out $ns" ;;
     esac
   done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds an L2 network of network namespaces on a bridge and runs a
 # three-node raftlb cluster on it with a real VIP (10.77.0.100, [vip] mode
-# "netlink"): the leader adds the address to its eth0 and announces it by
-# gratuitous ARP. Needs root. Undo everything with ./down.sh.
+# "netlink"): the leader makes the address local (on lo), announces it by
+# gratuitous ARP and answers ARP for it itself. Needs root. Undo everything
+# with ./down.sh.
 #
 #   RAFTLB=/path/to/raftlb   the binary (default ../../target/release/raftlb)
 #   NO_NODES=1               debugging: build the network and the backends,
