@@ -46,6 +46,13 @@ const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// default is 20) before the connection is dropped.
 const PEER_MAX_PENDING_RESETS: usize = 200;
 
+/// Longest a graceful hand-over keeps the VIP here waiting for the
+/// successor to hold it.
+const HAND_OVER_LIMIT: Duration = Duration::from_secs(3);
+/// How long the old holder still serves once the successor holds the VIP:
+/// requests already sent here finish.
+const HAND_OVER_LINGER: Duration = Duration::from_millis(300);
+
 /// Snapshot chunk size: small enough that a chunk never delays heartbeats
 /// on the same peer connection for long.
 const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
@@ -645,7 +652,17 @@ impl RunningNode {
         // heartbeats), and once the followers' vote lease has run out, ask
         // the most caught-up follower to campaign at once instead of waiting
         // for its election timer.
-        let successor = self.control.most_caught_up_follower();
+        let mut successor = self.control.most_caught_up_follower();
+        if let Some((id, _)) = &successor
+            && self.vip.hold_through_hand_over()
+        {
+            // netlink mode, make before break: the successor is elected and
+            // takes the VIP while this node still serves it; only then does
+            // this node let go.
+            if self.hand_over_keeping_vip(*id).await {
+                successor = None;
+            }
+        }
         self.vip_stop.cancel();
         self.vip.step_down("shutting down").await;
         self.vip.restore_host();
@@ -678,6 +695,39 @@ impl RunningNode {
             tracing::info!("all connections finished");
         }
         self.servers.cancel();
+    }
+
+    /// Hands leadership to `successor` while this node keeps serving the
+    /// VIP, and returns once the successor holds it (plus a moment for
+    /// requests already on their way here), or [`HAND_OVER_LIMIT`] passed;
+    /// whether leadership moved.
+    async fn hand_over_keeping_vip(&self, successor: NodeId) -> bool {
+        let started = std::time::Instant::now();
+        if let Err(error) = self.control.transfer(Some(successor), true).await {
+            tracing::warn!(%error, "hand-over failed; releasing the VIP first");
+            return false;
+        }
+        let taken = tokio::time::timeout(HAND_OVER_LIMIT, async {
+            loop {
+                let holders = self.control.vip_holders().await;
+                if holders.get(&successor) == Some(&Some(true)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok();
+        if taken {
+            tokio::time::sleep(HAND_OVER_LINGER).await;
+        }
+        tracing::info!(
+            successor,
+            taken,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "handed leadership over, keeping the VIP until the successor held it"
+        );
+        true
     }
 
     /// Runs until SIGTERM or SIGINT, reloading on SIGHUP, then shuts down.

@@ -50,6 +50,17 @@ impl ClusterControl {
         &self,
         target: Option<NodeId>,
     ) -> Result<LeaderReply, ControlError> {
+        self.transfer(target, false).await
+    }
+
+    /// Hands leadership over as [`ClusterControl::transfer_leadership`]
+    /// does; with `keep_vip`, the VIP is not released here first (the
+    /// caller made the role hold it through the hand-over).
+    pub async fn transfer(
+        &self,
+        target: Option<NodeId>,
+        keep_vip: bool,
+    ) -> Result<LeaderReply, ControlError> {
         let started = Instant::now();
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(self.id) {
@@ -93,7 +104,9 @@ impl ClusterControl {
         // timer fires first once the heartbeats stop.
         self.announce_hand_over(target, self.vote_lease + HAND_OVER_WINDOW)
             .await;
-        self.vip.pause("transferring leadership").await;
+        if !keep_vip {
+            self.vip.pause("transferring leadership").await;
+        }
         self.raft.runtime_config().heartbeat(false);
         // A heartbeat still on its way would renew a voter's lease when it
         // lands: let those end first.

@@ -73,6 +73,9 @@ pub struct VipRole {
     address: Option<IpAddr>,
     holder: Holder,
     paused: AtomicBool,
+    /// Graceful hand-over (SIGTERM) in netlink mode: the VIP stays here,
+    /// unconfirmed, until the successor holds it (make before break).
+    handing_over: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
     /// Held through every acquire and release, so neither interleaves with
     /// the other (an address added while a release ran would stay).
@@ -132,6 +135,7 @@ impl VipRole {
             address,
             holder,
             paused: AtomicBool::new(false),
+            handing_over: AtomicBool::new(false),
             announcing: Mutex::new(None),
             transition: tokio::sync::Mutex::new(()),
             hooks,
@@ -369,7 +373,8 @@ impl VipRole {
                             continue;
                         };
                         if self.held.borrow().is_some()
-                            && self.leader_confirmed()
+                            && (self.leader_confirmed()
+                                || self.handing_over.load(Ordering::Acquire))
                             && let Err(error) = socket.get_ref().send(&reply, asker)
                         {
                             crate::warn_limited!("arp reply", %error, "ARP reply for the VIP not sent");
@@ -451,6 +456,14 @@ impl VipRole {
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
         loop {
+            if self.handing_over.load(Ordering::Acquire) {
+                // Held without confirmations until the hand-over ends
+                // (step_down releases it); the lease does not apply.
+                tokio::select! {
+                    () = tokio::time::sleep(self.confirm_every) => continue,
+                    () = stop.cancelled() => break,
+                }
+            }
             let leading = {
                 let m = metrics.borrow_and_update();
                 m.state == ServerState::Leader && m.current_leader == Some(control.id)
@@ -463,7 +476,9 @@ impl VipRole {
                     tokio::select! {
                         result = &mut confirm => break matches!(result, Ok(Ok(_))),
                         () = sleep_until(deadline) => {
-                            self.release("lease expired while confirming leadership").await;
+                            if !self.handing_over.load(Ordering::Acquire) {
+                                self.release("lease expired while confirming leadership").await;
+                            }
                             deadline = None;
                         }
                         () = stop.cancelled() => {
@@ -495,7 +510,9 @@ impl VipRole {
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
                 () = sleep_until(deadline) => {
-                    self.release("lease expired").await;
+                    if !self.handing_over.load(Ordering::Acquire) {
+                        self.release("lease expired").await;
+                    }
                     deadline = None;
                 }
                 () = self.peer_back.notified() => {
@@ -526,6 +543,20 @@ impl VipRole {
     pub async fn pause(&self, why: &str) {
         self.paused.store(true, Ordering::Release);
         self.release(why).await;
+    }
+
+    /// Graceful hand-over in netlink mode: keeps the VIP held and answered
+    /// here, with no more confirmations (they would renew the followers'
+    /// vote lease), until [`VipRole::step_down`]; the successor takes it
+    /// meanwhile. Both nodes are alive and serve the VIP for that moment,
+    /// so no client request finds nobody (make before break). Whether it
+    /// applies: this node holds the VIP in netlink mode now.
+    pub fn hold_through_hand_over(&self) -> bool {
+        let applies = matches!(self.holder, Holder::Netlink(_)) && self.held.borrow().is_some();
+        if applies {
+            self.handing_over.store(true, Ordering::Release);
+        }
+        applies
     }
 
     /// Takes the role up again after [`VipRole::pause`].

@@ -315,7 +315,14 @@ struct NetnsCluster {
 
 impl NetnsCluster {
     async fn start(tag: &str, pid: u32) -> NetnsCluster {
-        let subnet = 100 + (pid % 100) as u8 + if tag.ends_with('a') { 1 } else { 0 };
+        // Each drill of one test run on its own subnet (tags end in a
+        // different letter).
+        let offset = match tag.chars().last() {
+            Some('a') => 1,
+            Some('b') => 2,
+            _ => 0,
+        };
+        let subnet = 100 + (pid % 100) as u8 + offset;
         let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
         let vip = host(100);
         let client_ns = format!("{tag}c");
@@ -679,6 +686,85 @@ async fn drill_one_arp_answer_while_the_holder_is_frozen_or_killed() {
         );
     }
     println!("drill netns ARP: {}", report.join("; "));
+    drop(nodes);
+    drop(net);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
+    let pid = std::process::id();
+    let tag = format!("rl{}b", pid % 100_000);
+    if !can_build_namespaces(&tag) {
+        println!(
+            "drill netns SIGTERM hand-over: SKIPPED (needs root, iproute2 and permission to create network namespaces)"
+        );
+        return;
+    }
+    let NetnsCluster {
+        net,
+        mut nodes,
+        backend: _backend,
+        vip,
+        client_ns,
+    } = NetnsCluster::start(&tag, pid).await;
+    let node_ns: Vec<String> = (1..=3).map(|id| format!("{tag}n{id}")).collect();
+    let holders = || -> Vec<usize> {
+        (0..node_ns.len())
+            .filter(|i| Netns::has_address(&node_ns[*i], vip))
+            .collect()
+    };
+    let target = SocketAddr::new(IpAddr::V4(vip), 8080);
+    let mut report = Vec::new();
+    for round in 0..5 {
+        assert!(
+            wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+            "round {round}: no single VIP holder"
+        );
+        let old = holders()[0];
+        // A client that never retries: one GET per new connection, every
+        // 20 ms, each failure counted.
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = {
+            let stop = stop.clone();
+            in_netns(&client_ns, move || {
+                let (mut sent, mut failed) = (0, 0);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    sent += 1;
+                    if !get_blocking(target) {
+                        failed += 1;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                (sent, failed)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        nodes[old].signal("TERM");
+        let exited = nodes[old].wait_exit(Duration::from_secs(15)).await;
+        let taken = wait_until(Duration::from_secs(10), || {
+            let now = holders();
+            now.len() == 1 && now[0] != old
+        })
+        .await;
+        // A little more traffic on the new holder, then stop the client.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (sent, failed) = client.join().expect("client");
+        report.push(format!(
+            "round {round}: node {} stopped, {failed} of {sent} failed",
+            old + 1
+        ));
+        assert_eq!(exited, Some(0), "round {round}: {report:?}");
+        assert!(taken, "round {round}: nobody took the VIP over: {report:?}");
+        assert_eq!(failed, 0, "round {round}: {report:?}");
+        nodes[old].launch();
+        nodes[old].wait_ready().await;
+    }
+    println!(
+        "drill netns SIGTERM hand-over (netlink, non-retrying client every 20 ms): {}",
+        report.join("; ")
+    );
     drop(nodes);
     drop(net);
 }
