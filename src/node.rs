@@ -50,8 +50,12 @@ const PEER_MAX_PENDING_RESETS: usize = 200;
 /// successor to hold it.
 const HAND_OVER_LIMIT: Duration = Duration::from_secs(3);
 /// How long the old holder still serves once the successor holds the VIP:
-/// requests already sent here finish.
-const HAND_OVER_LINGER: Duration = Duration::from_millis(300);
+/// requests already sent here finish, and neighbours move to the
+/// successor, whose gratuitous ARPs span a second; Linux ignores an ARP
+/// update within `locktime` (1 s by default) of the last one, so a
+/// neighbour that refreshed the old entry a moment ago moves only with a
+/// later announcement.
+const HAND_OVER_LINGER: Duration = Duration::from_millis(1_200);
 
 /// Snapshot chunk size: small enough that a chunk never delays heartbeats
 /// on the same peer connection for long.
@@ -719,6 +723,9 @@ impl RunningNode {
         .await
         .is_ok();
         if taken {
+            // Neighbours now learn the successor: this node stops answering
+            // ARP, and still serves what was sent here meanwhile.
+            self.vip.stop_answering_arp();
             tokio::time::sleep(HAND_OVER_LINGER).await;
         }
         tracing::info!(

@@ -76,6 +76,10 @@ pub struct VipRole {
     /// Graceful hand-over (SIGTERM) in netlink mode: the VIP stays here,
     /// unconfirmed, until the successor holds it (make before break).
     handing_over: AtomicBool,
+    /// Off once a successor holds the VIP during a hand-over: this node
+    /// still serves connections already sent here, but answers no more ARP,
+    /// so neighbours settle on the successor.
+    answering_arp: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
     /// Held through every acquire and release, so neither interleaves with
     /// the other (an address added while a release ran would stay).
@@ -136,6 +140,7 @@ impl VipRole {
             holder,
             paused: AtomicBool::new(false),
             handing_over: AtomicBool::new(false),
+            answering_arp: AtomicBool::new(true),
             announcing: Mutex::new(None),
             transition: tokio::sync::Mutex::new(()),
             hooks,
@@ -373,6 +378,7 @@ impl VipRole {
                             continue;
                         };
                         if self.held.borrow().is_some()
+                            && self.answering_arp.load(Ordering::Acquire)
                             && (self.leader_confirmed()
                                 || self.handing_over.load(Ordering::Acquire))
                             && let Err(error) = socket.get_ref().send(&reply, asker)
@@ -557,6 +563,12 @@ impl VipRole {
             self.handing_over.store(true, Ordering::Release);
         }
         applies
+    }
+
+    /// A hand-over's successor holds the VIP: stop answering ARP for it
+    /// (connections already here are still served until step_down).
+    pub fn stop_answering_arp(&self) {
+        self.answering_arp.store(false, Ordering::Release);
     }
 
     /// Takes the role up again after [`VipRole::pause`].
