@@ -1,0 +1,396 @@
+//! One balancer node: opens its sled data, starts Raft, the peer and control
+//! gRPC servers, the forwarding engine and the admin endpoint, bootstraps
+//! the cluster when its data is fresh, and runs until a signal.
+//!
+//! `formation` forms the cluster and follows the node's role,
+//! `health_reports` carries this node's health views to the leader, and
+//! `running` is the started node: reload, hand-over and shutdown.
+
+mod formation;
+mod health_reports;
+mod running;
+
+use formation::{bootstrap, watch_role};
+use health_reports::report_health;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
+
+use crate::admin::{self, AdminState};
+use crate::api::ControlApi;
+use crate::auth::Token;
+use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
+use crate::control::ClusterControl;
+use crate::events::Events;
+use crate::health::HealthChecker;
+use crate::metrics::Metrics;
+use crate::proxy::Engine;
+use crate::raft::Raft;
+use crate::raft::election::{self, ElectionTimer};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
+use crate::raft::peer_service::PeerService;
+use crate::raft::state_machine::StateMachine;
+use crate::served::ServedConfig;
+use crate::vip::VipRole;
+use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
+
+/// sled's page cache; the default (1 GiB) is far more than a
+/// configuration store needs.
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Streams a peer may reset before the peer server accepted them (h2's
+/// default is 20) before the connection is dropped.
+const PEER_MAX_PENDING_RESETS: usize = 200;
+
+/// Snapshot chunk size: small enough that a chunk never delays heartbeats
+/// on the same peer connection for long.
+const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A configuration file is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An address could not be bound.
+    #[error("cannot listen on {what} {address}: {source}")]
+    Bind {
+        /// Which endpoint.
+        what: &'static str,
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot open data dir {path}: {message}")]
+    DataDir {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Raft could not start.
+    #[error("cannot start raft: {0}")]
+    Raft(String),
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// The node's handle on the cluster.
+    pub control: Arc<ClusterControl>,
+    vip: Arc<VipRole>,
+    vip_stop: CancellationToken,
+    /// How long followers refuse votes after a leader's last heartbeat
+    /// (the minimum election timeout; see raft::election).
+    vote_lease: Duration,
+    seed_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    servers: CancellationToken,
+    grace: Duration,
+}
+
+/// Starts a node from `config`. `seed` overrides the seed file (the demo
+/// passes its configuration directly).
+pub async fn start(
+    config: &NodeConfig,
+    seed: Option<ClusterSpec>,
+) -> Result<RunningNode, NodeError> {
+    let members = config.members().map_err(|message| ConfigError::Invalid {
+        path: "node.toml".into(),
+        message,
+    })?;
+    let seed = match (seed, &config.cluster.seed) {
+        (Some(spec), _) => Some(spec),
+        (None, Some(path)) => Some(read_toml::<ClusterSpec>(path)?),
+        (None, None) => None,
+    };
+    if let Some(spec) = &seed {
+        // A seed that can never be committed is a start-up error, not a
+        // surprise after the cluster forms.
+        crate::state::validate(spec).map_err(|e| ConfigError::Invalid {
+            path: config
+                .cluster
+                .seed
+                .as_ref()
+                .map_or("seed".into(), |p| p.display().to_string()),
+            message: e.to_string(),
+        })?;
+    }
+    let data_error = |message: String| NodeError::DataDir {
+        path: config.data_dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+    let db = sled::Config::new()
+        .path(config.data_dir.join("raftlb.sled"))
+        .cache_capacity(SLED_CACHE_BYTES)
+        .open()
+        .map_err(|e| data_error(e.to_string()))?;
+
+    let token = match &config.token_file {
+        Some(path) => Token::load(path).map_err(|message| ConfigError::Invalid {
+            path: "node.toml".into(),
+            message,
+        })?,
+        None => Token::none(),
+    };
+    let served = Arc::new(ServedConfig::new(
+        Arc::new(Metrics::new()),
+        Events::default(),
+    ));
+    let servers = CancellationToken::new();
+    tokio::spawn(served.clone().run_compiler(servers.clone()));
+    let log_store = LogStore::open(&db).map_err(|e| data_error(e.to_string()))?;
+    let state_machine =
+        StateMachine::open(&db, served.clone()).map_err(|e| data_error(e.to_string()))?;
+
+    // Forward at once by whatever configuration this node last applied.
+    let shutdown = CancellationToken::new();
+    let connections = TaskTracker::new();
+    // Lease shorter than the shortest election timeout by a heartbeat:
+    // voters refuse every candidate for the minimum election timeout after
+    // their last heartbeat, so an old leader drops the VIP before any other
+    // node can be elected.
+    let lease =
+        Duration::from_millis(config.raft.election_timeout_min_ms - config.raft.heartbeat_ms);
+    let (vip_address, holder) = vip_holder(config).await?;
+    let peer_back = Arc::new(Notify::new());
+    let vip = Arc::new(VipRole::new(
+        vip_address,
+        holder,
+        peer_back.clone(),
+        lease,
+        Duration::from_millis(config.raft.heartbeat_ms),
+        served.metrics(),
+    ));
+    let engine = Engine::new(
+        served.table().clone(),
+        config.serve_ip,
+        vip.watch(),
+        shutdown.clone(),
+        connections.clone(),
+    );
+    tokio::spawn(engine.run());
+
+    let (openraft_min, openraft_max) = election::openraft_timing(&config.raft);
+    let election = Arc::new(ElectionTimer::new(config.id, &config.raft));
+    let peer_rpcs = Arc::new(crate::raft::network::InFlightRpcs::default());
+    let raft_config = openraft::Config {
+        cluster_name: "raftlb".into(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: openraft_min,
+        election_timeout_max: openraft_max,
+        // raftlb's own election timer campaigns (see raft::election).
+        enable_elect: false,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_logs),
+        max_in_snapshot_log_to_keep: config.raft.keep_logs_after_snapshot,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        PeerNetwork::new(
+            token.clone(),
+            election.clone(),
+            peer_back,
+            peer_rpcs.clone(),
+        ),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let control = Arc::new(ClusterControl {
+        id: config.id,
+        raft: raft.clone(),
+        served: served.clone(),
+        token: token.clone(),
+        health_votes: Default::default(),
+        election: election.clone(),
+        vip: vip.clone(),
+        vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
+        channels: Default::default(),
+        peer_rpcs,
+    });
+    {
+        let (control, stop) = (control.clone(), shutdown.clone());
+        tokio::spawn(async move { control.election.run(control.clone(), stop).await });
+    }
+
+    let peer_incoming = TcpIncoming::bind(config.raft_addr)
+        .map_err(|source| NodeError::Bind {
+            what: "raft_addr",
+            address: config.raft_addr,
+            source,
+        })?
+        .with_nodelay(Some(true));
+    let api_incoming = TcpIncoming::bind(config.api_addr)
+        .map_err(|source| NodeError::Bind {
+            what: "api_addr",
+            address: config.api_addr,
+            source,
+        })?
+        .with_nodelay(Some(true));
+    let admin_listener =
+        admin::bind(config.admin_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "admin_addr",
+                address: config.admin_addr,
+                source,
+            })?;
+    let stop = servers.clone();
+    let peer = PeerService::server(control.clone(), &token);
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            // Peers' own late RPCs are no longer cancelled (see
+            // raft::network), but a burst of resets from a peer under load
+            // must not cost the whole connection either.
+            .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_RESETS))
+            .add_service(peer)
+            .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "peer server failed");
+        }
+    });
+    let stop = servers.clone();
+    let api = ControlApi::server(control.clone(), &token);
+    // Reflection in both versions (grpcurl and Python's grpcio reflection
+    // client still speak v1alpha), advertising only what this port serves:
+    // the peer-only Raft service is in the same descriptors but not here.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
+            .with_service_name("raftlb.v1.ControlService")
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
+    let reflection_v1 =
+        tonic::service::interceptor::InterceptedService::new(reflection_v1, token.interceptor());
+    let reflection_v1alpha = tonic::service::interceptor::InterceptedService::new(
+        reflection_v1alpha,
+        token.interceptor(),
+    );
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(api)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "control API server failed");
+        }
+    });
+    let vip_stop = servers.child_token();
+    let admin_state = Arc::new(AdminState {
+        control: control.clone(),
+        ready: false.into(),
+        vip: vip.clone(),
+    });
+    {
+        let (vip, control, stop) = (vip.clone(), control.clone(), vip_stop.clone());
+        tokio::spawn(async move { vip.run(control, stop).await });
+    }
+    {
+        let (vip, stop) = (vip.clone(), servers.clone());
+        tokio::spawn(async move { vip.answer_arp(stop).await });
+    }
+    {
+        let vip = vip.clone();
+        tokio::spawn(async move { vip.run_hooks().await });
+    }
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        servers.clone(),
+    ));
+
+    let (transitions, reports) = tokio::sync::mpsc::unbounded_channel();
+    let source = (!config.serve_ip.is_unspecified()).then_some(config.serve_ip);
+    let checker = HealthChecker::new(served.table().clone(), source, transitions, servers.clone());
+    tokio::spawn(checker.run());
+    tokio::spawn(report_health(control.clone(), reports, servers.clone()));
+
+    bootstrap(&raft, config.id, &members).await?;
+    tokio::spawn(watch_role(
+        control.clone(),
+        seed,
+        admin_state,
+        servers.clone(),
+    ));
+    tracing::info!(
+        id = config.id,
+        raft = %config.raft_addr,
+        api = %config.api_addr,
+        admin = %config.admin_addr,
+        serve_ip = %config.serve_ip,
+        version = served.version(),
+        "node started"
+    );
+    Ok(RunningNode {
+        control,
+        vip,
+        vip_stop,
+        vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
+        seed_path: config.cluster.seed.clone(),
+        shutdown,
+        connections,
+        servers,
+        grace: Duration::from_millis(config.shutdown_grace_ms),
+    })
+}
+
+/// The VIP address and how it is held, from `[vip]`; a netlink holder
+/// checks its privileges and interface here, so a node that could never
+/// hold the VIP refuses to start.
+async fn vip_holder(config: &NodeConfig) -> Result<(Option<IpAddr>, Holder), NodeError> {
+    let vip = &config.vip;
+    let invalid = |message: String| {
+        NodeError::Config(ConfigError::Invalid {
+            path: "node.toml".into(),
+            message,
+        })
+    };
+    let Some(address) = vip.address else {
+        return Ok((None, Holder::Bind));
+    };
+    let holder = match vip.mode {
+        VipMode::None => return Ok((None, Holder::Bind)),
+        VipMode::Bind => Holder::Bind,
+        VipMode::Netlink => {
+            let interface = vip.interface.as_deref().unwrap_or_default();
+            let holder = NetlinkHolder::open(interface, address, vip.prefix_len, vip.garp_repeats)
+                .await
+                .map_err(invalid)?;
+            Holder::Netlink(Arc::new(holder))
+        }
+        VipMode::Script => Holder::Script(ScriptHooks {
+            on_acquire: vip.on_acquire.clone().unwrap_or_default(),
+            on_release: vip.on_release.clone().unwrap_or_default(),
+            timeout: Duration::from_millis(vip.script_timeout_ms),
+            node_id: config.id,
+        }),
+    };
+    Ok((Some(address), holder))
+}
