@@ -9,6 +9,7 @@ mod health;
 mod http_forwarding;
 mod lifecycle;
 mod malformed;
+mod netns_drills;
 mod raft_cluster;
 mod streaming;
 mod tcp_forwarding;
