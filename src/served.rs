@@ -120,9 +120,12 @@ impl ServedConfig {
             Ok(table) => {
                 {
                     let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
-                    let reused = |pool: &Arc<crate::routing::Pool>| {
-                        previous.pools.iter().any(|p| Arc::ptr_eq(p, pool))
-                    };
+                    // Pools taken over from the previous table already
+                    // carry their committed views.
+                    let kept: std::collections::HashSet<*const crate::routing::Pool> =
+                        previous.pools.iter().map(Arc::as_ptr).collect();
+                    let reused =
+                        |pool: &Arc<crate::routing::Pool>| kept.contains(&Arc::as_ptr(pool));
                     for pool in table.pools.iter().filter(|p| !reused(p)) {
                         for backend in &pool.backends {
                             if let Some(&up) = committed.get(&(pool.name.clone(), backend.address))
