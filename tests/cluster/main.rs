@@ -10,6 +10,7 @@ mod http_forwarding;
 mod lifecycle;
 mod malformed;
 mod netns_drills;
+mod netns_fence;
 mod raft_cluster;
 mod streaming;
 mod tcp_forwarding;

@@ -424,20 +424,27 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
             );
             let probes = {
                 let stop = stop.clone();
+                // Open loop, like a crowd of users: a probe every 20 ms
+                // on its own thread (which stays in the client's
+                // namespace), so one stuck on the frozen holder for its
+                // 500 ms timeout does not hold back the next ones.
                 in_netns(&client_ns, move || {
                     let mut probes = Vec::new();
                     let deadline = Instant::now() + Duration::from_secs(60);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         let sent = Instant::now();
-                        probes.push((sent, get_blocking(target)));
+                        probes.push((sent, std::thread::spawn(move || get_blocking(target))));
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     probes
+                        .into_iter()
+                        .map(|(sent, probe)| (sent, probe.join().unwrap_or(false)))
+                        .collect::<Vec<_>>()
                 })
             };
             tokio::time::sleep(Duration::from_millis(200)).await;
             let veth = net.veth(old);
-            let broke = Instant::now();
+            let began = Instant::now();
             match failure {
                 Failure::Kill => nodes[old].kill9(),
                 Failure::Freeze => nodes[old].signal("STOP"),
@@ -448,6 +455,11 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
                 }
                 Failure::LinkCut => Netns::run(&["link", "set", &veth, "down"]),
             }
+            // A frame the kernel took before the failure took effect was
+            // sent by a live holder; the signal's delivery to every
+            // thread lags its sending by a little.
+            let took = began.elapsed();
+            let failed = Instant::now() + Duration::from_millis(10);
             let outage = match failure {
                 Failure::Freeze => Duration::from_secs(5),
                 _ => Duration::from_secs(2),
@@ -469,24 +481,39 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
             stop.store(true, Ordering::Relaxed);
             let probes = probes.join().expect("probes");
             let arp = arp.join().expect("arp watch");
-            // The client's gap: from the failure to its first answer.
-            let gap = probes
+            // The client's gap: the longest time between two answered
+            // probes (by when they were sent) over the whole round. Not
+            // "from the command to the first answer": the command takes
+            // effect some time after it starts (`ip link set down` can
+            // take longer than the probes' period), and probes answered
+            // meanwhile would hide the outage.
+            let answered: Vec<Instant> = probes
                 .iter()
-                .find(|(sent, ok)| *sent > broke && *ok)
-                .map(|(sent, _)| *sent - broke);
-            let failed_after = probes
+                .filter(|(_, ok)| *ok)
+                .map(|(sent, _)| *sent)
+                .collect();
+            let gap = answered
+                .last()
+                .filter(|last| **last > failed)
+                .and_then(|_| answered.windows(2).map(|w| w[1] - w[0]).max());
+            let failed_after_heal: Vec<u128> = probes
                 .iter()
                 .filter(|(sent, ok)| *sent > healed && !ok)
-                .count();
+                .map(|(sent, _)| (*sent - healed).as_millis())
+                .collect();
+            let failed_after = failed_after_heal.len();
             let two = arp.samples.iter().filter(|(_, s)| s.len() > 1).count();
             let old_mac = macs[old];
-            // While it is failed (killed, frozen, cut off) the old holder
-            // must announce nothing; once healed it is a live node again
-            // and may rightly win the VIP back.
+            // From the failure on, the old holder announces nothing: not
+            // while it is failed (killed, frozen, cut off), and not once
+            // resumed or reconnected unless it rightly won the VIP back.
+            let won_back = holders() == vec![old];
             let old_announced = arp
                 .announcements
                 .iter()
-                .filter(|(at, from)| *at > broke && *at < healed && *from == old_mac)
+                .filter(|(at, from)| {
+                    *at > failed && (*at < healed || !won_back) && *from == old_mac
+                })
                 .count();
             let old_answered_after_heal = arp
                 .samples
@@ -494,15 +521,22 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
                 .filter(|(at, s)| *at > healed && s.contains(&old_mac))
                 .count();
             let context = format!(
-                "{failure:?} round {round} of node {}: gap {gap:?}, {failed_after} failed after the heal, \
+                "{failure:?} round {round} of node {} (the command took {took:?}): gap {gap:?}, {failed_after} failed after the heal, \
                  {two} of {} ARP samples with two answerers, {old_announced} gratuitous ARPs from the old \
-                 holder while it was failed, it answered {old_answered_after_heal} who-has after the heal",
+                 holder since it failed (won back: {won_back}), it answered {old_answered_after_heal} who-has after the heal",
                 old + 1,
                 arp.samples.len()
             );
+            let gap_too_long = gap.is_none_or(|gap| gap >= Duration::from_secs(4));
+            if two + old_announced + failed_after > 0 || gap_too_long {
+                eprintln!("probes failed after the heal, ms after it: {failed_after_heal:?}");
+                for node in &nodes {
+                    node.dump_log();
+                }
+            }
             assert_eq!(two, 0, "{context}");
             assert_eq!(old_announced, 0, "{context}");
-            if holders() != vec![old] {
+            if !won_back {
                 assert_eq!(old_answered_after_heal, 0, "{context}");
             }
             assert_eq!(failed_after, 0, "{context}");
@@ -510,11 +544,6 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
             // The goal is p99 under 500 ms; asserted with room (link cuts
             // have shown a 1.6-2.2 s tail, not yet explained), so that a
             // loaded CI machine does not fail the suite; the figures print.
-            if gap >= Duration::from_secs(4) {
-                for node in &nodes {
-                    node.dump_log();
-                }
-            }
             assert!(gap < Duration::from_secs(4), "{context}");
             gaps.push(gap);
         }
