@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Token;
 use crate::proto::v1::RaftPayload;
 use crate::raft::election::ElectionTimer;
-use crate::raft::network::{PeerChannels, peer_client};
+use crate::raft::network::peer_client;
+use crate::raft::peer_channel::PeerChannels;
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
 use crate::served::ServedConfig;
 use crate::state::{Applied, ClusterState, Command, Origin};
@@ -301,6 +302,7 @@ impl ClusterControl {
             .map_err(|e| ControlError::Internal(e.to_string()))?,
             Err(status) => {
                 tracing::debug!(leader, %status, "forward to leader failed");
+                self.channels.renew(&address);
                 Err(ControlError::NotLeader)
             }
         }

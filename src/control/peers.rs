@@ -280,7 +280,10 @@ impl ClusterControl {
         let reply = peer_client(channel)
             .query(grpc)
             .await
-            .map_err(|status| failed(format!("{}: {}", status.code(), status.message())))
+            .map_err(|status| {
+                self.channels.renew(raft_addr);
+                failed(format!("{}: {}", status.code(), status.message()))
+            })
             .ok()?;
         serde_json::from_slice(&reply.into_inner().json)
             .map_err(|e| failed(e.to_string()))
@@ -311,7 +314,11 @@ impl ClusterControl {
             .filter(|id| **id != self.id)
             .filter_map(|id| membership.get_node(id))
             .map(|node| {
-                tokio::time::timeout(within, self.ask_within(&node.raft_addr, &query, within))
+                // A little past the call's own deadline, so that a voter
+                // that does not answer in time is seen failing (and its
+                // channel renewed) rather than dropped unseen.
+                let limit = within + Duration::from_millis(20);
+                tokio::time::timeout(limit, self.ask_within(&node.raft_addr, &query, within))
             })
             .collect();
         // The soonest time a voter that heard a leader lately would grant.

@@ -1,7 +1,7 @@
 //! Raft: the replicated log that keeps every node's `ClusterState` the same.
 //! openraft drives consensus; this module gives it storage in sled
 //! ([`log_store`], [`state_machine`]), a gRPC peer network ([`network`],
-//! [`peer_service`]), its own election timer ([`election`]) and the
+//! [`peer_channel`], [`peer_service`]), its own election timer ([`election`]) and the
 //! entries it replicates.
 
 // openraft's `StorageError` is large, and its traits fix it as the error
@@ -11,6 +11,7 @@
 pub mod election;
 pub mod log_store;
 pub mod network;
+pub mod peer_channel;
 pub mod peer_service;
 pub mod state_machine;
 pub mod state_store;

@@ -1,7 +1,9 @@
 //! The client side of the peer network: openraft's RPCs sent to peers over
 //! tonic gRPC. One long-lived channel per peer, connected lazily (so a peer
 //! that is down costs nothing until it is needed), plus a separate channel
-//! for snapshot chunks so a large transfer never delays heartbeats.
+//! for snapshot chunks so a large transfer never delays heartbeats; both
+//! start afresh while the peer counts as unreachable (see
+//! [`RenewableChannel`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +21,9 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::peer_channel::RenewableChannel;
 use super::{ClusterNode, NodeId, TypeConfig};
 use tokio::sync::Notify;
 
@@ -33,44 +36,10 @@ use crate::raft::election::ElectionTimer;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Marks an RPC refused because it would exceed [`MAX_MESSAGE_BYTES`].
 const TOO_LARGE: &str = "message larger than the peer message limit";
-/// Time allowed to open a connection to a peer.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest a peer RPC may run once openraft stopped waiting for it.
 const DETACHED_LIMIT: Duration = Duration::from_secs(2);
 /// Wait before retrying a peer that could not be reached.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
-
-/// Opens a lazily connected channel to a peer's `raft_addr`.
-pub fn peer_channel(raft_addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{raft_addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
-}
-
-/// One lazily connected channel per peer for the control plane's own calls
-/// (forwarded writes, health reports, peer queries), apart from Raft's
-/// channels so they never wait behind a snapshot; a channel reconnects by
-/// itself, so it is made once per address and kept.
-#[derive(Default)]
-pub struct PeerChannels {
-    channels: std::sync::Mutex<HashMap<String, Channel>>,
-}
-
-impl PeerChannels {
-    /// The channel to `raft_addr`, made on first use.
-    pub fn get(&self, raft_addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(channel) = channels.get(raft_addr) {
-            return Ok(channel.clone());
-        }
-        let channel = peer_channel(raft_addr)?;
-        channels.insert(raft_addr.to_string(), channel.clone());
-        Ok(channel)
-    }
-}
 
 /// A gRPC client for a peer with raised message limits.
 pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
@@ -123,7 +92,7 @@ impl Drop for InFlightRpc {
 
 /// Creates peer clients for openraft, keeping one pair of channels per peer.
 pub struct PeerNetwork {
-    channels: HashMap<String, (Channel, Channel)>,
+    channels: HashMap<String, Arc<PeerLinks>>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
     in_flight: Arc<InFlightRpcs>,
     token: Token,
@@ -172,7 +141,9 @@ pub struct Reachability {
 const FAILURES_TO_UNREACHABLE: u32 = 3;
 
 impl Reachability {
-    fn record(&self, target: NodeId, outcome: Result<(), &dyn std::fmt::Display>) {
+    /// Counts the outcome of one RPC; whether the peer counts as
+    /// reachable now.
+    fn record(&self, target: NodeId, outcome: Result<(), &dyn std::fmt::Display>) -> bool {
         let reachable = match outcome {
             Ok(()) => {
                 self.failures.store(0, Ordering::Relaxed);
@@ -194,6 +165,7 @@ impl Reachability {
                 ),
             }
         }
+        reachable
     }
 }
 
@@ -202,15 +174,13 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> PeerClient {
         let channels = match self.channels.get(&node.raft_addr) {
-            Some(channels) => Ok(channels.clone()),
-            None => peer_channel(&node.raft_addr)
-                .and_then(|rpc| Ok((rpc, peer_channel(&node.raft_addr)?))),
+            Some(links) => Ok(links.clone()),
+            None => PeerLinks::new(&node.raft_addr).map(Arc::new),
         };
         let channels = match channels {
-            Ok(channels) => {
-                self.channels
-                    .insert(node.raft_addr.clone(), channels.clone());
-                Some(channels)
+            Ok(links) => {
+                self.channels.insert(node.raft_addr.clone(), links.clone());
+                Some(links)
             }
             Err(error) => {
                 tracing::error!(target_node = target, addr = %node.raft_addr, %error, "bad peer address");
@@ -240,11 +210,26 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     }
 }
 
+/// The two channels to one peer: Raft's RPCs, and snapshot chunks.
+struct PeerLinks {
+    rpc: RenewableChannel,
+    bulk: RenewableChannel,
+}
+
+impl PeerLinks {
+    fn new(raft_addr: &str) -> Result<Self, tonic::transport::Error> {
+        Ok(PeerLinks {
+            rpc: RenewableChannel::new(raft_addr)?,
+            bulk: RenewableChannel::new(raft_addr)?,
+        })
+    }
+}
+
 /// openraft's connection to one peer.
 pub struct PeerClient {
     target: NodeId,
     node: ClusterNode,
-    channels: Option<(Channel, Channel)>,
+    channels: Option<Arc<PeerLinks>>,
     reachability: Arc<Reachability>,
     in_flight: Arc<InFlightRpcs>,
     token: Token,
@@ -263,7 +248,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some((rpc, bulk)) = &self.channels else {
+        let Some(links) = &self.channels else {
             return Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other("invalid peer address"),
             )));
@@ -275,11 +260,11 @@ impl PeerClient {
                 &std::io::Error::other(TOO_LARGE),
             )));
         }
-        let channel = match rpc_kind {
-            Rpc::InstallSnapshot => bulk.clone(),
-            Rpc::AppendEntries | Rpc::Vote => rpc.clone(),
+        let link = match rpc_kind {
+            Rpc::InstallSnapshot => &links.bulk,
+            Rpc::AppendEntries | Rpc::Vote => &links.rpc,
         };
-        let mut client = peer_client(channel);
+        let mut client = peer_client(link.get());
         let mut grpc = tonic::Request::new(RaftPayload { json });
         grpc.set_timeout(DETACHED_LIMIT);
         self.token.attach(&mut grpc);
@@ -312,12 +297,18 @@ impl PeerClient {
         let reply = match answered {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => {
-                self.reachability
-                    .record(self.target, Err(&status.message()));
+                if !self
+                    .reachability
+                    .record(self.target, Err(&status.message()))
+                {
+                    link.renew();
+                }
                 return Err(status_to_rpc_error(status));
             }
             Err(elapsed) => {
-                self.reachability.record(self.target, Err(&"timed out"));
+                if !self.reachability.record(self.target, Err(&"timed out")) {
+                    link.renew();
+                }
                 return Err(RPCError::Unreachable(Unreachable::new(&elapsed)));
             }
         };

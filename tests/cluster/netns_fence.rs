@@ -1,6 +1,7 @@
 //! The fence on the wire, in network namespaces (root only; a skip line
 //! otherwise): a holder frozen while it still has announcements to send
-//! sends none of them once resumed, because its lease ran out meanwhile.
+//! sends none of them once resumed, because its lease ran out meanwhile;
+//! and a peer back from a long partition is reached again at once.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -56,6 +57,10 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         old + 1,
         peer + 1
     );
+    // Long enough for the holder's old connection to the peer to be deep
+    // in TCP's retransmission back-off (its next retry would come seconds
+    // after the heal): only a fresh connection finds the peer at once.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let before = reannounced();
     let stop = Arc::new(AtomicBool::new(false));
     let arp = watch_arp(
@@ -66,6 +71,7 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         Duration::from_secs(30),
     );
     Netns::run(&["link", "set", &veth, "master", &net.bridge]);
+    let healed = Instant::now();
     // Freeze the holder as soon as it says it re-announces: the rest of
     // the frames are still due.
     let mut seen = false;
@@ -77,6 +83,7 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         }
     }
     assert!(seen, "node {} never re-announced the VIP", old + 1);
+    let peer_back_after = healed.elapsed();
     nodes[old].signal("STOP");
     let frozen = Instant::now() + Duration::from_millis(10);
 
@@ -107,11 +114,21 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         .filter(|(at, from)| *from == macs[old] && *at > frozen)
         .count();
     println!(
-        "drill netns frozen while announcing: node {} sent {before_freeze} gratuitous ARPs before the freeze, \
+        "drill netns frozen while announcing: node {} answered again {peer_back_after:?} after its 8 s partition healed; \
+         node {} sent {before_freeze} gratuitous ARPs before the freeze, \
          {after_freeze} after (it had {} due); node {:?} holds the VIP",
+        peer + 1,
         old + 1,
         5usize.saturating_sub(before_freeze),
         holders().first().map(|i| i + 1)
+    );
+    // Back at once, not when the old connection's back-off ends (seconds
+    // later; asserted with room for a loaded machine).
+    assert!(
+        peer_back_after < Duration::from_secs(3),
+        "node {} took {peer_back_after:?} to reach node {} again after the heal",
+        old + 1,
+        peer + 1
     );
     assert!(taken, "nobody took the VIP over from the frozen holder");
     assert!(
