@@ -314,7 +314,7 @@ pub async fn start(
     }
     {
         let (vip, stop) = (vip.clone(), servers.clone());
-        tokio::spawn(async move { vip.answer_arp(stop).await });
+        tokio::spawn(async move { vip.answer_neighbours(stop).await });
     }
     {
         let vip = vip.clone();

@@ -132,7 +132,7 @@ impl RunningNode {
         if taken {
             // Neighbours now learn the successor: this node stops answering
             // ARP, and still serves what was sent here meanwhile.
-            self.vip.stop_answering_arp();
+            self.vip.stop_answering_neighbours();
             tokio::time::sleep(HAND_OVER_LINGER).await;
         }
         tracing::info!(

@@ -11,10 +11,12 @@
 //! sharing the address.
 //!
 //! How the address is held is the [`Holder`]: `bind` (the engine listens on
-//! it), [`netlink`] (added to an interface and announced by gratuitous ARP,
-//! [`garp`]) or [`script`] (operator commands).
+//! it), [`netlink`] (a local address, announced and answered for on the
+//! wire by this process: ARP in [`garp`], IPv6 neighbour discovery in
+//! [`ndp`]) or [`script`] (operator commands).
 
 pub mod garp;
+pub mod ndp;
 pub mod netlink;
 pub mod script;
 
@@ -43,7 +45,8 @@ pub enum Holder {
     /// Listening is all there is to it (loopback, or an address routed to
     /// every node).
     Bind,
-    /// Added to an interface and announced by gratuitous ARP.
+    /// A local address on `lo`, announced (gratuitous ARP, unsolicited
+    /// neighbour advertisements) and answered for by this process.
     Netlink(Arc<NetlinkHolder>),
     /// Operator commands on acquire and release.
     Script(ScriptHooks),
@@ -79,7 +82,7 @@ pub struct VipRole {
     /// Off once a successor holds the VIP during a hand-over: this node
     /// still serves connections already sent here, but answers no more ARP,
     /// so neighbours settle on the successor.
-    answering_arp: AtomicBool,
+    answering_neighbours: AtomicBool,
     announcing: Mutex<Option<CancellationToken>>,
     /// Held through every acquire and release, so neither interleaves with
     /// the other (an address added while a release ran would stay).
@@ -140,7 +143,7 @@ impl VipRole {
             holder,
             paused: AtomicBool::new(false),
             handing_over: AtomicBool::new(false),
-            answering_arp: AtomicBool::new(true),
+            answering_neighbours: AtomicBool::new(true),
             announcing: Mutex::new(None),
             transition: tokio::sync::Mutex::new(()),
             hooks,
@@ -331,63 +334,57 @@ impl VipRole {
         }
     }
 
-    /// Answers ARP requests for the VIP (netlink mode, IPv4) until `stop`,
-    /// and only while this node holds the VIP within its lease, checked for
-    /// each request: the kernel is told not to answer for the VIP, so a
-    /// holder that is dead or frozen answers nothing.
-    pub async fn answer_arp(&self, stop: CancellationToken) {
+    /// Answers ARP requests (IPv4) or neighbour solicitations (IPv6) for
+    /// the VIP (netlink mode) until `stop`, and only while this node holds
+    /// the VIP within its lease, checked for each question: the kernel does
+    /// not answer for the VIP on the wire, so a holder that is dead or
+    /// frozen answers nothing.
+    pub async fn answer_neighbours(&self, stop: CancellationToken) {
         let Holder::Netlink(holder) = &self.holder else {
             return;
         };
-        let socket = match holder.arp_socket() {
+        let socket = match holder.neighbour_socket() {
             None => return,
             Some(Ok(socket)) => socket,
             Some(Err(error)) => {
-                tracing::error!(%error, "cannot open the ARP socket: nothing will answer ARP for the VIP");
+                tracing::error!(%error, "cannot open the ARP/NDP socket: nothing will answer for the VIP on the wire");
                 return;
             }
         };
-        // SAFETY: ArpSocket owns its descriptor (an OwnedFd) for its whole
-        // life and always returns that one from as_raw_fd.
+        // SAFETY: both socket kinds own their descriptor (an OwnedFd) for
+        // their whole life and always return that one from as_raw_fd.
         let registered = unsafe {
             tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)
         };
         let socket = match registered {
             Ok(socket) => socket,
             Err(error) => {
-                tracing::error!(%error, "cannot watch the ARP socket: nothing will answer ARP for the VIP");
+                tracing::error!(%error, "cannot watch the ARP/NDP socket: nothing will answer for the VIP on the wire");
                 return;
             }
         };
-        let mut frame = [0u8; 2048];
+        let may_answer = || {
+            self.held.borrow().is_some()
+                && self.answering_neighbours.load(Ordering::Acquire)
+                && (self.leader_confirmed() || self.handing_over.load(Ordering::Acquire))
+        };
+        let mut buf = [0u8; 2048];
         loop {
             let mut ready = tokio::select! {
                 ready = socket.readable() => match ready {
                     Ok(ready) => ready,
                     Err(error) => {
-                        tracing::error!(%error, "ARP socket failed");
+                        tracing::error!(%error, "ARP/NDP socket failed");
                         return;
                     }
                 },
                 () = stop.cancelled() => return,
             };
             loop {
-                match ready.try_io(|s| s.get_ref().recv(&mut frame)) {
-                    Ok(Ok(n)) => {
-                        let Some((reply, asker)) = holder.arp_reply(&frame[..n]) else {
-                            continue;
-                        };
-                        if self.held.borrow().is_some()
-                            && self.answering_arp.load(Ordering::Acquire)
-                            && (self.leader_confirmed()
-                                || self.handing_over.load(Ordering::Acquire))
-                            && let Err(error) = socket.get_ref().send(&reply, asker)
-                        {
-                            crate::warn_limited!("arp reply", %error, "ARP reply for the VIP not sent");
-                        }
-                    }
+                match ready.try_io(|s| s.get_ref().answer_one(&mut buf, may_answer)) {
+                    Ok(Ok(())) => {}
                     Ok(Err(error)) => {
-                        crate::warn_limited!("arp read", %error, "ARP socket read failed");
+                        crate::warn_limited!("neighbour read", %error, "ARP/NDP socket read failed");
                         break;
                     }
                     Err(_would_block) => break,
@@ -565,10 +562,11 @@ impl VipRole {
         applies
     }
 
-    /// A hand-over's successor holds the VIP: stop answering ARP for it
+    /// A hand-over's successor holds the VIP: stop answering ARP and
+    /// neighbour solicitations for it
     /// (connections already here are still served until step_down).
-    pub fn stop_answering_arp(&self) {
-        self.answering_arp.store(false, Ordering::Release);
+    pub fn stop_answering_neighbours(&self) {
+        self.answering_neighbours.store(false, Ordering::Release);
     }
 
     /// Takes the role up again after [`VipRole::pause`].

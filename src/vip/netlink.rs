@@ -1,18 +1,20 @@
 //! `netlink` mode: the holder makes the VIP a local address, announces it
-//! with gratuitous ARP, answers ARP for it itself, and removes it on
-//! release. Needs CAP_NET_ADMIN and CAP_NET_RAW.
+//! (gratuitous ARP for IPv4, unsolicited neighbour advertisements for
+//! IPv6), answers ARP and neighbour solicitations for it itself, and
+//! removes it on release. Needs CAP_NET_ADMIN and CAP_NET_RAW.
 //!
-//! An IPv4 VIP is added to `lo`, not to the announcing interface, and the
-//! node sets that interface's `arp_ignore = 1` (answer ARP only for
-//! addresses on the interface itself) and `arp_announce = 2` (never use
-//! another interface's address in ARP) at start-up, restoring both at exit.
-//! The kernel then accepts traffic for the VIP but never answers ARP for
-//! it: only the holder's process does, while its lease runs. A holder that
-//! is dead or frozen answers nothing, even in the second before its
-//! address's lifetime runs out, so one MAC answers for the VIP on the wire,
-//! the live holder's (the LVS direct-routing set-up, and MetalLB's layer-2
-//! speaker, answer the same way). An IPv6 VIP stays on the interface and
-//! the kernel answers neighbour solicitations for it.
+//! The VIP is added to `lo` as a host address (/32, /128), not to the
+//! announcing interface. For IPv4 the node also sets that interface's
+//! `arp_ignore = 1` (answer ARP only for addresses on the interface
+//! itself) and `arp_announce = 2` (never use another interface's address
+//! in ARP) at start-up, restoring both at exit; for IPv6 the kernel already
+//! answers solicitations only for addresses of the interface they came in
+//! on. The kernel then accepts traffic for the VIP but never answers for
+//! it on the wire: only the holder's process does, while its lease runs.
+//! A holder that is dead or frozen answers nothing, even in the second
+//! before its address's lifetime runs out, so one MAC answers for the VIP
+//! on the wire, the live holder's (the LVS direct-routing set-up, and
+//! MetalLB's layer-2 speaker, answer the same way).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -21,7 +23,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, CacheInfo};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{AddressMessageBuilder, Handle};
 
-use super::garp;
+use super::{garp, ndp};
 
 /// Lifetime of the added address, in seconds (the kernel's granularity).
 pub const ADDRESS_LIFETIME_S: u32 = 1;
@@ -36,15 +38,13 @@ pub struct NetlinkHolder {
     handle: Handle,
     interface: String,
     index: u32,
-    /// Where the address is added: `lo` for IPv4 (see the module doc), the
-    /// interface itself for IPv6.
+    /// Where the address is added: `lo` (see the module doc).
     address_index: u32,
     mac: Option<[u8; 6]>,
     address: IpAddr,
-    prefix_len: u8,
     garp_repeats: u32,
     /// The interface's `arp_ignore` and `arp_announce` before this node
-    /// changed them, to put back at exit.
+    /// changed them, to put back at exit (IPv4).
     arp_sysctls: Option<(String, String)>,
 }
 
@@ -89,21 +89,27 @@ impl NetlinkHolder {
                 LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
                 _ => None,
             });
-        let address_index = if address.is_ipv4() {
-            handle
-                .link()
-                .get()
-                .match_name("lo".to_string())
-                .execute()
-                .try_next()
-                .await
-                .ok()
-                .flatten()
-                .map(|lo| lo.header.index)
-                .ok_or("no loopback interface \"lo\"")?
-        } else {
-            link.header.index
-        };
+        let address_index = handle
+            .link()
+            .get()
+            .match_name("lo".to_string())
+            .execute()
+            .try_next()
+            .await
+            .ok()
+            .flatten()
+            .map(|lo| lo.header.index)
+            .ok_or("no loopback interface \"lo\"")?;
+        let host_bits = if address.is_ipv4() { 32 } else { 128 };
+        if let Some(prefix_len) = prefix_len.filter(|p| *p != host_bits) {
+            // A /24 on lo would make the whole subnet local to this node.
+            tracing::warn!(
+                prefix_len,
+                "vip.prefix_len is not used in netlink mode: the VIP goes on lo as a host \
+                 address (/{host_bits}), and the node reaches its subnet through the \
+                 interface's own address"
+            );
+        }
         let arp_sysctls = if address.is_ipv4() {
             let old = (
                 read_sysctl(interface, "arp_ignore")?,
@@ -127,10 +133,10 @@ impl NetlinkHolder {
             address_index,
             mac,
             address,
-            prefix_len: prefix_len.unwrap_or(if address.is_ipv4() { 32 } else { 128 }),
             garp_repeats,
             arp_sysctls,
         };
+        // Earlier versions put an IPv6 VIP on the interface itself.
         for index in [holder.index, holder.address_index] {
             if holder.is_present_on(index).await {
                 tracing::warn!(vip = %address, interface, "VIP found at start-up (left by a previous run); removing it");
@@ -166,7 +172,7 @@ impl NetlinkHolder {
         let mut request = self
             .handle
             .address()
-            .add(self.address_index, self.address, self.prefix_len)
+            .add(self.address_index, self.address, self.host_prefix())
             .replace();
         let mut lifetime = CacheInfo::default();
         lifetime.ifa_preferred = ADDRESS_LIFETIME_S;
@@ -190,11 +196,11 @@ impl NetlinkHolder {
         let message = match self.address {
             IpAddr::V4(address) => AddressMessageBuilder::<Ipv4Addr>::new()
                 .index(index)
-                .address(address, self.prefix_len)
+                .address(address, self.host_prefix())
                 .build(),
             IpAddr::V6(address) => AddressMessageBuilder::<Ipv6Addr>::new()
                 .index(index)
-                .address(address, self.prefix_len)
+                .address(address, self.host_prefix())
                 .build(),
         };
         match self.handle.address().del(message).execute().await {
@@ -207,30 +213,37 @@ impl NetlinkHolder {
         }
     }
 
-    /// Sends one gratuitous ARP now (IPv4 on an Ethernet-like interface).
+    fn host_prefix(&self) -> u8 {
+        if self.address.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// Announces the VIP once now: a gratuitous ARP (IPv4) or an
+    /// unsolicited neighbour advertisement (IPv6), on an Ethernet-like
+    /// interface.
     pub fn announce_once(&self) {
-        let (IpAddr::V4(vip), Some(mac)) = (self.address, self.mac) else {
+        let Some(mac) = self.mac else {
             return;
         };
-        if let Err(error) = garp::send(self.index, mac, vip) {
-            tracing::warn!(%error, interface = %self.interface, "gratuitous ARP not sent");
+        let sent = match self.address {
+            IpAddr::V4(vip) => garp::send(self.index, mac, vip),
+            IpAddr::V6(vip) => {
+                ndp::NdpSocket::sender(self.index, vip, mac).and_then(|s| s.advertise(None))
+            }
+        };
+        if let Err(error) = sent {
+            crate::warn_limited!("vip announce", %error, interface = %self.interface, "VIP announcement not sent");
         }
     }
 
-    /// A socket to read ARP requests on and answer them, for an IPv4 VIP on
-    /// an Ethernet-like interface (`None` otherwise).
-    pub fn arp_socket(&self) -> Option<std::io::Result<garp::ArpSocket>> {
-        (self.arp_sysctls.is_some() && self.mac.is_some())
-            .then(|| garp::ArpSocket::open(self.index))
-    }
-
-    /// The reply to an ARP request in `frame`, if it asks for the VIP.
-    pub fn arp_reply(&self, frame: &[u8]) -> Option<([u8; 42], [u8; 6])> {
-        let (IpAddr::V4(vip), Some(mac)) = (self.address, self.mac) else {
-            return None;
-        };
-        let asker = garp::request_for(frame, vip)?;
-        Some((garp::reply(mac, vip, asker), asker.0))
+    /// A socket to read ARP requests or neighbour solicitations for the VIP
+    /// on and answer them, on an Ethernet-like interface (`None` otherwise).
+    pub fn neighbour_socket(&self) -> Option<std::io::Result<NeighbourSocket>> {
+        let mac = self.mac?;
+        Some(match self.address {
+            IpAddr::V4(vip) => garp::ArpSocket::open(self.index)
+                .map(|socket| NeighbourSocket::Arp(socket, mac, vip)),
+            IpAddr::V6(vip) => ndp::NdpSocket::open(self.index, vip, mac).map(NeighbourSocket::Ndp),
+        })
     }
 
     /// Puts back the interface's ARP settings as they were before start-up.
@@ -249,6 +262,54 @@ impl NetlinkHolder {
     /// one still moves.
     pub fn announcements(&self) -> u32 {
         self.garp_repeats.max(1)
+    }
+}
+
+/// Where the holder hears who asks for the VIP, and answers.
+pub enum NeighbourSocket {
+    /// ARP on the interface, answered as `mac` for the IPv4 VIP.
+    Arp(garp::ArpSocket, [u8; 6], Ipv4Addr),
+    /// Neighbour discovery on the interface, for the IPv6 VIP.
+    Ndp(ndp::NdpSocket),
+}
+
+impl NeighbourSocket {
+    /// Reads one question (`WouldBlock` when none is waiting) and, if it
+    /// asks for the VIP and `may_answer()` says so at that moment, answers
+    /// it. Only a failed read is an error; a failed answer is logged.
+    pub fn answer_one(
+        &self,
+        buf: &mut [u8],
+        may_answer: impl FnOnce() -> bool,
+    ) -> std::io::Result<()> {
+        let answered = match self {
+            NeighbourSocket::Arp(socket, mac, vip) => {
+                let n = socket.recv(buf)?;
+                match garp::request_for(&buf[..n], *vip) {
+                    Some(asker) if may_answer() => {
+                        socket.send(&garp::reply(*mac, *vip, asker), asker.0)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            NeighbourSocket::Ndp(socket) => match socket.recv_solicitation()? {
+                Some(asker) if may_answer() => socket.advertise(Some(asker)),
+                _ => Ok(()),
+            },
+        };
+        if let Err(error) = answered {
+            crate::warn_limited!("vip answer", %error, "answer for the VIP (ARP reply or neighbour advertisement) not sent");
+        }
+        Ok(())
+    }
+}
+
+impl std::os::fd::AsRawFd for NeighbourSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            NeighbourSocket::Arp(socket, ..) => socket.as_raw_fd(),
+            NeighbourSocket::Ndp(socket) => socket.as_raw_fd(),
+        }
     }
 }
 

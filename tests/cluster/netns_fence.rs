@@ -3,7 +3,7 @@
 //! sends none of them once resumed, because its lease ran out meanwhile;
 //! and a peer back from a long partition is reached again at once.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -143,6 +143,103 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
     assert_eq!(
         after_freeze, 0,
         "the resumed node announced a VIP it no longer holds: {from_old:?}"
+    );
+    drop(nodes);
+    drop(net);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
+    let Some((
+        NetnsCluster {
+            net,
+            mut nodes,
+            backend: _backend,
+            vip,
+            client_ns,
+        },
+        node_ns,
+    )) = NetnsCluster::for_drill_ipv6('6', "IPv6 VIP").await
+    else {
+        return;
+    };
+    let vip = IpAddr::V6(ipv6_of(vip));
+    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
+    let holders = || holders_of(&node_ns, vip);
+    let target = SocketAddr::new(vip, 8080);
+    let reached = |within: Duration| {
+        in_netns(&client_ns, move || {
+            let deadline = Instant::now() + within;
+            loop {
+                let sent = Instant::now();
+                if get_blocking(target) {
+                    return Some(sent);
+                }
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
+        "no single VIP holder"
+    );
+    let old = holders()[0];
+    // The kernel does not answer solicitations for an address on lo: the
+    // client resolves the VIP only because the holder's process answers.
+    assert!(
+        reached(Duration::from_secs(10))
+            .join()
+            .expect("probe")
+            .is_some(),
+        "the client never reached [{vip}]:8080"
+    );
+    assert_eq!(
+        neighbour_mac(&client_ns, vip),
+        Some(macs[old]),
+        "the client resolved the VIP to another MAC than the holder's (node {})",
+        old + 1
+    );
+
+    // Kill the holder: the client's entry is fresh (reachable for 15-45 s),
+    // so only an unsolicited advertisement from the new holder moves it.
+    nodes[old].kill9();
+    let killed = Instant::now();
+    let back = reached(Duration::from_secs(10)).join().expect("probe");
+    let new = holders().into_iter().find(|i| *i != old);
+    let moved_to = neighbour_mac(&client_ns, vip);
+    nodes[old].launch();
+    nodes[old].wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after_restart = neighbour_mac(&client_ns, vip);
+    let still_reached = reached(Duration::from_secs(5)).join().expect("probe");
+    println!(
+        "drill netns IPv6 VIP: kill -9 of node {}: the client was answered again {:?} later, through node {:?}",
+        old + 1,
+        back.map(|at| at - killed),
+        new.map(|i| i + 1)
+    );
+    let new = new.expect("nobody took the IPv6 VIP over");
+    assert!(
+        back.is_some_and(|at| at - killed < Duration::from_secs(4)),
+        "the client was not answered within 4 s of the kill: {:?}",
+        back.map(|at| at - killed)
+    );
+    assert_eq!(
+        moved_to,
+        Some(macs[new]),
+        "the client's entry did not move to the new holder"
+    );
+    assert_eq!(
+        after_restart,
+        Some(macs[new]),
+        "the restarted old holder took the client's entry back"
+    );
+    assert!(
+        still_reached.is_some(),
+        "the client lost the VIP after the restart"
     );
     drop(nodes);
     drop(net);
