@@ -24,7 +24,8 @@ use crate::state::ClusterState;
 /// [`publish`]: ServedConfig::publish
 /// [`run_compiler`]: ServedConfig::run_compiler
 pub struct ServedConfig {
-    applied: Mutex<ClusterState>,
+    /// The last applied state: what readers see, and what the compiler
+    /// task compiles next.
     to_compile: watch::Sender<ClusterState>,
     committed: Mutex<HashMap<(String, SocketAddr), bool>>,
     runtimes: Runtimes,
@@ -37,7 +38,6 @@ impl ServedConfig {
     /// An empty configuration, reporting into `metrics`.
     pub fn new(metrics: Arc<Metrics>, events: Events) -> Self {
         ServedConfig {
-            applied: Mutex::new(ClusterState::default()),
             to_compile: watch::Sender::new(ClusterState::default()),
             committed: Mutex::default(),
             runtimes: Runtimes::new(metrics, events.clone()),
@@ -60,15 +60,13 @@ impl ServedConfig {
     /// Takes a newly applied state: readers see it at once, and the
     /// compiler task turns it into the routing table.
     pub fn publish(&self, state: &ClusterState) {
-        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
         self.to_compile.send_replace(state.clone());
     }
 
     /// Takes a state and compiles it before returning (at start-up, so a
     /// restarted node forwards from its first connection).
     pub fn publish_now(&self, state: &ClusterState) {
-        *self.applied.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
-        self.to_compile.send_replace(state.clone());
+        self.publish(state);
         self.compile(state);
     }
 
@@ -219,10 +217,7 @@ impl ServedConfig {
     /// The state last applied (it may not be served yet; see
     /// [`ServedConfig::version`]). A copy costs a few pointers.
     pub fn state(&self) -> ClusterState {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.to_compile.borrow().clone()
     }
 
     /// The version the routing table serves now.

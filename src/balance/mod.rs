@@ -44,15 +44,6 @@ pub fn build(algorithm: Algorithm, names: &[String], weights: &[u32]) -> Box<dyn
     }
 }
 
-/// The first available index at or after `start`, wrapping around `n`.
-/// Skewed as a way to skip an unavailable backend (its whole share goes to
-/// the next one), so only a fallback when the fair ways found nothing.
-fn first_available(start: usize, n: usize, ctx: &PickContext<'_>) -> Option<usize> {
-    (0..n)
-        .map(|k| (start + k) % n)
-        .find(|&i| (ctx.available)(i))
-}
-
 /// Turns of a rotation tried before falling back to a scan.
 const ROTATION_TRIES: usize = 64;
 
@@ -79,7 +70,9 @@ fn next_in_rotation(
         }
     }
     // Nothing available at all: say so in O(backends), not O(cycle).
-    first_available(0, backends, ctx)?;
+    if !(0..backends).any(|i| (ctx.available)(i)) {
+        return None;
+    }
     (1..=cycle)
         .map(|k| backend_at(turn.wrapping_add(k)))
         .find(|&backend| (ctx.available)(backend))

@@ -199,7 +199,13 @@ impl ClusterControl {
             }
             LeaderRequest::ReadConfig => {
                 self.confirm_leadership().await?;
-                Ok(LeaderReply::Config(self.served.state()))
+                // Readers want the configuration and its history, not the
+                // request-id table (up to 10,000 results on the wire).
+                let state = ClusterState {
+                    requests: Default::default(),
+                    ..self.served.state()
+                };
+                Ok(LeaderReply::Config(state))
             }
             LeaderRequest::TransferLeader { target } => self.transfer_leadership(target).await,
             LeaderRequest::HealthReport {

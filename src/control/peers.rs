@@ -345,6 +345,18 @@ impl ClusterControl {
         }
     }
 
+    /// Whether the peer at `raft_addr` says it holds the VIP; `None` if it
+    /// does not answer within 300 ms.
+    pub async fn vip_held_by(&self, raft_addr: &str) -> Option<bool> {
+        match self
+            .ask_within(raft_addr, &PeerQuery::Vip, Duration::from_millis(300))
+            .await
+        {
+            Some(PeerAnswer::VipHeld(held)) => Some(held),
+            _ => None,
+        }
+    }
+
     /// Whether each member holds the VIP, by asking each (this node
     /// answers for itself); `None` for a member that did not answer within
     /// 300 ms.
@@ -362,13 +374,7 @@ impl ClusterControl {
             if *id == self.id {
                 return (*id, Some(self.vip.status().held));
             }
-            let answer = self
-                .ask_within(raft_addr, &PeerQuery::Vip, Duration::from_millis(300))
-                .await;
-            match answer {
-                Some(PeerAnswer::VipHeld(held)) => (*id, Some(held)),
-                _ => (*id, None),
-            }
+            (*id, self.vip_held_by(raft_addr).await)
         });
         futures_util::future::join_all(answers)
             .await

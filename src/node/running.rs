@@ -64,13 +64,13 @@ impl RunningNode {
         // the most caught-up follower to campaign at once instead of waiting
         // for its election timer.
         let mut successor = self.control.most_caught_up_follower();
-        if let Some((id, _)) = &successor
+        if let Some((id, raft_addr)) = &successor
             && self.vip.hold_through_hand_over()
         {
             // netlink mode, make before break: the successor is elected and
             // takes the VIP while this node still serves it; only then does
             // this node let go.
-            if self.hand_over_keeping_vip(*id).await {
+            if self.hand_over_keeping_vip(*id, raft_addr).await {
                 successor = None;
             }
         }
@@ -112,7 +112,7 @@ impl RunningNode {
     /// VIP, and returns once the successor holds it (plus a moment for
     /// requests already on their way here), or [`HAND_OVER_LIMIT`] passed;
     /// whether leadership moved.
-    async fn hand_over_keeping_vip(&self, successor: NodeId) -> bool {
+    async fn hand_over_keeping_vip(&self, successor: NodeId, raft_addr: &str) -> bool {
         let started = std::time::Instant::now();
         if let Err(error) = self.control.transfer(Some(successor), true).await {
             tracing::warn!(%error, "hand-over failed; releasing the VIP first");
@@ -120,8 +120,7 @@ impl RunningNode {
         }
         let taken = tokio::time::timeout(HAND_OVER_LIMIT, async {
             loop {
-                let holders = self.control.vip_holders().await;
-                if holders.get(&successor) == Some(&Some(true)) {
+                if self.control.vip_held_by(raft_addr).await == Some(true) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -92,7 +92,7 @@ impl Drop for InFlightRpc {
 
 /// Creates peer clients for openraft, keeping one pair of channels per peer.
 pub struct PeerNetwork {
-    channels: HashMap<String, Arc<PeerLinks>>,
+    links: HashMap<String, Arc<PeerLinks>>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
     in_flight: Arc<InFlightRpcs>,
     token: Token,
@@ -112,7 +112,7 @@ impl PeerNetwork {
         in_flight: Arc<InFlightRpcs>,
     ) -> Self {
         PeerNetwork {
-            channels: HashMap::new(),
+            links: HashMap::new(),
             reachability: HashMap::new(),
             in_flight,
             token,
@@ -173,19 +173,19 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> PeerClient {
-        let channels = match self.channels.get(&node.raft_addr) {
-            Some(links) => Ok(links.clone()),
-            None => PeerLinks::new(&node.raft_addr).map(Arc::new),
-        };
-        let channels = match channels {
-            Ok(links) => {
-                self.channels.insert(node.raft_addr.clone(), links.clone());
-                Some(links)
-            }
-            Err(error) => {
-                tracing::error!(target_node = target, addr = %node.raft_addr, %error, "bad peer address");
-                None
-            }
+        let links = match self.links.get(&node.raft_addr) {
+            Some(links) => Some(links.clone()),
+            None => match PeerLinks::new(&node.raft_addr) {
+                Ok(links) => {
+                    let links = Arc::new(links);
+                    self.links.insert(node.raft_addr.clone(), links.clone());
+                    Some(links)
+                }
+                Err(error) => {
+                    tracing::error!(target_node = target, addr = %node.raft_addr, %error, "bad peer address");
+                    None
+                }
+            },
         };
         let reachability = self
             .reachability
@@ -201,7 +201,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerClient {
             target,
             node: node.clone(),
-            channels,
+            links,
             reachability,
             in_flight: self.in_flight.clone(),
             token: self.token.clone(),
@@ -229,7 +229,7 @@ impl PeerLinks {
 pub struct PeerClient {
     target: NodeId,
     node: ClusterNode,
-    channels: Option<Arc<PeerLinks>>,
+    links: Option<Arc<PeerLinks>>,
     reachability: Arc<Reachability>,
     in_flight: Arc<InFlightRpcs>,
     token: Token,
@@ -248,7 +248,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let Some(links) = &self.channels else {
+        let Some(links) = &self.links else {
             return Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other("invalid peer address"),
             )));

@@ -10,14 +10,14 @@ use tonic::transport::{Channel, Endpoint};
 /// Time allowed to open a connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Opens a lazily connected channel to a peer's `raft_addr`.
-pub fn peer_channel(raft_addr: &str) -> Result<Channel, tonic::transport::Error> {
+/// How a peer's `raft_addr` is connected to: lazily, by each channel made
+/// from it.
+fn peer_endpoint(raft_addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{raft_addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(5)))
 }
 
 /// A channel to one peer that can be started afresh. A channel reconnects
@@ -30,16 +30,15 @@ pub fn peer_channel(raft_addr: &str) -> Result<Channel, tonic::transport::Error>
 /// elect for 2 s. So a channel to a peer that stopped answering is
 /// renewed.
 pub struct RenewableChannel {
-    raft_addr: String,
+    endpoint: Endpoint,
     channel: Mutex<Channel>,
 }
 
 impl RenewableChannel {
     pub fn new(raft_addr: &str) -> Result<Self, tonic::transport::Error> {
-        Ok(RenewableChannel {
-            raft_addr: raft_addr.to_string(),
-            channel: Mutex::new(peer_channel(raft_addr)?),
-        })
+        let endpoint = peer_endpoint(raft_addr)?;
+        let channel = Mutex::new(endpoint.connect_lazy());
+        Ok(RenewableChannel { endpoint, channel })
     }
 
     /// The channel for the next call.
@@ -53,10 +52,7 @@ impl RenewableChannel {
     /// Starts afresh: later calls go on a new connection; calls still
     /// running on the old one finish there.
     pub fn renew(&self) {
-        // The address parsed when the channel was first made.
-        if let Ok(fresh) = peer_channel(&self.raft_addr) {
-            *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-        }
+        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = self.endpoint.connect_lazy();
     }
 }
 
@@ -66,7 +62,7 @@ impl RenewableChannel {
 /// and kept, and renewed when a call to the peer fails or times out.
 #[derive(Default)]
 pub struct PeerChannels {
-    channels: Mutex<HashMap<String, std::sync::Arc<RenewableChannel>>>,
+    channels: Mutex<HashMap<String, RenewableChannel>>,
 }
 
 impl PeerChannels {
@@ -78,20 +74,15 @@ impl PeerChannels {
         }
         let channel = RenewableChannel::new(raft_addr)?;
         let got = channel.get();
-        channels.insert(raft_addr.to_string(), std::sync::Arc::new(channel));
+        channels.insert(raft_addr.to_string(), channel);
         Ok(got)
     }
 
     /// After a call to `raft_addr` failed: the next one goes on a new
     /// connection.
     pub fn renew(&self, raft_addr: &str) {
-        let channel = self
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(raft_addr)
-            .cloned();
-        if let Some(channel) = channel {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(raft_addr) {
             channel.renew();
         }
     }

@@ -277,8 +277,9 @@ impl StateStore {
             }
         }
         if !Arc::ptr_eq(&now.requests, &before.requests) {
-            let newest_on_disk = before.requests.iter().last().map_or(0, |a| a.seq);
-            for answered in now.requests.iter().filter(|a| a.seq > newest_on_disk) {
+            let newest_on_disk = before.requests.iter().next_back().map_or(0, |a| a.seq);
+            let added = now.requests.iter().rev();
+            for answered in added.take_while(|a| a.seq > newest_on_disk) {
                 writes.put(key(REQUEST, &answered.seq.to_be_bytes()), answered)?;
             }
             let oldest = now.requests.iter().next().map_or(u64::MAX, |a| a.seq);

@@ -25,8 +25,10 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// The first result of one request id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answered {
-    /// The client's request id.
-    pub id: String,
+    /// The client's request id (shared with the index, so copying the
+    /// table, as every write does while readers hold the old one, copies
+    /// no strings).
+    pub id: Arc<str>,
     /// Order of recording, the same on every node (it names the record in
     /// storage and decides which id is forgotten first).
     pub seq: u64,
@@ -41,7 +43,7 @@ pub struct Answered {
 #[serde(from = "Vec<Arc<Answered>>", into = "Vec<Arc<Answered>>")]
 pub struct RecentRequests {
     order: VecDeque<Arc<Answered>>,
-    by_id: HashMap<String, Arc<Answered>>,
+    by_id: HashMap<Arc<str>, Arc<Answered>>,
     changes: usize,
 }
 
@@ -58,7 +60,7 @@ impl RecentRequests {
         }
         let seq = self.order.back().map_or(1, |last| last.seq + 1);
         self.push(Answered {
-            id: id.to_string(),
+            id: id.into(),
             seq,
             result,
         });
@@ -81,7 +83,7 @@ impl RecentRequests {
     }
 
     /// Every remembered id, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Answered> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Answered> {
         self.order.iter().map(Arc::as_ref)
     }
 
@@ -173,7 +175,7 @@ mod tests {
         let json = serde_json::to_vec(&requests).expect("json");
         let back: RecentRequests = serde_json::from_slice(&json).expect("back");
         assert_eq!(back, requests);
-        assert_eq!(back.iter().next().map(|a| a.id.as_str()), Some("id-0"));
+        assert_eq!(back.iter().next().map(|a| &*a.id), Some("id-0"));
     }
 
     #[test]

@@ -156,40 +156,7 @@ impl std::os::fd::AsRawFd for ArpSocket {
 
 /// Sends one announcement for `vip` out of interface `index`.
 pub fn send(index: u32, mac: [u8; 6], vip: Ipv4Addr) -> io::Result<()> {
-    let frame = announcement(mac, vip);
-    // SAFETY: plain socket calls on a descriptor this function owns; the
-    // address structure is zero-initialised and fully set before use.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
-        );
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut address: libc::sockaddr_ll = std::mem::zeroed();
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = ETH_P_ARP.to_be();
-        address.sll_ifindex = index as i32;
-        address.sll_halen = 6;
-        address.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        let sent = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&raw const address).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        let result = if sent < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        };
-        libc::close(fd);
-        result
-    }
+    ArpSocket::open(index)?.send(&announcement(mac, vip), [0xff; 6])
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ impl VipRole {
     /// A node frozen and resumed, or cut off and healed, is not, from its
     /// first look here, whatever its Raft metrics still say.
     pub fn leader_confirmed(&self) -> bool {
-        lease_end(&self.deadline).is_some_and(|end| Instant::now() < end)
+        lease_live(&self.deadline)
     }
 
     async fn acquire(&self) {
@@ -281,8 +281,7 @@ impl VipRole {
                         () = stop.cancelled() => return,
                     }
                 }
-                let alive = lease_end(&deadline).is_some_and(|end| Instant::now() < end);
-                if stop.is_cancelled() || !alive {
+                if stop.is_cancelled() || !lease_live(&deadline) {
                     return;
                 }
                 holder.announce_once();
@@ -585,6 +584,11 @@ enum HookJob {
 /// The lease's end as last confirmed, if any.
 fn lease_end(deadline: &Mutex<Option<Instant>>) -> Option<Instant> {
     *deadline.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the lease still runs now.
+fn lease_live(deadline: &Mutex<Option<Instant>>) -> bool {
+    lease_end(deadline).is_some_and(|end| Instant::now() < end)
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

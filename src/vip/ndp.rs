@@ -148,11 +148,10 @@ impl NdpSocket {
         }
     }
 
-    /// Reads one message (`WouldBlock` when none is waiting): the asker's
-    /// address if it solicits the VIP (unspecified for a duplicate address
-    /// probe), `None` for anything else.
-    pub fn recv_solicitation(&self) -> io::Result<Option<Ipv6Addr>> {
-        let mut message = [0u8; 1500];
+    /// Reads one message into `message` (`WouldBlock` when none is
+    /// waiting): the asker's address if it solicits the VIP (unspecified
+    /// for a duplicate address probe), `None` for anything else.
+    pub fn recv_solicitation(&self, message: &mut [u8]) -> io::Result<Option<Ipv6Addr>> {
         let mut control = [0u64; 8];
         // SAFETY: all-zero is a valid sockaddr_in6.
         let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };

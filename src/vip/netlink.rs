@@ -100,7 +100,7 @@ impl NetlinkHolder {
             .flatten()
             .map(|lo| lo.header.index)
             .ok_or("no loopback interface \"lo\"")?;
-        let host_bits = if address.is_ipv4() { 32 } else { 128 };
+        let host_bits = host_prefix(address);
         if let Some(prefix_len) = prefix_len.filter(|p| *p != host_bits) {
             // A /24 on lo would make the whole subnet local to this node.
             tracing::warn!(
@@ -172,7 +172,7 @@ impl NetlinkHolder {
         let mut request = self
             .handle
             .address()
-            .add(self.address_index, self.address, self.host_prefix())
+            .add(self.address_index, self.address, host_prefix(self.address))
             .replace();
         let mut lifetime = CacheInfo::default();
         lifetime.ifa_preferred = ADDRESS_LIFETIME_S;
@@ -196,11 +196,11 @@ impl NetlinkHolder {
         let message = match self.address {
             IpAddr::V4(address) => AddressMessageBuilder::<Ipv4Addr>::new()
                 .index(index)
-                .address(address, self.host_prefix())
+                .address(address, host_prefix(self.address))
                 .build(),
             IpAddr::V6(address) => AddressMessageBuilder::<Ipv6Addr>::new()
                 .index(index)
-                .address(address, self.host_prefix())
+                .address(address, host_prefix(self.address))
                 .build(),
         };
         match self.handle.address().del(message).execute().await {
@@ -211,10 +211,6 @@ impl NetlinkHolder {
                 self.address, self.interface
             )),
         }
-    }
-
-    fn host_prefix(&self) -> u8 {
-        if self.address.is_ipv4() { 32 } else { 128 }
     }
 
     /// Announces the VIP once now: a gratuitous ARP (IPv4) or an
@@ -292,7 +288,7 @@ impl NeighbourSocket {
                     _ => Ok(()),
                 }
             }
-            NeighbourSocket::Ndp(socket) => match socket.recv_solicitation()? {
+            NeighbourSocket::Ndp(socket) => match socket.recv_solicitation(buf)? {
                 Some(asker) if may_answer() => socket.advertise(Some(asker)),
                 _ => Ok(()),
             },
@@ -311,6 +307,11 @@ impl std::os::fd::AsRawFd for NeighbourSocket {
             NeighbourSocket::Ndp(socket) => socket.as_raw_fd(),
         }
     }
+}
+
+/// The prefix length of `address` alone: how the VIP sits on `lo`.
+fn host_prefix(address: IpAddr) -> u8 {
+    if address.is_ipv4() { 32 } else { 128 }
 }
 
 fn sysctl_path(interface: &str, name: &str) -> String {

@@ -97,22 +97,19 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     stop.store(true, Ordering::Relaxed);
     let arp = arp.join().expect("arp watch");
-    let from_old: Vec<Duration> = arp
+    let from_old: Vec<Instant> = arp
         .announcements
         .iter()
         .filter(|(_, from)| *from == macs[old])
-        .map(|(at, _)| at.saturating_duration_since(frozen))
+        .map(|(at, _)| *at)
         .collect();
-    let before_freeze = arp
-        .announcements
+    let before_freeze = from_old.iter().filter(|at| **at <= frozen).count();
+    let after_freeze = from_old.len() - before_freeze;
+    // When each came, counted from the freeze (0 for those before it).
+    let from_old: Vec<Duration> = from_old
         .iter()
-        .filter(|(at, from)| *from == macs[old] && *at <= frozen)
-        .count();
-    let after_freeze = arp
-        .announcements
-        .iter()
-        .filter(|(at, from)| *from == macs[old] && *at > frozen)
-        .count();
+        .map(|at| at.saturating_duration_since(frozen))
+        .collect();
     println!(
         "drill netns frozen while announcing: node {} answered again {peer_back_after:?} after its 8 s partition healed; \
          node {} sent {before_freeze} gratuitous ARPs before the freeze, \

@@ -78,23 +78,24 @@ impl Activity {
     }
 
     /// Resolves with the side that kept a body still for `idle`; never
-    /// while no body streams. Checks a few times per `idle`.
+    /// while no body streams. Sleeps until the earliest moment that can be
+    /// true, so an idle connection wakes once per `idle`, not on a beat.
     pub async fn stalled(&self, idle: Duration) -> Side {
         let idle_ms = idle.as_millis() as u64;
-        let every = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
-            tokio::time::sleep(every).await;
-            if self.bodies.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
             let still = now_ms().saturating_sub(self.moved_ms.load(Ordering::Relaxed));
-            if still >= idle_ms {
+            let streaming = self.bodies.load(Ordering::Relaxed) > 0;
+            if streaming && still >= idle_ms {
                 return if self.waiting_on.load(Ordering::Relaxed) == 1 {
                     Side::Server
                 } else {
                     Side::Client
                 };
             }
+            // A body that begins stamps `moved_ms`, so its deadline is at
+            // least `idle` away from any wake-up before it began.
+            let wait = if streaming { idle_ms - still } else { idle_ms };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
         }
     }
 }
