@@ -29,7 +29,7 @@ phase() { # name, dir
   local before_unreachable before_back before_reset before_leader
   before_unreachable=$(count "peer unreachable" "${logs[@]}")
   before_back=$(count "peer reachable again" "${logs[@]}")
-  before_reset=$(count "reset" "${logs[@]}")
+  before_reset=$(count "remotely-reset" "${logs[@]}")
   before_leader=$(count "leader changed" "${logs[@]}")
   if [ "$name" = busy ]; then
     stress-ng --cpu "$STRESS_CPUS" --timeout "${PHASE_S}s" --quiet &
@@ -41,7 +41,7 @@ phase() { # name, dir
   printf '| %s | %s | %s | %s | %s | %s |\n' "$binary" "$name" \
     $(( $(count "peer unreachable" "${logs[@]}") - before_unreachable )) \
     $(( $(count "peer reachable again" "${logs[@]}") - before_back )) \
-    $(( $(count "reset" "${logs[@]}") - before_reset )) \
+    $(( $(count "remotely-reset" "${logs[@]}") - before_reset )) \
     $(( $(count "leader changed" "${logs[@]}") - before_leader ))
 }
 
@@ -57,6 +57,11 @@ for binary in "${binaries[@]}"; do
     [ -n "$dir" ] && grep -q "leader changed" "$dir"/node1.log 2>/dev/null && break
     sleep 0.2
   done
+  if [ -z "$dir" ] || ! grep -q "leader changed" "$dir"/node1.log 2>/dev/null; then
+    echo "the demo of $binary did not start (no leader in 20 s); see $out" >&2
+    kill -INT "$demo"; wait "$demo" || true
+    exit 1
+  fi
   sleep 5 # settle
   phase quiet "$dir"
   phase busy "$dir"

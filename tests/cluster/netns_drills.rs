@@ -3,7 +3,7 @@
 //! answer on the wire, a SIGTERM hand-over without a failed request, and
 //! kill, freeze, partition and link cut five times each.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,28 +12,17 @@ use crate::fixture::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_partition_the_leader_in_network_namespaces() {
-    let Some((
-        NetnsCluster {
-            net,
-            nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill('p', "partition").await
-    else {
+    let Some(cluster) = NetnsCluster::for_drill('p', "partition").await else {
         return;
     };
+    let vip = cluster.vip;
+    let (net, node_ns, client_ns) = (&cluster.net, &cluster.node_ns, &cluster.client_ns);
+    let nodes = &cluster.nodes;
     let holders = {
         let node_ns = node_ns.clone();
         move || holders_of(&node_ns, vip)
     };
-    assert!(
-        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
-        "no single VIP holder"
-    );
-    let old = holders()[0];
+    let old = single_holder(node_ns, vip).await;
 
     // Client load from its own namespace, and a sampler of every
     // namespace's addresses, both bounded.
@@ -42,7 +31,7 @@ async fn drill_partition_the_leader_in_network_namespaces() {
     let client = {
         let (stop, answers) = (stop.clone(), answers.clone());
         let target = SocketAddr::new(IpAddr::V4(vip), 8080);
-        in_netns(&client_ns, move || {
+        in_netns(client_ns, move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let sent = Instant::now();
@@ -157,7 +146,7 @@ async fn drill_partition_the_leader_in_network_namespaces() {
     );
     println!("{report}");
     if std::env::var("DUMP").is_ok() {
-        for node in &nodes {
+        for node in nodes.iter() {
             node.dump_log();
         }
     }
@@ -177,41 +166,23 @@ async fn drill_partition_the_leader_in_network_namespaces() {
         "{report}"
     );
     assert_eq!(failed_after_heal, 0, "{report}");
-    drop(nodes);
-    drop(net);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_one_arp_answer_while_the_holder_is_frozen_or_killed() {
-    let Some((
-        NetnsCluster {
-            net,
-            mut nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill('a', "ARP").await
-    else {
+    let Some(mut cluster) = NetnsCluster::for_drill('a', "ARP").await else {
         return;
     };
-    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
-    let client_mac = mac_of(&client_ns);
-    let client_ip = match vip.octets() {
-        [a, b, c, _] => Ipv4Addr::new(a, b, c, 50),
-    };
-    let holders = || holders_of(&node_ns, vip);
-    assert!(
-        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
-        "no single VIP holder"
-    );
+    let (vip, client) = (cluster.vip, cluster.client);
+    let (node_ns, macs, client_ns) = (&cluster.node_ns, &cluster.macs, &cluster.client_ns);
+    let nodes = &mut cluster.nodes;
+    let holders = || holders_of(node_ns, vip);
+    single_holder(node_ns, vip).await;
     // Who answers a broadcast who-has, every 50 ms for `window`: per
     // sample, the indices of the nodes whose MAC answered.
-    let client = (client_mac, client_ip);
     let sample = |window: Duration| {
         watch_arp(
-            &client_ns,
+            client_ns,
             client,
             vip,
             Arc::new(AtomicBool::new(false)),
@@ -279,26 +250,17 @@ async fn drill_one_arp_answer_while_the_holder_is_frozen_or_killed() {
         );
     }
     println!("drill netns ARP: {}", report.join("; "));
-    drop(nodes);
-    drop(net);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
-    let Some((
-        NetnsCluster {
-            net,
-            mut nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill('b', "SIGTERM hand-over").await
-    else {
+    let Some(mut cluster) = NetnsCluster::for_drill('b', "SIGTERM hand-over").await else {
         return;
     };
-    let holders = || holders_of(&node_ns, vip);
+    let vip = cluster.vip;
+    let (node_ns, client_ns) = (&cluster.node_ns, &cluster.client_ns);
+    let nodes = &mut cluster.nodes;
+    let holders = || holders_of(node_ns, vip);
     let target = SocketAddr::new(IpAddr::V4(vip), 8080);
     let mut report = Vec::new();
     for round in 0..5 {
@@ -312,7 +274,7 @@ async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
         let stop = Arc::new(AtomicBool::new(false));
         let client = {
             let stop = stop.clone();
-            in_netns(&client_ns, move || {
+            in_netns(client_ns, move || {
                 let (mut sent, mut failed) = (0, Vec::new());
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -362,8 +324,6 @@ async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
         "drill netns SIGTERM hand-over (netlink, non-retrying client every 20 ms): {}",
         report.join("; ")
     );
-    drop(nodes);
-    drop(net);
 }
 
 /// How a drill round breaks the holder.
@@ -377,25 +337,18 @@ enum Failure {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() {
-    let Some((
-        NetnsCluster {
-            net,
-            mut nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill('d', "failures").await
-    else {
+    let Some(mut cluster) = NetnsCluster::for_drill('d', "failures").await else {
         return;
     };
-    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
-    let client = (mac_of(&client_ns), {
-        let [a, b, c, _] = vip.octets();
-        Ipv4Addr::new(a, b, c, 50)
-    });
-    let holders = || holders_of(&node_ns, vip);
+    let (vip, client) = (cluster.vip, cluster.client);
+    let (net, node_ns, macs, client_ns) = (
+        &cluster.net,
+        &cluster.node_ns,
+        &cluster.macs,
+        &cluster.client_ns,
+    );
+    let nodes = &mut cluster.nodes;
+    let holders = || holders_of(node_ns, vip);
     let target = SocketAddr::new(IpAddr::V4(vip), 8080);
     let mut lines = Vec::new();
     for failure in [
@@ -413,7 +366,7 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
             let old = holders()[0];
             let stop = Arc::new(AtomicBool::new(false));
             let arp = watch_arp(
-                &client_ns,
+                client_ns,
                 client,
                 vip,
                 stop.clone(),
@@ -425,7 +378,7 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
                 // on its own thread (which stays in the client's
                 // namespace), so one stuck on the frozen holder for its
                 // 500 ms timeout does not hold back the next ones.
-                in_netns(&client_ns, move || {
+                in_netns(client_ns, move || {
                     let mut probes = Vec::new();
                     let deadline = Instant::now() + Duration::from_secs(60);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -527,7 +480,7 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
             let gap_too_long = gap.is_none_or(|gap| gap >= Duration::from_secs(4));
             if two + old_announced + failed_after > 0 || gap_too_long {
                 eprintln!("probes failed after the heal, ms after it: {failed_after_heal:?}");
-                for node in &nodes {
+                for node in nodes.iter() {
                     node.dump_log();
                 }
             }
@@ -556,6 +509,4 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
          never two ARP answerers, no gratuitous ARP from a failed holder, no failed request after a heal",
         lines.join("; ")
     );
-    drop(nodes);
-    drop(net);
 }

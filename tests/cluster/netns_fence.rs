@@ -3,7 +3,7 @@
 //! sends none of them once resumed, because its lease ran out meanwhile;
 //! and a peer back from a long partition is reached again at once.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,30 +16,19 @@ const REANNOUNCE: &str = "a peer answers again: announcing the VIP again";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
-    let Some((
-        NetnsCluster {
-            net,
-            nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill('f', "frozen while announcing").await
-    else {
+    let Some(cluster) = NetnsCluster::for_drill('f', "frozen while announcing").await else {
         return;
     };
-    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
-    let client = (mac_of(&client_ns), {
-        let [a, b, c, _] = vip.octets();
-        Ipv4Addr::new(a, b, c, 50)
-    });
-    let holders = || holders_of(&node_ns, vip);
-    assert!(
-        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
-        "no single VIP holder"
+    let (vip, client) = (cluster.vip, cluster.client);
+    let (net, node_ns, macs, client_ns) = (
+        &cluster.net,
+        &cluster.node_ns,
+        &cluster.macs,
+        &cluster.client_ns,
     );
-    let old = holders()[0];
+    let nodes = &cluster.nodes;
+    let holders = || holders_of(node_ns, vip);
+    let old = single_holder(node_ns, vip).await;
     let peer = (old + 1) % 3;
     let reannounced = || nodes[old].log().matches(REANNOUNCE).count();
 
@@ -64,7 +53,7 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
     let before = reannounced();
     let stop = Arc::new(AtomicBool::new(false));
     let arp = watch_arp(
-        &client_ns,
+        client_ns,
         client,
         vip,
         stop.clone(),
@@ -74,14 +63,7 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
     let healed = Instant::now();
     // Freeze the holder as soon as it says it re-announces: the rest of
     // the frames are still due.
-    let mut seen = false;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !seen && Instant::now() < deadline {
-        seen = reannounced() > before;
-        if !seen {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    let seen = wait_until(Duration::from_secs(15), || reannounced() > before).await;
     assert!(seen, "node {} never re-announced the VIP", old + 1);
     let peer_back_after = healed.elapsed();
     nodes[old].signal("STOP");
@@ -141,31 +123,20 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         after_freeze, 0,
         "the resumed node announced a VIP it no longer holds: {from_old:?}"
     );
-    drop(nodes);
-    drop(net);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
-    let Some((
-        NetnsCluster {
-            net,
-            mut nodes,
-            backend: _backend,
-            vip,
-            client_ns,
-        },
-        node_ns,
-    )) = NetnsCluster::for_drill_ipv6('6', "IPv6 VIP").await
-    else {
+    let Some(mut cluster) = NetnsCluster::for_drill_ipv6('6', "IPv6 VIP").await else {
         return;
     };
-    let vip = IpAddr::V6(ipv6_of(vip));
-    let macs: Vec<[u8; 6]> = node_ns.iter().map(|n| mac_of(n)).collect();
-    let holders = || holders_of(&node_ns, vip);
+    let (node_ns, macs, client_ns) = (&cluster.node_ns, &cluster.macs, &cluster.client_ns);
+    let nodes = &mut cluster.nodes;
+    let vip = IpAddr::V6(ipv6_of(cluster.vip));
+    let holders = || holders_of(node_ns, vip);
     let target = SocketAddr::new(vip, 8080);
     let reached = |within: Duration| {
-        in_netns(&client_ns, move || {
+        in_netns(client_ns, move || {
             let deadline = Instant::now() + within;
             loop {
                 let sent = Instant::now();
@@ -179,11 +150,7 @@ async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
             }
         })
     };
-    assert!(
-        wait_until(Duration::from_secs(15), || holders().len() == 1).await,
-        "no single VIP holder"
-    );
-    let old = holders()[0];
+    let old = single_holder(node_ns, vip).await;
     // The kernel does not answer solicitations for an address on lo: the
     // client resolves the VIP only because the holder's process answers.
     assert!(
@@ -194,7 +161,7 @@ async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
         "the client never reached [{vip}]:8080"
     );
     assert_eq!(
-        neighbour_mac(&client_ns, vip),
+        neighbour_mac(client_ns, vip),
         Some(macs[old]),
         "the client resolved the VIP to another MAC than the holder's (node {})",
         old + 1
@@ -206,11 +173,11 @@ async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
     let killed = Instant::now();
     let back = reached(Duration::from_secs(10)).join().expect("probe");
     let new = holders().into_iter().find(|i| *i != old);
-    let moved_to = neighbour_mac(&client_ns, vip);
+    let moved_to = neighbour_mac(client_ns, vip);
     nodes[old].launch();
     nodes[old].wait_ready().await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let after_restart = neighbour_mac(&client_ns, vip);
+    let after_restart = neighbour_mac(client_ns, vip);
     let still_reached = reached(Duration::from_secs(5)).join().expect("probe");
     println!(
         "drill netns IPv6 VIP: kill -9 of node {}: the client was answered again {:?} later, through node {:?}",
@@ -238,6 +205,4 @@ async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
         still_reached.is_some(),
         "the client lost the VIP after the restart"
     );
-    drop(nodes);
-    drop(net);
 }
