@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An idle three-node `raftlb demo` on a quiet machine, then with both cores
 # saturated by stress-ng: counts the peer-reachability flaps, HTTP/2 stream
-# resets and leader changes each node logged in each phase.
+# resets, leader changes and VIP releases each node logged in each phase.
 #
 #   benches/busy_machine.sh [RAFTLB_BINARY ...]   # default: target/release/raftlb
 #   PHASE_S=60 (seconds per phase), STRESS_CPUS=2 (stress-ng CPU hogs; 8 oversubscribes 4x)
@@ -26,11 +26,12 @@ count() { # pattern, files...
 phase() { # name, dir
   local name=$1 dir=$2
   local logs=("$dir"/node*.log)
-  local before_unreachable before_back before_reset before_leader
+  local before_unreachable before_back before_reset before_leader before_release
   before_unreachable=$(count "peer unreachable" "${logs[@]}")
   before_back=$(count "peer reachable again" "${logs[@]}")
   before_reset=$(count "remotely-reset" "${logs[@]}")
   before_leader=$(count "leader changed" "${logs[@]}")
+  before_release=$(count "VIP released" "${logs[@]}")
   if [ "$name" = busy ]; then
     stress-ng --cpu "$STRESS_CPUS" --timeout "${PHASE_S}s" --quiet &
     local stress=$!
@@ -38,15 +39,16 @@ phase() { # name, dir
   else
     sleep "$PHASE_S"
   fi
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$binary" "$name" \
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$binary" "$name" \
     $(( $(count "peer unreachable" "${logs[@]}") - before_unreachable )) \
     $(( $(count "peer reachable again" "${logs[@]}") - before_back )) \
     $(( $(count "remotely-reset" "${logs[@]}") - before_reset )) \
-    $(( $(count "leader changed" "${logs[@]}") - before_leader ))
+    $(( $(count "leader changed" "${logs[@]}") - before_leader )) \
+    $(( $(count "VIP released" "${logs[@]}") - before_release ))
 }
 
-echo "| binary | phase (${PHASE_S} s) | peer unreachable | reachable again | stream resets | leader changes (lines, all nodes) |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| binary | phase (${PHASE_S} s) | peer unreachable | reachable again | stream resets | leader changes (lines, all nodes) | VIP releases |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for binary in "${binaries[@]}"; do
   out=$(mktemp)
   "$binary" demo >"$out" 2>&1 &

@@ -447,20 +447,34 @@ impl VipRole {
         }
     }
 
-    /// Runs the role until `stop`: while this node leads, confirms its
-    /// leadership with a quorum every `confirm_every` and holds the VIP
-    /// until the lease of the last confirmation runs out; releases at once
-    /// when it stops leading or the lease expires.
+    /// Runs the role until `stop`: while this node leads, starts a
+    /// confirmation of its leadership with a quorum every `confirm_every`,
+    /// and holds the VIP until the lease of the latest confirmation (from
+    /// when it started) runs out; releases at once when it stops leading or
+    /// the lease expires.
+    ///
+    /// Confirmations overlap: one that a busy scheduler delays does not hold
+    /// back the next. One at a time, each waiting for the last, the lease
+    /// lapsed whenever a confirmation took more than about a third of it
+    /// (on a loaded CI machine: the VIP released and taken again 9 ms later,
+    /// and a request refused meanwhile); overlapping, it lapses only when
+    /// confirmations take longer than the lease less `confirm_every`.
     ///
     /// It runs with no VIP configured too: the lease it keeps is what
     /// `/status` and `ctl status` report as a confirmed leader.
     pub async fn run(&self, control: std::sync::Arc<ClusterControl>, stop: CancellationToken) {
+        use futures_util::StreamExt;
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
+        // Each resolves with when it started and whether a quorum
+        // confirmed; none outlives the lease.
+        let mut confirming = futures_util::stream::FuturesUnordered::new();
+        let mut next_confirm = Instant::now();
         loop {
             if self.handing_over.load(Ordering::Acquire) {
                 // Held without confirmations until the hand-over ends
                 // (step_down releases it); the lease does not apply.
+                confirming.clear();
                 tokio::select! {
                     () = tokio::time::sleep(self.confirm_every) => continue,
                     () = stop.cancelled() => break,
@@ -470,47 +484,43 @@ impl VipRole {
                 let m = metrics.borrow_and_update();
                 m.state == ServerState::Leader && m.current_leader == Some(control.id)
             } && !self.paused.load(Ordering::Acquire);
-            if leading {
+            if !leading {
+                confirming.clear();
+                if deadline.take().is_some() || self.held.borrow().is_some() {
+                    self.release("no longer leader").await;
+                }
+            } else if Instant::now() >= next_confirm {
                 let started = Instant::now();
-                let confirm = tokio::time::timeout(self.lease, control.raft.get_read_log_id());
-                tokio::pin!(confirm);
-                let confirmed = loop {
-                    tokio::select! {
-                        result = &mut confirm => break matches!(result, Ok(Ok(_))),
-                        () = sleep_until(deadline) => {
-                            if !self.handing_over.load(Ordering::Acquire) {
-                                self.release("lease expired while confirming leadership").await;
-                            }
-                            deadline = None;
+                let raft = control.raft.clone();
+                let lease = self.lease;
+                confirming.push(async move {
+                    let confirmed = tokio::time::timeout(lease, raft.get_read_log_id()).await;
+                    (started, matches!(confirmed, Ok(Ok(_))))
+                });
+                next_confirm = started + self.confirm_every;
+            }
+            tokio::select! {
+                Some((started, confirmed)) = confirming.next(), if !confirming.is_empty() => {
+                    let end = started + self.lease;
+                    // A confirmation that comes back after its own lease
+                    // ran out (the process was frozen while it waited)
+                    // gives nothing; nor does one older than the lease
+                    // already held.
+                    if confirmed
+                        && Instant::now() < end
+                        && deadline.is_none_or(|held| end > held)
+                        && !self.paused.load(Ordering::Acquire)
+                    {
+                        deadline = Some(end);
+                        self.set_deadline(deadline);
+                        self.acquire().await;
+                        if self.held.borrow().is_some() {
+                            let margin = end.saturating_duration_since(Instant::now());
+                            self.margin_gauge.set(margin.as_millis() as i64);
                         }
-                        () = stop.cancelled() => {
-                            self.release("shutting down").await;
-                            return;
-                        }
-                    }
-                };
-                if confirmed && Instant::now() >= started + self.lease {
-                    // Confirmed too late (the process was frozen while it
-                    // waited): that confirmation's lease is already over.
-                    self.release("lease expired while confirming leadership")
-                        .await;
-                    deadline = None;
-                } else if confirmed {
-                    deadline = Some(started + self.lease);
-                    self.set_deadline(deadline);
-                    self.acquire().await;
-                    if self.held.borrow().is_some() {
-                        let margin =
-                            (started + self.lease).saturating_duration_since(Instant::now());
-                        self.margin_gauge.set(margin.as_millis() as i64);
                     }
                 }
-            } else if deadline.take().is_some() || self.held.borrow().is_some() {
-                self.release("no longer leader").await;
-            }
-            let next = Instant::now() + self.confirm_every;
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
+                () = tokio::time::sleep_until(next_confirm), if leading => {}
                 () = sleep_until(deadline) => {
                     if !self.handing_over.load(Ordering::Acquire) {
                         self.release("lease expired").await;
