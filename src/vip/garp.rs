@@ -154,11 +154,6 @@ impl std::os::fd::AsRawFd for ArpSocket {
     }
 }
 
-/// Sends one announcement for `vip` out of interface `index`.
-pub fn send(index: u32, mac: [u8; 6], vip: Ipv4Addr) -> io::Result<()> {
-    ArpSocket::open(index)?.send(&announcement(mac, vip), [0xff; 6])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

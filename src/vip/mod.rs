@@ -270,9 +270,16 @@ impl VipRole {
         {
             previous.cancel();
         }
-        let (holder, deadline) = (holder.clone(), self.deadline.clone());
+        let announcer = match holder.announcer() {
+            None => return,
+            Some(Ok(announcer)) => announcer,
+            Some(Err(error)) => {
+                crate::warn_limited!("vip announce", %error, "cannot open a socket to announce the VIP");
+                return;
+            }
+        };
+        let (frames, deadline) = (holder.announcements(), self.deadline.clone());
         tokio::spawn(async move {
-            let frames = holder.announcements();
             let gap = Duration::from_millis(1_000 / u64::from(frames.max(2) - 1));
             for frame in 0..frames {
                 if frame > 0 {
@@ -284,7 +291,9 @@ impl VipRole {
                 if stop.is_cancelled() || !lease_live(&deadline) {
                     return;
                 }
-                holder.announce_once();
+                if let Err(error) = announcer.send() {
+                    crate::warn_limited!("vip announce", %error, "VIP announcement not sent");
+                }
             }
         });
     }

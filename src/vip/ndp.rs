@@ -7,8 +7,10 @@
 //! solicitation came in on), so a dead or frozen holder answers nothing.
 
 use std::io;
-use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// ICMPv6 neighbour solicitation.
 const NEIGHBOUR_SOLICITATION: u8 = 135;
@@ -16,11 +18,9 @@ const NEIGHBOUR_SOLICITATION: u8 = 135;
 const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 /// Neighbour discovery is link-local: sent with, and only accepted with,
 /// hop limit 255 (RFC 4861 section 7.1).
-const HOP_LIMIT: libc::c_int = 255;
+const HOP_LIMIT: u32 = 255;
 /// linux/icmpv6.h, not in the libc crate.
 const ICMP6_FILTER: libc::c_int = 1;
-/// asm-generic/socket.h (Linux 5.0 on), not in the libc crate.
-const SO_BINDTOIFINDEX: libc::c_int = 62;
 /// All nodes on the link: where unsolicited advertisements go.
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -45,7 +45,7 @@ pub fn solicits(message: &[u8], hop_limit: Option<i32>, vip: Ipv6Addr) -> bool {
     message.len() >= 24
         && message[0] == NEIGHBOUR_SOLICITATION
         && message[1] == 0
-        && hop_limit == Some(HOP_LIMIT)
+        && hop_limit == Some(HOP_LIMIT as i32)
         && message[8..24] == vip.octets()
 }
 
@@ -61,7 +61,7 @@ pub fn solicited_node_group(address: Ipv6Addr) -> Ipv6Addr {
 /// A raw ICMPv6 socket on one interface that reads solicitations for the
 /// VIP and sends advertisements for it; non-blocking, closed on drop.
 pub struct NdpSocket {
-    fd: OwnedFd,
+    socket: Socket,
     index: u32,
     vip: Ipv6Addr,
     mac: [u8; 6],
@@ -73,79 +73,48 @@ impl NdpSocket {
     /// and it joins the VIP's solicited-node group so that they are
     /// delivered.
     pub fn open(index: u32, vip: Ipv6Addr, mac: [u8; 6]) -> io::Result<NdpSocket> {
-        let socket = NdpSocket::sender(index, vip, mac)?;
+        let ndp = NdpSocket::sender(index, vip, mac)?;
         // struct icmp6_filter: a set bit blocks that type.
         let mut filter = [u32::MAX; 8];
         filter[usize::from(NEIGHBOUR_SOLICITATION >> 5)] &= !(1 << (NEIGHBOUR_SOLICITATION & 31));
-        socket.set(libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
-        socket.set(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RECVHOPLIMIT,
-            &1 as &libc::c_int,
-        )?;
-        let group = libc::ipv6_mreq {
-            ipv6mr_multiaddr: libc::in6_addr {
-                s6_addr: solicited_node_group(vip).octets(),
-            },
-            ipv6mr_interface: index,
+        // SAFETY: setsockopt reads the 32 bytes of `filter`, the size of
+        // struct icmp6_filter.
+        let set = unsafe {
+            libc::setsockopt(
+                ndp.socket.as_raw_fd(),
+                libc::IPPROTO_ICMPV6,
+                ICMP6_FILTER,
+                filter.as_ptr().cast(),
+                std::mem::size_of_val(&filter) as libc::socklen_t,
+            )
         };
-        socket.set(libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &group)?;
-        Ok(socket)
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ndp.socket.set_recv_hoplimit_v6(true)?;
+        ndp.socket
+            .join_multicast_v6(&solicited_node_group(vip), index)?;
+        Ok(ndp)
     }
 
     /// Opens it only to send advertisements (needs CAP_NET_RAW).
     pub fn sender(index: u32, vip: Ipv6Addr, mac: [u8; 6]) -> io::Result<NdpSocket> {
-        // SAFETY: a plain socket call; the descriptor is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::IPPROTO_ICMPV6,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let socket = NdpSocket {
-            fd,
+        let socket = Socket::new(
+            Domain::IPV6,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::ICMPV6),
+        )?;
+        socket.bind_device_by_index_v6(std::num::NonZeroU32::new(index))?;
+        socket.set_unicast_hops_v6(HOP_LIMIT)?;
+        socket.set_multicast_hops_v6(HOP_LIMIT)?;
+        socket.set_multicast_if_v6(index)?;
+        socket.set_multicast_loop_v6(false)?;
+        Ok(NdpSocket {
+            socket,
             index,
             vip,
             mac,
-        };
-        socket.set(libc::SOL_SOCKET, SO_BINDTOIFINDEX, &(index as libc::c_int))?;
-        socket.set(libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &HOP_LIMIT)?;
-        socket.set(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &HOP_LIMIT)?;
-        socket.set(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MULTICAST_IF,
-            &(index as libc::c_int),
-        )?;
-        socket.set(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MULTICAST_LOOP,
-            &0 as &libc::c_int,
-        )?;
-        Ok(socket)
-    }
-
-    fn set<T>(&self, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-        // SAFETY: setsockopt reads size_of::<T>() bytes from value.
-        let set = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                name,
-                (value as *const T).cast(),
-                std::mem::size_of::<T>() as libc::socklen_t,
-            )
-        };
-        if set < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        })
     }
 
     /// Reads one message into `message` (`WouldBlock` when none is
@@ -169,7 +138,7 @@ impl NdpSocket {
         header.msg_controllen = std::mem::size_of_val(&control);
         // SAFETY: recvmsg writes within the buffers the header points to,
         // which live until it returns.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &raw mut header, 0) };
+        let n = unsafe { libc::recvmsg(self.socket.as_raw_fd(), &raw mut header, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -199,34 +168,14 @@ impl NdpSocket {
     pub fn advertise(&self, asker: Option<Ipv6Addr>) -> io::Result<()> {
         let asker = asker.filter(|a| !a.is_unspecified());
         let message = advertisement(self.mac, self.vip, asker.is_some());
-        // SAFETY: all-zero is a valid sockaddr_in6; its fields are set.
-        let mut to: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        to.sin6_addr.s6_addr = asker.unwrap_or(ALL_NODES).octets();
-        to.sin6_scope_id = self.index;
-        // SAFETY: sendto reads message.len() bytes of message and one
-        // sockaddr_in6.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                0,
-                (&raw const to).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let to = SocketAddrV6::new(asker.unwrap_or(ALL_NODES), 0, 0, self.index);
+        self.socket.send_to(&message, &to.into()).map(|_| ())
     }
 }
 
 impl AsRawFd for NdpSocket {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.socket.as_raw_fd()
     }
 }
 

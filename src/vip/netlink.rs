@@ -213,22 +213,16 @@ impl NetlinkHolder {
         }
     }
 
-    /// Announces the VIP once now: a gratuitous ARP (IPv4) or an
-    /// unsolicited neighbour advertisement (IPv6), on an Ethernet-like
-    /// interface.
-    pub fn announce_once(&self) {
-        let Some(mac) = self.mac else {
-            return;
-        };
-        let sent = match self.address {
-            IpAddr::V4(vip) => garp::send(self.index, mac, vip),
-            IpAddr::V6(vip) => {
-                ndp::NdpSocket::sender(self.index, vip, mac).and_then(|s| s.advertise(None))
-            }
-        };
-        if let Err(error) = sent {
-            crate::warn_limited!("vip announce", %error, interface = %self.interface, "VIP announcement not sent");
-        }
+    /// A socket ready to announce the VIP, a gratuitous ARP (IPv4) or an
+    /// unsolicited neighbour advertisement (IPv6) per call, on an
+    /// Ethernet-like interface (`None` otherwise).
+    pub fn announcer(&self) -> Option<std::io::Result<Announcer>> {
+        let mac = self.mac?;
+        Some(match self.address {
+            IpAddr::V4(vip) => garp::ArpSocket::open(self.index)
+                .map(|socket| Announcer::Arp(socket, garp::announcement(mac, vip))),
+            IpAddr::V6(vip) => ndp::NdpSocket::sender(self.index, vip, mac).map(Announcer::Ndp),
+        })
     }
 
     /// A socket to read ARP requests or neighbour solicitations for the VIP
@@ -258,6 +252,27 @@ impl NetlinkHolder {
     /// one still moves.
     pub fn announcements(&self) -> u32 {
         self.garp_repeats.max(1)
+    }
+}
+
+/// An open socket that announces the VIP: opened before the lease is
+/// checked, so that between the check and the frame leaving there is one
+/// system call. (A process frozen inside that window still sends its frame
+/// when it resumes; nothing in user space can close it.)
+pub enum Announcer {
+    /// A gratuitous ARP, ready to send.
+    Arp(garp::ArpSocket, [u8; 42]),
+    /// Unsolicited neighbour advertisements.
+    Ndp(ndp::NdpSocket),
+}
+
+impl Announcer {
+    /// Sends one announcement now.
+    pub fn send(&self) -> std::io::Result<()> {
+        match self {
+            Announcer::Arp(socket, frame) => socket.send(frame, [0xff; 6]),
+            Announcer::Ndp(socket) => socket.advertise(None),
+        }
     }
 }
 

@@ -17,14 +17,9 @@ use crate::fixture::*;
 
 /// A control API client of `endpoint`, with a per-call deadline.
 async fn api(endpoint: &str) -> Result<ControlServiceClient<Channel>, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(8))
-        .connect()
+    control_client(endpoint)
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("transport error: {e}")))?;
-    Ok(ControlServiceClient::new(channel))
+        .map_err(|e| tonic::Status::unavailable(format!("transport error: {e}")))
 }
 
 async fn add_backend(

@@ -625,12 +625,7 @@ async fn a_cancelled_transfer_gives_the_leader_back_its_heartbeats_and_vip() {
     // Ask the leader itself, and go away while it waits out the vote lease
     // with its heartbeats off and its VIP paused (the transfer's longest
     // step): the caller's reset drops the server's transfer future there.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.api()))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = raftlb::proto::v1::control_service_client::ControlServiceClient::new(channel);
+    let mut client = control_client(&leader.api()).await.expect("connect");
     let call = client.transfer_leader(raftlb::proto::v1::TransferLeaderRequest {
         target: Some(target),
     });
