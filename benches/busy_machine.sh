@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # An idle three-node `raftlb demo` on a quiet machine, then with both cores
 # saturated by stress-ng: counts the peer-reachability flaps, HTTP/2 stream
-# resets, leader changes and VIP releases each node logged in each phase.
+# resets, leader changes and VIP releases each node logged in each phase,
+# and the CPU time the three nodes used in it.
 #
 #   benches/busy_machine.sh [RAFTLB_BINARY ...]   # default: target/release/raftlb
 #   PHASE_S=60 (seconds per phase), STRESS_CPUS=2 (stress-ng CPU hogs; 8 oversubscribes 4x)
@@ -23,6 +24,15 @@ count() { # pattern, files...
   cat "$@" 2>/dev/null | grep -c -- "$pattern" || true
 }
 
+ticks=$(getconf CLK_TCK)
+cpu_s() { # CPU seconds used so far by the demo's node processes
+  local pid total=0
+  for pid in $(pgrep -P "$demo"); do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
+
 phase() { # name, dir
   local name=$1 dir=$2
   local logs=("$dir"/node*.log)
@@ -32,6 +42,8 @@ phase() { # name, dir
   before_reset=$(count "remotely-reset" "${logs[@]}")
   before_leader=$(count "leader changed" "${logs[@]}")
   before_release=$(count "VIP released" "${logs[@]}")
+  local before_cpu
+  before_cpu=$(cpu_s)
   if [ "$name" = busy ]; then
     stress-ng --cpu "$STRESS_CPUS" --timeout "${PHASE_S}s" --quiet &
     local stress=$!
@@ -39,16 +51,18 @@ phase() { # name, dir
   else
     sleep "$PHASE_S"
   fi
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$binary" "$name" \
+  local used=$(( $(cpu_s) - before_cpu ))
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$binary" "$name" \
     $(( $(count "peer unreachable" "${logs[@]}") - before_unreachable )) \
     $(( $(count "peer reachable again" "${logs[@]}") - before_back )) \
     $(( $(count "remotely-reset" "${logs[@]}") - before_reset )) \
     $(( $(count "leader changed" "${logs[@]}") - before_leader )) \
-    $(( $(count "VIP released" "${logs[@]}") - before_release ))
+    $(( $(count "VIP released" "${logs[@]}") - before_release )) \
+    "$(awk -v t="$used" -v hz="$ticks" 'BEGIN {printf "%.1f", t / hz}')"
 }
 
-echo "| binary | phase (${PHASE_S} s) | peer unreachable | reachable again | stream resets | leader changes (lines, all nodes) | VIP releases |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| binary | phase (${PHASE_S} s) | peer unreachable | reachable again | stream resets | leader changes (lines, all nodes) | VIP releases | node CPU s |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for binary in "${binaries[@]}"; do
   out=$(mktemp)
   "$binary" demo >"$out" 2>&1 &
