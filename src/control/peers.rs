@@ -114,8 +114,13 @@ impl ClusterControl {
                 candidate,
             } => {
                 let metrics = self.raft.metrics().borrow().clone();
+                // A candidate refuses too: it may be about to win, and a
+                // second candidate's higher term would depose it.
                 let grant = self.election.pre_vote(
-                    metrics.state == openraft::ServerState::Leader,
+                    matches!(
+                        metrics.state,
+                        openraft::ServerState::Leader | openraft::ServerState::Candidate
+                    ),
                     candidate,
                     last_log_index,
                     metrics.last_log_index,

@@ -17,6 +17,7 @@
 //!   missed a few heartbeats cannot depose a live leader, and the VIP lease
 //!   (shorter than the minimum) keeps its guarantee.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub struct ElectionTimer {
     last: Mutex<Instant>,
     leader_contact: Mutex<Option<Instant>>,
     hand_over: Mutex<Option<(NodeId, Instant)>>,
+    /// This node is running its own pre-vote round.
+    asking: AtomicBool,
+    /// During that round it let another candidate campaign.
+    yielded: AtomicBool,
     id: NodeId,
     min: Duration,
     max: Duration,
@@ -56,6 +61,8 @@ impl ElectionTimer {
         ElectionTimer {
             last: Mutex::new(Instant::now()),
             leader_contact: Mutex::new(None),
+            asking: AtomicBool::new(false),
+            yielded: AtomicBool::new(false),
             hand_over: Mutex::new(None),
             id,
             min: Duration::from_millis(timing.election_timeout_min_ms),
@@ -106,8 +113,32 @@ impl ElectionTimer {
             Some(age) if age < self.min => PreVoteAnswer::Later {
                 in_ms: (self.min - age).as_millis() as u64 + 1,
             },
+            _ if self.asking.load(Ordering::Acquire) => {
+                // Two followers whose timers ran out together would both
+                // campaign, and the later one's higher term deposes the
+                // leader the first has just become (seen: 235 ms more
+                // without a leader). Between two equal logs the higher id
+                // goes; a node that lets another go stands down itself.
+                if candidate_last == own_last && candidate.is_none_or(|c| c < self.id) {
+                    PreVoteAnswer::Refused
+                } else {
+                    self.yielded.store(true, Ordering::Release);
+                    PreVoteAnswer::Granted
+                }
+            }
             _ => PreVoteAnswer::Granted,
         }
+    }
+
+    /// Marks this node's own pre-vote round (until it is a candidate) as
+    /// begun (`true`) or over; whether it let another candidate campaign
+    /// meanwhile.
+    fn asking(&self, asking: bool) -> bool {
+        if asking {
+            self.yielded.store(false, Ordering::Release);
+        }
+        self.asking.store(asking, Ordering::Release);
+        self.yielded.load(Ordering::Acquire)
     }
 
     /// The leader hands leadership to `target` within `within`: until then
@@ -181,6 +212,7 @@ impl ElectionTimer {
                 continue;
             }
             let asked = self.last();
+            self.asking(true);
             let mut answer = control.pre_vote(self.min / 2).await;
             if let PreVoteAnswer::Later { in_ms } = answer
                 && in_ms <= self.min.as_millis() as u64
@@ -195,7 +227,13 @@ impl ElectionTimer {
                     answer = control.pre_vote(self.min / 2).await;
                 }
             }
+            if self.yielded.load(Ordering::Acquire) {
+                self.asking(false);
+                tracing::debug!("election timeout, but another candidate goes first");
+                continue;
+            }
             if answer != PreVoteAnswer::Granted {
+                self.asking(false);
                 tracing::debug!(
                     ?answer,
                     "election timeout, but no majority lets this node campaign"
@@ -204,10 +242,15 @@ impl ElectionTimer {
             }
             if self.last() != asked {
                 // A leader (or a candidate we voted for) spoke meanwhile.
+                self.asking(false);
                 continue;
             }
             tracing::debug!("election timeout: campaigning");
-            if let Err(error) = control.raft.trigger().elect().await {
+            // Still asking until openraft is a candidate, so that no other
+            // node's pre-vote slips through in between.
+            let elected = control.raft.trigger().elect().await;
+            self.asking(false);
+            if let Err(error) = elected {
                 // Only a stopped (shut down or failed) Raft refuses.
                 tracing::debug!(%error, "election timer stops");
                 return;
@@ -223,6 +266,39 @@ mod tests {
     fn timer() -> ElectionTimer {
         let timing: RaftTiming = toml::from_str("").expect("default timing");
         ElectionTimer::new(1, &timing)
+    }
+
+    #[test]
+    fn of_two_followers_asking_at_once_the_higher_id_campaigns() {
+        let timing: RaftTiming = toml::from_str("").expect("default timing");
+        let timer = ElectionTimer::new(2, &timing);
+        timer.asking(true);
+        // A lower id with the same log: refused, and this node goes on.
+        assert_eq!(
+            timer.pre_vote(false, Some(1), Some(5), Some(5)),
+            PreVoteAnswer::Refused
+        );
+        assert!(!timer.asking(false));
+        // A higher id with the same log: granted, and this node stands down.
+        timer.asking(true);
+        assert_eq!(
+            timer.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Granted
+        );
+        assert!(timer.asking(false));
+        // A lower id with more of the log: granted, and this node stands
+        // down too.
+        timer.asking(true);
+        assert_eq!(
+            timer.pre_vote(false, Some(1), Some(6), Some(5)),
+            PreVoteAnswer::Granted
+        );
+        assert!(timer.asking(false));
+        // Not asking: granted as before.
+        assert_eq!(
+            timer.pre_vote(false, Some(1), Some(5), Some(5)),
+            PreVoteAnswer::Granted
+        );
     }
 
     #[test]
