@@ -4,6 +4,7 @@
 
 mod error;
 mod health_votes;
+mod lease;
 mod membership;
 mod peers;
 mod status;

@@ -1,5 +1,6 @@
 //! What nodes ask each other over the peer port (`Query`): in-flight
-//! counts for drains, the VIP claim, the pre-vote, a hand-over campaign.
+//! counts for drains, the VIP claim, the pre-vote, a hand-over campaign,
+//! the leader's lease (see [`super::lease`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,6 +43,14 @@ pub enum PeerQuery {
         /// How long the hand-over may take.
         for_ms: u64,
     },
+    /// Promise `leader`'s lease of `term`: no vote for the minimum
+    /// election timeout.
+    Lease {
+        /// The leader's term.
+        term: u64,
+        /// The leader.
+        leader: NodeId,
+    },
 }
 
 impl PeerQuery {
@@ -53,6 +62,7 @@ impl PeerQuery {
             PeerQuery::Vip => "vip",
             PeerQuery::PreVote { .. } => "pre_vote",
             PeerQuery::HandOver { .. } => "hand_over",
+            PeerQuery::Lease { .. } => "lease",
         }
     }
 }
@@ -85,6 +95,8 @@ pub enum PeerAnswer {
     PreVote(PreVoteAnswer),
     /// The node took note.
     Noted,
+    /// Whether the node promised the lease.
+    Promised(bool),
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -132,8 +144,16 @@ impl ClusterControl {
                     .hand_over(target, Duration::from_millis(for_ms));
                 PeerAnswer::Noted
             }
+            PeerQuery::Lease { term, leader } => {
+                PeerAnswer::Promised(self.promise(term, leader).await)
+            }
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
+                let _fence = self.election.fence().await;
+                if self.election.promised() {
+                    tracing::warn!("cannot campaign: a leader's lease was promised lately");
+                    return PeerAnswer::Active(0);
+                }
                 match self.raft.trigger().elect().await {
                     Ok(()) => PeerAnswer::Campaigning,
                     Err(error) => {
@@ -238,7 +258,8 @@ impl ClusterControl {
                     PeerAnswer::Campaigning
                     | PeerAnswer::VipHeld(_)
                     | PeerAnswer::PreVote(_)
-                    | PeerAnswer::Noted,
+                    | PeerAnswer::Noted
+                    | PeerAnswer::Promised(_),
                 )
                 | None => NodeConnections {
                     node,
@@ -255,7 +276,7 @@ impl ClusterControl {
             .await
     }
 
-    async fn ask_within(
+    pub(super) async fn ask_within(
         &self,
         raft_addr: &str,
         query: &PeerQuery,

@@ -15,7 +15,12 @@
 //!   passed since their own last heartbeat (openraft's lease, which
 //!   [`openraft_timing`] sets to the minimum), so a follower that merely
 //!   missed a few heartbeats cannot depose a live leader, and the VIP lease
-//!   (shorter than the minimum) keeps its guarantee.
+//!   (shorter than the minimum) keeps its guarantee;
+//! - the timer is also the node's *fence*: a promise of a leader's lease
+//!   ([`crate::control`]'s `lease`), a vote and a campaign take turns
+//!   through [`ElectionTimer::fence`], and no vote or campaign happens
+//!   within the minimum election timeout of a promise. That counts from
+//!   start-up too, since a promise does not survive a restart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,7 +48,10 @@ pub fn openraft_timing(timing: &RaftTiming) -> (u64, u64) {
 /// The follower's election timer, fed by the peer service and network.
 pub struct ElectionTimer {
     last: Mutex<Instant>,
+    /// The last sign of a live leader: a heartbeat, or a lease promised.
     leader_contact: Mutex<Option<Instant>>,
+    /// Taken by a promise, a vote and a campaign, one at a time.
+    fence: tokio::sync::Mutex<()>,
     hand_over: Mutex<Option<(NodeId, Instant)>>,
     /// This node is running its own pre-vote round.
     asking: AtomicBool,
@@ -58,9 +66,12 @@ impl ElectionTimer {
     /// Node `id`'s timer, drawing each timeout between `timing`'s minimum
     /// and maximum.
     pub fn new(id: NodeId, timing: &RaftTiming) -> Self {
+        let now = Instant::now();
         ElectionTimer {
-            last: Mutex::new(Instant::now()),
-            leader_contact: Mutex::new(None),
+            last: Mutex::new(now),
+            // A promise made before a restart is forgotten: keep it anyway.
+            leader_contact: Mutex::new(Some(now)),
+            fence: tokio::sync::Mutex::new(()),
             asking: AtomicBool::new(false),
             yielded: AtomicBool::new(false),
             hand_over: Mutex::new(None),
@@ -82,6 +93,20 @@ impl ElectionTimer {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.reset();
+    }
+
+    /// Waits for this node's turn to promise, vote or campaign.
+    pub async fn fence(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.fence.lock().await
+    }
+
+    /// Whether a leader was heard from, or its lease promised, less than
+    /// the minimum election timeout ago: no vote and no campaign now.
+    pub fn promised(&self) -> bool {
+        self.leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < self.min)
     }
 
     /// The pre-vote: whether this node would let a candidate whose log
@@ -240,15 +265,19 @@ impl ElectionTimer {
                 );
                 continue;
             }
-            if self.last() != asked {
+            let fence = self.fence().await;
+            if self.last() != asked || self.promised() {
                 // A leader (or a candidate we voted for) spoke meanwhile.
+                drop(fence);
                 self.asking(false);
                 continue;
             }
             tracing::debug!("election timeout: campaigning");
             // Still asking until openraft is a candidate, so that no other
-            // node's pre-vote slips through in between.
+            // node's pre-vote slips through in between; inside the fence,
+            // so that a promise made after it sees this node's new term.
             let elected = control.raft.trigger().elect().await;
+            drop(fence);
             self.asking(false);
             if let Err(error) = elected {
                 // Only a stopped (shut down or failed) Raft refuses.
@@ -263,15 +292,40 @@ impl ElectionTimer {
 mod tests {
     use super::*;
 
-    fn timer() -> ElectionTimer {
+    /// A timer that heard from no leader (as if started long ago).
+    fn timer_for(id: NodeId) -> ElectionTimer {
         let timing: RaftTiming = toml::from_str("").expect("default timing");
-        ElectionTimer::new(1, &timing)
+        let timer = ElectionTimer::new(id, &timing);
+        *timer.leader_contact.lock().expect("contact") = None;
+        timer
+    }
+
+    fn timer() -> ElectionTimer {
+        timer_for(1)
+    }
+
+    #[test]
+    fn a_started_or_promised_node_neither_votes_nor_lets_a_candidate_through() {
+        let timing: RaftTiming = toml::from_str("").expect("default timing");
+        let started = ElectionTimer::new(1, &timing);
+        assert!(started.promised());
+        assert!(matches!(
+            started.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Later { .. }
+        ));
+        let timer = timer();
+        assert!(!timer.promised());
+        timer.heard_from_leader();
+        assert!(timer.promised());
+        assert!(matches!(
+            timer.pre_vote(false, Some(3), Some(5), Some(5)),
+            PreVoteAnswer::Later { .. }
+        ));
     }
 
     #[test]
     fn of_two_followers_asking_at_once_the_higher_id_campaigns() {
-        let timing: RaftTiming = toml::from_str("").expect("default timing");
-        let timer = ElectionTimer::new(2, &timing);
+        let timer = timer_for(2);
         timer.asking(true);
         // A lower id with the same log: refused, and this node goes on.
         assert_eq!(

@@ -48,9 +48,10 @@ pub fn peer_client(channel: Channel) -> RaftServiceClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// Peer RPCs still running after openraft stopped waiting for them. A late
-/// AppendEntries still renews its follower's vote lease when it lands, so
-/// a leader handing over waits for these to end before it waits out the
+/// Peer RPCs still running after their caller stopped waiting for them:
+/// openraft's, and the lease's promise requests. A late AppendEntries or
+/// promise still renews its follower's vote lease when it lands, so a
+/// leader handing over waits for these to end before it waits out the
 /// lease.
 #[derive(Debug, Default)]
 pub struct InFlightRpcs {
@@ -59,7 +60,8 @@ pub struct InFlightRpcs {
 }
 
 impl InFlightRpcs {
-    fn start(self: &Arc<Self>) -> InFlightRpc {
+    /// Counts one RPC as running until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> InFlightRpc {
         self.count.fetch_add(1, Ordering::AcqRel);
         InFlightRpc(self.clone())
     }
@@ -80,7 +82,7 @@ impl InFlightRpcs {
 }
 
 /// One running peer RPC; counted until dropped.
-struct InFlightRpc(Arc<InFlightRpcs>);
+pub struct InFlightRpc(Arc<InFlightRpcs>);
 
 impl Drop for InFlightRpc {
     fn drop(&mut self) {

@@ -66,11 +66,8 @@ impl RaftService for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let result = self.control.raft.vote(decode(request)?).await;
-        if matches!(&result, Ok(answer) if answer.vote_granted) {
-            self.control.election.reset();
-        }
-        encode(&result)
+        // Refused within a promised lease; see control::lease.
+        encode(&self.control.vote(decode(request)?).await)
     }
 
     async fn install_snapshot(

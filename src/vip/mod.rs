@@ -3,8 +3,9 @@
 //!
 //! The lease is shorter than the minimum election timeout, and it is
 //! measured from the *start* of the last successful quorum confirmation:
-//! no follower can campaign before a full election timeout has passed since
-//! it last heard from this leader, so an isolated (or frozen and resumed)
+//! each voter that confirmed promised to vote for nobody for a full
+//! election timeout (see `control::lease`), so an isolated (or frozen and
+//! resumed)
 //! old leader drops the VIP before any other node can be elected and take
 //! it. In `bind` mode the VIP sockets are bound without SO_REUSEPORT, so
 //! even a leader frozen while holding them keeps others out rather than
@@ -500,12 +501,8 @@ impl VipRole {
                 }
             } else if Instant::now() >= next_confirm {
                 let started = Instant::now();
-                let raft = control.raft.clone();
-                let lease = self.lease;
-                confirming.push(async move {
-                    let confirmed = tokio::time::timeout(lease, raft.get_read_log_id()).await;
-                    (started, matches!(confirmed, Ok(Ok(_))))
-                });
+                let (control, lease) = (control.clone(), self.lease);
+                confirming.push(async move { (started, control.confirm_lease(lease).await) });
                 next_confirm = started + self.confirm_every;
             }
             tokio::select! {

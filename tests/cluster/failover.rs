@@ -792,3 +792,57 @@ async fn a_returning_follower_does_not_depose_the_leader() {
     assert_eq!(holders(&admins), vec![holder]);
     assert_eq!(double, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_answer_later_than_a_heartbeat_do_not_lapse_the_lease() {
+    // Every peer message reaches its node 10-70 ms late, as on a loaded
+    // machine: most answers come after a heartbeat interval (30 ms), all
+    // within the lease (120 ms). The leader must hold the VIP throughout.
+    let ip = unique_ip();
+    let backend = HttpBackend::start("a", ip).await;
+    let vip = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        slow_peers: Some(10..=70),
+        ..Default::default()
+    };
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let cluster = Cluster::start_with(3, &seed, &options).await;
+    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await,
+        "no single VIP holder"
+    );
+    let holder = holders(&admins)[0];
+    let leader = &cluster.nodes[cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == holder)
+        .expect("leader")];
+    let releases = || {
+        leader
+            .metric("raftlb_vip_releases_total")
+            .expect("releases metric")
+    };
+    let before = releases();
+    let vip = SocketAddr::new(vip, 8080);
+    let (mut sent, mut failed) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) && sent < 150 {
+        sent += 1;
+        failed += usize::from(!request_once(vip).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = releases();
+    println!(
+        "slow peers: VIP releases on the leader {before} -> {after}, \
+         {failed} of {sent} requests failed, holders {:?}",
+        holders(&admins)
+    );
+    if after != before || failed > 0 {
+        cluster.dump_logs();
+    }
+    assert_eq!(after, before, "the leader let its lease lapse");
+    assert_eq!(failed, 0);
+    assert_eq!(holders(&admins), vec![holder]);
+}
