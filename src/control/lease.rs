@@ -17,6 +17,16 @@
 //! already cast shows), and a vote waits for a promise being made and is
 //! refused within one.
 //!
+//! A voter whose minimum election timeout is not longer than the lease it
+//! is asked to promise refuses (nodes with different `[raft]` timing).
+//!
+//! What it does not cover: a graceful hand-over in `netlink` mode keeps
+//! the VIP on the old leader, unconfirmed, until the successor holds it
+//! (make before break, both alive; see `VipRole::hold_through_hand_over`);
+//! and a lease is measured on the monotonic clock: a machine suspended,
+//! or a virtual machine paused without its clock seeing it, resumes with
+//! what was left of its lease, as in every lease-based fence.
+//!
 //! Why not openraft's `get_read_log_id`: it gives each follower one
 //! heartbeat interval (30 ms by default) to answer. On a loaded 2-core
 //! machine with one follower cut off, the other one's answer missed that
@@ -49,6 +59,9 @@ impl ClusterControl {
     /// a peer drops a connection that resets too many).
     pub async fn confirm_lease(self: &Arc<Self>, within: Duration) -> bool {
         let deadline = Instant::now() + within;
+        // Counted from here: a hand-over waiting for late messages to land
+        // also waits for a confirmation about to send its promises.
+        let _running = self.peer_rpcs.start();
         let (term, membership) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
@@ -57,7 +70,10 @@ impl ClusterControl {
                 m.membership_config.membership().clone(),
             )
         };
-        if !self.promise(term, self.id).await {
+        // Bounded like the rest: a slow core must not make confirmations
+        // queue up behind each other and send promises past their use.
+        let own = tokio::time::timeout_at(deadline, self.promise(term, self.id, within)).await;
+        if !matches!(own, Ok(true)) {
             return false;
         }
         let mut promised = BTreeSet::from([self.id]);
@@ -74,10 +90,12 @@ impl ClusterControl {
                 let query = PeerQuery::Lease {
                     term,
                     leader: control.id,
+                    lease_ms: within.as_millis() as u64,
                 };
+                let left = deadline.saturating_duration_since(Instant::now());
                 let answer = tokio::time::timeout(
-                    within + DETACHED_MARGIN,
-                    control.ask_within(&raft_addr, &query, within),
+                    left + DETACHED_MARGIN,
+                    control.ask_within(&raft_addr, &query, left),
                 )
                 .await;
                 let _ = answered.send((id, matches!(answer, Ok(Some(PeerAnswer::Promised(true))))));
@@ -98,10 +116,22 @@ impl ClusterControl {
         }
     }
 
-    /// Promises `leader`'s lease of `term` (see the module notes): true,
+    /// Promises `leader`'s `lease` of `term` (see the module notes): true,
     /// and no vote for the minimum election timeout from now, if this node
-    /// follows that leader in that term (or is it, and still leads).
-    pub async fn promise(&self, term: u64, leader: NodeId) -> bool {
+    /// follows that leader in that term (or is it, and still leads), and
+    /// its minimum election timeout is longer than the lease (nodes with
+    /// different `[raft]` timing: a promise shorter than the lease would
+    /// not fence it).
+    pub async fn promise(&self, term: u64, leader: NodeId, lease: Duration) -> bool {
+        if lease >= self.election.min() {
+            crate::warn_limited!(
+                "lease longer than promise",
+                lease_ms = lease.as_millis() as u64,
+                election_timeout_min_ms = self.election.min().as_millis() as u64,
+                "a leader's lease is not shorter than this node's minimum election timeout: not promised; give the nodes the same [raft] timing"
+            );
+            return false;
+        }
         let _fence = self.election.fence().await;
         let own = self.id;
         let follows = self
@@ -119,6 +149,41 @@ impl ClusterControl {
             self.election.heard_from_leader();
         }
         follows
+    }
+
+    /// Campaigns now (the leader hands over to this node), once any
+    /// promise this node made has run out (within the minimum election
+    /// timeout); not again if it is already a candidate or the leader.
+    /// Whether it campaigns.
+    pub async fn campaign(&self) -> bool {
+        let limit = Instant::now() + self.election.min() + Duration::from_millis(20);
+        loop {
+            let fence = self.election.fence().await;
+            // Its own timer may have gone first (it is the one node allowed
+            // to); as leader it promises itself its lease.
+            let state = self.raft.metrics().borrow().state;
+            if matches!(state, ServerState::Candidate | ServerState::Leader) {
+                return true;
+            }
+            let left = self.election.promise_left();
+            if left.is_zero() {
+                let elected = self.raft.trigger().elect().await;
+                // This node's own timer must not campaign again on top.
+                self.election.reset();
+                drop(fence);
+                if let Err(error) = &elected {
+                    tracing::warn!(%error, "cannot campaign");
+                }
+                return elected.is_ok();
+            }
+            drop(fence);
+            if Instant::now() + left > limit {
+                tracing::warn!("cannot campaign: a leader's lease was promised lately");
+                return false;
+            }
+            // A late heartbeat or promise landed after the hand-over began.
+            tokio::time::sleep(left).await;
+        }
     }
 
     /// Hands a candidate's vote request to openraft, unless this node

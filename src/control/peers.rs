@@ -44,12 +44,14 @@ pub enum PeerQuery {
         for_ms: u64,
     },
     /// Promise `leader`'s lease of `term`: no vote for the minimum
-    /// election timeout.
+    /// election timeout, which must be longer than the lease.
     Lease {
         /// The leader's term.
         term: u64,
         /// The leader.
         leader: NodeId,
+        /// The leader's lease.
+        lease_ms: u64,
     },
 }
 
@@ -144,22 +146,20 @@ impl ClusterControl {
                     .hand_over(target, Duration::from_millis(for_ms));
                 PeerAnswer::Noted
             }
-            PeerQuery::Lease { term, leader } => {
-                PeerAnswer::Promised(self.promise(term, leader).await)
-            }
+            PeerQuery::Lease {
+                term,
+                leader,
+                lease_ms,
+            } => PeerAnswer::Promised(
+                self.promise(term, leader, Duration::from_millis(lease_ms))
+                    .await,
+            ),
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
-                let _fence = self.election.fence().await;
-                if self.election.promised() {
-                    tracing::warn!("cannot campaign: a leader's lease was promised lately");
-                    return PeerAnswer::Active(0);
-                }
-                match self.raft.trigger().elect().await {
-                    Ok(()) => PeerAnswer::Campaigning,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot campaign");
-                        PeerAnswer::Active(0)
-                    }
+                if self.campaign().await {
+                    PeerAnswer::Campaigning
+                } else {
+                    PeerAnswer::Active(0)
                 }
             }
         }

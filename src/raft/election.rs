@@ -103,10 +103,20 @@ impl ElectionTimer {
     /// Whether a leader was heard from, or its lease promised, less than
     /// the minimum election timeout ago: no vote and no campaign now.
     pub fn promised(&self) -> bool {
+        !self.promise_left().is_zero()
+    }
+
+    /// How long the last promise (or sign of a leader) still binds.
+    pub fn promise_left(&self) -> Duration {
         self.leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|at| at.elapsed() < self.min)
+            .map_or(Duration::ZERO, |at| self.min.saturating_sub(at.elapsed()))
+    }
+
+    /// The minimum election timeout: how long a promise binds.
+    pub fn min(&self) -> Duration {
+        self.min
     }
 
     /// The pre-vote: whether this node would let a candidate whose log

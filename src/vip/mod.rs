@@ -477,7 +477,7 @@ impl VipRole {
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
         // Each resolves with when it started and whether a quorum
-        // confirmed; none outlives the lease.
+        // confirmed; none waits past its lease.
         let mut confirming = futures_util::stream::FuturesUnordered::new();
         let mut next_confirm = Instant::now();
         loop {
