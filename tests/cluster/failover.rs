@@ -106,12 +106,17 @@ struct VipCluster {
 }
 
 async fn vip_cluster() -> VipCluster {
+    vip_cluster_with(NodeOptions::default()).await
+}
+
+/// As [`vip_cluster`], with other node settings besides the VIP.
+async fn vip_cluster_with(options: NodeOptions) -> VipCluster {
     let ip = unique_ip();
     let backend = HttpBackend::start("a", ip).await;
     let vip: IpAddr = unique_ip();
     let options = NodeOptions {
         vip: Some(vip),
-        ..Default::default()
+        ..options
     };
     let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
     let cluster = Cluster::start_with(3, &seed, &options).await;
@@ -798,21 +803,16 @@ async fn peers_that_answer_later_than_a_heartbeat_do_not_lapse_the_lease() {
     // Every peer message reaches its node 10-70 ms late, as on a loaded
     // machine: most answers come after a heartbeat interval (30 ms), all
     // within the lease (120 ms). The leader must hold the VIP throughout.
-    let ip = unique_ip();
-    let backend = HttpBackend::start("a", ip).await;
-    let vip = unique_ip();
-    let options = NodeOptions {
-        vip: Some(vip),
+    let VipCluster {
+        _backend,
+        cluster,
+        admins,
+        vip,
+    } = vip_cluster_with(NodeOptions {
         slow_peers: Some(10..=70),
         ..Default::default()
-    };
-    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
-    let cluster = Cluster::start_with(3, &seed, &options).await;
-    let admins: Vec<(u64, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.admin)).collect();
-    assert!(
-        wait_until(Duration::from_secs(10), || holders(&admins).len() == 1).await,
-        "no single VIP holder"
-    );
+    })
+    .await;
     let holder = holders(&admins)[0];
     let leader = &cluster.nodes[cluster
         .nodes
@@ -825,7 +825,6 @@ async fn peers_that_answer_later_than_a_heartbeat_do_not_lapse_the_lease() {
             .expect("releases metric")
     };
     let before = releases();
-    let vip = SocketAddr::new(vip, 8080);
     let (mut sent, mut failed) = (0, 0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) && sent < 150 {
