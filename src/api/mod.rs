@@ -130,7 +130,7 @@ impl ControlService for ControlApi {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         let status = self.control.status();
-        let holders = self.control.vip_holders().await;
+        let reports = self.control.reports().await;
         Ok(Response::new(pb::StatusReply {
             vip_address: self.control.vip.status().address.unwrap_or_default(),
             id: status.id,
@@ -144,13 +144,22 @@ impl ControlService for ControlApi {
             nodes: status
                 .nodes
                 .into_iter()
-                .map(|n| pb::NodeInfo {
-                    id: n.id,
-                    raft_addr: n.raft_addr,
-                    api_addr: n.api_addr,
-                    membership: if n.voter { "voter" } else { "learner" }.to_string(),
-                    matched_index: n.matched_index,
-                    vip_held: holders.get(&n.id).copied().flatten(),
+                .map(|n| {
+                    let report = reports.get(&n.id).cloned().flatten();
+                    pb::NodeInfo {
+                        id: n.id,
+                        raft_addr: n.raft_addr,
+                        // Members given in node.toml are known by their
+                        // peer address only: the node says its own.
+                        api_addr: match (&report, n.api_addr.is_empty()) {
+                            (Some(report), true) => report.api_addr.clone(),
+                            _ => n.api_addr,
+                        },
+                        membership: if n.voter { "voter" } else { "learner" }.to_string(),
+                        matched_index: n.matched_index,
+                        vip_held: report.as_ref().map(|r| r.vip_held),
+                        applied_index: report.map(|r| r.applied_index),
+                    }
                 })
                 .collect(),
         }))

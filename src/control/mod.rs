@@ -13,7 +13,7 @@ mod transfer;
 pub use error::ControlError;
 pub use health_votes::HealthVotes;
 use health_votes::{MIN_DAMPING, Verdict};
-pub use peers::{NodeConnections, PeerAnswer, PeerQuery, PreVoteAnswer};
+pub use peers::{NodeConnections, NodeReport, PeerAnswer, PeerQuery, PreVoteAnswer};
 pub use status::{ClusterStatus, NodeStatus, role_name};
 
 use std::collections::BTreeSet;
@@ -111,6 +111,8 @@ pub enum LeaderReply {
 pub struct ClusterControl {
     /// This node's id.
     pub id: NodeId,
+    /// This node's control API address, as it reports it to peers.
+    pub api_addr: String,
     /// The Raft instance.
     pub raft: Raft,
     /// What this node serves.

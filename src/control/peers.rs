@@ -26,6 +26,8 @@ pub enum PeerQuery {
     Campaign,
     /// Whether this node holds the VIP now.
     Vip,
+    /// This node's own report of itself (`ctl status`).
+    Report,
     /// Would this node let a candidate with this much log campaign?
     PreVote {
         /// The candidate's last log index.
@@ -62,6 +64,7 @@ impl PeerQuery {
             PeerQuery::ActiveConnections { .. } => "active_connections",
             PeerQuery::Campaign => "campaign",
             PeerQuery::Vip => "vip",
+            PeerQuery::Report => "report",
             PeerQuery::PreVote { .. } => "pre_vote",
             PeerQuery::HandOver { .. } => "hand_over",
             PeerQuery::Lease { .. } => "lease",
@@ -99,6 +102,19 @@ pub enum PeerAnswer {
     Noted,
     /// Whether the node promised the lease.
     Promised(bool),
+    /// The node's report of itself.
+    Report(NodeReport),
+}
+
+/// What a node says of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Its control API address.
+    pub api_addr: String,
+    /// Its last applied log index.
+    pub applied_index: u64,
+    /// Whether it holds the VIP.
+    pub vip_held: bool,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -123,6 +139,7 @@ impl ClusterControl {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
+            PeerQuery::Report => PeerAnswer::Report(self.report()),
             PeerQuery::PreVote {
                 last_log_index,
                 candidate,
@@ -259,7 +276,8 @@ impl ClusterControl {
                     | PeerAnswer::VipHeld(_)
                     | PeerAnswer::PreVote(_)
                     | PeerAnswer::Noted
-                    | PeerAnswer::Promised(_),
+                    | PeerAnswer::Promised(_)
+                    | PeerAnswer::Report(_),
                 )
                 | None => NodeConnections {
                     node,
@@ -383,10 +401,23 @@ impl ClusterControl {
         }
     }
 
-    /// Whether each member holds the VIP, by asking each (this node
-    /// answers for itself); `None` for a member that did not answer within
-    /// 300 ms.
-    pub async fn vip_holders(&self) -> BTreeMap<NodeId, Option<bool>> {
+    /// This node's report of itself.
+    pub fn report(&self) -> NodeReport {
+        NodeReport {
+            api_addr: self.api_addr.clone(),
+            applied_index: self
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map_or(0, |l| l.index),
+            vip_held: self.vip.status().held,
+        }
+    }
+
+    /// Every member's report of itself, by asking each (this node answers
+    /// for itself); `None` for a member that did not answer within 300 ms.
+    pub async fn reports(&self) -> BTreeMap<NodeId, Option<NodeReport>> {
         let members: Vec<(NodeId, String)> = {
             let metrics = self.raft.metrics().borrow().clone();
             metrics
@@ -398,9 +429,15 @@ impl ClusterControl {
         };
         let answers = members.iter().map(|(id, raft_addr)| async move {
             if *id == self.id {
-                return (*id, Some(self.vip.status().held));
+                return (*id, Some(self.report()));
             }
-            (*id, self.vip_held_by(raft_addr).await)
+            let answer = self
+                .ask_within(raft_addr, &PeerQuery::Report, Duration::from_millis(300))
+                .await;
+            match answer {
+                Some(PeerAnswer::Report(report)) => (*id, Some(report)),
+                _ => (*id, None),
+            }
         });
         futures_util::future::join_all(answers)
             .await

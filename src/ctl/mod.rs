@@ -5,6 +5,7 @@
 //! Exit status: 0 success, 1 the request was refused (the message says
 //! why), 2 bad usage, 3 the cluster could not be reached.
 
+pub mod client_config;
 mod output;
 mod watch;
 
@@ -25,15 +26,12 @@ use crate::raft::network::MAX_MESSAGE_BYTES;
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// Control API address(es) of any node, comma-separated; the next is
-    /// tried when one is unreachable.
-    #[arg(
-        long,
-        global = true,
-        env = "RAFTLB_ENDPOINT",
-        default_value = "127.0.0.1:7200",
-        value_delimiter = ','
-    )]
-    pub endpoint: Vec<String>,
+    /// tried when one is unreachable. Without it: RAFTLB_ENDPOINT, else
+    /// `endpoints` in $XDG_CONFIG_HOME/raftlb/ctl.toml (or
+    /// ~/.config/raftlb/ctl.toml, which `raftlb demo` writes), else
+    /// 127.0.0.1:7200.
+    #[arg(long, global = true, env = "RAFTLB_ENDPOINT", value_delimiter = ',')]
+    pub endpoint: Option<Vec<String>>,
     /// The cluster token, when the cluster requires one.
     #[arg(long, global = true, env = "RAFTLB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -253,14 +251,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> Outcome {
     let token = Token::from_value(args.token.clone());
+    let endpoints = match client_config::endpoints(args.endpoint.clone()) {
+        Ok(endpoints) => endpoints,
+        Err(error) => return Outcome::Usage(format!("client config: {error}")),
+    };
     if let Verb::Watch { from_version } = args.verb {
-        return watch::follow(&args.endpoint, &token, from_version, args.json).await;
+        return watch::follow(&endpoints, &token, from_version, args.json).await;
     }
     // One id per invocation, kept across endpoints: a write retried on the
     // next node after a lost reply is applied once.
     let ids = RequestIds::new();
     let mut last_error = String::from("no endpoint given");
-    for endpoint in &args.endpoint {
+    for endpoint in &endpoints {
         let client = match connect(endpoint).await {
             Ok(client) => Client {
                 inner: client,

@@ -36,7 +36,7 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                 serde_json::json!({
                     "id": n.id, "raft_addr": n.raft_addr, "api_addr": n.api_addr,
                     "membership": n.membership, "matched_index": n.matched_index,
-                    "vip_held": n.vip_held,
+                    "applied_index": n.applied_index, "vip_held": n.vip_held,
                 })
             })
             .collect();
@@ -66,14 +66,15 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                 role,
                 n.raft_addr.clone(),
                 if n.api_addr.is_empty() {
-                    "-".into()
+                    "unknown".into()
                 } else {
                     n.api_addr.clone()
                 },
-                n.matched_index.map_or("-".into(), |m| m.to_string()),
+                n.applied_index
+                    .map_or("no answer".into(), |applied| applied.to_string()),
                 match n.vip_held {
                     Some(true) => "held".into(),
-                    Some(false) => "-".into(),
+                    Some(false) => "no".into(),
                     None => "no answer".into(),
                 },
             ]
@@ -101,7 +102,7 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
         status.applied_index,
         status.config_version,
         table(
-            &["node", "role", "raft_addr", "api_addr", "matched", "vip"],
+            &["node", "role", "raft_addr", "api_addr", "applied", "vip"],
             rows
         )
     )

@@ -16,6 +16,7 @@ use crate::config::{
     Algorithm, BackendSpec, ClusterBootstrap, ClusterSpec, FrontendSpec, HealthSpec, NodeConfig,
     PoolSpec, Protocol, VipConfig, VipMode,
 };
+use crate::ctl::client_config;
 
 pub use drill::DrillReport;
 use nodes::NodeProcess;
@@ -47,11 +48,15 @@ pub enum DemoError {
     NotReady(String),
 }
 
-/// Runs the demo until Ctrl-C (or until the drill is over).
+/// Runs the demo until Ctrl-C (or until the drill is over). Its configs,
+/// data and logs stay for the user to read (and remove).
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let root = data_dir();
     let result = run_in(&root, &options).await;
-    let _ = std::fs::remove_dir_all(&root);
+    println!(
+        "configs, data and logs of this demo are kept in {root}; remove them with: rm -r {root}",
+        root = root.display()
+    );
     result
 }
 
@@ -93,8 +98,12 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
         let report = drill::kill_the_holder(&mut nodes, vip, options.drill_rounds).await;
         println!("{report}");
     } else {
+        let client_file = print_tries(options);
         println!("Ctrl-C stops the demo.");
         let _ = tokio::signal::ctrl_c().await;
+        if let Some(file) = client_file {
+            client_config::remove_demo_file(&file);
+        }
     }
     println!("stopping the demo nodes (SIGTERM)…");
     for node in &mut nodes {
@@ -161,23 +170,43 @@ fn print_banner(options: &DemoOptions, root: &std::path::Path) {
     );
     println!("  configs and logs in {}", root.display());
     println!();
+}
+
+/// Prints the commands to try, and makes `raftlb ctl` find the demo
+/// through the client config file (unless that file is the operator's:
+/// then the lines name the endpoints). The file written, if any.
+fn print_tries(options: &DemoOptions) -> Option<PathBuf> {
+    let endpoints: Vec<String> = (1..=options.nodes)
+        .map(|id| format!("{}:7200", node_ip(id)))
+        .collect();
+    let raftlb = std::env::current_exe()
+        .map_or_else(|_| "raftlb".to_string(), |exe| exe.display().to_string());
+    let (ctl, written) = match client_config::write_for_demo(&endpoints) {
+        Ok(file) => (format!("{raftlb} ctl"), Some(file)),
+        Err(why) => {
+            println!("  (not writing the ctl client config: {why})");
+            (
+                format!("{raftlb} ctl --endpoint {}", endpoints.join(",")),
+                None,
+            )
+        }
+    };
     println!("try:");
     println!(
         "  for i in 1 2 3 4; do curl -s http://{DEMO_VIP}:{}/; done",
         options.port
     );
-    let endpoints: Vec<String> = (1..=options.nodes)
-        .map(|id| format!("{}:7200", node_ip(id)))
-        .collect();
-    println!(
-        "  cargo run --release -- ctl --endpoint {} status",
-        endpoints.join(",")
-    );
-    println!(
-        "  cargo run --release -- ctl --endpoint {} cluster transfer-leader",
-        endpoints.join(",")
-    );
+    println!("  {ctl} status");
+    println!("  {ctl} get backends");
+    println!("  {ctl} cluster transfer-leader");
+    if let Some(file) = &written {
+        println!(
+            "  (`raftlb ctl` finds the demo through {}, removed when the demo stops)",
+            file.display()
+        );
+    }
     println!();
+    written
 }
 
 fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
@@ -205,7 +234,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
     }
 }
 
-/// Where a demo keeps its configs, data and logs; removed when it stops.
+/// Where a demo keeps its configs, data and logs; kept when it stops.
 pub fn data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("raftlb-demo-{}", std::process::id()))
 }

@@ -217,6 +217,7 @@ pub async fn start(
     .map_err(|e| NodeError::Raft(e.to_string()))?;
     let control = Arc::new(ClusterControl {
         id: config.id,
+        api_addr: config.api_addr.to_string(),
         raft: raft.clone(),
         served: served.clone(),
         token: token.clone(),

@@ -12,6 +12,7 @@ mod malformed;
 mod netns_drills;
 mod netns_fence;
 mod raft_cluster;
+mod readme_commands;
 mod streaming;
 mod tcp_forwarding;
 mod vip_modes;

@@ -118,6 +118,18 @@ async fn forms_in_any_order_and_serves_what_a_follower_accepted() {
         out.contains("leader node") && out.contains("config version 2"),
         "{out}"
     );
+    // Answered by a follower, every column of every node is filled: its
+    // API address and applied index as the node itself reports them.
+    for node in &cluster.nodes {
+        let row = out
+            .lines()
+            .find(|line| line.split_whitespace().nth(2) == Some(&format!("{}:7100", node.ip)))
+            .unwrap_or_else(|| panic!("no row for node {}: {out}", node.id));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[3], node.api(), "{out}");
+        assert!(cells[4].parse::<u64>().is_ok_and(|i| i > 0), "{out}");
+        assert!(cells[5] == "held" || cells[5] == "no", "{out}");
+    }
 }
 
 #[tokio::test]
