@@ -167,9 +167,9 @@ impl ClusterControl {
             }
             let left = self.election.promise_left();
             if left.is_zero() {
-                let elected = self.raft.trigger().elect().await;
                 // This node's own timer must not campaign again on top.
-                self.election.reset();
+                self.election.campaigning();
+                let elected = self.raft.trigger().elect().await;
                 drop(fence);
                 if let Err(error) = &elected {
                     tracing::warn!(%error, "cannot campaign");

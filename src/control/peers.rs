@@ -145,13 +145,13 @@ impl ClusterControl {
                 candidate,
             } => {
                 let metrics = self.raft.metrics().borrow().clone();
-                // A candidate refuses too: it may be about to win, and a
-                // second candidate's higher term would depose it.
+                // A candidate that has just campaigned refuses too: it may
+                // be about to win, and a second candidate's higher term
+                // would depose it.
                 let grant = self.election.pre_vote(
-                    matches!(
-                        metrics.state,
-                        openraft::ServerState::Leader | openraft::ServerState::Candidate
-                    ),
+                    metrics.state == openraft::ServerState::Leader
+                        || (metrics.state == openraft::ServerState::Candidate
+                            && self.election.campaigned_recently()),
                     candidate,
                     last_log_index,
                     metrics.last_log_index,

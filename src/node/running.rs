@@ -20,6 +20,11 @@ const HAND_OVER_LIMIT: Duration = Duration::from_secs(3);
 /// later announcement.
 const HAND_OVER_LINGER: Duration = Duration::from_millis(1_200);
 
+/// How long, past the vote lease, the other voters leave the election to
+/// the successor of a node shutting down (its late messages may take up to
+/// a second to drain first).
+const HAND_OVER_WINDOW: Duration = Duration::from_millis(1_700);
+
 impl RunningNode {
     /// Re-reads the seed file and proposes it as the whole configuration
     /// (SIGHUP); a file that does not validate is logged and nothing changes.
@@ -73,6 +78,14 @@ impl RunningNode {
             if self.hand_over_keeping_vip(*id, raft_addr).await {
                 successor = None;
             }
+        }
+        if let Some((id, _)) = &successor {
+            // As a transfer does: the others keep still while the successor
+            // takes over, rather than campaigning beside it (seen: two
+            // candidates, each refusing the other, 10 s without a leader).
+            self.control
+                .announce_hand_over(*id, self.vote_lease + HAND_OVER_WINDOW)
+                .await;
         }
         self.vip_stop.cancel();
         self.vip.step_down("shutting down").await;

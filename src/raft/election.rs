@@ -52,6 +52,8 @@ pub struct ElectionTimer {
     leader_contact: Mutex<Option<Instant>>,
     /// Taken by a promise, a vote and a campaign, one at a time.
     fence: tokio::sync::Mutex<()>,
+    /// When this node last campaigned.
+    campaigned: Mutex<Option<Instant>>,
     hand_over: Mutex<Option<(NodeId, Instant)>>,
     /// This node is running its own pre-vote round.
     asking: AtomicBool,
@@ -72,6 +74,7 @@ impl ElectionTimer {
             // A promise made before a restart is forgotten: keep it anyway.
             leader_contact: Mutex::new(Some(now)),
             fence: tokio::sync::Mutex::new(()),
+            campaigned: Mutex::new(None),
             asking: AtomicBool::new(false),
             yielded: AtomicBool::new(false),
             hand_over: Mutex::new(None),
@@ -112,6 +115,25 @@ impl ElectionTimer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .map_or(Duration::ZERO, |at| self.min.saturating_sub(at.elapsed()))
+    }
+
+    /// This node campaigns now (its own timer, or asked by a leader
+    /// handing over): its timer starts over.
+    pub fn campaigning(&self) {
+        *self.campaigned.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.reset();
+    }
+
+    /// Whether this node campaigned less than the minimum election timeout
+    /// ago. A candidate refuses pre-votes only that long: openraft's own
+    /// timer is off, so a candidate that lost stays one until another
+    /// node wins, and refusing for good would leave nobody to win (seen:
+    /// 10 s without a leader in the rolling-restart drill).
+    pub fn campaigned_recently(&self) -> bool {
+        self.campaigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < self.min)
     }
 
     /// The minimum election timeout: how long a promise binds.
@@ -286,6 +308,7 @@ impl ElectionTimer {
             // Still asking until openraft is a candidate, so that no other
             // node's pre-vote slips through in between; inside the fence,
             // so that a promise made after it sees this node's new term.
+            self.campaigning();
             let elected = control.raft.trigger().elect().await;
             drop(fence);
             self.asking(false);
@@ -363,6 +386,20 @@ mod tests {
             timer.pre_vote(false, Some(1), Some(5), Some(5)),
             PreVoteAnswer::Granted
         );
+    }
+
+    #[test]
+    fn a_candidate_holds_back_others_only_while_its_campaign_is_fresh() {
+        let timing: RaftTiming = toml::from_str(
+            "heartbeat_ms = 5\nelection_timeout_min_ms = 30\nelection_timeout_max_ms = 60",
+        )
+        .expect("timing");
+        let timer = ElectionTimer::new(1, &timing);
+        assert!(!timer.campaigned_recently());
+        timer.campaigning();
+        assert!(timer.campaigned_recently());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!timer.campaigned_recently());
     }
 
     #[test]

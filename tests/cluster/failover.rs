@@ -298,11 +298,11 @@ async fn drill_kill_the_leader_under_load() {
     let (double, samples) = sampler.finish();
     failovers.sort();
     let report = format!(
-        "drill kill-9 leader: {repetitions} repetitions, failover p50 {:?} p99 {:?} max {:?}, \
+        "drill kill-9 leader: {repetitions} repetitions, failover p50 {} p99 {} max {}, \
          client requests failed {} of {}, samples with two VIP holders {} of {}",
-        percentile(&failovers, 0.5),
-        percentile(&failovers, 0.99),
-        failovers.last().expect("failovers"),
+        ms(percentile(&failovers, 0.5)),
+        ms(percentile(&failovers, 0.99)),
+        ms(*failovers.last().expect("failovers")),
         failed.load(Ordering::Relaxed),
         sent.load(Ordering::Relaxed),
         double,
@@ -364,9 +364,10 @@ async fn drill_freeze_the_leader() {
     let holder_now = holders(&admins);
     let (double, samples) = sampler.finish();
     println!(
-        "drill freeze leader: frozen {:?}, VIP answered {back_after:?} after SIGCONT, holder now {holder_now:?} \
+        "drill freeze leader: frozen {}, VIP answered {} after SIGCONT, holder now {holder_now:?} \
          (survivors {:?}), samples with two VIP holders {} of {}",
-        resumed_at - frozen_at,
+        ms(resumed_at - frozen_at),
+        ms(back_after),
         survivors.iter().map(|(id, _)| id).collect::<Vec<_>>(),
         double,
         samples
@@ -470,13 +471,18 @@ async fn drill_rolling_restart_with_sigterm() {
     load.await.expect("load");
     let gaps = gaps.lock().expect("gaps").clone();
     println!(
-        "drill rolling restart (SIGTERM, 3 nodes, {:?}): client requests failed {} of {} \
-         (one retry after 1 s), VIP gaps over 100 ms seen by that client: {gaps:?}, \
-         another node held the VIP after SIGTERM of the holder: {handovers:?}",
-        started.elapsed(),
+        "drill rolling restart (SIGTERM, 3 nodes, {}): client requests failed {} of {} \
+         (one retry after 1 s), VIP gaps over 100 ms seen by that client: {}, \
+         another node held the VIP after SIGTERM of the holder: {}",
+        ms(started.elapsed()),
         failed.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed)
+        sent.load(Ordering::Relaxed),
+        ms_list(&gaps),
+        ms_list(&handovers),
     );
+    if failed.load(Ordering::Relaxed) > 0 {
+        cluster.dump_logs();
+    }
     assert_eq!(failed.load(Ordering::Relaxed), 0);
     for node in &cluster.nodes {
         assert_eq!(node.config_version(), Some(1), "node {}", node.id);
@@ -724,8 +730,9 @@ async fn drill_restart_the_whole_cluster() {
     }
     let (double, samples) = sampler.finish();
     println!(
-        "drill whole-cluster restart: VIP answering {first_answer:?} after kill -9 of all three, \
+        "drill whole-cluster restart: VIP answering {} after kill -9 of all three, \
          then {failed} of 50 requests failed, holder {:?}, samples with two VIP holders {double} of {samples}",
+        ms_or_never(first_answer),
         holders(&admins)
     );
     assert!(

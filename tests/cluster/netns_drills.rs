@@ -133,13 +133,17 @@ async fn drill_partition_the_leader_in_network_namespaces() {
         .count();
     let final_holders = holders();
     let report = format!(
-        "drill netns partition: holder node {} cut off; it released the VIP after {released:?}, \
-         node {:?} took it after {taken:?}, the client was answered again {back_during:?} after the cut; \
-         after healing: answered {back_after_heal:?} after the heal, {failed_after_heal} of the next \
+        "drill netns partition: holder node {} cut off; it released the VIP after {}, \
+         node {} took it after {}, the client was answered again {} after the cut; \
+         after healing: answered {} after the heal, {failed_after_heal} of the next \
          50+ requests failed, holder now node {:?}; samples with two namespaces holding the VIP \
          {} of {}",
         old + 1,
-        new.map(|i| i + 1),
+        ms_or_never(released),
+        new.map_or("none".to_string(), |i| (i + 1).to_string()),
+        ms_or_never(taken),
+        ms_or_never(back_during),
+        ms_or_never(back_after_heal),
         final_holders.iter().map(|i| i + 1).collect::<Vec<_>>(),
         double.load(Ordering::Relaxed),
         samples.load(Ordering::Relaxed),
@@ -232,10 +236,10 @@ async fn drill_one_arp_answer_while_the_holder_is_frozen_or_killed() {
         let new_holder = samples.last().and_then(|s| s.first()).copied();
         report.push(format!(
             "{how} of node {}: {} samples, {two} with two answerers, {silent} with none (the gap), \
-             then node {:?} answers; the old holder answered in {old_answered_after} of {} samples after",
+             then node {} answers; the old holder answered in {old_answered_after} of {} samples after",
             holder + 1,
             samples.len() + after.len(),
-            new_holder.map(|i| i + 1),
+            new_holder.map_or("none".to_string(), |i| (i + 1).to_string()),
             after.len()
         ));
         assert_eq!(two, 0, "round {round}: {report:?} {samples:?} {after:?}");
@@ -307,8 +311,9 @@ async fn drill_sigterm_hands_the_vip_over_without_a_failed_request() {
             .map(|at| at.saturating_duration_since(termed))
             .collect();
         report.push(format!(
-            "round {round}: node {} stopped, {failed} of {sent} failed (sent {when:?} after SIGTERM)",
-            old + 1
+            "round {round}: node {} stopped, {failed} of {sent} failed (sent {} after SIGTERM)",
+            old + 1,
+            ms_list(&when)
         ));
         assert_eq!(exited, Some(0), "round {round}: {report:?}");
         assert!(taken, "round {round}: nobody took the VIP over: {report:?}");
@@ -513,9 +518,9 @@ async fn drill_kill_freeze_partition_and_cut_the_holder_in_network_namespaces() 
         }
         gaps.sort();
         lines.push(format!(
-            "{failure:?}: gap p50 {:?} max {:?}",
-            gaps[gaps.len() / 2],
-            gaps[gaps.len() - 1]
+            "{failure:?}: gap p50 {} max {}",
+            ms(gaps[gaps.len() / 2]),
+            ms(gaps[gaps.len() - 1])
         ));
     }
     println!(

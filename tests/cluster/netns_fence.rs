@@ -93,13 +93,16 @@ async fn drill_a_holder_frozen_while_announcing_sends_nothing_once_resumed() {
         .map(|at| at.saturating_duration_since(frozen))
         .collect();
     println!(
-        "drill netns frozen while announcing: node {} answered again {peer_back_after:?} after its 8 s partition healed; \
+        "drill netns frozen while announcing: node {} answered again {} after its 8 s partition healed; \
          node {} sent {before_freeze} gratuitous ARPs before the freeze, \
-         {after_freeze} after (it had {} due); node {:?} holds the VIP",
+         {after_freeze} after (it had {} due); node {} holds the VIP",
         peer + 1,
+        ms(peer_back_after),
         old + 1,
         5usize.saturating_sub(before_freeze),
-        holders().first().map(|i| i + 1)
+        holders()
+            .first()
+            .map_or("none".to_string(), |i| (i + 1).to_string())
     );
     // Back at once, not when the old connection's back-off ends (seconds
     // later; asserted with room for a loaded machine).
@@ -180,10 +183,10 @@ async fn drill_an_ipv6_vip_is_answered_and_announced_by_its_holder_only() {
     let after_restart = neighbour_mac(client_ns, vip);
     let still_reached = reached(Duration::from_secs(5)).join().expect("probe");
     println!(
-        "drill netns IPv6 VIP: kill -9 of node {}: the client was answered again {:?} later, through node {:?}",
+        "drill netns IPv6 VIP: kill -9 of node {}: the client was answered again {} later, through node {}",
         old + 1,
-        back.map(|at| at - killed),
-        new.map(|i| i + 1)
+        ms_or_never(back.map(|at| at - killed)),
+        new.map_or("none".to_string(), |i| (i + 1).to_string())
     );
     let new = new.expect("nobody took the IPv6 VIP over");
     assert!(
