@@ -50,4 +50,5 @@ pub mod raft;
 pub mod routing;
 pub mod served;
 pub mod state;
+pub mod traffic;
 pub mod vip;

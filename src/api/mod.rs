@@ -431,6 +431,50 @@ impl ControlService for ControlApi {
         voters(reply)
     }
 
+    async fn traffic(
+        &self,
+        _request: Request<pb::TrafficRequest>,
+    ) -> Result<Response<pb::TrafficReply>, Status> {
+        let nodes = self
+            .control
+            .traffic_everywhere()
+            .await
+            .into_iter()
+            .map(|(id, traffic)| {
+                let reached = traffic.is_some();
+                let traffic = traffic.unwrap_or_default();
+                pb::NodeTraffic {
+                    id,
+                    reached,
+                    frontends: traffic
+                        .frontends
+                        .into_iter()
+                        .map(|f| pb::FrontendTraffic {
+                            name: f.name,
+                            requests: f.requests,
+                            errors: f.errors,
+                            open: f.open,
+                            latency_bounds: f.latency_bounds,
+                            latency_counts: f.latency_counts,
+                        })
+                        .collect(),
+                    backends: traffic
+                        .backends
+                        .into_iter()
+                        .map(|b| pb::BackendTraffic {
+                            pool: b.pool,
+                            address: b.address,
+                            requests: b.requests,
+                            failures: b.failures,
+                            active: b.active,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::TrafficReply { nodes }))
+    }
+
     async fn transfer_leader(
         &self,
         request: Request<pb::TransferLeaderRequest>,

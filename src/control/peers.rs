@@ -28,6 +28,8 @@ pub enum PeerQuery {
     Vip,
     /// This node's own report of itself (`ctl status`).
     Report,
+    /// This node's traffic figures (`ctl top`).
+    Traffic,
     /// Would this node let a candidate with this much log campaign?
     PreVote {
         /// The candidate's last log index.
@@ -65,6 +67,7 @@ impl PeerQuery {
             PeerQuery::Campaign => "campaign",
             PeerQuery::Vip => "vip",
             PeerQuery::Report => "report",
+            PeerQuery::Traffic => "traffic",
             PeerQuery::PreVote { .. } => "pre_vote",
             PeerQuery::HandOver { .. } => "hand_over",
             PeerQuery::Lease { .. } => "lease",
@@ -104,6 +107,8 @@ pub enum PeerAnswer {
     Promised(bool),
     /// The node's report of itself.
     Report(NodeReport),
+    /// The node's traffic figures.
+    Traffic(crate::traffic::Traffic),
 }
 
 /// What a node says of itself.
@@ -140,6 +145,7 @@ impl ClusterControl {
             }
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
             PeerQuery::Report => PeerAnswer::Report(self.report()),
+            PeerQuery::Traffic => PeerAnswer::Traffic(self.traffic()),
             PeerQuery::PreVote {
                 last_log_index,
                 candidate,
@@ -277,7 +283,8 @@ impl ClusterControl {
                     | PeerAnswer::PreVote(_)
                     | PeerAnswer::Noted
                     | PeerAnswer::Promised(_)
-                    | PeerAnswer::Report(_),
+                    | PeerAnswer::Report(_)
+                    | PeerAnswer::Traffic(_),
                 )
                 | None => NodeConnections {
                     node,
@@ -415,9 +422,47 @@ impl ClusterControl {
         }
     }
 
-    /// Every member's report of itself, by asking each (this node answers
-    /// for itself); `None` for a member that did not answer within 300 ms.
+    /// This node's traffic figures now.
+    pub fn traffic(&self) -> crate::traffic::Traffic {
+        crate::traffic::from_metrics_text(&self.served.metrics().encode())
+    }
+
+    /// Every member's report of itself (this node answers for itself);
+    /// `None` for a member that did not answer within 300 ms.
     pub async fn reports(&self) -> BTreeMap<NodeId, Option<NodeReport>> {
+        self.ask_every_member(PeerQuery::Report, |control| {
+            PeerAnswer::Report(control.report())
+        })
+        .await
+        .into_iter()
+        .map(|(id, answer)| match answer {
+            Some(PeerAnswer::Report(report)) => (id, Some(report)),
+            _ => (id, None),
+        })
+        .collect()
+    }
+
+    /// Every member's traffic figures, as [`ClusterControl::reports`].
+    pub async fn traffic_everywhere(&self) -> BTreeMap<NodeId, Option<crate::traffic::Traffic>> {
+        self.ask_every_member(PeerQuery::Traffic, |control| {
+            PeerAnswer::Traffic(control.traffic())
+        })
+        .await
+        .into_iter()
+        .map(|(id, answer)| match answer {
+            Some(PeerAnswer::Traffic(traffic)) => (id, Some(traffic)),
+            _ => (id, None),
+        })
+        .collect()
+    }
+
+    /// Asks every member `query` at once, 300 ms each; this node answers
+    /// through `own`.
+    async fn ask_every_member(
+        &self,
+        query: PeerQuery,
+        own: impl Fn(&Self) -> PeerAnswer,
+    ) -> Vec<(NodeId, Option<PeerAnswer>)> {
         let members: Vec<(NodeId, String)> = {
             let metrics = self.raft.metrics().borrow().clone();
             metrics
@@ -427,21 +472,17 @@ impl ClusterControl {
                 .map(|(id, node)| (*id, node.raft_addr.clone()))
                 .collect()
         };
+        let own = &own;
+        let query = &query;
         let answers = members.iter().map(|(id, raft_addr)| async move {
             if *id == self.id {
-                return (*id, Some(self.report()));
+                return (*id, Some(own(self)));
             }
             let answer = self
-                .ask_within(raft_addr, &PeerQuery::Report, Duration::from_millis(300))
+                .ask_within(raft_addr, query, Duration::from_millis(300))
                 .await;
-            match answer {
-                Some(PeerAnswer::Report(report)) => (*id, Some(report)),
-                _ => (*id, None),
-            }
+            (*id, answer)
         });
-        futures_util::future::join_all(answers)
-            .await
-            .into_iter()
-            .collect()
+        futures_util::future::join_all(answers).await
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod client_config;
 mod output;
+mod top;
 mod watch;
 
 use std::path::PathBuf;
@@ -50,6 +51,17 @@ pub enum Verb {
     ///
     /// Example: raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200 status
     Status,
+    /// Every node's traffic, live: requests and 5xx per second, latency
+    /// percentiles and open connections per frontend, and per backend;
+    /// refreshed every second, `q` quits.
+    ///
+    /// Examples: raftlb ctl top
+    ///           raftlb ctl top --once --json
+    Top {
+        /// Measure one second, print it, and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Replace the whole served configuration with a cluster.toml, in one
     /// atomic change; prints what changed.
     ///
@@ -371,6 +383,7 @@ fn remove_backend(pool: &str, address: &str, request_id: String) -> pb::RemoveBa
 async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Status> {
     let json = args.json;
     Ok(match &args.verb {
+        Verb::Top { once } => return top::run(&mut client, *once, json).await,
         Verb::Status => {
             let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
             let status = client.inner.status(request).await?.into_inner();

@@ -4,11 +4,11 @@ use crate::config::ClusterSpec;
 use crate::proto::v1 as pb;
 
 /// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
     let line = |cells: Vec<String>| {

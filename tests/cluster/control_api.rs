@@ -497,3 +497,59 @@ async fn grpc_reflection_of_both_versions_lists_only_what_the_api_port_serves() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_top_once_shows_every_nodes_traffic() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let cluster = Cluster::start(3, &seed).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    // Light load on every node's frontend, bounded in time and count.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let (url, stop) = (node.url(8080, "/"), stop.clone());
+            tokio::spawn(async move {
+                let http = client();
+                for _ in 0..300 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (status, _, _) = get(&http, &url, &[]).await;
+                    assert_eq!(status, StatusCode::OK);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        })
+        .collect();
+    let endpoints = cluster.endpoints();
+    let (code, out, err) = tokio::task::spawn_blocking(move || ctl(&endpoints, &["top", "--once"]))
+        .await
+        .expect("ctl");
+    stop.store(true, Ordering::Relaxed);
+    for load in loads {
+        load.await.expect("load");
+    }
+    println!("{out}");
+    assert_eq!(code, 0, "{out}{err}");
+    for node in &cluster.nodes {
+        let row = out
+            .lines()
+            .find(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                cells.first() == Some(&node.id.to_string().as_str())
+                    && cells.get(1) == Some(&"front")
+            })
+            .unwrap_or_else(|| panic!("no row for node {}'s frontend: {out}", node.id));
+        let rate: f64 = row
+            .split_whitespace()
+            .nth(2)
+            .expect("req/s")
+            .parse()
+            .expect("a rate");
+        assert!(rate > 0.0, "node {}: {row}", node.id);
+    }
+    assert!(out.contains(&backend.address.to_string()), "{out}");
+}
