@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `/readyz`, `/status`, `/metrics` and a status
-//! page for people.
+//! The admin HTTP endpoint: `/readyz`, `/status`, `/metrics`, and a status
+//! page for people (`/`, embedded in the binary: `admin_page.html`) that
+//! polls `/status/live` every second.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +29,43 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The leader role.
     pub vip: Arc<VipRole>,
+    /// The last minutes of this node's traffic, for the status page.
+    pub traffic: Arc<crate::traffic::TrafficHistory>,
 }
+
+/// `/status/live`: what the status page shows, this node's and the
+/// cluster's.
+#[derive(Serialize)]
+struct Live {
+    node: Status,
+    /// Every member's report of itself (`null`: it did not answer).
+    cluster: Vec<LiveMember>,
+    /// Nodes that say they hold the VIP.
+    vip_holders: Vec<u64>,
+    /// This node's traffic, a point a second per frontend.
+    traffic: std::collections::BTreeMap<String, Vec<crate::traffic::Rates>>,
+    /// The last configuration changes, newest first.
+    changes: Vec<LiveChange>,
+    /// What is wrong, for the banner.
+    alerts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LiveMember {
+    id: u64,
+    report: Option<crate::control::NodeReport>,
+}
+
+#[derive(Serialize)]
+struct LiveChange {
+    version: u64,
+    time_ms: u64,
+    caller: String,
+    summary: String,
+}
+
+/// Changes shown on the status page.
+const PAGE_CHANGES: usize = 8;
 
 /// `/status` as JSON.
 #[derive(Serialize)]
@@ -112,6 +149,75 @@ impl AdminState {
     }
 }
 
+impl AdminState {
+    /// The status page's data: this node's status and traffic, every
+    /// member's report (asked over the peer port), the last changes, and
+    /// what is wrong.
+    async fn live(&self) -> Live {
+        let node = self.status();
+        let reports = self.control.reports().await;
+        let vip_holders: Vec<u64> = reports
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.vip_held))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut alerts = Vec::new();
+        if node.leader.is_none() {
+            alerts.push("no leader: the cluster has no quorum, or is electing one".to_string());
+        }
+        for (id, report) in &reports {
+            if report.is_none() {
+                alerts.push(format!("node {id} does not answer"));
+            }
+        }
+        match (node.vip.address.as_ref(), vip_holders.len()) {
+            (Some(vip), 0) => alerts.push(format!("the VIP {vip} is held by no node")),
+            (Some(vip), n) if n > 1 => alerts.push(format!(
+                "the VIP {vip} is held by {n} nodes: {vip_holders:?}"
+            )),
+            _ => {}
+        }
+        for b in &node.backends {
+            if b.committed == "down" || b.health == "down" || b.ejected {
+                alerts.push(format!(
+                    "backend {}/{} is down (this node: {}{}, cluster: {})",
+                    b.pool,
+                    b.address,
+                    b.health,
+                    if b.ejected { ", ejected" } else { "" },
+                    b.committed
+                ));
+            }
+        }
+        let changes = self
+            .control
+            .served
+            .state()
+            .history
+            .revisions()
+            .rev()
+            .take(PAGE_CHANGES)
+            .map(|r| LiveChange {
+                version: r.version,
+                time_ms: r.origin.time_ms,
+                caller: r.origin.caller.clone(),
+                summary: r.summary.clone(),
+            })
+            .collect();
+        Live {
+            node,
+            cluster: reports
+                .into_iter()
+                .map(|(id, report)| LiveMember { id, report })
+                .collect(),
+            vip_holders,
+            traffic: self.traffic.series(),
+            changes,
+            alerts,
+        }
+    }
+}
+
 /// Serves the admin endpoint on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: CancellationToken) {
     loop {
@@ -132,7 +238,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&admin, &req)) }
+                async move { Ok::<_, Infallible>(route(&admin, &req).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -147,7 +253,7 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
@@ -174,6 +280,10 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             Ok(json) => with_type(StatusCode::OK, json, "application/json"),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         },
+        "/status/live" => match serde_json::to_string(&admin.live().await) {
+            Ok(json) => with_type(StatusCode::OK, json, "application/json"),
+            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+        },
         "/metrics" => with_type(
             StatusCode::OK,
             admin.control.served.metrics().encode(),
@@ -181,12 +291,12 @@ fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         ),
         "/" => with_type(
             StatusCode::OK,
-            status_page(&admin.status()),
+            STATUS_PAGE.to_string(),
             "text/html; charset=utf-8",
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /status, /version, /metrics, /readyz or /\n".into(),
+            "not found; try /status, /status/live, /version, /metrics, /readyz or /\n".into(),
         ),
     }
 }
@@ -209,51 +319,6 @@ fn with_type(
     response
 }
 
-fn status_page(status: &Status) -> String {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut rows = String::new();
-    for b in &status.backends {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&b.pool),
-            escape(&b.address),
-            b.health,
-            b.health,
-            b.committed,
-            b.admin_state,
-            b.weight,
-            b.active_connections
-        ));
-    }
-    let mut fronts = String::new();
-    for f in &status.frontends {
-        fronts.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&f.name),
-            f.port,
-            f.protocol,
-            f.active_connections
-        ));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>raftlb node {id}</title>\
-<meta http-equiv=\"refresh\" content=\"2\"><style>body{{font-family:sans-serif;margin:2em}}\
-table{{border-collapse:collapse;margin-bottom:1.5em}}td,th{{border:1px solid #ccc;padding:.3em .8em}}\
-.up{{color:#080}}.ejected,.down{{color:#b00}}.unknown{{color:#888}}</style></head><body>\
-<h1>raftlb node {id}</h1><p>role <b>{role}</b>, leader {leader}, term {term}, \
-config version {version}</p>\
-<h2>Frontends</h2><table><tr><th>name</th><th>port</th><th>protocol</th><th>connections</th></tr>\n{fronts}</table>\
-<h2>Backends</h2><table><tr><th>pool</th><th>address</th><th>health (this node)</th><th>committed</th><th>admin</th><th>weight</th>\
-<th>active</th></tr>\n{rows}</table><p><a href=\"/status\">/status</a> · <a href=\"/metrics\">/metrics</a></p>\
-</body></html>\n",
-        id = status.id,
-        role = status.role,
-        leader = status.leader.map_or("none".to_string(), |l| l.to_string()),
-        term = status.term,
-        version = status.config_version,
-    )
-}
+/// The status page: one self-contained file (no external assets), which
+/// polls `/status/live` every second and draws the charts itself.
+const STATUS_PAGE: &str = include_str!("admin_page.html");

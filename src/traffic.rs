@@ -3,9 +3,12 @@
 //! truth with `/metrics`). Counters are cumulative since the node started;
 //! `ctl top` turns two samples into rates and latency percentiles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// One node's figures now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +147,120 @@ pub fn latency_quantile(bounds: &[f64], before: &[u64], after: &[u64], q: f64) -
     counted.iter().position(|c| *c >= rank).map(|i| bounds[i])
 }
 
+/// One frontend's figures over one interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rates {
+    /// End of the interval, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Requests (or TCP connections) per second.
+    pub requests_per_s: f64,
+    /// 5xx responses per second.
+    pub errors_per_s: f64,
+    /// Median latency bucket, ms (none counted: absent).
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency bucket, ms.
+    pub p99_ms: Option<f64>,
+    /// Client connections open at the end.
+    pub open: i64,
+}
+
+impl Rates {
+    /// `after`'s figures since `before` (absent: since the start), over
+    /// `seconds`.
+    pub fn between(
+        before: Option<&FrontendTraffic>,
+        after: &FrontendTraffic,
+        seconds: f64,
+        at_ms: u64,
+    ) -> Rates {
+        let seconds = seconds.max(0.001);
+        let (requests, errors, counts) = before.map_or((0, 0, &[][..]), |b| {
+            (b.requests, b.errors, b.latency_counts.as_slice())
+        });
+        let quantile = |q| {
+            latency_quantile(&after.latency_bounds, counts, &after.latency_counts, q)
+                .map(|s| if s >= f64::MAX { s } else { s * 1000.0 })
+        };
+        Rates {
+            at_ms,
+            requests_per_s: after.requests.saturating_sub(requests) as f64 / seconds,
+            errors_per_s: after.errors.saturating_sub(errors) as f64 / seconds,
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            open: after.open,
+        }
+    }
+}
+
+/// The last minutes of one node's traffic: a [`Rates`] point per frontend
+/// per second, in a ring of fixed size, kept in memory for the status page.
+#[derive(Default)]
+pub struct TrafficHistory {
+    inner: Mutex<HistoryInner>,
+}
+
+#[derive(Default)]
+struct HistoryInner {
+    last: Option<(Instant, Traffic)>,
+    series: BTreeMap<String, VecDeque<Rates>>,
+}
+
+impl TrafficHistory {
+    /// Points kept per frontend: five minutes at one a second.
+    pub const POINTS: usize = 300;
+
+    /// Adds the interval since the last sample; frontends no longer in
+    /// `now` are dropped.
+    pub fn record(&self, now: Traffic, at: Instant, at_ms: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((then, before)) = &inner.last {
+            let seconds = at.duration_since(*then).as_secs_f64();
+            let points: Vec<(String, Rates)> = now
+                .frontends
+                .iter()
+                .map(|f| {
+                    let earlier = before.frontends.iter().find(|b| b.name == f.name);
+                    (f.name.clone(), Rates::between(earlier, f, seconds, at_ms))
+                })
+                .collect();
+            inner
+                .series
+                .retain(|name, _| now.frontends.iter().any(|f| &f.name == name));
+            for (name, point) in points {
+                let series = inner.series.entry(name).or_default();
+                if series.len() == Self::POINTS {
+                    series.pop_front();
+                }
+                series.push_back(point);
+            }
+        }
+        inner.last = Some((at, now));
+    }
+
+    /// Every frontend's points, oldest first.
+    pub fn series(&self) -> BTreeMap<String, Vec<Rates>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .series
+            .iter()
+            .map(|(name, points)| (name.clone(), points.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// Records `sample()` every second until `stop`.
+    pub async fn run(self: Arc<Self>, sample: impl Fn() -> Traffic, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            self.record(sample(), Instant::now(), crate::control::unix_millis());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +313,38 @@ raftlb_backend_active{pool="web",backend="127.0.0.1:9001"} 1
                 active: 1,
             }]
         );
+    }
+
+    #[test]
+    fn the_history_keeps_a_point_a_second_per_frontend_in_a_ring() {
+        let history = TrafficHistory::default();
+        let start = Instant::now();
+        let frontend = |requests| Traffic {
+            frontends: vec![FrontendTraffic {
+                name: "web".into(),
+                requests,
+                ..FrontendTraffic::default()
+            }],
+            backends: Vec::new(),
+        };
+        for second in 0..=(TrafficHistory::POINTS as u64 + 5) {
+            history.record(
+                frontend(second * 10),
+                start + Duration::from_secs(second),
+                second,
+            );
+        }
+        let series = history.series();
+        let web = &series["web"];
+        assert_eq!(web.len(), TrafficHistory::POINTS);
+        assert!(web.iter().all(|p| (p.requests_per_s - 10.0).abs() < 1e-9));
+        assert_eq!(
+            web.last().map(|p| p.at_ms),
+            Some(TrafficHistory::POINTS as u64 + 5)
+        );
+        // A frontend removed from the configuration leaves.
+        history.record(Traffic::default(), start + Duration::from_secs(1000), 0);
+        assert!(history.series().is_empty());
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub enum PeerAnswer {
 /// What a node says of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
+    /// Its Raft role.
+    pub role: String,
+    /// Its term.
+    pub term: u64,
     /// Its control API address.
     pub api_addr: String,
     /// Its last applied log index.
@@ -410,14 +414,12 @@ impl ClusterControl {
 
     /// This node's report of itself.
     pub fn report(&self) -> NodeReport {
+        let metrics = self.raft.metrics().borrow().clone();
         NodeReport {
+            role: super::role_name(metrics.state).to_string(),
+            term: metrics.current_term,
             api_addr: self.api_addr.clone(),
-            applied_index: self
-                .raft
-                .metrics()
-                .borrow()
-                .last_applied
-                .map_or(0, |l| l.index),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
             vip_held: self.vip.status().held,
         }
     }

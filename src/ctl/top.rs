@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::output::table;
 use super::{CALL_TIMEOUT, Client, Outcome};
 use crate::proto::v1 as pb;
-use crate::traffic::latency_quantile;
+use crate::traffic::{FrontendTraffic, Rates};
 
 /// How often the view refreshes, and the interval `--once` measures.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -57,49 +57,50 @@ async fn sample(client: &mut Client) -> Result<Sample, tonic::Status> {
     })
 }
 
-/// One frontend's figures over an interval.
+/// One frontend's figures over an interval, on one node.
 struct FrontendRates {
     node: u64,
     name: String,
-    requests_per_s: f64,
-    errors_per_s: f64,
-    p50: Option<f64>,
-    p99: Option<f64>,
-    open: i64,
+    rates: Rates,
 }
 
 fn frontend_rates(before: &Sample, after: &Sample) -> Vec<FrontendRates> {
-    let seconds = after.at.duration_since(before.at).as_secs_f64().max(0.001);
-    let earlier: BTreeMap<(u64, &str), &pb::FrontendTraffic> = before
+    let seconds = after.at.duration_since(before.at).as_secs_f64();
+    let earlier: BTreeMap<(u64, &str), FrontendTraffic> = before
         .nodes
         .iter()
         .flat_map(|n| {
             n.frontends
                 .iter()
-                .map(move |f| ((n.id, f.name.as_str()), f))
+                .map(move |f| ((n.id, f.name.as_str()), from_proto(f)))
         })
         .collect();
-    let mut rates = Vec::new();
-    for node in &after.nodes {
-        for now in &node.frontends {
-            let then = earlier.get(&(node.id, now.name.as_str()));
-            let (requests, errors, counts) = then.map_or((0, 0, &[][..]), |t| {
-                (t.requests, t.errors, t.latency_counts.as_slice())
-            });
-            let quantile =
-                |q| latency_quantile(&now.latency_bounds, counts, &now.latency_counts, q);
-            rates.push(FrontendRates {
-                node: node.id,
-                name: now.name.clone(),
-                requests_per_s: now.requests.saturating_sub(requests) as f64 / seconds,
-                errors_per_s: now.errors.saturating_sub(errors) as f64 / seconds,
-                p50: quantile(0.5),
-                p99: quantile(0.99),
-                open: now.open,
-            });
-        }
+    after
+        .nodes
+        .iter()
+        .flat_map(|n| n.frontends.iter().map(move |f| (n.id, f)))
+        .map(|(node, now)| FrontendRates {
+            node,
+            name: now.name.clone(),
+            rates: Rates::between(
+                earlier.get(&(node, now.name.as_str())),
+                &from_proto(now),
+                seconds,
+                0,
+            ),
+        })
+        .collect()
+}
+
+fn from_proto(f: &pb::FrontendTraffic) -> FrontendTraffic {
+    FrontendTraffic {
+        name: f.name.clone(),
+        requests: f.requests,
+        errors: f.errors,
+        open: f.open,
+        latency_bounds: f.latency_bounds.clone(),
+        latency_counts: f.latency_counts.clone(),
     }
-    rates
 }
 
 fn render(before: &Sample, after: &Sample, json: bool) -> String {
@@ -140,8 +141,9 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
             .iter()
             .map(|f| {
                 serde_json::json!({
-                    "node": f.node, "frontend": f.name, "requests_per_s": f.requests_per_s,
-                    "errors_per_s": f.errors_per_s, "p50_s": f.p50, "p99_s": f.p99, "open": f.open,
+                    "node": f.node, "frontend": f.name, "requests_per_s": f.rates.requests_per_s,
+                    "errors_per_s": f.rates.errors_per_s, "p50_ms": f.rates.p50_ms,
+                    "p99_ms": f.rates.p99_ms, "open": f.rates.open,
                 })
             })
             .collect();
@@ -166,11 +168,11 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
             vec![
                 f.node.to_string(),
                 f.name.clone(),
-                format!("{:.1}", f.requests_per_s),
-                format!("{:.1}", f.errors_per_s),
-                latency(f.p50),
-                latency(f.p99),
-                f.open.to_string(),
+                format!("{:.1}", f.rates.requests_per_s),
+                format!("{:.1}", f.rates.errors_per_s),
+                latency(f.rates.p50_ms),
+                latency(f.rates.p99_ms),
+                f.rates.open.to_string(),
             ]
         })
         .collect();
@@ -208,15 +210,15 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
     out
 }
 
-/// A latency bound as `≤1.6 ms`; `max` past the last bound; `-` when
-/// nothing was counted.
-fn latency(bound: Option<f64>) -> String {
-    match bound {
+/// A latency bound in ms as `≤1.6 ms`; `max` past the last bound; `-`
+/// when nothing was counted.
+fn latency(bound_ms: Option<f64>) -> String {
+    match bound_ms {
         None => "-".into(),
         Some(b) if b >= f64::MAX => "max".into(),
-        Some(b) if b < 0.01 => format!("≤{:.1} ms", b * 1000.0),
-        Some(b) if b < 10.0 => format!("≤{:.0} ms", b * 1000.0),
-        Some(b) => format!("≤{b:.0} s"),
+        Some(b) if b < 10.0 => format!("≤{b:.1} ms"),
+        Some(b) if b < 10_000.0 => format!("≤{b:.0} ms"),
+        Some(b) => format!("≤{:.0} s", b / 1000.0),
     }
 }
 
@@ -275,9 +277,9 @@ mod tests {
     #[test]
     fn latencies_read_as_bounds() {
         assert_eq!(latency(None), "-");
-        assert_eq!(latency(Some(0.0016)), "≤1.6 ms");
-        assert_eq!(latency(Some(0.0512)), "≤51 ms");
-        assert_eq!(latency(Some(13.1)), "≤13 s");
+        assert_eq!(latency(Some(1.6)), "≤1.6 ms");
+        assert_eq!(latency(Some(51.2)), "≤51 ms");
+        assert_eq!(latency(Some(13_107.2)), "≤13 s");
         assert_eq!(latency(Some(f64::MAX)), "max");
     }
 }

@@ -304,10 +304,16 @@ pub async fn start(
         }
     });
     let vip_stop = servers.child_token();
+    let traffic = Arc::new(crate::traffic::TrafficHistory::default());
+    {
+        let (control, stop) = (control.clone(), shutdown.clone());
+        tokio::spawn(traffic.clone().run(move || control.traffic(), stop));
+    }
     let admin_state = Arc::new(AdminState {
         control: control.clone(),
         ready: false.into(),
         vip: vip.clone(),
+        traffic,
     });
     {
         let (vip, control, stop) = (vip.clone(), control.clone(), vip_stop.clone());

@@ -13,6 +13,7 @@ mod netns_drills;
 mod netns_fence;
 mod raft_cluster;
 mod readme_commands;
+mod status_page;
 mod streaming;
 mod tcp_forwarding;
 mod vip_modes;

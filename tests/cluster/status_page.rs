@@ -1,0 +1,129 @@
+//! The status page as a person sees it: rendered by a real browser
+//! (headless Chromium), asserted on the rendered page, not its source.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::fixture::*;
+
+/// The page at `admin` as Chromium renders it, after its scripts ran.
+fn rendered(chromium: &std::path::Path, admin: SocketAddr) -> String {
+    let output = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("http://{admin}/"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(output.status.success(), "chromium failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The rendered request rate of `frontend` in the frontends table.
+fn rate_of(page: &str, frontend: &str) -> Option<f64> {
+    let row = &page[page.find(&format!("<tr class=\"frontend\" data-name=\"{frontend}\">"))?..];
+    let cell = &row[row.find("class=\"num rate\">")? + "class=\"num rate\">".len()..];
+    cell[..cell.find('<')?].parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_leader_vip_traffic_and_a_banner_in_a_browser() {
+    let chromium = debian_tool("chromium", "chromium");
+    let ip = unique_ip();
+    let steady = HttpBackend::start("steady", ip).await;
+    let doomed = HttpBackend::start("doomed", ip).await;
+    let vip = unique_ip();
+    let seed = one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[steady.address, doomed.address],
+        "",
+    )
+    .replace(
+        "algorithm = \"round_robin\"\n",
+        "algorithm = \"round_robin\"\n  [pool.health]\n  check = \"tcp\"\n  interval_ms = 100\n  timeout_ms = 80\n  rise = 1\n  fall = 1\n",
+    );
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let cluster = Cluster::start_with(3, &seed, &options).await;
+    let leader = &cluster.nodes[cluster.wait_leader(Duration::from_secs(10)).await];
+    assert!(
+        wait_until(Duration::from_secs(10), || leader.status()["vip"]["held"]
+            == true)
+        .await,
+        "the leader never held the VIP"
+    );
+    // Light load on the leader's frontend, bounded in time and count.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (url, stop) = (leader.url(8080, "/"), stop.clone());
+        tokio::spawn(async move {
+            let http = client();
+            for _ in 0..1_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _ = get(&http, &url, &[]).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // The node keeps a point a second: let a few gather.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            leader
+                .admin_get("/status/live")
+                .is_some_and(|(_, body)| body.matches("requests_per_s").count() >= 2)
+        })
+        .await
+    );
+    let page = tokio::task::block_in_place(|| rendered(&chromium, leader.admin));
+    let id = leader.id;
+    assert!(
+        page.contains(&format!("id=\"leader\">node {id}<")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("id=\"vip\">{vip} held by node {id}")),
+        "{page}"
+    );
+    let rate = rate_of(&page, "front").unwrap_or_else(|| panic!("no request rate: {page}"));
+    assert!(rate > 0.0, "{page}");
+    assert!(page.contains("data-frontend=\"front\""), "no chart: {page}");
+    assert!(page.contains("<polyline"), "no chart line: {page}");
+    assert!(page.contains("<div id=\"banner\" class=\"\">"), "{page}");
+
+    // A backend dies: the banner says so.
+    doomed.kill().await;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            leader.status()["backends"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["health"] == "down"))
+        })
+        .await,
+        "the killed backend was never seen down"
+    );
+    let page = tokio::task::block_in_place(|| rendered(&chromium, leader.admin));
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    assert!(page.contains("<div id=\"banner\" class=\"on\">"), "{page}");
+    assert!(
+        page.contains(&format!("backend pool/{} is down", doomed.address)),
+        "{page}"
+    );
+    println!(
+        "status page: leader, VIP holder, {rate} req/s and a chart rendered; banner after a backend died"
+    );
+}
