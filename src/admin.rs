@@ -44,6 +44,8 @@ struct Live {
     vip_holders: Vec<u64>,
     /// This node's traffic, a point a second per frontend.
     traffic: std::collections::BTreeMap<String, Vec<crate::traffic::Rates>>,
+    /// This node's traffic to each backend over the last second.
+    backend_traffic: Vec<crate::traffic::BackendRates>,
     /// The last configuration changes, newest first.
     changes: Vec<LiveChange>,
     /// What is wrong, for the banner.
@@ -101,6 +103,8 @@ struct BackendStatus {
     admin_state: &'static str,
     weight: u32,
     active_connections: i64,
+    /// The last change of this node's view of it.
+    last_change: Option<crate::routing::HealthChange>,
 }
 
 impl AdminState {
@@ -131,6 +135,7 @@ impl AdminState {
                     admin_state: b.admin_state.as_str(),
                     weight: b.weight,
                     active_connections: b.runtime.active.get(),
+                    last_change: b.runtime.last_change(),
                 })
             })
             .collect();
@@ -177,6 +182,14 @@ impl AdminState {
             )),
             _ => {}
         }
+        for pool in self.control.served.table().load().pools.iter() {
+            if pool.runtime.is_panicking() {
+                alerts.push(format!(
+                    "pool {} is in panic mode: no backend is healthy, traffic goes to all of them",
+                    pool.name
+                ));
+            }
+        }
         for b in &node.backends {
             if b.committed == "down" || b.health == "down" || b.ejected {
                 alerts.push(format!(
@@ -212,6 +225,7 @@ impl AdminState {
                 .collect(),
             vip_holders,
             traffic: self.traffic.series(),
+            backend_traffic: self.traffic.backends(),
             changes,
             alerts,
         }

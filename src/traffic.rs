@@ -192,8 +192,22 @@ impl Rates {
     }
 }
 
+/// One backend's figures over the last interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendRates {
+    /// Pool name.
+    pub pool: String,
+    /// Backend address.
+    pub address: String,
+    /// Requests (or TCP connections) per second.
+    pub requests_per_s: f64,
+    /// Failed connects or exchanges per second.
+    pub failures_per_s: f64,
+}
+
 /// The last minutes of one node's traffic: a [`Rates`] point per frontend
-/// per second, in a ring of fixed size, kept in memory for the status page.
+/// per second, in a ring of fixed size, kept in memory for the status page;
+/// for backends (there may be thousands) only the last second's.
 #[derive(Default)]
 pub struct TrafficHistory {
     inner: Mutex<HistoryInner>,
@@ -203,6 +217,7 @@ pub struct TrafficHistory {
 struct HistoryInner {
     last: Option<(Instant, Traffic)>,
     series: BTreeMap<String, VecDeque<Rates>>,
+    backends: Vec<BackendRates>,
 }
 
 impl TrafficHistory {
@@ -221,6 +236,24 @@ impl TrafficHistory {
                 .map(|f| {
                     let earlier = before.frontends.iter().find(|b| b.name == f.name);
                     (f.name.clone(), Rates::between(earlier, f, seconds, at_ms))
+                })
+                .collect();
+            let seconds = seconds.max(0.001);
+            inner.backends = now
+                .backends
+                .iter()
+                .map(|b| {
+                    let (requests, failures) = before
+                        .backends
+                        .iter()
+                        .find(|e| e.pool == b.pool && e.address == b.address)
+                        .map_or((0, 0), |e| (e.requests, e.failures));
+                    BackendRates {
+                        pool: b.pool.clone(),
+                        address: b.address.clone(),
+                        requests_per_s: b.requests.saturating_sub(requests) as f64 / seconds,
+                        failures_per_s: b.failures.saturating_sub(failures) as f64 / seconds,
+                    }
                 })
                 .collect();
             inner
@@ -245,6 +278,15 @@ impl TrafficHistory {
             .iter()
             .map(|(name, points)| (name.clone(), points.iter().cloned().collect()))
             .collect()
+    }
+
+    /// Every backend's figures over the last second.
+    pub fn backends(&self) -> Vec<BackendRates> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .backends
+            .clone()
     }
 
     /// Records `sample()` every second until `stop`.

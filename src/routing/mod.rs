@@ -6,5 +6,7 @@ mod runtime;
 mod table;
 
 pub use published::PublishedTable;
-pub use runtime::{BackendRuntime, FrontendStats, Health, PoolRuntime, Runtimes, now_ms};
+pub use runtime::{
+    BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
+};
 pub use table::{Backend, Frontend, Pool, Route, RoutingTable};

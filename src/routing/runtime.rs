@@ -147,11 +147,40 @@ pub struct BackendRuntime {
     consecutive_5xx: AtomicU32,
     ejected_until_ms: AtomicU64,
     consecutive_ejections: AtomicU32,
+    /// The last change of this node's view: what, when (Unix ms), why.
+    last_change: std::sync::Mutex<Option<HealthChange>>,
     pool: String,
     events: Events,
 }
 
+/// A change of a backend's health as this node sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthChange {
+    /// `up`, `down` or `ejected`.
+    pub health: &'static str,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Why (the check's or the failure's words).
+    pub reason: String,
+}
+
 impl BackendRuntime {
+    /// The last change of this node's view of it, if any.
+    pub fn last_change(&self) -> Option<HealthChange> {
+        self.last_change
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note_change(&self, health: &'static str, reason: &str) {
+        *self.last_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(HealthChange {
+            health,
+            at_ms: crate::control::unix_millis(),
+            reason: reason.to_string(),
+        });
+    }
+
     /// This node's view from its own active checks.
     pub fn health(&self) -> Health {
         Health::from_u8(self.health.load(Ordering::Relaxed))
@@ -216,6 +245,7 @@ impl BackendRuntime {
             ),
             Health::Unknown => {}
         }
+        self.note_change(health.as_str(), reason);
         self.events.publish(Event::Health {
             pool: self.pool.clone(),
             address: self.address.to_string(),
@@ -282,6 +312,7 @@ impl BackendRuntime {
         self.ejected_until_ms
             .store(now + backoff.as_millis() as u64, Ordering::Relaxed);
         self.ejections.inc();
+        self.note_change("ejected", reason);
         self.events.publish(Event::Health {
             pool: self.pool.clone(),
             address: self.address.to_string(),
@@ -338,6 +369,11 @@ pub struct PoolRuntime {
 }
 
 impl PoolRuntime {
+    /// Whether its last pick had to fail open (every backend down).
+    pub fn is_panicking(&self) -> bool {
+        self.panicking.load(Ordering::Relaxed)
+    }
+
     /// Notes whether the last pick had to fail open; logs each change.
     pub fn set_panic(&self, panic: bool) {
         if panic {
@@ -490,6 +526,7 @@ impl Runtimes {
                     consecutive_5xx: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     consecutive_ejections: AtomicU32::new(0),
+                    last_change: Default::default(),
                     pool: pool.to_string(),
                     events: self.events.clone(),
                 })

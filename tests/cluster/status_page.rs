@@ -123,6 +123,12 @@ async fn the_status_page_shows_leader_vip_traffic_and_a_banner_in_a_browser() {
         page.contains(&format!("backend pool/{} is down", doomed.address)),
         "{page}"
     );
+    // Its row says why, as this node saw it.
+    let row = &page[page
+        .find(&format!("<td>{}</td>", doomed.address))
+        .expect("its row")..];
+    let row = &row[..row.find("</tr>").expect("row end")];
+    assert!(row.contains("down ") && row.contains(" ago: "), "{row}");
     println!(
         "status page: leader, VIP holder, {rate} req/s and a chart rendered; banner after a backend died"
     );
