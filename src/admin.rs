@@ -68,6 +68,8 @@ struct LiveChange {
 
 /// Changes shown on the status page.
 const PAGE_CHANGES: usize = 8;
+/// Down backends named one by one in the banner.
+const PAGE_BACKEND_ALERTS: usize = 10;
 
 /// `/status` as JSON.
 #[derive(Serialize)]
@@ -175,8 +177,12 @@ impl AdminState {
                 alerts.push(format!("node {id} does not answer"));
             }
         }
+        let all_answered = reports.values().all(Option::is_some);
         match (node.vip.address.as_ref(), vip_holders.len()) {
-            (Some(vip), 0) => alerts.push(format!("the VIP {vip} is held by no node")),
+            // A node that does not answer may hold it.
+            (Some(vip), 0) if all_answered => {
+                alerts.push(format!("the VIP {vip} is held by no node"))
+            }
             (Some(vip), n) if n > 1 => alerts.push(format!(
                 "the VIP {vip} is held by {n} nodes: {vip_holders:?}"
             )),
@@ -190,17 +196,29 @@ impl AdminState {
                 ));
             }
         }
-        for b in &node.backends {
-            if b.committed == "down" || b.health == "down" || b.ejected {
-                alerts.push(format!(
-                    "backend {}/{} is down (this node: {}{}, cluster: {})",
-                    b.pool,
-                    b.address,
-                    b.health,
-                    if b.ejected { ", ejected" } else { "" },
-                    b.committed
-                ));
-            }
+        // An operator's draining or disabled backend is no alarm, and ten
+        // thousand down backends are not ten thousand lines.
+        let down: Vec<&BackendStatus> = node
+            .backends
+            .iter()
+            .filter(|b| b.admin_state == "active")
+            .filter(|b| b.committed == "down" || b.health == "down" || b.ejected)
+            .collect();
+        if down.len() > PAGE_BACKEND_ALERTS {
+            alerts.push(format!(
+                "{} backends are down; the first {PAGE_BACKEND_ALERTS}:",
+                down.len()
+            ));
+        }
+        for b in down.into_iter().take(PAGE_BACKEND_ALERTS) {
+            alerts.push(format!(
+                "backend {}/{} is down (this node: {}{}, cluster: {})",
+                b.pool,
+                b.address,
+                b.health,
+                if b.ejected { ", ejected" } else { "" },
+                b.committed
+            ));
         }
         let changes = self
             .control

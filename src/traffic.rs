@@ -1,14 +1,19 @@
-//! A node's traffic figures for `raftlb ctl top`: per frontend and per
-//! backend, read from the node's own Prometheus metrics (one source of
-//! truth with `/metrics`). Counters are cumulative since the node started;
-//! `ctl top` turns two samples into rates and latency percentiles.
+//! A node's traffic figures for `raftlb ctl top` and the status page: per
+//! frontend and per backend, read from the same live counters `/metrics`
+//! shows. Counters are cumulative since the node started; two samples
+//! give rates and latency percentiles.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::Protocol;
+use crate::routing::RoutingTable;
 
 /// One node's figures now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,82 +57,65 @@ pub struct BackendTraffic {
     pub active: i64,
 }
 
-/// The figures in a Prometheus text exposition of raftlb's metrics.
-pub fn from_metrics_text(text: &str) -> Traffic {
-    let mut frontends: BTreeMap<String, FrontendTraffic> = BTreeMap::new();
-    let mut connections: BTreeMap<String, u64> = BTreeMap::new();
-    let mut backends: BTreeMap<(String, String), BackendTraffic> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, labels_of(rest.trim_end_matches('}'))),
-            None => (series, BTreeMap::new()),
-        };
-        let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
-        if let Some(field) = name.strip_prefix("raftlb_frontend_") {
-            let frontend = frontends.entry(label("frontend")).or_default();
-            match field {
-                "requests_total" => frontend.requests = value as u64,
-                "responses_total" if label("class") == "5xx" => frontend.errors = value as u64,
-                "connections_active" => frontend.open = value as i64,
-                "connections_total" => {
-                    connections.insert(label("frontend"), value as u64);
-                }
-                "duration_seconds_bucket" => {
-                    // +Inf as the largest double: JSON (the peer port's
-                    // encoding) has no infinity.
-                    let bound: f64 = label("le").parse().unwrap_or(f64::MAX);
-                    frontend.latency_bounds.push(bound.min(f64::MAX));
-                    frontend.latency_counts.push(value as u64);
-                }
-                _ => {}
+/// The figures now, read from the live counters of the current routing
+/// table (so a frontend or backend removed from the configuration is gone
+/// at once). Cheap at any size: no text is written or parsed but each
+/// frontend's latency histogram.
+pub fn from_table(table: &RoutingTable) -> Traffic {
+    let frontends = table
+        .frontends
+        .iter()
+        .map(|f| {
+            let (latency_bounds, latency_counts) = histogram_buckets(&f.stats.duration);
+            FrontendTraffic {
+                name: f.spec.name.clone(),
+                requests: match f.spec.protocol {
+                    Protocol::Http => f.stats.requests.get(),
+                    Protocol::Tcp => f.stats.connections.get(),
+                },
+                errors: f.stats.responses[4].get(),
+                open: f.stats.active.get(),
+                latency_bounds,
+                latency_counts,
             }
-        } else if let Some(field) = name.strip_prefix("raftlb_backend_") {
-            let (pool, address) = (label("pool"), label("backend"));
-            let backend = backends
-                .entry((pool.clone(), address.clone()))
-                .or_insert_with(|| BackendTraffic {
-                    pool,
-                    address,
-                    ..BackendTraffic::default()
-                });
-            match field {
-                "requests_total" => backend.requests = value as u64,
-                "failures_total" => backend.failures = value as u64,
-                "active" => backend.active = value as i64,
-                _ => {}
-            }
-        }
-    }
-    Traffic {
-        frontends: frontends
-            .into_iter()
-            .map(|(name, mut f)| {
-                // A TCP frontend counts connections, not requests.
-                if f.requests == 0 {
-                    f.requests = connections.get(&name).copied().unwrap_or(0);
-                }
-                FrontendTraffic { name, ..f }
+        })
+        .collect();
+    let backends = table
+        .pools
+        .iter()
+        .flat_map(|pool| {
+            pool.backends.iter().map(|b| BackendTraffic {
+                pool: pool.name.clone(),
+                address: b.address.to_string(),
+                requests: b.runtime.requests.get(),
+                failures: b.runtime.failures.get(),
+                active: b.runtime.active.get(),
             })
-            .collect(),
-        backends: backends.into_values().collect(),
+        })
+        .collect();
+    Traffic {
+        frontends,
+        backends,
     }
 }
 
-/// `a="x",b="y"` as a map (values are raftlb's names and addresses: no
-/// escaped quotes or commas in them).
-fn labels_of(text: &str) -> BTreeMap<String, String> {
-    text.split(',')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            Some((key.trim().to_string(), value.trim_matches('"').to_string()))
+/// A histogram's upper bounds (the unbounded last one as `f64::MAX`:
+/// JSON, the peer port's encoding, has no infinity) and cumulative counts.
+/// prometheus-client shows its buckets only through its text encoder.
+fn histogram_buckets(histogram: &Histogram) -> (Vec<f64>, Vec<u64>) {
+    let mut registry = Registry::default();
+    registry.register("h", "", histogram.clone());
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("h_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound: f64 = bound.parse().unwrap_or(f64::MAX);
+            Some((bound.min(f64::MAX), count.trim().parse::<u64>().ok()?))
         })
-        .collect()
+        .unzip()
 }
 
 /// The latency at quantile `q` (0–1) of what a histogram counted between
@@ -165,21 +153,23 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// `after`'s figures since `before` (absent: since the start), over
-    /// `seconds`.
+    /// `after`'s figures since `before`, over `seconds`.
     pub fn between(
-        before: Option<&FrontendTraffic>,
+        before: &FrontendTraffic,
         after: &FrontendTraffic,
         seconds: f64,
         at_ms: u64,
     ) -> Rates {
         let seconds = seconds.max(0.001);
-        let (requests, errors, counts) = before.map_or((0, 0, &[][..]), |b| {
-            (b.requests, b.errors, b.latency_counts.as_slice())
-        });
+        let (requests, errors) = (before.requests, before.errors);
         let quantile = |q| {
-            latency_quantile(&after.latency_bounds, counts, &after.latency_counts, q)
-                .map(|s| if s >= f64::MAX { s } else { s * 1000.0 })
+            latency_quantile(
+                &after.latency_bounds,
+                &before.latency_counts,
+                &after.latency_counts,
+                q,
+            )
+            .map(|s| if s >= f64::MAX { s } else { s * 1000.0 })
         };
         Rates {
             at_ms,
@@ -227,45 +217,62 @@ impl TrafficHistory {
     /// Adds the interval since the last sample; frontends no longer in
     /// `now` are dropped.
     pub fn record(&self, now: Traffic, at: Instant, at_ms: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((then, before)) = &inner.last {
-            let seconds = at.duration_since(*then).as_secs_f64();
-            let points: Vec<(String, Rates)> = now
+        // Worked out without the lock (the page reads under it); only this
+        // sampler writes.
+        let previous = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last
+            .take();
+        let mut points = Vec::new();
+        let mut backends = Vec::new();
+        if let Some((then, before)) = &previous {
+            let seconds = at.duration_since(*then).as_secs_f64().max(0.001);
+            let earlier: HashMap<&str, &FrontendTraffic> = before
                 .frontends
                 .iter()
-                .map(|f| {
-                    let earlier = before.frontends.iter().find(|b| b.name == f.name);
-                    (f.name.clone(), Rates::between(earlier, f, seconds, at_ms))
+                .map(|f| (f.name.as_str(), f))
+                .collect();
+            // A frontend new since the last sample has no rate yet.
+            points = now
+                .frontends
+                .iter()
+                .filter_map(|f| {
+                    let earlier = earlier.get(f.name.as_str())?;
+                    Some((f.name.clone(), Rates::between(earlier, f, seconds, at_ms)))
                 })
                 .collect();
-            let seconds = seconds.max(0.001);
-            inner.backends = now
+            let earlier: HashMap<(&str, &str), &BackendTraffic> = before
                 .backends
                 .iter()
-                .map(|b| {
-                    let (requests, failures) = before
-                        .backends
-                        .iter()
-                        .find(|e| e.pool == b.pool && e.address == b.address)
-                        .map_or((0, 0), |e| (e.requests, e.failures));
-                    BackendRates {
+                .map(|b| ((b.pool.as_str(), b.address.as_str()), b))
+                .collect();
+            backends = now
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    let e = earlier.get(&(b.pool.as_str(), b.address.as_str()))?;
+                    Some(BackendRates {
                         pool: b.pool.clone(),
                         address: b.address.clone(),
-                        requests_per_s: b.requests.saturating_sub(requests) as f64 / seconds,
-                        failures_per_s: b.failures.saturating_sub(failures) as f64 / seconds,
-                    }
+                        requests_per_s: b.requests.saturating_sub(e.requests) as f64 / seconds,
+                        failures_per_s: b.failures.saturating_sub(e.failures) as f64 / seconds,
+                    })
                 })
                 .collect();
-            inner
-                .series
-                .retain(|name, _| now.frontends.iter().any(|f| &f.name == name));
-            for (name, point) in points {
-                let series = inner.series.entry(name).or_default();
-                if series.len() == Self::POINTS {
-                    series.pop_front();
-                }
-                series.push_back(point);
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.backends = backends;
+        inner
+            .series
+            .retain(|name, _| now.frontends.iter().any(|f| &f.name == name));
+        for (name, point) in points {
+            let series = inner.series.entry(name).or_default();
+            if series.len() == Self::POINTS {
+                series.pop_front();
             }
+            series.push_back(point);
         }
         inner.last = Some((at, now));
     }
@@ -307,53 +314,28 @@ impl TrafficHistory {
 mod tests {
     use super::*;
 
-    const TEXT: &str = r#"# HELP raftlb_frontend_requests HTTP requests received.
-# TYPE raftlb_frontend_requests counter
-raftlb_frontend_requests_total{frontend="web"} 120
-raftlb_frontend_responses_total{frontend="web",class="2xx"} 110
-raftlb_frontend_responses_total{frontend="web",class="5xx"} 10
-raftlb_frontend_connections_active{frontend="web"} 3
-raftlb_frontend_connections_total{frontend="db"} 7
-raftlb_frontend_duration_seconds_bucket{le="0.001",frontend="web"} 100
-raftlb_frontend_duration_seconds_bucket{le="0.01",frontend="web"} 118
-raftlb_frontend_duration_seconds_bucket{le="+Inf",frontend="web"} 120
-raftlb_backend_requests_total{pool="web",backend="127.0.0.1:9001"} 60
-raftlb_backend_failures_total{pool="web",backend="127.0.0.1:9001"} 2
-raftlb_backend_active{pool="web",backend="127.0.0.1:9001"} 1
-"#;
-
     #[test]
-    fn the_figures_come_from_the_metrics_text() {
-        let traffic = from_metrics_text(TEXT);
-        let web = traffic
-            .frontends
-            .iter()
-            .find(|f| f.name == "web")
-            .expect("web");
-        assert_eq!((web.requests, web.errors, web.open), (120, 10, 3));
-        assert_eq!(web.latency_counts, vec![100, 118, 120]);
-        assert_eq!(web.latency_bounds, vec![0.001, 0.01, f64::MAX]);
+    fn histogram_buckets_are_read_with_an_unbounded_last_one() {
+        let histogram = Histogram::new([0.001, 0.01]);
+        histogram.observe(0.0005);
+        histogram.observe(0.005);
+        histogram.observe(5.0);
+        let (bounds, counts) = histogram_buckets(&histogram);
+        assert_eq!(bounds, vec![0.001, 0.01, f64::MAX]);
+        assert_eq!(counts, vec![1, 2, 3]);
         // The peer port carries it as JSON, which has no infinity.
+        let traffic = Traffic {
+            frontends: vec![FrontendTraffic {
+                latency_bounds: bounds,
+                latency_counts: counts,
+                ..FrontendTraffic::default()
+            }],
+            backends: Vec::new(),
+        };
         let json = serde_json::to_string(&traffic).expect("json");
         assert_eq!(
             serde_json::from_str::<Traffic>(&json).expect("back"),
             traffic
-        );
-        let db = traffic
-            .frontends
-            .iter()
-            .find(|f| f.name == "db")
-            .expect("db");
-        assert_eq!(db.requests, 7, "a TCP frontend counts connections");
-        assert_eq!(
-            traffic.backends,
-            vec![BackendTraffic {
-                pool: "web".into(),
-                address: "127.0.0.1:9001".into(),
-                requests: 60,
-                failures: 2,
-                active: 1,
-            }]
         );
     }
 

@@ -426,13 +426,13 @@ impl ClusterControl {
 
     /// This node's traffic figures now.
     pub fn traffic(&self) -> crate::traffic::Traffic {
-        crate::traffic::from_metrics_text(&self.served.metrics().encode())
+        crate::traffic::from_table(&self.served.table().load())
     }
 
     /// Every member's report of itself (this node answers for itself);
     /// `None` for a member that did not answer within 300 ms.
     pub async fn reports(&self) -> BTreeMap<NodeId, Option<NodeReport>> {
-        self.ask_every_member(PeerQuery::Report, |control| {
+        self.ask_every_member(PeerQuery::Report, Duration::from_millis(300), |control| {
             PeerAnswer::Report(control.report())
         })
         .await
@@ -444,9 +444,11 @@ impl ClusterControl {
         .collect()
     }
 
-    /// Every member's traffic figures, as [`ClusterControl::reports`].
+    /// Every member's traffic figures (`None` for a member that did not
+    /// answer within 800 ms: a busy node's figures are still worth the
+    /// wait of an interactive `ctl top`).
     pub async fn traffic_everywhere(&self) -> BTreeMap<NodeId, Option<crate::traffic::Traffic>> {
-        self.ask_every_member(PeerQuery::Traffic, |control| {
+        self.ask_every_member(PeerQuery::Traffic, Duration::from_millis(800), |control| {
             PeerAnswer::Traffic(control.traffic())
         })
         .await
@@ -458,11 +460,12 @@ impl ClusterControl {
         .collect()
     }
 
-    /// Asks every member `query` at once, 300 ms each; this node answers
-    /// through `own`.
+    /// Asks every member `query` at once, giving each `within`; this node
+    /// answers through `own`.
     async fn ask_every_member(
         &self,
         query: PeerQuery,
+        within: Duration,
         own: impl Fn(&Self) -> PeerAnswer,
     ) -> Vec<(NodeId, Option<PeerAnswer>)> {
         let members: Vec<(NodeId, String)> = {
@@ -480,9 +483,7 @@ impl ClusterControl {
             if *id == self.id {
                 return (*id, Some(own(self)));
             }
-            let answer = self
-                .ask_within(raft_addr, query, Duration::from_millis(300))
-                .await;
+            let answer = self.ask_within(raft_addr, query, within).await;
             (*id, answer)
         });
         futures_util::future::join_all(answers).await

@@ -57,11 +57,15 @@ async fn sample(client: &mut Client) -> Result<Sample, tonic::Status> {
     })
 }
 
+/// A backend on a node, and its requests and failures per second (none
+/// when the first sample lacked it).
+type BackendRow<'a> = (u64, &'a pb::BackendTraffic, Option<(f64, f64)>);
+
 /// One frontend's figures over an interval, on one node.
 struct FrontendRates {
     node: u64,
     name: String,
-    rates: Rates,
+    rates: Option<Rates>,
 }
 
 fn frontend_rates(before: &Sample, after: &Sample) -> Vec<FrontendRates> {
@@ -82,12 +86,11 @@ fn frontend_rates(before: &Sample, after: &Sample) -> Vec<FrontendRates> {
         .map(|(node, now)| FrontendRates {
             node,
             name: now.name.clone(),
-            rates: Rates::between(
-                earlier.get(&(node, now.name.as_str())),
-                &from_proto(now),
-                seconds,
-                0,
-            ),
+            // None for a node (or frontend) the first sample lacked: its
+            // counters since start-up are no one-second rate.
+            rates: earlier
+                .get(&(node, now.name.as_str()))
+                .map(|before| Rates::between(before, &from_proto(now), seconds, 0)),
         })
         .collect()
 }
@@ -115,19 +118,20 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
                 .map(move |b| ((n.id, b.pool.as_str(), b.address.as_str()), b))
         })
         .collect();
-    let backends: Vec<(u64, &pb::BackendTraffic, f64, f64)> = after
+    // Rates: none for a backend the first sample lacked.
+    let backends: Vec<BackendRow> = after
         .nodes
         .iter()
         .flat_map(|n| n.backends.iter().map(move |b| (n.id, b)))
         .map(|(node, now)| {
             let then = earlier.get(&(node, now.pool.as_str(), now.address.as_str()));
-            let (requests, failures) = then.map_or((0, 0), |t| (t.requests, t.failures));
-            (
-                node,
-                now,
-                now.requests.saturating_sub(requests) as f64 / seconds,
-                now.failures.saturating_sub(failures) as f64 / seconds,
-            )
+            let rates = then.map(|t| {
+                (
+                    now.requests.saturating_sub(t.requests) as f64 / seconds,
+                    now.failures.saturating_sub(t.failures) as f64 / seconds,
+                )
+            });
+            (node, now, rates)
         })
         .collect();
     let unreached: Vec<u64> = after
@@ -140,19 +144,23 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
         let frontends: Vec<_> = frontends
             .iter()
             .map(|f| {
+                let r = f.rates.as_ref();
                 serde_json::json!({
-                    "node": f.node, "frontend": f.name, "requests_per_s": f.rates.requests_per_s,
-                    "errors_per_s": f.rates.errors_per_s, "p50_ms": f.rates.p50_ms,
-                    "p99_ms": f.rates.p99_ms, "open": f.rates.open,
+                    "node": f.node, "frontend": f.name,
+                    "requests_per_s": r.map(|r| r.requests_per_s),
+                    "errors_per_s": r.map(|r| r.errors_per_s),
+                    "p50_ms": r.and_then(|r| r.p50_ms), "p99_ms": r.and_then(|r| r.p99_ms),
+                    "open": r.map(|r| r.open),
                 })
             })
             .collect();
         let backends: Vec<_> = backends
             .iter()
-            .map(|(node, b, requests, failures)| {
+            .map(|(node, b, rates)| {
                 serde_json::json!({
                     "node": node, "pool": b.pool, "backend": b.address,
-                    "requests_per_s": requests, "failures_per_s": failures, "active": b.active,
+                    "requests_per_s": rates.map(|(r, _)| r),
+                    "failures_per_s": rates.map(|(_, f)| f), "active": b.active,
                 })
             })
             .collect();
@@ -168,23 +176,27 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
             vec![
                 f.node.to_string(),
                 f.name.clone(),
-                format!("{:.1}", f.rates.requests_per_s),
-                format!("{:.1}", f.rates.errors_per_s),
-                latency(f.rates.p50_ms),
-                latency(f.rates.p99_ms),
-                f.rates.open.to_string(),
+                f.rates
+                    .as_ref()
+                    .map_or("-".into(), |r| format!("{:.1}", r.requests_per_s)),
+                f.rates
+                    .as_ref()
+                    .map_or("-".into(), |r| format!("{:.1}", r.errors_per_s)),
+                latency(f.rates.as_ref().and_then(|r| r.p50_ms)),
+                latency(f.rates.as_ref().and_then(|r| r.p99_ms)),
+                f.rates.as_ref().map_or("-".into(), |r| r.open.to_string()),
             ]
         })
         .collect();
     let backend_rows = backends
         .iter()
-        .map(|(node, b, requests, failures)| {
+        .map(|(node, b, rates)| {
             vec![
                 node.to_string(),
                 b.pool.clone(),
                 b.address.clone(),
-                format!("{requests:.1}"),
-                format!("{failures:.1}"),
+                rates.map_or("-".into(), |(r, _)| format!("{r:.1}")),
+                rates.map_or("-".into(), |(_, f)| format!("{f:.1}")),
                 b.active.to_string(),
             ]
         })
@@ -241,7 +253,9 @@ impl Keys {
                 return None;
             }
             let mut raw = saved;
-            raw.c_lflag &= !(libc::ICANON | libc::ECHO);
+            // Ctrl-C arrives as a byte too (ISIG off), so the terminal is
+            // always put back.
+            raw.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG);
             raw.c_cc[libc::VMIN] = 0;
             raw.c_cc[libc::VTIME] = 0;
             if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
@@ -251,11 +265,11 @@ impl Keys {
         }
     }
 
-    /// Whether `q` was pressed since the last look.
+    /// Whether `q` (or Ctrl-C) was pressed since the last look.
     fn quit_pressed(&self) -> bool {
         let mut buf = [0u8; 16];
         match std::io::stdin().read(&mut buf) {
-            Ok(n) => buf[..n].iter().any(|b| *b == b'q' || *b == b'Q'),
+            Ok(n) => buf[..n].iter().any(|b| matches!(b, b'q' | b'Q' | 0x03)),
             Err(_) => false,
         }
     }
