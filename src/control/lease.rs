@@ -132,6 +132,14 @@ impl ClusterControl {
             );
             return false;
         }
+        // A leader of an older term (one healed from a partition, whose
+        // queued requests all land at once) is refused without waiting
+        // for the fence: openraft's metrics never run ahead of its core,
+        // so a newer term there is newer in the core too. Seen: such a
+        // burst held a live leader's promises behind it past its lease.
+        if self.raft.metrics().borrow().current_term > term {
+            return false;
+        }
         let _fence = self.election.fence().await;
         let own = self.id;
         let follows = self
