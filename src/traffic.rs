@@ -118,6 +118,12 @@ fn histogram_buckets(histogram: &Histogram) -> (Vec<f64>, Vec<u64>) {
         .unzip()
 }
 
+/// A counter's rate between two samples `seconds` apart (a counter that
+/// went back, a restarted node's, counts from zero).
+pub fn per_second(before: u64, after: u64, seconds: f64) -> f64 {
+    after.saturating_sub(before) as f64 / seconds.max(0.001)
+}
+
 /// The latency at quantile `q` (0–1) of what a histogram counted between
 /// two cumulative samples, as the upper bound of the bucket it falls in
 /// (in seconds); `None` when nothing was counted.
@@ -160,8 +166,6 @@ impl Rates {
         seconds: f64,
         at_ms: u64,
     ) -> Rates {
-        let seconds = seconds.max(0.001);
-        let (requests, errors) = (before.requests, before.errors);
         let quantile = |q| {
             latency_quantile(
                 &after.latency_bounds,
@@ -173,8 +177,8 @@ impl Rates {
         };
         Rates {
             at_ms,
-            requests_per_s: after.requests.saturating_sub(requests) as f64 / seconds,
-            errors_per_s: after.errors.saturating_sub(errors) as f64 / seconds,
+            requests_per_s: per_second(before.requests, after.requests, seconds),
+            errors_per_s: per_second(before.errors, after.errors, seconds),
             p50_ms: quantile(0.5),
             p99_ms: quantile(0.99),
             open: after.open,
@@ -256,8 +260,8 @@ impl TrafficHistory {
                     Some(BackendRates {
                         pool: b.pool.clone(),
                         address: b.address.clone(),
-                        requests_per_s: b.requests.saturating_sub(e.requests) as f64 / seconds,
-                        failures_per_s: b.failures.saturating_sub(e.failures) as f64 / seconds,
+                        requests_per_s: per_second(e.requests, b.requests, seconds),
+                        failures_per_s: per_second(e.failures, b.failures, seconds),
                     })
                 })
                 .collect();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::output::table;
 use super::{CALL_TIMEOUT, Client, Outcome};
 use crate::proto::v1 as pb;
-use crate::traffic::{FrontendTraffic, Rates};
+use crate::traffic::{FrontendTraffic, Rates, per_second};
 
 /// How often the view refreshes, and the interval `--once` measures.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -127,8 +127,8 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
             let then = earlier.get(&(node, now.pool.as_str(), now.address.as_str()));
             let rates = then.map(|t| {
                 (
-                    now.requests.saturating_sub(t.requests) as f64 / seconds,
-                    now.failures.saturating_sub(t.failures) as f64 / seconds,
+                    per_second(t.requests, now.requests, seconds),
+                    per_second(t.failures, now.failures, seconds),
                 )
             });
             (node, now, rates)
