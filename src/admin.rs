@@ -46,6 +46,8 @@ struct Live {
     traffic: std::collections::BTreeMap<String, Vec<crate::traffic::Rates>>,
     /// This node's traffic to each backend over the last second.
     backend_traffic: Vec<crate::traffic::BackendRates>,
+    /// The last minute of the first backends', by "pool/address".
+    backend_series: std::collections::HashMap<String, crate::traffic::BackendSeries>,
     /// The last configuration changes, newest first.
     changes: Vec<LiveChange>,
     /// What is wrong, for the banner.
@@ -244,6 +246,7 @@ impl AdminState {
             vip_holders,
             traffic: self.traffic.series(),
             backend_traffic: self.traffic.backends(),
+            backend_series: self.traffic.backend_series(),
             changes,
             alerts,
         }

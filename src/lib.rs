@@ -41,6 +41,7 @@ pub mod ctl;
 pub mod demo;
 pub mod events;
 pub mod health;
+pub mod latency;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;

@@ -7,8 +7,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::latency::LatencyHistogram;
 
 /// Labels of per-frontend series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,12 +85,7 @@ pub struct PoolLabels {
     pub pool: String,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn latency_histogram() -> Histogram {
-    // 100 µs to about 13 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-}
+type HistogramFamily<L> = Family<L, LatencyHistogram>;
 
 /// Response classes, indexed by the first digit of the status minus one.
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -179,7 +175,7 @@ impl Metrics {
             frontend_responses: Family::default(),
             frontend_bytes_in: Family::default(),
             frontend_bytes_out: Family::default(),
-            frontend_duration: Family::new_with_constructor(latency_histogram),
+            frontend_duration: Family::default(),
             frontend_idle_timeouts: Family::default(),
             backend_active: Family::default(),
             backend_requests: Family::default(),
@@ -188,7 +184,7 @@ impl Metrics {
             backend_bytes_in: Family::default(),
             backend_failures: Family::default(),
             backend_ejections: Family::default(),
-            backend_duration: Family::new_with_constructor(latency_histogram),
+            backend_duration: Family::default(),
             backend_health: Family::default(),
             health_checks: Family::default(),
             pool_panic_picks: Family::default(),

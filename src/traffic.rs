@@ -7,12 +7,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Protocol;
+use crate::latency::quantile_ms;
 use crate::routing::RoutingTable;
 
 /// One node's figures now.
@@ -35,10 +34,8 @@ pub struct FrontendTraffic {
     pub errors: u64,
     /// Client connections open now.
     pub open: i64,
-    /// Latency histogram: upper bounds in seconds (the last, unbounded,
-    /// is `f64::MAX`) and cumulative counts per bound.
-    pub latency_bounds: Vec<f64>,
-    /// See `latency_bounds`.
+    /// Latency histogram: cumulative counts per bound of
+    /// [`crate::latency::BOUNDS`].
     pub latency_counts: Vec<u64>,
 }
 
@@ -55,29 +52,28 @@ pub struct BackendTraffic {
     pub failures: u64,
     /// In flight now.
     pub active: i64,
+    /// Request to response head: cumulative counts per bound of
+    /// [`crate::latency::BOUNDS`].
+    #[serde(default)]
+    pub latency_counts: Vec<u64>,
 }
 
 /// The figures now, read from the live counters of the current routing
 /// table (so a frontend or backend removed from the configuration is gone
-/// at once). Cheap at any size: no text is written or parsed but each
-/// frontend's latency histogram.
+/// at once). Cheap at any size: atomic loads, no text written or parsed.
 pub fn from_table(table: &RoutingTable) -> Traffic {
     let frontends = table
         .frontends
         .iter()
-        .map(|f| {
-            let (latency_bounds, latency_counts) = histogram_buckets(&f.stats.duration);
-            FrontendTraffic {
-                name: f.spec.name.clone(),
-                requests: match f.spec.protocol {
-                    Protocol::Http => f.stats.requests.get(),
-                    Protocol::Tcp => f.stats.connections.get(),
-                },
-                errors: f.stats.responses[4].get(),
-                open: f.stats.active.get(),
-                latency_bounds,
-                latency_counts,
-            }
+        .map(|f| FrontendTraffic {
+            name: f.spec.name.clone(),
+            requests: match f.spec.protocol {
+                Protocol::Http => f.stats.requests.get(),
+                Protocol::Tcp => f.stats.connections.get(),
+            },
+            errors: f.stats.responses[4].get(),
+            open: f.stats.active.get(),
+            latency_counts: f.stats.duration.cumulative(),
         })
         .collect();
     let backends = table
@@ -90,6 +86,7 @@ pub fn from_table(table: &RoutingTable) -> Traffic {
                 requests: b.runtime.requests.get(),
                 failures: b.runtime.failures.get(),
                 active: b.runtime.active.get(),
+                latency_counts: b.runtime.duration.cumulative(),
             })
         })
         .collect();
@@ -99,46 +96,10 @@ pub fn from_table(table: &RoutingTable) -> Traffic {
     }
 }
 
-/// A histogram's upper bounds (the unbounded last one as `f64::MAX`:
-/// JSON, the peer port's encoding, has no infinity) and cumulative counts.
-/// prometheus-client shows its buckets only through its text encoder.
-fn histogram_buckets(histogram: &Histogram) -> (Vec<f64>, Vec<u64>) {
-    let mut registry = Registry::default();
-    registry.register("h", "", histogram.clone());
-    let mut text = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("h_bucket{le=\"")?;
-            let (bound, count) = rest.split_once("\"} ")?;
-            let bound: f64 = bound.parse().unwrap_or(f64::MAX);
-            Some((bound.min(f64::MAX), count.trim().parse::<u64>().ok()?))
-        })
-        .unzip()
-}
-
 /// A counter's rate between two samples `seconds` apart (a counter that
 /// went back, a restarted node's, counts from zero).
 pub fn per_second(before: u64, after: u64, seconds: f64) -> f64 {
     after.saturating_sub(before) as f64 / seconds.max(0.001)
-}
-
-/// The latency at quantile `q` (0–1) of what a histogram counted between
-/// two cumulative samples, as the upper bound of the bucket it falls in
-/// (in seconds); `None` when nothing was counted.
-pub fn latency_quantile(bounds: &[f64], before: &[u64], after: &[u64], q: f64) -> Option<f64> {
-    let counted: Vec<u64> = after
-        .iter()
-        .enumerate()
-        .map(|(i, a)| a.saturating_sub(before.get(i).copied().unwrap_or(0)))
-        .collect();
-    let total = *counted.last()?;
-    if total == 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    counted.iter().position(|c| *c >= rank).map(|i| bounds[i])
 }
 
 /// One frontend's figures over one interval.
@@ -166,15 +127,7 @@ impl Rates {
         seconds: f64,
         at_ms: u64,
     ) -> Rates {
-        let quantile = |q| {
-            latency_quantile(
-                &after.latency_bounds,
-                &before.latency_counts,
-                &after.latency_counts,
-                q,
-            )
-            .map(|s| if s >= f64::MAX { s } else { s * 1000.0 })
-        };
+        let quantile = |q| quantile_ms(&before.latency_counts, &after.latency_counts, q);
         Rates {
             at_ms,
             requests_per_s: per_second(before.requests, after.requests, seconds),
@@ -197,11 +150,44 @@ pub struct BackendRates {
     pub requests_per_s: f64,
     /// Failed connects or exchanges per second.
     pub failures_per_s: f64,
+    /// Median latency bucket, ms (HTTP; none counted: absent).
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency bucket, ms.
+    pub p99_ms: Option<f64>,
+    /// In flight at the end.
+    pub active: i64,
 }
 
-/// The last minutes of one node's traffic: a [`Rates`] point per frontend
-/// per second, in a ring of fixed size, kept in memory for the status page;
-/// for backends (there may be thousands) only the last second's.
+impl BackendRates {
+    /// `after`'s figures since `before`, over `seconds`.
+    pub fn between(before: &BackendTraffic, after: &BackendTraffic, seconds: f64) -> BackendRates {
+        let quantile = |q| quantile_ms(&before.latency_counts, &after.latency_counts, q);
+        BackendRates {
+            pool: after.pool.clone(),
+            address: after.address.clone(),
+            requests_per_s: per_second(before.requests, after.requests, seconds),
+            failures_per_s: per_second(before.failures, after.failures, seconds),
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            active: after.active,
+        }
+    }
+}
+
+/// One backend's last minute, a point a second, oldest first (rounded to
+/// a tenth: the status page draws them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BackendSeries {
+    /// Requests (or TCP connections) per second.
+    pub requests_per_s: VecDeque<f32>,
+    /// Failed connects or exchanges per second.
+    pub failures_per_s: VecDeque<f32>,
+}
+
+/// The last minutes of one node's traffic, kept in memory for the status
+/// page in rings of fixed size: a [`Rates`] point per frontend per second,
+/// a [`BackendSeries`] for the first [`TrafficHistory::CHARTED_BACKENDS`]
+/// backends, and every backend's figures over the last second.
 #[derive(Default)]
 pub struct TrafficHistory {
     inner: Mutex<HistoryInner>,
@@ -212,11 +198,19 @@ struct HistoryInner {
     last: Option<(Instant, Traffic)>,
     series: BTreeMap<String, VecDeque<Rates>>,
     backends: Vec<BackendRates>,
+    /// By "pool/address".
+    backend_series: HashMap<String, BackendSeries>,
 }
 
 impl TrafficHistory {
     /// Points kept per frontend: five minutes at one a second.
     pub const POINTS: usize = 300;
+    /// Points kept per charted backend: a minute.
+    pub const BACKEND_POINTS: usize = 60;
+    /// Backends charted, in the routing table's order (pools by name,
+    /// backends as configured); a pool may hold ten thousand, and every
+    /// backend's figures of the last second are kept anyway.
+    pub const CHARTED_BACKENDS: usize = 200;
 
     /// Adds the interval since the last sample; frontends no longer in
     /// `now` are dropped.
@@ -257,16 +251,29 @@ impl TrafficHistory {
                 .iter()
                 .filter_map(|b| {
                     let e = earlier.get(&(b.pool.as_str(), b.address.as_str()))?;
-                    Some(BackendRates {
-                        pool: b.pool.clone(),
-                        address: b.address.clone(),
-                        requests_per_s: per_second(e.requests, b.requests, seconds),
-                        failures_per_s: per_second(e.failures, b.failures, seconds),
-                    })
+                    Some(BackendRates::between(e, b, seconds))
                 })
                 .collect();
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let charted: HashMap<String, &BackendRates> = backends
+            .iter()
+            .take(Self::CHARTED_BACKENDS)
+            .map(|b| (format!("{}/{}", b.pool, b.address), b))
+            .collect();
+        inner
+            .backend_series
+            .retain(|key, _| charted.contains_key(key));
+        for (key, rates) in charted {
+            let series = inner.backend_series.entry(key).or_default();
+            if series.requests_per_s.len() == Self::BACKEND_POINTS {
+                series.requests_per_s.pop_front();
+                series.failures_per_s.pop_front();
+            }
+            let tenth = |v: f64| ((v * 10.0).round() / 10.0) as f32;
+            series.requests_per_s.push_back(tenth(rates.requests_per_s));
+            series.failures_per_s.push_back(tenth(rates.failures_per_s));
+        }
         inner.backends = backends;
         inner
             .series
@@ -300,6 +307,15 @@ impl TrafficHistory {
             .clone()
     }
 
+    /// The charted backends' last minute, by "pool/address".
+    pub fn backend_series(&self) -> HashMap<String, BackendSeries> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .backend_series
+            .clone()
+    }
+
     /// Records `sample()` every second until `stop`.
     pub async fn run(self: Arc<Self>, sample: impl Fn() -> Traffic, stop: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -319,22 +335,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_read_with_an_unbounded_last_one() {
-        let histogram = Histogram::new([0.001, 0.01]);
-        histogram.observe(0.0005);
-        histogram.observe(0.005);
-        histogram.observe(5.0);
-        let (bounds, counts) = histogram_buckets(&histogram);
-        assert_eq!(bounds, vec![0.001, 0.01, f64::MAX]);
-        assert_eq!(counts, vec![1, 2, 3]);
-        // The peer port carries it as JSON, which has no infinity.
+    fn traffic_crosses_the_peer_port_as_json() {
+        let histogram = crate::latency::LatencyHistogram::default();
+        histogram.observe(0.003);
         let traffic = Traffic {
             frontends: vec![FrontendTraffic {
-                latency_bounds: bounds,
-                latency_counts: counts,
+                name: "web".into(),
+                latency_counts: histogram.cumulative(),
                 ..FrontendTraffic::default()
             }],
-            backends: Vec::new(),
+            backends: vec![BackendTraffic {
+                latency_counts: histogram.cumulative(),
+                ..BackendTraffic::default()
+            }],
         };
         let json = serde_json::to_string(&traffic).expect("json");
         assert_eq!(
@@ -376,19 +389,37 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_come_from_what_was_counted_between_samples() {
-        let bounds = [0.001, 0.01, f64::INFINITY];
-        // Before: 100 fast; after: 10 more, all between 1 and 10 ms.
-        let (before, after) = ([100, 100, 100], [100, 110, 110]);
-        assert_eq!(latency_quantile(&bounds, &before, &after, 0.5), Some(0.01));
-        assert_eq!(latency_quantile(&bounds, &after, &after, 0.5), None);
+    fn the_first_backends_get_a_minute_of_points_and_all_get_the_last_second() {
+        let history = TrafficHistory::default();
+        let start = Instant::now();
+        let backends = |second: u64| Traffic {
+            frontends: Vec::new(),
+            backends: (0..TrafficHistory::CHARTED_BACKENDS + 10)
+                .map(|i| BackendTraffic {
+                    pool: "web".into(),
+                    address: format!("127.0.0.1:{}", 1000 + i),
+                    requests: second * 3,
+                    failures: second / 2,
+                    ..BackendTraffic::default()
+                })
+                .collect(),
+        };
+        for second in 0..=(TrafficHistory::BACKEND_POINTS as u64 + 5) {
+            history.record(backends(second), start + Duration::from_secs(second), 0);
+        }
         assert_eq!(
-            latency_quantile(&bounds, &[0, 0, 0], &[99, 100, 100], 0.5),
-            Some(0.001)
+            history.backends().len(),
+            TrafficHistory::CHARTED_BACKENDS + 10
         );
-        assert_eq!(
-            latency_quantile(&bounds, &[0, 0, 0], &[99, 100, 100], 0.999),
-            Some(0.01)
-        );
+        let series = history.backend_series();
+        assert_eq!(series.len(), TrafficHistory::CHARTED_BACKENDS);
+        let first = &series["web/127.0.0.1:1000"];
+        assert_eq!(first.requests_per_s.len(), TrafficHistory::BACKEND_POINTS);
+        assert!(first.requests_per_s.iter().all(|r| *r == 3.0));
+        assert!(first.failures_per_s.iter().any(|f| *f == 1.0));
+        assert!(!series.contains_key(&format!(
+            "web/127.0.0.1:{}",
+            1000 + TrafficHistory::CHARTED_BACKENDS
+        )));
     }
 }

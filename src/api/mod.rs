@@ -454,7 +454,10 @@ impl ControlService for ControlApi {
                             requests: f.requests,
                             errors: f.errors,
                             open: f.open,
-                            latency_bounds: f.latency_bounds,
+                            latency_bounds: crate::latency::BOUNDS
+                                .iter()
+                                .map(|b| b.min(f64::MAX))
+                                .collect(),
                             latency_counts: f.latency_counts,
                         })
                         .collect(),
@@ -467,6 +470,7 @@ impl ControlService for ControlApi {
                             requests: b.requests,
                             failures: b.failures,
                             active: b.active,
+                            latency_counts: b.latency_counts,
                         })
                         .collect(),
                 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::output::table;
 use super::{CALL_TIMEOUT, Client, Outcome};
 use crate::proto::v1 as pb;
-use crate::traffic::{FrontendTraffic, Rates, per_second};
+use crate::traffic::{BackendRates, BackendTraffic, FrontendTraffic, Rates};
 
 /// How often the view refreshes, and the interval `--once` measures.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -57,9 +57,9 @@ async fn sample(client: &mut Client) -> Result<Sample, tonic::Status> {
     })
 }
 
-/// A backend on a node, and its requests and failures per second (none
-/// when the first sample lacked it).
-type BackendRow<'a> = (u64, &'a pb::BackendTraffic, Option<(f64, f64)>);
+/// A backend on a node, and its figures over the interval (none when the
+/// first sample lacked it).
+type BackendRow<'a> = (u64, &'a pb::BackendTraffic, Option<BackendRates>);
 
 /// One frontend's figures over an interval, on one node.
 struct FrontendRates {
@@ -101,8 +101,18 @@ fn from_proto(f: &pb::FrontendTraffic) -> FrontendTraffic {
         requests: f.requests,
         errors: f.errors,
         open: f.open,
-        latency_bounds: f.latency_bounds.clone(),
         latency_counts: f.latency_counts.clone(),
+    }
+}
+
+fn backend_from_proto(b: &pb::BackendTraffic) -> BackendTraffic {
+    BackendTraffic {
+        pool: b.pool.clone(),
+        address: b.address.clone(),
+        requests: b.requests,
+        failures: b.failures,
+        active: b.active,
+        latency_counts: b.latency_counts.clone(),
     }
 }
 
@@ -126,10 +136,7 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
         .map(|(node, now)| {
             let then = earlier.get(&(node, now.pool.as_str(), now.address.as_str()));
             let rates = then.map(|t| {
-                (
-                    per_second(t.requests, now.requests, seconds),
-                    per_second(t.failures, now.failures, seconds),
-                )
+                BackendRates::between(&backend_from_proto(t), &backend_from_proto(now), seconds)
             });
             (node, now, rates)
         })
@@ -159,8 +166,11 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
             .map(|(node, b, rates)| {
                 serde_json::json!({
                     "node": node, "pool": b.pool, "backend": b.address,
-                    "requests_per_s": rates.map(|(r, _)| r),
-                    "failures_per_s": rates.map(|(_, f)| f), "active": b.active,
+                    "requests_per_s": rates.as_ref().map(|r| r.requests_per_s),
+                    "failures_per_s": rates.as_ref().map(|r| r.failures_per_s),
+                    "p50_ms": rates.as_ref().and_then(|r| r.p50_ms),
+                    "p99_ms": rates.as_ref().and_then(|r| r.p99_ms),
+                    "active": b.active,
                 })
             })
             .collect();
@@ -195,8 +205,14 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
                 node.to_string(),
                 b.pool.clone(),
                 b.address.clone(),
-                rates.map_or("-".into(), |(r, _)| format!("{r:.1}")),
-                rates.map_or("-".into(), |(_, f)| format!("{f:.1}")),
+                rates
+                    .as_ref()
+                    .map_or("-".into(), |r| format!("{:.1}", r.requests_per_s)),
+                rates
+                    .as_ref()
+                    .map_or("-".into(), |r| format!("{:.1}", r.failures_per_s)),
+                latency(rates.as_ref().and_then(|r| r.p50_ms)),
+                latency(rates.as_ref().and_then(|r| r.p99_ms)),
                 b.active.to_string(),
             ]
         })
@@ -216,7 +232,9 @@ fn render(before: &Sample, after: &Sample, json: bool) -> String {
     ));
     out.push_str("\n\n");
     out.push_str(&table(
-        &["node", "pool", "backend", "req/s", "fail/s", "active"],
+        &[
+            "node", "pool", "backend", "req/s", "fail/s", "p50", "p99", "active",
+        ],
         backend_rows,
     ));
     out

@@ -100,7 +100,7 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
     } else {
         let client_file = print_tries(options);
         println!("Ctrl-C stops the demo.");
-        let _ = tokio::signal::ctrl_c().await;
+        stopped().await;
         if let Some(file) = client_file {
             client_config::remove_demo_file(&file);
         }
@@ -113,6 +113,24 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
         node.wait_exit().await;
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM or SIGHUP (a `kill`, a closed terminal): each stops
+/// the demo the same way, its client file removed.
+async fn stopped() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hangup.recv() => {}
+    }
 }
 
 fn node_ip(id: u8) -> IpAddr {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::events::{Event, Events};
+use crate::latency::LatencyHistogram;
 use crate::metrics::{
     BackendClassLabels, BackendLabels, BackendResultLabels, BackendViewLabels, CLASSES,
     FrontendClassLabels, FrontendLabels, Metrics, PoolLabels,
@@ -46,7 +46,7 @@ pub struct FrontendStats {
     /// Bytes to clients.
     pub bytes_out: Counter,
     /// Request latency or connection lifetime, in seconds.
-    pub duration: Histogram,
+    pub duration: LatencyHistogram,
     /// HTTP exchanges cut because the client moved no data for the idle
     /// timeout.
     pub client_timeouts: Counter,
@@ -132,7 +132,7 @@ pub struct BackendRuntime {
     /// Ejections after failed traffic.
     pub ejections: Counter,
     /// Request to response head, in seconds.
-    pub duration: Histogram,
+    pub duration: LatencyHistogram,
     /// Health checks that passed.
     pub checks_passed: Counter,
     /// Health checks that failed.

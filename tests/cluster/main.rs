@@ -3,6 +3,7 @@
 
 mod control_api;
 mod control_plane;
+mod demo;
 mod failover;
 mod fixture;
 mod health;

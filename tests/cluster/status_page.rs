@@ -127,6 +127,20 @@ async fn the_status_page_shows_leader_vip_traffic_and_a_banner_in_a_browser() {
     assert!(rate > 0.0, "{page}");
     assert!(page.contains("data-frontend=\"front\""), "no chart: {page}");
     assert!(page.contains("<polyline"), "no chart line: {page}");
+    for chart in ["p99 latency of front", "open connections of front"] {
+        assert!(page.contains(chart), "no {chart} chart: {page}");
+    }
+    // Each backend's row has its latency and a chart of its last minute.
+    let row = &page[page
+        .find(&format!("<td>{}</td>", steady.address))
+        .expect("the steady backend's row")..];
+    let row = &row[..row.find("</tr>").expect("row end")];
+    assert!(row.contains(" ms</td>"), "no latency: {row}");
+    assert!(
+        row.contains(&format!("the last minute of pool/{}", steady.address))
+            && row.contains("<polyline"),
+        "no chart: {row}"
+    );
     // Nothing is down yet (other alerts, such as a node slow to answer
     // on a loaded machine, may come and go).
     assert!(!page.contains("is down"), "{page}");

@@ -10,9 +10,12 @@ use crate::fixture::*;
 async fn script_mode_runs_the_hooks_on_acquire_and_release() {
     let backend = HttpBackend::start("a", unique_ip()).await;
     let vip = unique_ip();
-    let events =
+    // In a directory of its own, removed at the end: a hook that runs
+    // after that finds no file to append to.
+    let dir =
         std::env::temp_dir().join(format!("raftlb-vip-events-{}-{}", std::process::id(), vip));
-    let _ = std::fs::remove_file(&events);
+    std::fs::create_dir_all(&dir).expect("hook dir");
+    let events = dir.join("events");
     let log = events.display();
     let options = NodeOptions {
         vip_section: Some(format!(
@@ -62,16 +65,19 @@ async fn script_mode_runs_the_hooks_on_acquire_and_release() {
             .await,
         Some(0)
     );
-    let _ = std::fs::remove_file(&events);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_script_hook_delays_neither_the_vip_nor_its_release() {
     let backend = HttpBackend::start("a", unique_ip()).await;
     let vip = unique_ip();
-    let events =
-        std::env::temp_dir().join(format!("raftlb-slow-hook-{}-{}", std::process::id(), vip));
-    let _ = std::fs::remove_file(&events);
+    // In a directory of its own, removed at the end: a hook that runs
+    // after that finds no file to append to.
+    let dir = std::env::temp_dir().join(format!("raftlb-slow-hook-{}-{}", std::process::id(), vip));
+    std::fs::create_dir_all(&dir).expect("hook dir");
+    let events = dir.join("events");
     let log = events.display();
     let options = NodeOptions {
         vip_section: Some(format!(
@@ -144,7 +150,8 @@ async fn a_slow_script_hook_delays_neither_the_vip_nor_its_release() {
         .iter()
         .position(|l| *l == format!("released {holder}"));
     assert!(acquired < released_at, "hooks out of order: {lines:?}");
-    let _ = std::fs::remove_file(&events);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
