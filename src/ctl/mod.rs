@@ -49,8 +49,18 @@ pub struct CtlArgs {
 pub enum Verb {
     /// Nodes, roles, leader, term, applied index and configuration version.
     ///
-    /// Example: raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200 status
-    Status,
+    /// Examples: raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200 status
+    ///           raftlb ctl status --wait     # after a restart or a failover
+    Status {
+        /// Return only when the cluster has settled: a leader, and the VIP,
+        /// if one is configured, held by that leader alone (exit 1 if not
+        /// within --timeout).
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait, in seconds.
+        #[arg(long, default_value_t = 10, requires = "wait")]
+        timeout: u64,
+    },
     /// Every node's traffic, live: requests and 5xx per second, latency
     /// percentiles and open connections per frontend, and per backend;
     /// refreshed every second, `q` quits.
@@ -355,8 +365,12 @@ pub(crate) async fn connect(endpoint: &str) -> Result<ControlServiceClient<Chann
 
 pub(crate) fn is_unreachable(status: &tonic::Status) -> bool {
     // UNAVAILABLE from a reachable node means "no quorum": that is the
-    // cluster's answer, not a reason to try another endpoint.
-    status.code() == tonic::Code::Unavailable && status.message().contains("transport")
+    // cluster's answer, not a reason to try another endpoint. A connection
+    // that breaks mid-call (a node killed just after it accepted) is UNKNOWN
+    // "transport error"; a write retried elsewhere keeps its request id and
+    // is applied once.
+    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+        && status.message().contains("transport")
 }
 
 pub(crate) fn code_name(code: tonic::Code) -> &'static str {
@@ -372,6 +386,58 @@ pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// Why the cluster has not settled: no leader, or the VIP not (only) on
+/// the leader; `None` when it has.
+fn unsettled(status: &pb::StatusReply) -> Option<String> {
+    let Some(leader) = status.leader else {
+        return Some("no leader".into());
+    };
+    if status.vip_address.is_empty() {
+        return None;
+    }
+    let holders: Vec<u64> = status
+        .nodes
+        .iter()
+        .filter(|n| n.vip_held == Some(true))
+        .map(|n| n.id)
+        .collect();
+    match holders.as_slice() {
+        [one] if *one == leader => None,
+        [] => Some(format!(
+            "the VIP is held by no node (leader: node {leader})"
+        )),
+        _ => Some(format!(
+            "the VIP is held by {holders:?}, the leader is node {leader}"
+        )),
+    }
+}
+
+/// `ctl status --wait`: asks every 100 ms until the cluster has settled or
+/// `limit` passed.
+async fn wait_settled(
+    client: &mut Client,
+    limit: Duration,
+    json: bool,
+) -> Result<Outcome, tonic::Status> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
+        let status = client.inner.status(request).await?.into_inner();
+        let why = unsettled(&status);
+        let Some(why) = why else {
+            return Ok(Outcome::Done(output::status(&status, json)));
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Outcome::Refused(format!(
+                "not settled within {} s: {why}\n{}",
+                limit.as_secs(),
+                output::status(&status, json)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn remove_backend(pool: &str, address: &str, request_id: String) -> pb::RemoveBackendRequest {
     pb::RemoveBackendRequest {
         pool: pool.to_string(),
@@ -384,11 +450,15 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
     let json = args.json;
     Ok(match &args.verb {
         Verb::Top { once } => return top::run(&mut client, *once, json).await,
-        Verb::Status => {
+        Verb::Status { wait: false, .. } => {
             let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
             let status = client.inner.status(request).await?.into_inner();
             Outcome::Done(output::status(&status, json))
         }
+        Verb::Status {
+            wait: true,
+            timeout,
+        } => wait_settled(&mut client, Duration::from_secs(*timeout), json).await?,
         Verb::Apply {
             file,
             dry_run,

@@ -553,3 +553,49 @@ async fn ctl_top_once_shows_every_nodes_traffic() {
     }
     assert!(out.contains(&backend.address.to_string()), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_status_wait_returns_once_a_new_leader_holds_the_vip() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let vip = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints = cluster.endpoints();
+    let (code, out, err) = {
+        let endpoints = endpoints.clone();
+        tokio::task::spawn_blocking(move || ctl(&endpoints, &["status", "--wait"]))
+            .await
+            .expect("ctl")
+    };
+    assert_eq!(code, 0, "{out}{err}");
+    let killed = cluster.nodes[leader].id;
+    assert!(
+        out.contains(&format!("{vip}: held by node {killed}")),
+        "{out}"
+    );
+    // The holder dies; asked at once (its endpoint among those tried),
+    // `status --wait` answers only when another node leads and holds it.
+    cluster.nodes[leader].kill9();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        ctl(&endpoints, &["status", "--wait", "--timeout", "20"])
+    })
+    .await
+    .expect("ctl");
+    assert_eq!(code, 0, "{out}{err}");
+    let holder = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("VIP {vip}: held by node ")))
+        .unwrap_or_else(|| panic!("no holder: {out}"));
+    assert_ne!(holder, killed.to_string(), "{out}");
+    let new_leader = out
+        .lines()
+        .next()
+        .and_then(|l| l.split("leader node ").nth(1))
+        .and_then(|l| l.split(',').next());
+    assert_eq!(new_leader, Some(holder), "{out}");
+}

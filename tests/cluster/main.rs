@@ -3,8 +3,8 @@
 
 mod control_api;
 mod control_plane;
-mod demo;
 mod failover;
+mod first_hour;
 mod fixture;
 mod health;
 mod http_forwarding;
