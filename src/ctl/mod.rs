@@ -369,8 +369,10 @@ pub(crate) fn is_unreachable(status: &tonic::Status) -> bool {
     // that breaks mid-call (a node killed just after it accepted) is UNKNOWN
     // "transport error"; a write retried elsewhere keeps its request id and
     // is applied once.
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
-        && status.message().contains("transport")
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && status.message().contains("transport")
 }
 
 pub(crate) fn code_name(code: tonic::Code) -> &'static str {
