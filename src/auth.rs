@@ -1,4 +1,5 @@
-//! The shared token that guards the control API and the peer port.
+//! Shared tokens: the API's alternative to client certificates (an
+//! admin and a read token), and the peer port's guard without TLS.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,9 +41,9 @@ impl Token {
         use std::os::unix::fs::PermissionsExt;
         let shown = path.display();
         let meta = std::fs::metadata(path).map_err(|e| format!("token_file {shown}: {e}"))?;
-        if meta.permissions().mode() & 0o007 != 0 {
+        if meta.permissions().mode() & 0o077 != 0 {
             return Err(format!(
-                "token_file {shown}: readable by other users (mode {:o}); run chmod 600 on it",
+                "token_file {shown}: readable by group or others (mode {:o}); run chmod 600 on it",
                 meta.permissions().mode() & 0o777
             ));
         }
@@ -66,6 +67,19 @@ impl Token {
         {
             request.metadata_mut().insert(HEADER, value);
         }
+    }
+
+    /// Whether `headers` carry this token (compared in constant time).
+    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
+        let Some(expected) = &self.0 else {
+            return false;
+        };
+        let given = headers
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
     }
 
     /// Checks an incoming request: with a token configured, only a request

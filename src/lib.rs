@@ -51,5 +51,6 @@ pub mod raft;
 pub mod routing;
 pub mod served;
 pub mod state;
+pub mod tls;
 pub mod traffic;
 pub mod vip;

@@ -18,6 +18,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum Certs {
+    /// Write a CA, a certificate per node (its addresses as subject
+    /// alternative names) and client certificates into a folder; keys are
+    /// mode 600. Run again on the same folder, it keeps the CA and the
+    /// files there and adds what is missing (a new node's certificate).
+    ///
+    /// Example: raftlb certs init --out certs --node 1=127.0.0.11 --node 2=127.0.0.12 --node 3=127.0.0.13 --client admin --client grafana:read
+    Init {
+        /// Folder to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// A node as ID=ADDRESS[,ADDRESS…]; repeat for each node.
+        #[arg(long = "node", value_name = "ID=ADDRESS")]
+        nodes: Vec<raftlb::tls::bootstrap::NodeSpec>,
+        /// A client as NAME (role admin) or NAME:read; repeat for each.
+        #[arg(long = "client", value_name = "NAME[:read]")]
+        clients: Vec<raftlb::tls::bootstrap::ClientSpec>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run one balancer node.
     Node {
@@ -27,6 +48,9 @@ enum Command {
     },
     /// Drive a cluster through its control API.
     Ctl(raftlb::ctl::CtlArgs),
+    /// Certificates for mutual TLS between nodes and clients.
+    #[command(subcommand)]
+    Certs(Certs),
     /// Run an embedded cluster with demo backends on loopback, for a first look.
     Demo {
         /// Number of balancer nodes, on 127.0.0.11, 127.0.0.12, …
@@ -57,6 +81,26 @@ const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Ctl(args) => run_ctl(args),
+        Command::Certs(Certs::Init {
+            out,
+            nodes,
+            clients,
+        }) => match raftlb::tls::bootstrap::init(&out, &nodes, &clients) {
+            Ok(written) if written.is_empty() => {
+                println!("{}: every file was there already", out.display());
+                ExitCode::SUCCESS
+            }
+            Ok(written) => {
+                for file in written {
+                    println!("wrote {}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("raftlb certs: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Node { config } => {
             let config = match raftlb::config::NodeConfig::load(&config) {
                 Ok(config) => config,

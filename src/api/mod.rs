@@ -3,6 +3,7 @@
 //! become gRPC statuses in one place (`ControlError` → `Status`).
 
 pub mod convert;
+pub mod guard;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_stream::Stream;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Token;
+pub use guard::ApiAuth;
+
 use crate::control::{ClusterControl, ControlError, LeaderReply, LeaderRequest};
 use crate::events::{Event, Stamped};
 use crate::proto::v1 as pb;
@@ -35,19 +36,15 @@ pub struct ControlApi {
 }
 
 impl ControlApi {
-    /// The tonic server for `control`; with a token set, every call must
-    /// carry it.
+    /// The tonic server for `control`, every call checked by `auth`.
     pub fn server(
         control: Arc<ClusterControl>,
-        token: &Token,
-    ) -> InterceptedService<
-        ControlServiceServer<ControlApi>,
-        impl tonic::service::Interceptor + Clone + use<>,
-    > {
+        auth: &ApiAuth,
+    ) -> guard::Guarded<ControlServiceServer<ControlApi>> {
         let server = ControlServiceServer::new(ControlApi { control })
             .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_API_MESSAGE_BYTES);
-        InterceptedService::new(server, token.interceptor())
+        auth.guard(server)
     }
 
     /// Proposes `command` for the caller of `request`, once per
@@ -66,11 +63,11 @@ impl ControlApi {
     }
 }
 
-/// Who made a request: its peer address (the token, when required, is the
-/// same for everyone, so the address is what tells callers apart).
+/// Who made a request, as [`guard`] identified it: the certificate's or
+/// token's identity, and its address.
 fn caller<T>(request: &Request<T>) -> String {
-    match request.remote_addr() {
-        Some(address) => format!("api client {address}"),
+    match request.extensions().get::<guard::Caller>() {
+        Some(caller) => caller.0.clone(),
         None => "api client".into(),
     }
 }

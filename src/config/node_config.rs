@@ -28,9 +28,21 @@ pub struct NodeConfig {
     pub serve_ip: IpAddr,
     /// Where the node keeps its data.
     pub data_dir: PathBuf,
-    /// Optional shared secret for the API and peers.
+    /// Optional shared secret for the API (role admin) and, without TLS,
+    /// the peers; sent as `authorization: Bearer <token>`.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Optional second token for the API with the role `read`.
+    #[serde(default)]
+    pub read_token_file: Option<PathBuf>,
+    /// Mutual TLS on the peer port and the control API.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Allow a peer or API address beyond loopback without mutual TLS (or,
+    /// for the API, a token): anyone who reaches it could change the
+    /// cluster. Logged as a warning at every start.
+    #[serde(default)]
+    pub insecure: bool,
     /// How long a shutdown waits for open requests and connections.
     #[serde(default = "default_grace_ms")]
     pub shutdown_grace_ms: u64,
@@ -215,6 +227,8 @@ impl NodeConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         config.token_file = config.token_file.map(|p| base.join(p));
+        config.read_token_file = config.read_token_file.map(|p| base.join(p));
+        config.tls = config.tls.map(|files| files.relative_to(base));
         config.cluster.seed = config.cluster.seed.map(|p| base.join(p));
         config.check().map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
@@ -243,7 +257,33 @@ impl NodeConfig {
             .collect()
     }
 
+    /// What is open beyond loopback without authentication: `raft_addr`
+    /// without TLS, `api_addr` without TLS or a token. Allowed only with
+    /// `insecure = true`.
+    pub fn exposed(&self) -> Vec<&'static str> {
+        let mut open = Vec::new();
+        if self.tls.is_none() && !self.raft_addr.ip().is_loopback() {
+            open.push("raft_addr");
+        }
+        if self.tls.is_none() && self.token_file.is_none() && !self.api_addr.ip().is_loopback() {
+            open.push("api_addr");
+        }
+        open
+    }
+
     fn check(&self) -> Result<(), String> {
+        let exposed = self.exposed();
+        if !exposed.is_empty() && !self.insecure {
+            return Err(format!(
+                "{}: beyond loopback without authentication; add a [tls] section \
+                 (raftlb certs init makes the files), or a token_file for the API, \
+                 or set insecure = true to allow it anyway",
+                exposed.join(", ")
+            ));
+        }
+        if self.read_token_file.is_some() && self.token_file.is_none() {
+            return Err("read_token_file: needs token_file too (the admin's token)".into());
+        }
         let members = self.members()?;
         if members.is_empty() {
             return Err("cluster.members: at least one member is needed".into());

@@ -22,6 +22,7 @@ use crate::config::{ClusterSpec, read_toml};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_client::ControlServiceClient;
 use crate::raft::network::MAX_MESSAGE_BYTES;
+use crate::tls::transport::FirstError;
 
 /// Options shared by every verb.
 #[derive(Debug, Args)]
@@ -33,9 +34,20 @@ pub struct CtlArgs {
     /// 127.0.0.1:7200.
     #[arg(long, global = true, env = "RAFTLB_ENDPOINT", value_delimiter = ',')]
     pub endpoint: Option<Vec<String>>,
-    /// The cluster token, when the cluster requires one.
+    /// The cluster token, when the cluster takes tokens (else `token_file`
+    /// in ctl.toml).
     #[arg(long, global = true, env = "RAFTLB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster's CA bundle, for mutual TLS (else `ca` in ctl.toml).
+    #[arg(long, global = true, env = "RAFTLB_CA")]
+    pub ca: Option<PathBuf>,
+    /// This client's certificate from `raftlb certs init` (else `cert` in
+    /// ctl.toml).
+    #[arg(long, global = true, env = "RAFTLB_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Its private key (else `key` in ctl.toml).
+    #[arg(long, global = true, env = "RAFTLB_KEY")]
+    pub key: Option<PathBuf>,
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -272,23 +284,30 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one ctl command.
 pub async fn run(args: CtlArgs) -> Outcome {
-    let token = Token::from_value(args.token.clone());
-    let endpoints = match client_config::endpoints(args.endpoint.clone()) {
-        Ok(endpoints) => endpoints,
+    let given = client_config::Given {
+        endpoints: args.endpoint.clone(),
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        token: args.token.clone(),
+    };
+    let access = match client_config::resolve(given) {
+        Ok(access) => access,
         Err(error) => return Outcome::Usage(format!("client config: {error}")),
     };
     if let Verb::Watch { from_version } = args.verb {
-        return watch::follow(&endpoints, &token, from_version, args.json).await;
+        return watch::follow(&access, from_version, args.json).await;
     }
     // One id per invocation, kept across endpoints: a write retried on the
     // next node after a lost reply is applied once.
     let ids = RequestIds::new();
     let mut last_error = String::from("no endpoint given");
-    for endpoint in &endpoints {
-        let client = match connect(endpoint).await {
+    for endpoint in &access.endpoints {
+        let errors = FirstError::default();
+        let client = match connect(endpoint, access.tls.as_ref(), &errors).await {
             Ok(client) => Client {
                 inner: client,
-                token: token.clone(),
+                token: access.token.clone(),
                 ids: ids.clone(),
             },
             Err(error) => {
@@ -297,8 +316,11 @@ pub async fn run(args: CtlArgs) -> Outcome {
             }
         };
         match call(client, &args).await {
-            Err(status) if is_unreachable(&status) => {
-                last_error = format!("{endpoint}: {}", status.message());
+            Err(status) if is_unreachable(&status) || connection_lost(&status) => {
+                last_error = format!(
+                    "{endpoint}: {}",
+                    failed_why(&status, &errors, access.tls.is_some())
+                );
                 continue;
             }
             Err(status) => {
@@ -351,13 +373,29 @@ impl Client {
     }
 }
 
-pub(crate) async fn connect(endpoint: &str) -> Result<ControlServiceClient<Channel>, String> {
-    let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+/// A client of `endpoint`, over mutual TLS with `tls`; I/O errors of its
+/// connection go to `errors`.
+pub(crate) async fn connect(
+    endpoint: &str,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    errors: &FirstError,
+) -> Result<ControlServiceClient<Channel>, String> {
+    let target = Endpoint::from_shared(format!("http://{endpoint}"))
         .map_err(|e| format!("bad endpoint: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+        .connect_timeout(Duration::from_secs(2));
+    let channel = match tls {
+        None => target.connect().await,
+        Some(tls) => {
+            let tls = tls.clone();
+            target
+                .connect_with_connector(crate::tls::transport::connector(
+                    move || tls.clone(),
+                    errors.clone(),
+                ))
+                .await
+        }
+    }
+    .map_err(|e| error_chain(&e))?;
     Ok(ControlServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -375,6 +413,68 @@ pub(crate) fn is_unreachable(status: &tonic::Status) -> bool {
     ) && status.message().contains("transport")
 }
 
+/// Whether a call failed because its connection went away under it (h2
+/// reports a connection closed mid-handshake as a protocol error, tonic
+/// the call as cancelled).
+pub(crate) fn connection_lost(status: &tonic::Status) -> bool {
+    let text = describe(status);
+    status.code() == tonic::Code::Cancelled
+        || (status.code() == tonic::Code::Unknown
+            && (text.contains("h2 protocol error") || text.contains("connection")))
+}
+
+/// Why a call on a connection failed, as well as this side knows: a node
+/// that refuses a client certificate, or gets plain text on a TLS port,
+/// closes the connection, and the call reports only that.
+pub(crate) fn failed_why(status: &tonic::Status, errors: &FirstError, tls: bool) -> String {
+    let text = describe(status);
+    let closed = ["broken pipe", "reset", "h2 protocol", "connection error"]
+        .iter()
+        .any(|sign| text.contains(sign));
+    match errors.get() {
+        Some(error) => format!(
+            "the node closed the connection ({error}): it did not take this client \
+             certificate (another CA, expired, or no raftlb identity); its log says which"
+        ),
+        None if !tls && (closed || connection_lost(status)) => format!(
+            "the node closed the connection ({text}): it may take mutual TLS only; give \
+             --ca, --cert and --key (or RAFTLB_CA, RAFTLB_CERT, RAFTLB_KEY, or ca, cert and \
+             key in ctl.toml)"
+        ),
+        None => text,
+    }
+}
+
+/// An error with its causes: "transport error: …: invalid peer
+/// certificate: UnknownIssuer".
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A status's message and the causes behind it.
+pub(crate) fn describe(status: &tonic::Status) -> String {
+    match std::error::Error::source(status) {
+        Some(source) => {
+            let causes = error_chain(source);
+            if causes.contains(status.message()) {
+                causes
+            } else {
+                format!("{}: {causes}", status.message())
+            }
+        }
+        None => status.message().to_string(),
+    }
+}
+
 pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     match code {
         tonic::Code::InvalidArgument => "invalid argument",
@@ -383,6 +483,7 @@ pub(crate) fn code_name(code: tonic::Code) -> &'static str {
         tonic::Code::FailedPrecondition => "refused",
         tonic::Code::Unavailable => "unavailable",
         tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::PermissionDenied => "permission denied",
         tonic::Code::DeadlineExceeded => "timed out",
         _ => "error",
     }

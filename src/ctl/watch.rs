@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, code_name, connect, is_unreachable, output};
-use crate::auth::Token;
+use super::client_config::Access;
+use super::{Outcome, code_name, connect, describe, is_unreachable, output};
 use crate::proto::v1 as pb;
 
 /// How long the watch keeps trying when no endpoint answers.
@@ -17,12 +17,8 @@ const ROUND_PAUSE: Duration = Duration::from_millis(200);
 
 /// Streams events until the reader goes away, an endpoint refuses the
 /// watch, or no endpoint has answered for [`GIVE_UP_AFTER`].
-pub async fn follow(
-    endpoints: &[String],
-    token: &Token,
-    from_version: Option<u64>,
-    json: bool,
-) -> Outcome {
+pub async fn follow(access: &Access, from_version: Option<u64>, json: bool) -> Outcome {
+    let (endpoints, token) = (&access.endpoints, &access.token);
     if endpoints.is_empty() {
         return Outcome::Usage("no endpoint given".into());
     }
@@ -41,7 +37,8 @@ pub async fn follow(
         if failed_in_a_row > 0 && failed_in_a_row % endpoints.len() == 0 {
             tokio::time::sleep(ROUND_PAUSE).await;
         }
-        let mut client = match connect(endpoint).await {
+        let errors = crate::tls::transport::FirstError::default();
+        let mut client = match connect(endpoint, access.tls.as_ref(), &errors).await {
             Ok(client) => client,
             Err(error) => {
                 last_error = format!("{endpoint}: {error}");
@@ -59,7 +56,7 @@ pub async fn follow(
             match client.status(request).await {
                 Ok(status) => last = Some(status.into_inner().config_version),
                 Err(status) => {
-                    last_error = format!("{endpoint}: {}", status.message());
+                    last_error = format!("{endpoint}: {}", describe(&status));
                     failed_in_a_row += 1;
                     continue;
                 }
@@ -70,7 +67,7 @@ pub async fn follow(
         let mut stream = match client.watch(request).await {
             Ok(stream) => stream.into_inner(),
             Err(status) if is_unreachable(&status) => {
-                last_error = format!("{endpoint}: {}", status.message());
+                last_error = format!("{endpoint}: {}", describe(&status));
                 failed_in_a_row += 1;
                 continue;
             }

@@ -17,6 +17,9 @@ use crate::config::{
     PoolSpec, Protocol, VipConfig, VipMode,
 };
 use crate::ctl::client_config;
+use crate::tls::TlsFiles;
+use crate::tls::bootstrap::{ClientSpec, NodeSpec};
+use crate::tls::identity::Role;
 
 pub use drill::DrillReport;
 use nodes::NodeProcess;
@@ -77,6 +80,20 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
     let text = toml::to_string(&spec).map_err(|e| DemoError::Setup(e.to_string()))?;
     std::fs::write(&seed, text).map_err(setup)?;
 
+    // Mutual TLS, as a real cluster should run: the demo's own CA.
+    let certs = root.join("certs");
+    let node_specs: Vec<NodeSpec> = (1..=options.nodes)
+        .map(|id| NodeSpec {
+            id: u64::from(id),
+            addresses: vec![node_ip(id)],
+        })
+        .collect();
+    let admin = ClientSpec {
+        name: "admin".into(),
+        role: Role::Admin,
+    };
+    crate::tls::bootstrap::init(&certs, &node_specs, &[admin]).map_err(DemoError::Setup)?;
+
     let members: BTreeMap<String, SocketAddr> = (1..=options.nodes)
         .map(|id| (id.to_string(), SocketAddr::new(node_ip(id), 7100)))
         .collect();
@@ -98,7 +115,7 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
         let report = drill::kill_the_holder(&mut nodes, vip, options.drill_rounds).await;
         println!("{report}");
     } else {
-        let client_file = print_tries(options);
+        let client_file = print_tries(options, &demo_client_tls(root));
         println!("Ctrl-C stops the demo.");
         stopped().await;
         if let Some(file) = client_file {
@@ -152,6 +169,13 @@ fn node_config(
         serve_ip: ip,
         data_dir: root.join(format!("node{id}")),
         token_file: None,
+        read_token_file: None,
+        tls: Some(TlsFiles {
+            ca: root.join("certs/ca.pem"),
+            cert: root.join(format!("certs/node{id}.pem")),
+            key: root.join(format!("certs/node{id}-key.pem")),
+        }),
+        insecure: false,
         shutdown_grace_ms: 2_000,
         worker_threads: None,
         cluster: ClusterBootstrap {
@@ -193,18 +217,33 @@ fn print_banner(options: &DemoOptions, root: &std::path::Path) {
 /// Prints the commands to try, and makes `raftlb ctl` find the demo
 /// through the client config file (unless that file is the operator's:
 /// then the lines name the endpoints). The file written, if any.
-fn print_tries(options: &DemoOptions) -> Option<PathBuf> {
+/// The demo's client certificate for `raftlb ctl`.
+fn demo_client_tls(root: &std::path::Path) -> TlsFiles {
+    TlsFiles {
+        ca: root.join("certs/ca.pem"),
+        cert: root.join("certs/admin.pem"),
+        key: root.join("certs/admin-key.pem"),
+    }
+}
+
+fn print_tries(options: &DemoOptions, tls: &TlsFiles) -> Option<PathBuf> {
     let endpoints: Vec<String> = (1..=options.nodes)
         .map(|id| format!("{}:7200", node_ip(id)))
         .collect();
     let raftlb = std::env::current_exe()
         .map_or_else(|_| "raftlb".to_string(), |exe| exe.display().to_string());
-    let (ctl, written) = match client_config::write_for_demo(&endpoints) {
+    let (ctl, written) = match client_config::write_for_demo(&endpoints, Some(tls)) {
         Ok(file) => (format!("{raftlb} ctl"), Some(file)),
         Err(why) => {
             println!("  (not writing the ctl client config: {why})");
             (
-                format!("{raftlb} ctl --endpoint {}", endpoints.join(",")),
+                format!(
+                    "{raftlb} ctl --endpoint {} --ca {} --cert {} --key {}",
+                    endpoints.join(","),
+                    tls.ca.display(),
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
                 None,
             )
         }
@@ -219,7 +258,7 @@ fn print_tries(options: &DemoOptions) -> Option<PathBuf> {
     println!("  {ctl} cluster transfer-leader");
     if let Some(file) = &written {
         println!(
-            "  (`raftlb ctl` finds the demo through {}, removed when the demo stops)",
+            "  (`raftlb ctl` finds the demo and its client certificate through {}, removed when the demo stops)",
             file.display()
         );
     }

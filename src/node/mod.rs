@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminState};
-use crate::api::ControlApi;
+use crate::api::{ApiAuth, ControlApi};
 use crate::auth::Token;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
 use crate::control::ClusterControl;
@@ -37,9 +37,11 @@ use crate::raft::Raft;
 use crate::raft::election::{self, ElectionTimer};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
+use crate::raft::peer_channel::{PeerChannels, PeerTransport};
 use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::served::ServedConfig;
+use crate::tls::{ClusterTls, transport};
 use crate::vip::VipRole;
 use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
 
@@ -94,11 +96,16 @@ pub struct RunningNode {
     /// (the minimum election timeout; see raft::election).
     vote_lease: Duration,
     seed_path: Option<PathBuf>,
+    /// Mutual TLS settings, re-read on SIGHUP.
+    tls: Option<Arc<ClusterTls>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     servers: CancellationToken,
     grace: Duration,
 }
+
+/// How often a node looks whether its TLS files changed.
+const TLS_FILE_CHECK: Duration = Duration::from_secs(5);
 
 /// Starts a node from `config`. `seed` overrides the seed file (the demo
 /// passes its configuration directly).
@@ -138,13 +145,32 @@ pub async fn start(
         .open()
         .map_err(|e| data_error(e.to_string()))?;
 
-    let token = match &config.token_file {
-        Some(path) => Token::load(path).map_err(|message| ConfigError::Invalid {
-            path: "node.toml".into(),
-            message,
-        })?,
-        None => Token::none(),
+    let invalid = |message: String| ConfigError::Invalid {
+        path: "node.toml".into(),
+        message,
     };
+    let load_token = |path: &Option<std::path::PathBuf>| match path {
+        Some(path) => Token::load(path),
+        None => Ok(Token::none()),
+    };
+    let token = load_token(&config.token_file).map_err(invalid)?;
+    let read_token = load_token(&config.read_token_file).map_err(invalid)?;
+    let tls = match &config.tls {
+        Some(files) => Some(
+            ClusterTls::load(files.clone(), config.id, token.is_set())
+                .map_err(|e| invalid(format!("tls: {e}")))?,
+        ),
+        None => None,
+    };
+    let exposed = config.exposed();
+    if !exposed.is_empty() {
+        tracing::warn!(
+            open = ?exposed,
+            "insecure = true: reachable beyond loopback without authentication; \
+             anyone who reaches these ports can change the cluster"
+        );
+    }
+    let transport = PeerTransport::new(tls.clone());
     let served = Arc::new(ServedConfig::new(
         Arc::new(Metrics::new()),
         Events::default(),
@@ -205,6 +231,7 @@ pub async fn start(
         config.id,
         Arc::new(raft_config),
         PeerNetwork::new(
+            transport.clone(),
             token.clone(),
             election.clone(),
             peer_back,
@@ -225,7 +252,7 @@ pub async fn start(
         election: election.clone(),
         vip: vip.clone(),
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
-        channels: Default::default(),
+        channels: PeerChannels::new(transport),
         peer_rpcs,
     });
     {
@@ -256,22 +283,40 @@ pub async fn start(
                 source,
             })?;
     let stop = servers.clone();
-    let peer = PeerService::server(control.clone(), &token);
+    let peer = PeerService::server(control.clone(), &token, tls.is_some());
+    let peer_tls = tls.clone();
     tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             // Peers' own late RPCs are no longer cancelled (see
             // raft::network), but a burst of resets from a peer under load
             // must not cost the whole connection either.
             .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_RESETS))
-            .add_service(peer)
-            .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
-            .await;
+            .add_service(peer);
+        let served = match peer_tls {
+            Some(tls) => {
+                let incoming =
+                    transport::incoming(peer_incoming, "peer", move || tls.peer_server());
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
+                    .await
+            }
+        };
         if let Err(error) = served {
             tracing::error!(%error, "peer server failed");
         }
     });
     let stop = servers.clone();
-    let api = ControlApi::server(control.clone(), &token);
+    let auth = ApiAuth {
+        tls: tls.is_some(),
+        admin_token: token.clone(),
+        read_token,
+    };
+    let api = ControlApi::server(control.clone(), &auth);
     // Reflection in both versions (grpcurl and Python's grpcio reflection
     // client still speak v1alpha), advertising only what this port serves:
     // the peer-only Raft service is in the same descriptors but not here.
@@ -286,23 +331,39 @@ pub async fn start(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
-    let reflection_v1 =
-        tonic::service::interceptor::InterceptedService::new(reflection_v1, token.interceptor());
-    let reflection_v1alpha = tonic::service::interceptor::InterceptedService::new(
-        reflection_v1alpha,
-        token.interceptor(),
-    );
+    let reflection_v1 = auth.guard(reflection_v1);
+    let reflection_v1alpha = auth.guard(reflection_v1alpha);
+    let api_tls = tls.clone();
     tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(api)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
-            .await;
+            .add_service(reflection_v1alpha);
+        let served = match api_tls {
+            Some(tls) => {
+                let incoming = transport::incoming(api_incoming, "api", move || tls.api_server());
+                router
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
+                    .await
+            }
+        };
         if let Err(error) = served {
             tracing::error!(%error, "control API server failed");
         }
     });
+    if let Some(tls) = &tls {
+        // New certificate files are picked up within seconds without a
+        // SIGHUP too (a renewal agent that writes them in place).
+        tokio::spawn(
+            tls.clone()
+                .watch(config.id, TLS_FILE_CHECK, shutdown.clone()),
+        );
+    }
     let vip_stop = servers.child_token();
     let traffic = Arc::new(crate::traffic::TrafficHistory::default());
     {
@@ -361,6 +422,7 @@ pub async fn start(
         vip_stop,
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
         seed_path: config.cluster.seed.clone(),
+        tls,
         shutdown,
         connections,
         servers,

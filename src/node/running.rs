@@ -26,11 +26,19 @@ const HAND_OVER_LINGER: Duration = Duration::from_millis(1_200);
 const HAND_OVER_WINDOW: Duration = Duration::from_millis(1_700);
 
 impl RunningNode {
-    /// Re-reads the seed file and proposes it as the whole configuration
-    /// (SIGHUP); a file that does not validate is logged and nothing changes.
+    /// SIGHUP: re-reads the TLS files, then the seed file, proposed as the
+    /// whole configuration; a file that does not validate is logged and
+    /// nothing of it changes.
     pub async fn reload(&self) {
+        if let Some(tls) = &self.tls
+            && let Err(error) = tls.reload(self.control.id)
+        {
+            tracing::error!(%error, "TLS reload refused; keeping the previous certificate");
+        }
         let Some(path) = &self.seed_path else {
-            tracing::warn!("SIGHUP: no seed file configured; nothing to reload");
+            if self.tls.is_none() {
+                tracing::warn!("SIGHUP: no seed file configured; nothing to reload");
+            }
             return;
         };
         let spec = match read_toml::<ClusterSpec>(path) {

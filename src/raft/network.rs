@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use super::peer_channel::RenewableChannel;
+use super::peer_channel::{PeerTransport, RenewableChannel};
 use super::{ClusterNode, NodeId, TypeConfig};
 use tokio::sync::Notify;
 
@@ -94,6 +94,7 @@ impl Drop for InFlightRpc {
 
 /// Creates peer clients for openraft, keeping one pair of channels per peer.
 pub struct PeerNetwork {
+    transport: PeerTransport,
     links: HashMap<String, Arc<PeerLinks>>,
     reachability: HashMap<NodeId, Arc<Reachability>>,
     in_flight: Arc<InFlightRpcs>,
@@ -108,12 +109,14 @@ impl PeerNetwork {
     /// `peer_back` is notified whenever a peer that was unreachable answers
     /// again.
     pub fn new(
+        transport: PeerTransport,
         token: Token,
         election: Arc<ElectionTimer>,
         peer_back: Arc<Notify>,
         in_flight: Arc<InFlightRpcs>,
     ) -> Self {
         PeerNetwork {
+            transport,
             links: HashMap::new(),
             reachability: HashMap::new(),
             in_flight,
@@ -177,7 +180,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &ClusterNode) -> PeerClient {
         let links = match self.links.get(&node.raft_addr) {
             Some(links) => Some(links.clone()),
-            None => match PeerLinks::new(&node.raft_addr) {
+            None => match PeerLinks::new(&node.raft_addr, &self.transport) {
                 Ok(links) => {
                     let links = Arc::new(links);
                     self.links.insert(node.raft_addr.clone(), links.clone());
@@ -219,10 +222,10 @@ struct PeerLinks {
 }
 
 impl PeerLinks {
-    fn new(raft_addr: &str) -> Result<Self, tonic::transport::Error> {
+    fn new(raft_addr: &str, transport: &PeerTransport) -> Result<Self, tonic::transport::Error> {
         Ok(PeerLinks {
-            rpc: RenewableChannel::new(raft_addr)?,
-            bulk: RenewableChannel::new(raft_addr)?,
+            rpc: RenewableChannel::new(raft_addr, transport)?,
+            bulk: RenewableChannel::new(raft_addr, transport)?,
         })
     }
 }
