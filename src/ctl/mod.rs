@@ -418,9 +418,14 @@ pub(crate) fn is_unreachable(status: &tonic::Status) -> bool {
 /// the call as cancelled).
 pub(crate) fn connection_lost(status: &tonic::Status) -> bool {
     let text = describe(status);
-    status.code() == tonic::Code::Cancelled
-        || (status.code() == tonic::Code::Unknown
-            && (text.contains("h2 protocol error") || text.contains("connection")))
+    match status.code() {
+        tonic::Code::Cancelled => true,
+        // h2's PROTOCOL_ERROR maps to INTERNAL.
+        tonic::Code::Unknown | tonic::Code::Internal => {
+            text.contains("h2 protocol error") || text.contains("connection")
+        }
+        _ => false,
+    }
 }
 
 /// Why a call on a connection failed, as well as this side knows: a node

@@ -10,6 +10,7 @@ mod health;
 mod http_forwarding;
 mod lifecycle;
 mod malformed;
+mod mutual_tls;
 mod netns_drills;
 mod netns_fence;
 mod raft_cluster;

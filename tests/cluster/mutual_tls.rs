@@ -1,0 +1,326 @@
+//! Mutual TLS with real handshakes: certificates from `raftlb certs init`,
+//! a three-node cluster that admits its own nodes and clients and refuses
+//! everyone else, roles, and a certificate rotated on SIGHUP.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use raftlb::proto::v1::RaftPayload;
+use raftlb::proto::v1::raft_service_client::RaftServiceClient;
+use raftlb::tls::TlsFiles;
+
+use crate::fixture::*;
+
+/// `raftlb certs init --out DIR` with `args`, as an operator runs it.
+fn certs_init(out: &Path, args: &[String]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .args(["certs", "init", "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("raftlb certs init");
+    assert!(
+        output.status.success(),
+        "certs init: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `--ca CA --cert DIR/NAME.pem --key DIR/NAME-key.pem`.
+fn tls_args(ca: &Path, dir: &Path, name: &str) -> Vec<String> {
+    vec![
+        "--ca".into(),
+        ca.display().to_string(),
+        "--cert".into(),
+        dir.join(format!("{name}.pem")).display().to_string(),
+        "--key".into(),
+        dir.join(format!("{name}-key.pem")).display().to_string(),
+    ]
+}
+
+fn ctl_with(endpoints: &str, tls: &[String], args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    ctl(endpoints, &all)
+}
+
+/// Sends a Raft vote request naming `candidate` to `peer`'s peer port,
+/// presenting `files`' certificate.
+async fn vote_as(files: &TlsFiles, peer: SocketAddr, candidate: u64) -> Result<(), tonic::Status> {
+    let settings = raftlb::tls::client_config(files).expect("client config");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_with_connector(raftlb::tls::transport::connector(
+            move || settings.clone(),
+            Default::default(),
+        ))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let request = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(99, candidate), None);
+    let json = serde_json::to_vec(&request).expect("json");
+    RaftServiceClient::new(channel)
+        .vote(RaftPayload { json })
+        .await
+        .map(|_| ())
+}
+
+/// The certificate a TLS server at `address` presents now.
+async fn served_certificate(files: &TlsFiles, address: SocketAddr) -> Option<Vec<u8>> {
+    let settings = raftlb::tls::client_config(files).ok()?;
+    let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
+    let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(settings)
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    let (_, session) = tls.get_ref();
+    Some(session.peer_certificates()?.first()?.to_vec())
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .expect("certificate")
+        .to_vec()
+}
+
+/// `raftlb ctl watch`, its lines read on a thread; killed on drop.
+struct Watch {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(endpoints: &str, tls: &[String]) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_raftlb"))
+            .args(["ctl", "--endpoint", endpoints])
+            .args(tls)
+            // From version 1: the add above, then what comes.
+            .args(["watch", "--from-version", "1"])
+            .env("XDG_CONFIG_HOME", "/nonexistent/raftlb-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctl watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Waits up to 10 s for a line containing `text`.
+    fn wait_for(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "raftlb-{name}-{}-{}",
+        std::process::id(),
+        unique_ip()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_the_cluster_and_refuses_everyone_else() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let (certs, stranger) = (temp_dir("certs"), temp_dir("stranger-certs"));
+    let options = NodeOptions {
+        tls: Some(certs.clone()),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::create(3, &seed, &options);
+    let mut args: Vec<String> = cluster
+        .nodes
+        .iter()
+        .flat_map(|n| ["--node".to_string(), format!("{}={}", n.id, n.ip)])
+        .collect();
+    args.extend(["--client", "admin", "--client", "viewer:read"].map(String::from));
+    certs_init(&certs, &args);
+    let ip3 = cluster.nodes[2].ip;
+    certs_init(
+        &stranger,
+        &[
+            "--node".into(),
+            format!("3={ip3}"),
+            "--client".into(),
+            "admin".into(),
+        ],
+    );
+    for node in &mut cluster.nodes {
+        node.launch();
+    }
+    for node in &cluster.nodes {
+        node.wait_ready().await;
+    }
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints = cluster.endpoints();
+    let ca = certs.join("ca.pem");
+    let (admin, viewer) = (
+        tls_args(&ca, &certs, "admin"),
+        tls_args(&ca, &certs, "viewer"),
+    );
+
+    // The admin reads and writes; the history names who wrote.
+    let (code, out, err) = ctl_with(&endpoints, &admin, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("leader node"), "{out}");
+    let (code, out, err) = ctl_with(
+        &endpoints,
+        &admin,
+        &["backend", "add", "pool", "127.0.0.1:9"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, history, _) = ctl_with(&endpoints, &admin, &["history"]);
+    assert!(history.contains("admin (admin) from 127."), "{history}");
+
+    // Without a certificate, or with one from another CA: refused, saying why.
+    let (code, out, err) = ctl(&endpoints, &["status"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("mutual TLS"), "{err}");
+    let (code, out, err) = ctl_with(&endpoints, &tls_args(&ca, &stranger, "admin"), &["status"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("did not take this client certificate"),
+        "{err}"
+    );
+
+    // A read client reads and watches but cannot write.
+    let (code, out, err) = ctl_with(&endpoints, &viewer, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = ctl_with(
+        &endpoints,
+        &viewer,
+        &["backend", "set-weight", "pool", "127.0.0.1:9", "3"],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("needs the role admin; viewer (read) has read"),
+        "{err}"
+    );
+    let watch = Watch::start(&endpoints, &viewer);
+    assert!(
+        watch.wait_for("config version 2: +1 backend (by admin (admin) from"),
+        "the read client's watch did not print the admin's change"
+    );
+
+    // The peer port: node 2 cannot speak for node 3, a client is no node,
+    // and another CA's node 3 is refused at the handshake.
+    let node = |dir: &Path, id: u64| TlsFiles {
+        ca: ca.clone(),
+        cert: dir.join(format!("node{id}.pem")),
+        key: dir.join(format!("node{id}-key.pem")),
+    };
+    let peer = SocketAddr::new(cluster.nodes[0].ip, 7100);
+    let denied = vote_as(&node(&certs, 2), peer, 3)
+        .await
+        .expect_err("node 2 as node 3");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied
+            .message()
+            .contains("names node 3 as its sender, but comes from node 2"),
+        "{denied:?}"
+    );
+    let client = TlsFiles {
+        ca: ca.clone(),
+        cert: certs.join("admin.pem"),
+        key: certs.join("admin-key.pem"),
+    };
+    let denied = vote_as(&client, peer, 1)
+        .await
+        .expect_err("a client on the peer port");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(
+        vote_as(&node(&stranger, 3), peer, 3).await.is_err(),
+        "another CA's node was heard"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || cluster.nodes[0]
+            .log()
+            .contains("TLS handshake refused"))
+        .await,
+        "node 1 did not log the refused handshake"
+    );
+
+    // Rotation: a new certificate for node 1, then SIGHUP; new handshakes
+    // get it, the read client's open watch stream stays and sees the next
+    // change.
+    let api = SocketAddr::new(cluster.nodes[0].ip, 7200);
+    let old = pem_der(&certs.join("node1.pem"));
+    assert_eq!(served_certificate(&client, api).await, Some(old.clone()));
+    std::fs::remove_file(certs.join("node1.pem")).expect("remove");
+    certs_init(
+        &certs,
+        &["--node".into(), format!("1={}", cluster.nodes[0].ip)],
+    );
+    let new = pem_der(&certs.join("node1.pem"));
+    assert_ne!(new, old);
+    cluster.nodes[0].signal("HUP");
+    let mut served = None;
+    for _ in 0..100 {
+        served = served_certificate(&client, api).await;
+        if served.as_ref() == Some(&new) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served, Some(new), "node 1 still serves its old certificate");
+    let (code, out, err) = ctl_with(
+        &endpoints,
+        &admin,
+        &[
+            "backend",
+            "set-weight",
+            "pool",
+            &backend.address.to_string(),
+            "7",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let version = out
+        .split("configuration version ")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .expect("a version");
+    assert!(
+        watch.wait_for(&format!("config version {version}:")),
+        "the watch stream did not survive the rotation"
+    );
+    drop(watch);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&certs);
+    let _ = std::fs::remove_dir_all(&stranger);
+}
