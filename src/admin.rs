@@ -68,6 +68,10 @@ struct LiveChange {
     summary: String,
 }
 
+const DAY_MS: u64 = 24 * 3600 * 1000;
+/// The banner warns of certificates that expire sooner than this.
+const CERT_WARNING_MS: u64 = 30 * DAY_MS;
+
 /// Changes shown on the status page.
 const PAGE_CHANGES: usize = 8;
 /// Down backends named one by one in the banner.
@@ -85,6 +89,9 @@ pub struct Status {
     applied_index: u64,
     config_version: u64,
     vip: VipStatus,
+    /// When this node's TLS certificate expires, ms since the Unix epoch
+    /// (no TLS: null).
+    cert_expires_ms: Option<u64>,
     frontends: Vec<FrontendStatus>,
     backends: Vec<BackendStatus>,
 }
@@ -152,6 +159,7 @@ impl AdminState {
             applied_index: cluster.applied_index,
             config_version: table.version,
             vip: self.vip.status(),
+            cert_expires_ms: self.control.tls.as_ref().map(|tls| tls.expires_ms()),
             frontends,
             backends,
         }
@@ -174,9 +182,18 @@ impl AdminState {
         if node.leader.is_none() {
             alerts.push("no leader: the cluster has no quorum, or is electing one".to_string());
         }
+        let now_ms = crate::control::unix_millis();
         for (id, report) in &reports {
-            if report.is_none() {
-                alerts.push(format!("node {id} does not answer"));
+            match report.as_ref().and_then(|r| r.cert_expires_ms) {
+                _ if report.is_none() => alerts.push(format!("node {id} does not answer")),
+                Some(expires) if expires <= now_ms => {
+                    alerts.push(format!("node {id}'s TLS certificate has expired"))
+                }
+                Some(expires) if expires < now_ms + CERT_WARNING_MS => alerts.push(format!(
+                    "node {id}'s TLS certificate expires in {} days",
+                    (expires - now_ms) / DAY_MS
+                )),
+                _ => {}
             }
         }
         let all_answered = reports.values().all(Option::is_some);
@@ -321,7 +338,15 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
         },
         "/metrics" => with_type(
             StatusCode::OK,
-            admin.control.served.metrics().encode(),
+            {
+                let metrics = admin.control.served.metrics();
+                if let Some(tls) = &admin.control.tls {
+                    metrics
+                        .tls_cert_expiry
+                        .set((tls.expires_ms() / 1000) as i64);
+                }
+                metrics.encode()
+            },
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/" => with_type(

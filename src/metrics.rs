@@ -136,6 +136,8 @@ pub struct Metrics {
     pub leader_confirmed: Gauge,
     /// 1 while this node holds the VIP.
     pub vip_held: Gauge,
+    /// When this node's TLS certificate expires, Unix seconds (0: no TLS).
+    pub tls_cert_expiry: Gauge,
     /// Times this node acquired the VIP.
     pub vip_acquisitions: Counter,
     /// Times this node released the VIP.
@@ -189,6 +191,7 @@ impl Metrics {
             health_checks: Family::default(),
             pool_panic_picks: Family::default(),
             leader_confirmed: Gauge::default(),
+            tls_cert_expiry: Gauge::default(),
             vip_held: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
@@ -327,6 +330,11 @@ impl Metrics {
             "leader_confirmed",
             "1 while this node leads within a lease confirmed by a quorum",
             m.leader_confirmed.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When this node's TLS certificate (peer port and control API) expires; 0 without TLS",
+            m.tls_cert_expiry.clone(),
         );
         r.register(
             "vip_held",

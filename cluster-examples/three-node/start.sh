@@ -43,6 +43,14 @@ wait_for() { # what url pid log
   echo "$1 did not answer $2 within 10 s; the end of $4:" >&2; tail -n 20 "$4" >&2; exit 1
 }
 
+# Mutual TLS: a CA, the three nodes' certificates and an operator's, made
+# once (again after rm -r certs).
+if [ ! -f certs/ca.pem ]; then
+  "$raftlb" certs init --out certs --node 1=127.0.0.11 --node 2=127.0.0.12 --node 3=127.0.0.13 --client admin > /dev/null
+  echo "made certs/ with raftlb certs init (CA, node1-3, client admin)"
+fi
+tls="--ca certs/ca.pem --cert certs/admin.pem --key certs/admin-key.pem"
+
 mkdir -p run
 for port in 9001 9002; do
   mkdir -p "run/www$port" && echo "backend $port" > "run/www$port/index.html"
@@ -64,8 +72,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 curl -sf -o /dev/null -m 1 http://127.0.0.100:8080/ || { echo "the VIP 127.0.0.100:8080 does not answer; see run/node*.log" >&2; exit 1; }
-"$raftlb" ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200,127.0.0.13:7200 status
+"$raftlb" ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200,127.0.0.13:7200 $tls status
 echo
 echo "try: curl http://127.0.0.100:8080/   (the VIP; each node also serves its own 127.0.0.1N:8080)"
-echo "     $raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200,127.0.0.13:7200 get backends"
+echo "     $raftlb ctl --endpoint 127.0.0.11:7200,127.0.0.12:7200,127.0.0.13:7200 $tls get backends"
 echo "     logs in run/, stop with ./stop.sh; README.md has a failover drill"

@@ -155,6 +155,7 @@ impl ControlService for ControlApi {
                         membership: if n.voter { "voter" } else { "learner" }.to_string(),
                         matched_index: n.matched_index,
                         vip_held: report.as_ref().map(|r| r.vip_held),
+                        cert_expires_ms: report.as_ref().and_then(|r| r.cert_expires_ms),
                         applied_index: report.map(|r| r.applied_index),
                     }
                 })

@@ -132,6 +132,8 @@ pub struct ClusterControl {
     pub channels: PeerChannels,
     /// Raft RPCs to peers still running after openraft stopped waiting.
     pub peer_rpcs: Arc<crate::raft::network::InFlightRpcs>,
+    /// Mutual TLS settings, when the node has them.
+    pub tls: Option<Arc<crate::tls::ClusterTls>>,
 }
 
 impl ClusterControl {

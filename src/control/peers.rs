@@ -124,6 +124,10 @@ pub struct NodeReport {
     pub applied_index: u64,
     /// Whether it holds the VIP.
     pub vip_held: bool,
+    /// When its TLS certificate expires, ms since the Unix epoch (no TLS:
+    /// absent).
+    #[serde(default)]
+    pub cert_expires_ms: Option<u64>,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -421,6 +425,7 @@ impl ClusterControl {
             api_addr: self.api_addr.clone(),
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             vip_held: self.vip.status().held,
+            cert_expires_ms: self.tls.as_ref().map(|tls| tls.expires_ms()),
         }
     }
 

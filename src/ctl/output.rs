@@ -26,8 +26,24 @@ pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
+/// `ctl status` warns of certificates that expire sooner than this.
+const CERT_WARNING_MS: u64 = 30 * DAY_MS;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Time left until `expires` as whole days (`12 d`), `expired` when past.
+fn days_left(expires: u64, now_ms: u64) -> String {
+    match expires.checked_sub(now_ms) {
+        None | Some(0) => "expired".into(),
+        Some(left) => format!("{} d", left / DAY_MS),
+    }
+}
+
 /// `ctl status`.
 pub fn status(status: &pb::StatusReply, json: bool) -> String {
+    status_at(status, json, crate::control::unix_millis())
+}
+
+fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
     if json {
         let nodes: Vec<_> = status
             .nodes
@@ -37,6 +53,7 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                     "id": n.id, "raft_addr": n.raft_addr, "api_addr": n.api_addr,
                     "membership": n.membership, "matched_index": n.matched_index,
                     "applied_index": n.applied_index, "vip_held": n.vip_held,
+                    "cert_expires_ms": n.cert_expires_ms,
                 })
             })
             .collect();
@@ -77,7 +94,29 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
                     Some(false) => "no".into(),
                     None => "no answer".into(),
                 },
+                match (n.cert_expires_ms, n.applied_index) {
+                    (Some(expires), _) => days_left(expires, now_ms),
+                    (None, Some(_)) => "no TLS".into(),
+                    (None, None) => "no answer".into(),
+                },
             ]
+        })
+        .collect();
+    let warnings: String = status
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id, n.cert_expires_ms?)))
+        .filter(|(_, expires)| *expires < now_ms + CERT_WARNING_MS)
+        .map(|(id, expires)| {
+            format!(
+                "WARNING node {id}'s certificate {} ({}): make a new one with raftlb certs init and send the node SIGHUP\n",
+                if expires <= now_ms {
+                    "has expired".to_string()
+                } else {
+                    format!("expires in {}", days_left(expires, now_ms))
+                },
+                utc(expires)
+            )
         })
         .collect();
     let holders = vip_holders(status);
@@ -96,13 +135,21 @@ pub fn status(status: &pb::StatusReply, json: bool) -> String {
         status.role.clone()
     };
     format!(
-        "answered by node {} ({role}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n\n{}",
+        "answered by node {} ({role}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n{warnings}\n{}",
         status.id,
         status.term,
         status.applied_index,
         status.config_version,
         table(
-            &["node", "role", "raft_addr", "api_addr", "applied", "vip"],
+            &[
+                "node",
+                "role",
+                "raft_addr",
+                "api_addr",
+                "applied",
+                "vip",
+                "cert"
+            ],
             rows
         )
     )
@@ -399,4 +446,50 @@ pub fn event(event: &pb::WatchEvent, json: bool) -> String {
 /// milliseconds.
 fn utc(ms: u64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_each_nodes_certificate_and_warns_within_30_days() {
+        let now = 1_800_000_000_000;
+        let node = |id, cert_expires_ms| pb::NodeInfo {
+            id,
+            raft_addr: format!("127.0.0.1{id}:7100"),
+            api_addr: format!("127.0.0.1{id}:7200"),
+            membership: "voter".into(),
+            matched_index: None,
+            vip_held: Some(false),
+            applied_index: Some(3),
+            cert_expires_ms,
+        };
+        let reply = pb::StatusReply {
+            id: 1,
+            role: "leader".into(),
+            leader: Some(1),
+            nodes: vec![
+                node(1, Some(now + 300 * DAY_MS)),
+                node(2, Some(now + 12 * DAY_MS + 5)),
+                node(3, Some(now - 1)),
+            ],
+            ..pb::StatusReply::default()
+        };
+        let out = status_at(&reply, false, now);
+        assert!(!out.contains("node 1's certificate"), "{out}");
+        assert!(
+            out.contains("WARNING node 2's certificate expires in 12 d"),
+            "{out}"
+        );
+        assert!(
+            out.contains("WARNING node 3's certificate has expired"),
+            "{out}"
+        );
+        assert!(out.contains("300 d"), "{out}");
+        let mut plain = reply.clone();
+        plain.nodes = vec![node(1, None)];
+        let out = status_at(&plain, false, now);
+        assert!(out.contains("no TLS") && !out.contains("WARNING"), "{out}");
+    }
 }

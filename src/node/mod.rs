@@ -253,6 +253,7 @@ pub async fn start(
         vip: vip.clone(),
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
         channels: PeerChannels::new(transport),
+        tls: tls.clone(),
         peer_rpcs,
     });
     {

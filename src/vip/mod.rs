@@ -236,10 +236,15 @@ impl VipRole {
                     return;
                 }
             }
-            // Run by the hook task: the role never waits for a script.
-            Holder::Script(_) => self.queue_hook("acquire", address),
+            // Queued below, once held: the hook task skips an acquire
+            // hook whose VIP is not held when it comes to run it.
+            Holder::Script(_) => {}
         }
         self.held.send_replace(Some(address));
+        if matches!(self.holder, Holder::Script(_)) {
+            // Run by the hook task: the role never waits for a script.
+            self.queue_hook("acquire", address);
+        }
         self.held_gauge.set(1);
         self.acquisitions.inc();
         {

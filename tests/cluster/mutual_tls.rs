@@ -197,6 +197,19 @@ async fn mutual_tls_admits_the_cluster_and_refuses_everyone_else() {
     let (code, out, err) = ctl_with(&endpoints, &admin, &["status"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("leader node"), "{out}");
+    // Each node's certificate, a year from now: in ctl status, /status and
+    // the metrics; no warning.
+    assert!(out.contains(" 364 d") || out.contains(" 365 d"), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+    let year_ms = 365 * 24 * 3600 * 1000;
+    let expires = cluster.nodes[1].status()["cert_expires_ms"]
+        .as_u64()
+        .expect("cert_expires_ms");
+    assert!(expires > raftlb::control::unix_millis() + year_ms - 2 * 24 * 3600 * 1000);
+    let metric = cluster.nodes[1]
+        .metric("raftlb_tls_certificate_expiry_timestamp_seconds")
+        .expect("expiry metric");
+    assert_eq!(metric as u64, expires / 1000);
     let (code, out, err) = ctl_with(
         &endpoints,
         &admin,

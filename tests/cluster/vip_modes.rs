@@ -48,11 +48,11 @@ async fn script_mode_runs_the_hooks_on_acquire_and_release() {
         .position(|n| n.id == holder)
         .expect("holder");
     cluster.nodes[index].signal("TERM");
-    assert!(
-        wait_until(Duration::from_secs(10), || read().lines().count() == 3).await,
-        "hooks: {:?}",
-        read()
-    );
+    let handed_over = wait_until(Duration::from_secs(10), || read().lines().count() == 3).await;
+    if !handed_over {
+        cluster.dump_logs();
+    }
+    assert!(handed_over, "hooks: {:?}", read());
     let lines: Vec<String> = read().lines().map(str::to_string).collect();
     println!("script hooks ran: {lines:?}");
     assert_eq!(lines[1], format!("release {holder} {vip}"));
