@@ -337,3 +337,79 @@ async fn mutual_tls_admits_the_cluster_and_refuses_everyone_else() {
     let _ = std::fs::remove_dir_all(&certs);
     let _ = std::fs::remove_dir_all(&stranger);
 }
+
+/// Calls the control API from Python's grpcio (no generated code: the
+/// messages are written as protobuf bytes): `Status` and a `SetWeight`
+/// with the client certificate, and `Status` without one.
+const GRPCIO_CLIENT: &str = r#"
+import sys, grpc
+target, ca, cert, key, pool, address = sys.argv[1:7]
+read = lambda path: open(path, "rb").read()
+def call(creds, method, body):
+    with grpc.secure_channel(target, creds) as channel:
+        return channel.unary_unary("/raftlb.v1.ControlService/" + method)(body, timeout=10)
+mutual = grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
+status = call(mutual, "Status", b"")
+print("status: %d bytes" % len(status))
+field = lambda number, text: bytes([number << 3 | 2, len(text)]) + text.encode()
+weight = field(1, pool) + field(2, address) + bytes([3 << 3, 9])
+call(mutual, "SetWeight", weight)
+print("set-weight: done")
+try:
+    call(grpc.ssl_channel_credentials(read(ca)), "Status", b"")
+    print("without a certificate: answered")
+except grpc.RpcError as error:
+    print("without a certificate: refused,", error.code())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_with_a_client_certificate_reads_and_writes() {
+    let python = debian_python_module("grpc", "python3-grpcio");
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let certs = temp_dir("grpcio-certs");
+    let options = NodeOptions {
+        tls: Some(certs.clone()),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::create(1, &seed, &options);
+    let ip = cluster.nodes[0].ip;
+    certs_init(
+        &certs,
+        &[
+            "--node".into(),
+            format!("1={ip}"),
+            "--client".into(),
+            "grafana".into(),
+        ],
+    );
+    cluster.nodes[0].launch();
+    cluster.nodes[0].wait_ready().await;
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(GRPCIO_CLIENT)
+        .arg(cluster.nodes[0].api())
+        .args(["ca.pem", "grafana.pem", "grafana-key.pem"].map(|f| certs.join(f)))
+        .args(["pool", &backend.address.to_string()])
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{out}{err}");
+    println!("{out}");
+    assert!(out.contains("set-weight: done"), "{out}");
+    assert!(
+        out.contains("without a certificate: refused, StatusCode.UNAVAILABLE"),
+        "{out}"
+    );
+    let weight = cluster.nodes[0].status()["backends"][0]["weight"].as_u64();
+    let (_, history, _) = ctl_with(
+        &cluster.endpoints(),
+        &tls_args(&certs.join("ca.pem"), &certs, "grafana"),
+        &["history"],
+    );
+    assert!(history.contains("grafana (admin) from 127."), "{history}");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&certs);
+    assert_eq!(weight, Some(9));
+}
