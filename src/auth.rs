@@ -69,6 +69,13 @@ impl Token {
         }
     }
 
+    /// Whether `given` is this token (compared in constant time).
+    pub fn is(&self, given: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|expected| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
+    }
+
     /// Whether `headers` carry this token (compared in constant time).
     pub fn matches(&self, headers: &http::HeaderMap) -> bool {
         let Some(expected) = &self.0 else {

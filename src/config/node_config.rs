@@ -38,6 +38,9 @@ pub struct NodeConfig {
     /// Mutual TLS on the peer port and the control API.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Access to the admin port.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Allow a peer or API address beyond loopback without mutual TLS (or,
     /// for the API, a token): anyone who reaches it could change the
     /// cluster. Logged as a warning at every start.
@@ -59,6 +62,38 @@ pub struct NodeConfig {
     /// Raft timing and log compaction.
     #[serde(default)]
     pub raft: RaftTiming,
+}
+
+/// `[admin]`: who may read the admin port (`admin_addr`). `/readyz` is
+/// always open, for load balancers and systemd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// HTTPS with the node's certificate (needs `[tls]`); a client
+    /// certificate from the cluster's CA then stands in for the token.
+    #[serde(default)]
+    pub tls: bool,
+    /// A token for everything but `/readyz` (Bearer, or Basic with the
+    /// token as password).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Connections served at once; more are closed.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            tls: false,
+            token_file: None,
+            max_connections: default_admin_connections(),
+        }
+    }
+}
+
+fn default_admin_connections() -> usize {
+    256
 }
 
 /// `[raft]`: timing and log compaction. The defaults suit a LAN: a leader
@@ -229,6 +264,7 @@ impl NodeConfig {
         config.token_file = config.token_file.map(|p| base.join(p));
         config.read_token_file = config.read_token_file.map(|p| base.join(p));
         config.tls = config.tls.map(|files| files.relative_to(base));
+        config.admin.token_file = config.admin.token_file.map(|p| base.join(p));
         config.cluster.seed = config.cluster.seed.map(|p| base.join(p));
         config.check().map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
@@ -280,6 +316,12 @@ impl NodeConfig {
                  or set insecure = true to allow it anyway",
                 exposed.join(", ")
             ));
+        }
+        if self.admin.tls && self.tls.is_none() {
+            return Err("admin.tls: needs a [tls] section (the node's certificate)".into());
+        }
+        if self.admin.max_connections == 0 {
+            return Err("admin.max_connections: must be at least 1".into());
         }
         if self.read_token_file.is_some() && self.token_file.is_none() {
             return Err("read_token_file: needs token_file too (the admin's token)".into());

@@ -176,6 +176,7 @@ fn node_config(
             key: root.join(format!("certs/node{id}-key.pem")),
         }),
         insecure: false,
+        admin: Default::default(),
         shutdown_grace_ms: 2_000,
         worker_threads: None,
         cluster: ClusterBootstrap {

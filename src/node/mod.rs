@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminAccess, AdminState};
 use crate::api::{ApiAuth, ControlApi};
 use crate::auth::Token;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
@@ -170,6 +170,11 @@ pub async fn start(
              anyone who reaches these ports can change the cluster"
         );
     }
+    let admin_access = Arc::new(AdminAccess {
+        token: load_token(&config.admin.token_file).map_err(|e| invalid(format!("admin.{e}")))?,
+        tls: if config.admin.tls { tls.clone() } else { None },
+        max_connections: config.admin.max_connections,
+    });
     let transport = PeerTransport::new(tls.clone());
     let served = Arc::new(ServedConfig::new(
         Arc::new(Metrics::new()),
@@ -392,6 +397,7 @@ pub async fn start(
     tokio::spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
+        admin_access,
         servers.clone(),
     ));
 

@@ -52,6 +52,7 @@ impl TlsFiles {
 struct Material {
     peer_server: Arc<ServerConfig>,
     api_server: Arc<ServerConfig>,
+    admin_server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
     info: CertInfo,
 }
@@ -78,6 +79,11 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] =
 /// gRPC is HTTP/2: grpcio and grpc-go insist that the server selects it.
 fn alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec()]
+}
+
+/// The admin port speaks HTTP/1.1.
+fn admin_alpn() -> Vec<Vec<u8>> {
+    vec![b"http/1.1".to_vec()]
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -134,6 +140,7 @@ fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     require_cert: bool,
+    alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, String> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
     let verifier = if require_cert {
@@ -148,7 +155,7 @@ fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| e.to_string())?;
-    config.alpn_protocols = alpn();
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 
@@ -157,11 +164,20 @@ fn load(files: &TlsFiles, api_without_cert: bool) -> Result<Material, String> {
     let chain = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
     let info = identity::read(&chain[0]).map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    let peer_server = server_config(roots.clone(), chain.clone(), key.clone_key(), true)?;
-    let api_server = server_config(roots, chain, key, !api_without_cert)?;
+    let peer_server = server_config(roots.clone(), chain.clone(), key.clone_key(), true, alpn())?;
+    let api_server = server_config(
+        roots.clone(),
+        chain.clone(),
+        key.clone_key(),
+        !api_without_cert,
+        alpn(),
+    )?;
+    // Browsers and Prometheus: a client certificate is optional there.
+    let admin_server = server_config(roots, chain, key, false, admin_alpn())?;
     Ok(Material {
         peer_server,
         api_server,
+        admin_server,
         client: client_config(files)?,
         info,
     })
@@ -228,6 +244,11 @@ impl ClusterTls {
     /// Settings for the next handshake on the control API.
     pub fn api_server(&self) -> Arc<ServerConfig> {
         self.current.load().api_server.clone()
+    }
+
+    /// Settings for the next handshake on the admin port (`[admin] tls`).
+    pub fn admin_server(&self) -> Arc<ServerConfig> {
+        self.current.load().admin_server.clone()
     }
 
     /// Settings for the next connection to a peer.

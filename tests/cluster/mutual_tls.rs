@@ -413,3 +413,114 @@ async fn python_grpcio_with_a_client_certificate_reads_and_writes() {
     let _ = std::fs::remove_dir_all(&certs);
     assert_eq!(weight, Some(9));
 }
+
+/// `curl` against the admin port over HTTPS: the status code.
+fn curl_admin(curl: &Path, url: &str, args: &[String]) -> String {
+    let output = Command::new(curl)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_takes_https_a_token_or_a_certificate_and_bounds_its_connections() {
+    let curl = debian_tool("curl", "curl");
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[backend.address], "");
+    let certs = temp_dir("admin-certs");
+    let options = NodeOptions {
+        tls: Some(certs.clone()),
+        sections: "[admin]\ntls = true\ntoken_file = \"admin-token\"\nmax_connections = 2\n".into(),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::create(1, &seed, &options);
+    let node = &mut cluster.nodes[0];
+    certs_init(
+        &certs,
+        &[
+            "--node".into(),
+            format!("1={}", node.ip),
+            "--client".into(),
+            "prometheus:read".into(),
+        ],
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let token = node.dir.join("admin-token");
+        std::fs::write(&token, "scrape-secret\n").expect("token");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    node.launch();
+    let base = format!("https://{}", node.admin);
+    let ca = vec![
+        "--cacert".to_string(),
+        certs.join("ca.pem").display().to_string(),
+    ];
+    assert!(
+        wait_until(Duration::from_secs(10), || curl_admin(
+            &curl,
+            &format!("{base}/readyz"),
+            &ca
+        ) == "200")
+        .await,
+        "/readyz never answered 200 over HTTPS without a token"
+    );
+    assert_eq!(curl_admin(&curl, &format!("{base}/metrics"), &ca), "401");
+    let mut bearer = ca.clone();
+    bearer.extend(["-H".into(), "Authorization: Bearer scrape-secret".into()]);
+    assert_eq!(
+        curl_admin(&curl, &format!("{base}/metrics"), &bearer),
+        "200"
+    );
+    let mut basic = ca.clone();
+    basic.extend(["-u".into(), "me:scrape-secret".into()]);
+    assert_eq!(curl_admin(&curl, &format!("{base}/status"), &basic), "200");
+    let mut certified = ca.clone();
+    certified.extend([
+        "--cert".into(),
+        certs.join("prometheus.pem").display().to_string(),
+        "--key".into(),
+        certs.join("prometheus-key.pem").display().to_string(),
+    ]);
+    assert_eq!(
+        curl_admin(&curl, &format!("{base}/status/live"), &certified),
+        "200"
+    );
+    // Plain HTTP gets no answer.
+    assert_ne!(
+        curl_admin(&curl, &format!("http://{}/readyz", node.admin), &[]),
+        "200"
+    );
+
+    // Two connections that never say hello hold both slots; a third is
+    // closed at once.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(node.admin).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = std::net::TcpStream::connect(node.admin).expect("connect");
+    third
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut third, &mut byte);
+    assert!(
+        matches!(read, Ok(0)),
+        "the third connection was not closed: {read:?}"
+    );
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(5), || curl_admin(
+            &curl,
+            &format!("{base}/readyz"),
+            &ca
+        ) == "200")
+        .await,
+        "the admin port did not answer again once the slots were free"
+    );
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&certs);
+}

@@ -1,42 +1,16 @@
-//! The admin HTTP endpoint: `/readyz`, `/status`, `/metrics`, and a status
-//! page for people (`/`, embedded in the binary: `admin_page.html`) that
-//! polls `/status/live` every second.
+//! What the admin endpoint reports: `/status` (this node) and
+//! `/status/live` (the status page's data: every node, traffic, changes
+//! and what is wrong).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::control::ClusterControl;
-use crate::vip::{VipRole, VipStatus};
-
-/// What the admin endpoint reports about its node.
-pub struct AdminState {
-    /// The node's handle on the cluster.
-    pub control: Arc<ClusterControl>,
-    /// Set once the node serves the committed configuration.
-    pub ready: AtomicBool,
-    /// The leader role.
-    pub vip: Arc<VipRole>,
-    /// The last minutes of this node's traffic, for the status page.
-    pub traffic: Arc<crate::traffic::TrafficHistory>,
-}
+use super::AdminState;
+use crate::vip::VipStatus;
 
 /// `/status/live`: what the status page shows, this node's and the
 /// cluster's.
 #[derive(Serialize)]
-struct Live {
+pub(super) struct Live {
     node: Status,
     /// Every member's report of itself (`null`: it did not answer).
     cluster: Vec<LiveMember>,
@@ -170,7 +144,7 @@ impl AdminState {
     /// The status page's data: this node's status and traffic, every
     /// member's report (asked over the peer port), the last changes, and
     /// what is wrong.
-    async fn live(&self) -> Live {
+    pub(super) async fn live(&self) -> Live {
         let node = self.status();
         let reports = self.control.reports().await;
         let vip_holders: Vec<u64> = reports
@@ -269,116 +243,3 @@ impl AdminState {
         }
     }
 }
-
-/// Serves the admin endpoint on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, admin: Arc<AdminState>, stop: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Usually out of file descriptors: back off, and say so
-                    // once, not thousands of times a second.
-                    crate::warn_limited!("admin accept", %error, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&admin, &req).await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-/// Binds the admin address.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
-}
-
-async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
-    }
-    match request.uri().path() {
-        "/readyz" => {
-            if admin.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n".into())
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
-            }
-        }
-        // Cheap to poll whatever the configuration's size (/status lists
-        // every backend): what is served, and what is applied.
-        "/version" => with_type(
-            StatusCode::OK,
-            format!(
-                "{{\"config_version\":{},\"applied_version\":{}}}\n",
-                admin.control.served.version(),
-                admin.control.served.state().version
-            ),
-            "application/json",
-        ),
-        "/status" => match serde_json::to_string_pretty(&admin.status()) {
-            Ok(json) => with_type(StatusCode::OK, json, "application/json"),
-            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
-        },
-        "/status/live" => match serde_json::to_string(&admin.live().await) {
-            Ok(json) => with_type(StatusCode::OK, json, "application/json"),
-            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
-        },
-        "/metrics" => with_type(
-            StatusCode::OK,
-            {
-                let metrics = admin.control.served.metrics();
-                if let Some(tls) = &admin.control.tls {
-                    metrics
-                        .tls_cert_expiry
-                        .set((tls.expires_ms() / 1000) as i64);
-                }
-                metrics.encode()
-            },
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-        "/" => with_type(
-            StatusCode::OK,
-            STATUS_PAGE.to_string(),
-            "text/html; charset=utf-8",
-        ),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /status, /status/live, /version, /metrics, /readyz or /\n".into(),
-        ),
-    }
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    with_type(status, body, "text/plain; charset=utf-8")
-}
-
-fn with_type(
-    status: StatusCode,
-    body: String,
-    content_type: &'static str,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    response
-}
-
-/// The status page: one self-contained file (no external assets), which
-/// polls `/status/live` every second and draws the charts itself.
-const STATUS_PAGE: &str = include_str!("admin_page.html");
