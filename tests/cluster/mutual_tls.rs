@@ -333,6 +333,36 @@ async fn mutual_tls_admits_the_cluster_and_refuses_everyone_else() {
         "the watch stream did not survive the rotation"
     );
     drop(watch);
+
+    // A rolling CA change: with both CAs in the bundle, a client of the new
+    // CA is taken too.
+    let bundle = [certs.join("ca.pem"), stranger.join("ca.pem")]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("ca"))
+        .collect::<String>();
+    std::fs::write(certs.join("ca.pem"), bundle).expect("bundle");
+    for node in &cluster.nodes {
+        node.signal("HUP");
+    }
+    let newcomer = tls_args(&ca, &stranger, "admin");
+    let mut answered = false;
+    for _ in 0..50 {
+        let endpoints = endpoints.clone();
+        let newcomer = newcomer.clone();
+        let (code, _, _) =
+            tokio::task::spawn_blocking(move || ctl_with(&endpoints, &newcomer, &["status"]))
+                .await
+                .expect("ctl");
+        if code == 0 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answered,
+        "a client of the second CA in the bundle was refused"
+    );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&certs);
     let _ = std::fs::remove_dir_all(&stranger);
