@@ -7,6 +7,7 @@
 //! `running` is the started node: reload, hand-over and shutdown.
 
 mod formation;
+mod grpc_servers;
 mod health_reports;
 mod running;
 
@@ -25,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{self, AdminAccess, AdminState};
-use crate::api::{ApiAuth, ControlApi};
+use crate::api::ApiAuth;
 use crate::auth::Token;
 use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
 use crate::control::ClusterControl;
@@ -38,20 +39,15 @@ use crate::raft::election::{self, ElectionTimer};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_channel::{PeerChannels, PeerTransport};
-use crate::raft::peer_service::PeerService;
 use crate::raft::state_machine::StateMachine;
 use crate::served::ServedConfig;
-use crate::tls::{ClusterTls, transport};
+use crate::tls::ClusterTls;
 use crate::vip::VipRole;
 use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
 
 /// sled's page cache; the default (1 GiB) is far more than a
 /// configuration store needs.
 const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// Streams a peer may reset before the peer server accepted them (h2's
-/// default is 20) before the connection is dropped.
-const PEER_MAX_PENDING_RESETS: usize = 200;
 
 /// Snapshot chunk size: small enough that a chunk never delays heartbeats
 /// on the same peer connection for long.
@@ -288,80 +284,19 @@ pub async fn start(
                 address: config.admin_addr,
                 source,
             })?;
-    let stop = servers.clone();
-    let peer = PeerService::server(control.clone(), &token, tls.is_some());
-    let peer_tls = tls.clone();
-    tokio::spawn(async move {
-        let router = tonic::transport::Server::builder()
-            // Peers' own late RPCs are no longer cancelled (see
-            // raft::network), but a burst of resets from a peer under load
-            // must not cost the whole connection either.
-            .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_RESETS))
-            .add_service(peer);
-        let served = match peer_tls {
-            Some(tls) => {
-                let incoming =
-                    transport::incoming(peer_incoming, "peer", move || tls.peer_server());
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                    .await
-            }
-            None => {
-                router
-                    .serve_with_incoming_shutdown(peer_incoming, stop.cancelled())
-                    .await
-            }
-        };
-        if let Err(error) = served {
-            tracing::error!(%error, "peer server failed");
-        }
-    });
-    let stop = servers.clone();
+    grpc_servers::spawn_peer(
+        &control,
+        &token,
+        peer_incoming,
+        tls.clone(),
+        servers.clone(),
+    );
     let auth = ApiAuth {
         tls: tls.is_some(),
         admin_token: token.clone(),
         read_token,
     };
-    let api = ControlApi::server(control.clone(), &auth);
-    // Reflection in both versions (grpcurl and Python's grpcio reflection
-    // client still speak v1alpha), advertising only what this port serves:
-    // the peer-only Raft service is in the same descriptors but not here.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::v1::FILE_DESCRIPTOR_SET)
-            .with_service_name("raftlb.v1.ControlService")
-    };
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| NodeError::Raft(format!("grpc reflection: {e}")))?;
-    let reflection_v1 = auth.guard(reflection_v1);
-    let reflection_v1alpha = auth.guard(reflection_v1alpha);
-    let api_tls = tls.clone();
-    tokio::spawn(async move {
-        let router = tonic::transport::Server::builder()
-            .add_service(api)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
-        let served = match api_tls {
-            Some(tls) => {
-                let incoming = transport::incoming(api_incoming, "api", move || tls.api_server());
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled())
-                    .await
-            }
-            None => {
-                router
-                    .serve_with_incoming_shutdown(api_incoming, stop.cancelled())
-                    .await
-            }
-        };
-        if let Err(error) = served {
-            tracing::error!(%error, "control API server failed");
-        }
-    });
+    grpc_servers::spawn_api(&control, &auth, api_incoming, tls.clone(), servers.clone())?;
     if let Some(tls) = &tls {
         // New certificate files are picked up within seconds without a
         // SIGHUP too (a renewal agent that writes them in place).
