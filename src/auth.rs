@@ -128,6 +128,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_token_file_the_group_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("raftlb-token-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").expect("write");
+        for (mode, ok) in [(0o600, true), (0o640, false), (0o604, false), (0o400, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let loaded = Token::load(&path);
+            assert_eq!(loaded.is_ok(), ok, "mode {mode:o}: {:?}", loaded.err());
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn only_the_same_token_passes() {
         let token = Token::from_value(Some("s3cret".into()));
         let mut good = Request::new(());

@@ -29,7 +29,8 @@ enum Certs {
         /// Folder to write to (created if missing).
         #[arg(long)]
         out: PathBuf,
-        /// A node as ID=ADDRESS[,ADDRESS…]; repeat for each node.
+        /// A node as ID=ADDRESS[,ADDRESS|NAME…], the addresses and host
+        /// names it is reached at; repeat for each node.
         #[arg(long = "node", value_name = "ID=ADDRESS")]
         nodes: Vec<raftlb::tls::bootstrap::NodeSpec>,
         /// A client as NAME (role admin) or NAME:read; repeat for each.

@@ -68,7 +68,7 @@ pub fn from_table(table: &RoutingTable) -> Traffic {
         .map(|f| FrontendTraffic {
             name: f.spec.name.clone(),
             requests: match f.spec.protocol {
-                Protocol::Http => f.stats.requests.get(),
+                Protocol::Http | Protocol::Https => f.stats.requests.get(),
                 Protocol::Tcp => f.stats.connections.get(),
             },
             errors: f.stats.responses[4].get(),

@@ -23,6 +23,7 @@ const READ_METHODS: &[&str] = &[
     "/raftlb.v1.ControlService/Watch",
     "/raftlb.v1.ControlService/Traffic",
     "/raftlb.v1.ControlService/WaitDrained",
+    "/raftlb.v1.ControlService/ListCertificates",
 ];
 
 /// The role a method needs.

@@ -20,6 +20,7 @@ use crate::events::{Event, Stamped};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use crate::raft::ClusterNode;
+use crate::state::certificates::{self, StoredCertificate};
 use crate::state::{Applied, ClusterState, Command, StateError, parse_backend_address};
 
 /// Largest configuration accepted, encoded; larger ones are refused with
@@ -475,6 +476,57 @@ impl ControlService for ControlApi {
             })
             .collect();
         Ok(Response::new(pb::TrafficReply { nodes }))
+    }
+
+    async fn put_certificate(
+        &self,
+        request: Request<pb::PutCertificateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::PutCertificate {
+            certificate: StoredCertificate {
+                name: r.name.clone(),
+                chain_pem: r.chain_pem.clone(),
+                key_pem: r.key_pem.clone(),
+                default: r.default,
+            },
+            replace: r.replace,
+        };
+        self.change(&request, command, &r.request_id).await
+    }
+
+    async fn remove_certificate(
+        &self,
+        request: Request<pb::RemoveCertificateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::RemoveCertificate {
+            name: r.name.clone(),
+        };
+        self.change(&request, command, &r.request_id).await
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<pb::ListCertificatesRequest>,
+    ) -> Result<Response<pb::ListCertificatesReply>, Status> {
+        let state = self.control.read_config(request.into_inner().local).await?;
+        let certificates = state
+            .certificates
+            .values()
+            .filter_map(|c| certificates::inspect(c).ok())
+            .map(|info| pb::CertificateInfo {
+                name: info.name,
+                names: info.names,
+                fingerprint: info.fingerprint,
+                not_after_ms: info.not_after_ms,
+                default: info.default,
+            })
+            .collect();
+        Ok(Response::new(pb::ListCertificatesReply {
+            version: state.version,
+            certificates,
+        }))
     }
 
     async fn transfer_leader(

@@ -424,6 +424,41 @@ address = "127.0.0.100"
     }
 
     #[test]
+    fn addresses_beyond_loopback_need_tls_or_insecure() {
+        let lan = EXAMPLE
+            .replace(
+                "raft_addr  = \"127.0.0.11:7100\"",
+                "raft_addr  = \"10.0.0.11:7100\"",
+            )
+            .replace(
+                "api_addr   = \"127.0.0.11:7200\"",
+                "api_addr   = \"10.0.0.11:7200\"",
+            );
+        let error = parse(&lan).expect_err("no TLS");
+        // The API has a token; the peer port has nothing.
+        assert!(error.starts_with("raft_addr: beyond loopback"), "{error}");
+        assert!(error.contains("insecure = true"), "{error}");
+        let no_token = lan.replace("token_file = \"secrets/token\"\n", "");
+        let error = parse(&no_token).expect_err("no TLS, no token");
+        assert!(
+            error.starts_with("raft_addr, api_addr: beyond loopback"),
+            "{error}"
+        );
+        let config = parse(&format!("insecure = true\n{no_token}")).expect("insecure");
+        assert_eq!(config.exposed(), vec!["raft_addr", "api_addr"]);
+        let tls =
+            format!("{no_token}\n[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"k.pem\"\n");
+        assert!(parse(&tls).expect("with TLS").exposed().is_empty());
+        // HTTPS on the admin port needs the node's certificate.
+        let admin = format!("{EXAMPLE}\n[admin]\ntls = true\n");
+        assert!(
+            parse(&admin)
+                .expect_err("no [tls]")
+                .starts_with("admin.tls")
+        );
+    }
+
+    #[test]
     fn a_node_outside_the_first_members_joins_later() {
         let config = parse(&EXAMPLE.replace("id = 1", "id = 9")).expect("valid");
         assert!(!config.is_first_member());

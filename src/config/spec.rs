@@ -62,6 +62,10 @@ pub struct FrontendSpec {
 pub enum Protocol {
     /// HTTP/1.1, routed and balanced per request.
     Http,
+    /// HTTPS: TLS terminated with the cluster's certificates (`ctl cert`,
+    /// chosen by SNI), then served as `http` with `X-Forwarded-Proto:
+    /// https`.
+    Https,
     /// Raw TCP, balanced per connection.
     Tcp,
 }
@@ -259,8 +263,15 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
+            Protocol::Https => "https",
             Protocol::Tcp => "tcp",
         }
+    }
+
+    /// Whether requests are routed and balanced one by one (HTTP, with or
+    /// without TLS).
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
     }
 }
 

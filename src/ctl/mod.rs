@@ -5,6 +5,7 @@
 //! Exit status: 0 success, 1 the request was refused (the message says
 //! why), 2 bad usage, 3 the cluster could not be reached.
 
+mod cert;
 pub mod client_config;
 mod output;
 mod top;
@@ -39,14 +40,15 @@ pub struct CtlArgs {
     #[arg(long, global = true, env = "RAFTLB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// The cluster's CA bundle, for mutual TLS (else `ca` in ctl.toml).
-    #[arg(long, global = true, env = "RAFTLB_CA")]
+    /// Before the verb: `raftlb ctl --ca F --cert F --key F status`.
+    #[arg(long, env = "RAFTLB_CA")]
     pub ca: Option<PathBuf>,
     /// This client's certificate from `raftlb certs init` (else `cert` in
     /// ctl.toml).
-    #[arg(long, global = true, env = "RAFTLB_CERT")]
+    #[arg(long, env = "RAFTLB_CERT")]
     pub cert: Option<PathBuf>,
     /// Its private key (else `key` in ctl.toml).
-    #[arg(long, global = true, env = "RAFTLB_KEY")]
+    #[arg(long, env = "RAFTLB_KEY")]
     pub key: Option<PathBuf>,
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
@@ -54,6 +56,53 @@ pub struct CtlArgs {
     /// What to do.
     #[command(subcommand)]
     pub verb: Verb,
+}
+
+/// `raftlb ctl cert` verbs.
+#[derive(Debug, Subcommand)]
+pub enum CertVerb {
+    /// Add a certificate from local PEM files: the chain (leaf first) and
+    /// its key. Every node serves it to clients whose SNI it names.
+    ///
+    /// Example: raftlb ctl cert add site --cert site.pem --key site-key.pem --default
+    Add(CertFiles),
+    /// Replace a certificate: new handshakes on every node get the new
+    /// one, open connections keep theirs.
+    ///
+    /// Example: raftlb ctl cert replace site --cert renewed.pem --key renewed-key.pem
+    Replace(CertFiles),
+    /// Remove a certificate.
+    ///
+    /// Example: raftlb ctl cert remove site
+    Remove {
+        /// The entry's name.
+        name: String,
+    },
+    /// Every certificate: its DNS names, expiry and fingerprint.
+    ///
+    /// Example: raftlb ctl cert list
+    List {
+        /// Answer from the contacted node's applied state.
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+/// A certificate's files, for `cert add` and `cert replace`.
+#[derive(Debug, Args)]
+pub struct CertFiles {
+    /// The entry's name (not a DNS name): `site`.
+    pub name: String,
+    /// The chain, leaf first (PEM).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// The leaf's private key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Serve it to clients whose SNI no certificate names (or that send
+    /// none).
+    #[arg(long)]
+    pub default: bool,
 }
 
 /// `raftlb ctl` verbs.
@@ -116,6 +165,10 @@ pub enum Verb {
     /// Change one backend.
     #[command(subcommand)]
     Backend(BackendVerb),
+    /// Certificates that `https` frontends serve, kept in the cluster
+    /// state (keys are never shown again).
+    #[command(subcommand)]
+    Cert(CertVerb),
     /// Committed changes: version, time, caller and what changed (the last 50).
     ///
     /// Example: raftlb ctl history
@@ -600,6 +653,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             ))
         }
         Verb::Backend(verb) => return backend_verb(client, verb, json).await,
+        Verb::Cert(verb) => return cert::run(&mut client, verb, json).await,
         Verb::History => {
             let request = client.request(pb::HistoryRequest {}, CALL_TIMEOUT);
             let reply = client.inner.history(request).await?.into_inner();

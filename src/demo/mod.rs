@@ -86,6 +86,7 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
         .map(|id| NodeSpec {
             id: u64::from(id),
             addresses: vec![node_ip(id)],
+            names: Vec::new(),
         })
         .collect();
     let admin = ClientSpec {

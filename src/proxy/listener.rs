@@ -14,6 +14,17 @@ use crate::config::Protocol;
 
 /// Pending connections the kernel queues for a listener.
 const BACKLOG: u32 = 1024;
+/// TLS handshakes in flight per `https` listener; a connection beyond it
+/// is closed at once, so a flood of ClientHellos costs no more than this
+/// many handshakes' CPU, and established connections keep theirs.
+const HANDSHAKES_IN_FLIGHT: usize = 256;
+
+/// What an `https` listener needs for its handshakes.
+#[derive(Clone)]
+struct Termination {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
 
 /// A bound frontend socket and what to do with its connections.
 pub struct Listener {
@@ -76,7 +87,13 @@ impl Listener {
     /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
     pub async fn run(self, engine: Arc<Engine>) {
         let upstreams = http::UpstreamPool::new(engine.source_ip());
-        if self.protocol == Protocol::Http {
+        let termination = (self.protocol == Protocol::Https).then(|| Termination {
+            acceptor: tokio_rustls::TlsAcceptor::from(crate::tls::frontend::server_config(
+                engine.table.clone(),
+            )),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT)),
+        });
+        if self.protocol.is_http() {
             tokio::spawn(reap_idle(
                 upstreams.clone(),
                 engine.table.clone(),
@@ -112,7 +129,7 @@ impl Listener {
             };
             self.open.count.fetch_add(1, Ordering::AcqRel);
             let slot = ConnectionSlot(self.open.clone());
-            self.spawn_connection(&engine, stream, client, slot, &upstreams);
+            self.spawn_connection(&engine, stream, client, slot, &upstreams, &termination);
         }
         tracing::debug!(frontend = %self.frontend, "listener stopped");
     }
@@ -124,6 +141,7 @@ impl Listener {
         client: SocketAddr,
         slot: ConnectionSlot,
         upstreams: &http::UpstreamPool,
+        termination: &Option<Termination>,
     ) {
         let _ = stream.set_nodelay(true);
         let tracker = engine.connections.clone();
@@ -139,10 +157,72 @@ impl Listener {
             Protocol::Http => {
                 let upstreams = upstreams.clone();
                 tracker.spawn(async move {
-                    http::serve(&engine, &frontend, stream, client, upstreams).await;
+                    http::serve(&engine, &frontend, stream, client, upstreams, false).await;
                     drop(slot);
                 });
             }
+            Protocol::Https => {
+                let (upstreams, termination) = (upstreams.clone(), termination.clone());
+                tracker.spawn(async move {
+                    let Some(termination) = termination else {
+                        return;
+                    };
+                    if let Some(tls) =
+                        handshake(&engine, &frontend, stream, client, &termination).await
+                    {
+                        http::serve(&engine, &frontend, tls, client, upstreams, true).await;
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
+
+/// The TLS handshake of an `https` client, bounded by the frontend's
+/// `header_timeout_ms` and by [`HANDSHAKES_IN_FLIGHT`]; `None` when it
+/// failed (logged once per cause per interval).
+async fn handshake(
+    engine: &Engine,
+    frontend: &str,
+    stream: TcpStream,
+    client: SocketAddr,
+    termination: &Termination,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let Ok(_handshaking) = termination.handshakes.try_acquire() else {
+        crate::warn_limited!(
+            format!("handshakes full {frontend}"),
+            frontend,
+            limit = HANDSHAKES_IN_FLIGHT,
+            "TLS handshakes in flight at their limit: connection closed"
+        );
+        return None;
+    };
+    let timeout = engine
+        .table
+        .load()
+        .frontend(frontend)
+        .map(|f| Duration::from_millis(f.spec.header_timeout_ms))?;
+    match tokio::time::timeout(timeout, termination.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            crate::warn_limited!(
+                format!("handshake {frontend} {error}"),
+                frontend,
+                %client,
+                %error,
+                "TLS handshake failed"
+            );
+            None
+        }
+        Err(_) => {
+            crate::warn_limited!(
+                format!("handshake timeout {frontend}"),
+                frontend,
+                %client,
+                "TLS handshake timed out"
+            );
+            None
         }
     }
 }

@@ -36,6 +36,7 @@ const POOL: &[u8] = b"pool/";
 const REVISION: &[u8] = b"revision/";
 const REQUEST: &[u8] = b"request/";
 const HEALTH: &[u8] = b"health/";
+const CERTIFICATES: &[u8] = b"certificates";
 /// The whole state as one document, as written before 0.8; read once and
 /// converted.
 const LEGACY: &[u8] = b"applied";
@@ -113,6 +114,7 @@ impl Legacy {
                 spec: Arc::new(self.state.spec),
                 history: Arc::new(history),
                 requests: Arc::default(),
+                certificates: Arc::default(),
             },
             health: self.health,
         }
@@ -217,6 +219,10 @@ impl StateStore {
             .into_iter()
             .map(|(_, a)| Arc::new(a))
             .collect();
+        let certificates = match get(CERTIFICATES)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Default::default(),
+        };
         let health = self
             .scan::<bool>(HEALTH)?
             .into_iter()
@@ -230,6 +236,7 @@ impl StateStore {
                 spec: Arc::new(ClusterSpec { frontends, pools }),
                 history: Arc::new(revisions),
                 requests: Arc::new(RecentRequests::from(requests)),
+                certificates: Arc::new(certificates),
             },
             health,
         })
@@ -263,6 +270,9 @@ impl StateStore {
         let (now, before) = (&applied.state, &self.on_disk);
         if !Arc::ptr_eq(&now.spec, &before.spec) {
             write_spec(&mut writes, &now.spec, Some(&before.spec))?;
+        }
+        if !Arc::ptr_eq(&now.certificates, &before.certificates) {
+            writes.put(CERTIFICATES, &*now.certificates)?;
         }
         if !Arc::ptr_eq(&now.history, &before.history) {
             let newest_on_disk = before.history.revisions().next_back().map(|r| r.version);
@@ -310,6 +320,7 @@ impl StateStore {
         }
         writes.put(META, &meta(applied))?;
         write_spec(&mut writes, &applied.state.spec, None)?;
+        writes.put(CERTIFICATES, &*applied.state.certificates)?;
         for revision in applied.state.history.revisions() {
             writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
         }

@@ -12,7 +12,7 @@ use super::runtime::PoolRuntime;
 use super::{BackendRuntime, FrontendStats, Runtimes, now_ms};
 use crate::balance::{self, Balancer, PickContext, hash_bytes};
 use crate::config::CheckKind;
-use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec, Protocol};
+use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec};
 use crate::state::{ClusterState, HashKey, StateError, parse_backend_address, parse_hash_key};
 
 /// Everything the engine needs to route, compiled from one state version.
@@ -25,6 +25,8 @@ pub struct RoutingTable {
     /// Pools in configuration order; a pool whose configuration did not
     /// change is shared with the previous table, balancer position and all.
     pub pools: Vec<Arc<Pool>>,
+    /// The certificates `https` frontends serve, by SNI.
+    pub certificates: Arc<crate::tls::frontend::CertificateSet>,
     by_name: HashMap<String, usize>,
 }
 
@@ -94,6 +96,7 @@ impl RoutingTable {
             version: 0,
             frontends: Vec::new(),
             pools: Vec::new(),
+            certificates: Arc::default(),
             by_name: HashMap::new(),
         }
     }
@@ -163,6 +166,10 @@ impl RoutingTable {
             version: state.version,
             frontends,
             pools,
+            certificates: crate::tls::frontend::CertificateSet::compile(
+                &state.certificates,
+                previous.map(|p| &p.certificates),
+            ),
             by_name,
         })
     }
@@ -201,7 +208,7 @@ impl Frontend {
 
     /// Whether the frontend balances HTTP.
     pub fn is_http(&self) -> bool {
-        self.spec.protocol == Protocol::Http
+        self.spec.protocol.is_http()
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::certificates::StoredCertificate;
 use crate::config::{AdminState, BackendSpec, ClusterSpec};
 
 /// One change to the served configuration.
@@ -54,6 +55,18 @@ pub enum Command {
         /// New admin state.
         state: AdminState,
     },
+    /// Add a certificate (`replace`: replace the entry of its name).
+    PutCertificate {
+        /// The chain, key and name.
+        certificate: StoredCertificate,
+        /// Replace an existing entry instead of adding one.
+        replace: bool,
+    },
+    /// Remove a certificate.
+    RemoveCertificate {
+        /// The entry's name.
+        name: String,
+    },
 }
 
 impl Command {
@@ -82,6 +95,15 @@ impl Command {
                 state,
             } => format!("set {address} in pool {pool} {}", state.as_str()),
             Command::Rollback { version } => format!("roll back to version {version}"),
+            Command::PutCertificate {
+                certificate,
+                replace,
+            } => format!(
+                "{} certificate {}",
+                if *replace { "replace" } else { "add" },
+                certificate.name
+            ),
+            Command::RemoveCertificate { name } => format!("remove certificate {name}"),
         }
     }
 }

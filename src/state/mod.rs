@@ -1,6 +1,7 @@
 //! The replicated model: a versioned, validated `ClusterSpec` that changes
 //! only through [`ClusterState::dispatch`].
 
+pub mod certificates;
 mod command;
 mod diff;
 mod error;
@@ -43,6 +44,9 @@ pub struct ClusterState {
     /// First results of recent request ids (exactly-once writes).
     #[serde(default)]
     pub requests: Arc<RecentRequests>,
+    /// Certificates for HTTPS frontends, by entry name (`ctl cert`).
+    #[serde(default)]
+    pub certificates: Arc<certificates::Certificates>,
 }
 
 impl ClusterState {
@@ -111,6 +115,7 @@ impl ClusterState {
     /// that changes nothing makes no version and no history entry.
     pub fn apply(&mut self, command: Command, origin: Origin) -> Result<Applied, StateError> {
         let before = self.spec.clone();
+        let certificates_before = self.certificates.clone();
         let version_before = self.version;
         let description = command.summary();
         let version = self.dispatch(command)?;
@@ -122,7 +127,11 @@ impl ClusterState {
                 replayed: false,
             });
         }
-        let changes = diff(&before, &self.spec);
+        let mut changes = diff(&before, &self.spec);
+        changes.extend(certificates::changes(
+            &certificates_before,
+            &self.certificates,
+        ));
         Arc::make_mut(&mut self.history).record(Revision {
             version,
             origin,
@@ -143,6 +152,14 @@ impl ClusterState {
     /// leaves nothing half-applied. Returns the version after it: the same
     /// version when the command changes nothing.
     pub fn dispatch(&mut self, command: Command) -> Result<u64, StateError> {
+        let command = match command {
+            Command::PutCertificate {
+                certificate,
+                replace,
+            } => return self.put_certificate(certificate, replace),
+            Command::RemoveCertificate { name } => return self.remove_certificate(&name),
+            other => other,
+        };
         let next = self.next_spec(command)?;
         if next == *self.spec {
             return Ok(self.version);
@@ -151,6 +168,34 @@ impl ClusterState {
         self.spec = Arc::new(next);
         self.version += 1;
         debug_assert!(validate(&self.spec).is_ok(), "state must stay valid");
+        Ok(self.version)
+    }
+
+    /// Adds or replaces a certificate; the same one again changes nothing.
+    fn put_certificate(
+        &mut self,
+        certificate: certificates::StoredCertificate,
+        replace: bool,
+    ) -> Result<u64, StateError> {
+        if replace && self.certificates.get(&certificate.name) == Some(&certificate) {
+            return Ok(self.version);
+        }
+        let mut all = certificates::Certificates::clone(&self.certificates);
+        certificates::put(&mut all, certificate, replace)?;
+        self.certificates = Arc::new(all);
+        self.version += 1;
+        Ok(self.version)
+    }
+
+    fn remove_certificate(&mut self, name: &str) -> Result<u64, StateError> {
+        let mut all = certificates::Certificates::clone(&self.certificates);
+        if all.remove(name).is_none() {
+            return Err(StateError::NotFound {
+                what: format!("certificate {name:?}"),
+            });
+        }
+        self.certificates = Arc::new(all);
+        self.version += 1;
         Ok(self.version)
     }
 
@@ -218,6 +263,9 @@ impl ClusterState {
                 address,
                 state,
             } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
+            Command::PutCertificate { .. } | Command::RemoveCertificate { .. } => {
+                unreachable!("certificates are dispatched on their own")
+            }
         }
         Ok(spec)
     }

@@ -21,35 +21,59 @@ const CA_DAYS: i64 = 3650;
 /// Validity of node and client certificates; rotate them with SIGHUP.
 const LEAF_DAYS: i64 = 365;
 
-/// A node to certify: its id and the addresses it is reached at.
+/// A node to certify: its id and the addresses and names it is reached
+/// at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
     /// Node id.
     pub id: u64,
     /// Addresses written as IP SANs.
     pub addresses: Vec<IpAddr>,
+    /// Host names written as DNS SANs.
+    pub names: Vec<String>,
 }
 
 impl std::str::FromStr for NodeSpec {
     type Err = String;
 
-    /// `1=127.0.0.11` or `1=10.0.0.5,192.168.1.5`.
+    /// `1=127.0.0.11` or `1=10.0.0.5,node1.example.com`.
     fn from_str(text: &str) -> Result<Self, String> {
-        let (id, addresses) = text
+        let (id, hosts) = text
             .split_once('=')
-            .ok_or_else(|| format!("{text:?}: expected ID=ADDRESS[,ADDRESS…]"))?;
+            .ok_or_else(|| format!("{text:?}: expected ID=ADDRESS[,ADDRESS|NAME…]"))?;
         let id = id
             .parse()
             .map_err(|_| format!("{text:?}: {id:?} is not a node id"))?;
-        let addresses = addresses
-            .split(',')
-            .map(|a| {
-                a.parse()
-                    .map_err(|_| format!("{text:?}: {a:?} is not an IP address"))
-            })
-            .collect::<Result<Vec<IpAddr>, String>>()?;
-        Ok(NodeSpec { id, addresses })
+        let (mut addresses, mut names) = (Vec::new(), Vec::new());
+        for host in hosts.split(',') {
+            if let Ok(ip) = host.parse() {
+                addresses.push(ip);
+            } else if is_host_name(host) {
+                names.push(host.to_ascii_lowercase());
+            } else {
+                return Err(format!(
+                    "{text:?}: {host:?} is neither an IP address nor a host name"
+                ));
+            }
+        }
+        Ok(NodeSpec {
+            id,
+            addresses,
+            names,
+        })
     }
+}
+
+/// Letters, digits and hyphens in dot-separated labels, not all digits.
+fn is_host_name(text: &str) -> bool {
+    let labels_ok = text.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    labels_ok && text.len() <= 253 && !text.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// A client to certify: `admin` (role admin) or `NAME:read`.
@@ -133,6 +157,13 @@ pub fn init(
             .iter()
             .map(|ip| SanType::IpAddress(*ip))
             .collect();
+        for name in &node.names {
+            let dns = name
+                .clone()
+                .try_into()
+                .map_err(|e| format!("{name}: {e}"))?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
         params
             .subject_alt_names
             .push(uri(&format!("{NODE_URI}{}", node.id))?);
@@ -227,7 +258,10 @@ mod tests {
         assert_eq!(node.id, 2);
         assert_eq!(node.addresses.len(), 2);
         assert!("x=127.0.0.1".parse::<NodeSpec>().is_err());
-        assert!("1=localhost".parse::<NodeSpec>().is_err());
+        let named: NodeSpec = "1=10.0.0.5,Node1.example.com".parse().expect("name");
+        assert_eq!(named.names, vec!["node1.example.com".to_string()]);
+        assert!("1=bad_name".parse::<NodeSpec>().is_err());
+        assert!("1=10.0.0".parse::<NodeSpec>().is_err());
         let read: ClientSpec = "grafana:read".parse().expect("client");
         assert_eq!(read.role, Role::Read);
         assert_eq!("ops".parse::<ClientSpec>().map(|c| c.role), Ok(Role::Admin));

@@ -8,6 +8,7 @@
 //! accepting and connecting halves for tonic.
 
 pub mod bootstrap;
+pub mod frontend;
 pub mod identity;
 pub mod transport;
 

@@ -8,6 +8,7 @@ mod first_hour;
 mod fixture;
 mod health;
 mod http_forwarding;
+mod https;
 mod lifecycle;
 mod malformed;
 mod mutual_tls;

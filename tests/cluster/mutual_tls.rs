@@ -142,6 +142,35 @@ impl Drop for Watch {
     }
 }
 
+/// Writes `NAME.pem` and `NAME-key.pem` into `certs`: an admin client
+/// certificate from its CA that expired yesterday.
+fn expired_client(certs: &Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let read = |file: &str| std::fs::read_to_string(certs.join(file)).expect(file);
+    let ca_key = rcgen::KeyPair::from_pem(&read("ca-key.pem")).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read("ca.pem"), ca_key).expect("CA");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "admin");
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("raftlb://client/{name}").try_into().expect("uri"),
+    )];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now - time::Duration::days(1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    std::fs::write(certs.join(format!("{name}.pem")), cert.pem()).expect("write");
+    let key_file = certs.join(format!("{name}-key.pem"));
+    std::fs::write(&key_file, key.serialize_pem()).expect("write");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "raftlb-{name}-{}-{}",
@@ -228,6 +257,21 @@ async fn mutual_tls_admits_the_cluster_and_refuses_everyone_else() {
     assert!(
         err.contains("did not take this client certificate"),
         "{err}"
+    );
+    // An admin certificate from the cluster's CA that has expired.
+    expired_client(&certs, "retired");
+    let (code, out, err) = ctl_with(&endpoints, &tls_args(&ca, &certs, "retired"), &["status"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("did not take this client certificate"),
+        "{err}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || cluster.nodes[0]
+            .log()
+            .contains("Expired"))
+        .await,
+        "the node did not log the expired certificate"
     );
 
     // A read client reads and watches but cannot write.

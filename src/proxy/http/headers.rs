@@ -65,8 +65,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Adds the client to `X-Forwarded-For` (appending to what earlier proxies
 /// wrote, as nginx's `$proxy_add_x_forwarded_for` does) and sets
 /// `X-Forwarded-Proto` and `X-Forwarded-Host`. `client` is the client's
-/// address as text, made once per connection.
-pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
+/// address as text, made once per connection; `https`: the client came
+/// over TLS.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    host: Option<&HeaderValue>,
+    https: bool,
+) {
     // One growth of the map instead of one per header added.
     headers.reserve(3);
     let appended = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
@@ -83,7 +89,10 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: &HeaderValue, host: Optio
         X_FORWARDED_FOR.clone(),
         appended.unwrap_or_else(|| client.clone()),
     );
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -211,8 +220,9 @@ mod tests {
     fn starts_x_forwarded_for_without_earlier_proxies() {
         let mut headers = HeaderMap::new();
         let client = client_value(IpAddr::from([10, 0, 0, 1]));
-        add_forwarding(&mut headers, &client, None);
+        add_forwarding(&mut headers, &client, None, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "https");
         assert!(!headers.contains_key("x-forwarded-host"));
     }
 
@@ -222,7 +232,7 @@ mod tests {
         headers.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
         let host = HeaderValue::from_static("example.com");
         let client = client_value(IpAddr::from([127, 0, 0, 9]));
-        add_forwarding(&mut headers, &client, Some(&host));
+        add_forwarding(&mut headers, &client, Some(&host), false);
         assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 127.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");

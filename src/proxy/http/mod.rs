@@ -18,7 +18,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Engine;
 pub use upstream::UpstreamPool;
@@ -35,14 +35,17 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Serves one client connection on HTTP frontend `frontend` until the
 /// client leaves, an error closes it, or shutdown lets it finish its
-/// current request.
-pub async fn serve(
+/// current request; `https`: `stream` is the TLS session.
+pub async fn serve<S>(
     engine: &Arc<Engine>,
     frontend: &str,
-    stream: TcpStream,
+    stream: S,
     client: SocketAddr,
     upstreams: UpstreamPool,
-) {
+    https: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (stats, header_timeout, idle_timeout) = {
         let table = engine.table.load();
         let Some(front) = table.frontend(frontend) else {
@@ -68,6 +71,7 @@ pub async fn serve(
         ambiguous: ambiguous.clone(),
         requests: AtomicU64::new(0),
         activity: activity.clone(),
+        https,
     });
     let service = service_fn(move |req| handler.clone().handle(req));
     let mut builder = http1::Builder::new();

@@ -38,6 +38,8 @@ pub struct RequestHandler {
     pub(super) requests: AtomicU64,
     /// Progress of this connection's bodies, for the idle timeout.
     pub(super) activity: Arc<super::idle::Activity>,
+    /// The client came over TLS.
+    pub(super) https: bool,
 }
 
 /// The parts of a request that every attempt reuses.
@@ -133,7 +135,7 @@ impl RequestHandler {
         let host = headers.get(header::HOST).cloned();
         headers::remove_hop_by_hop(&mut headers);
         headers.remove(header::EXPECT); // already answered by hyper
-        headers::add_forwarding(&mut headers, &self.client_value, host.as_ref());
+        headers::add_forwarding(&mut headers, &self.client_value, host.as_ref(), self.https);
         let outgoing = Outgoing {
             method: parts.method,
             path: parts

@@ -1,0 +1,112 @@
+//! `raftlb ctl cert`: certificates for `https` frontends, read from local
+//! PEM files and committed to the cluster state. What comes back is never
+//! a key: names, DNS names, expiry and fingerprint.
+
+use super::output::{changes, table};
+use super::{CALL_TIMEOUT, CertFiles, CertVerb, Client, Outcome};
+use crate::proto::v1 as pb;
+
+/// Runs one `cert` verb.
+pub async fn run(
+    client: &mut Client,
+    verb: &CertVerb,
+    json: bool,
+) -> Result<Outcome, tonic::Status> {
+    Ok(match verb {
+        CertVerb::Add(files) => return put(client, files, false, json).await,
+        CertVerb::Replace(files) => return put(client, files, true, json).await,
+        CertVerb::Remove { name } => {
+            let message = pb::RemoveCertificateRequest {
+                name: name.clone(),
+                request_id: client.ids.id("cert-remove"),
+            };
+            let request = client.request(message, CALL_TIMEOUT);
+            let reply = client.inner.remove_certificate(request).await?.into_inner();
+            Outcome::Done(changes(&reply, json))
+        }
+        CertVerb::List { local } => {
+            let request =
+                client.request(pb::ListCertificatesRequest { local: *local }, CALL_TIMEOUT);
+            let reply = client.inner.list_certificates(request).await?.into_inner();
+            Outcome::Done(list(&reply, json, crate::control::unix_millis()))
+        }
+    })
+}
+
+async fn put(
+    client: &mut Client,
+    files: &CertFiles,
+    replace: bool,
+    json: bool,
+) -> Result<Outcome, tonic::Status> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let (chain_pem, key_pem) = match (read(&files.cert), read(&files.key)) {
+        (Ok(chain), Ok(key)) => (chain, key),
+        (Err(error), _) | (_, Err(error)) => return Ok(Outcome::Usage(error)),
+    };
+    let message = pb::PutCertificateRequest {
+        name: files.name.clone(),
+        chain_pem,
+        key_pem,
+        default: files.default,
+        replace,
+        request_id: client.ids.id("cert-put"),
+    };
+    let request = client.request(message, CALL_TIMEOUT);
+    let reply = client.inner.put_certificate(request).await?.into_inner();
+    Ok(Outcome::Done(changes(&reply, json)))
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// `cert list`: one row per certificate, with a warning for those within
+/// 30 days of their end.
+fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
+    if json {
+        let certificates: Vec<_> = reply
+            .certificates
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name, "names": c.names, "fingerprint": c.fingerprint,
+                    "not_after_ms": c.not_after_ms, "default": c.default,
+                })
+            })
+            .collect();
+        return serde_json::json!({"version": reply.version, "certificates": certificates})
+            .to_string();
+    }
+    let rows = reply
+        .certificates
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.names.join(" "),
+                match c.not_after_ms.checked_sub(now_ms) {
+                    None | Some(0) => "expired".into(),
+                    Some(left) => format!("{} d", left / DAY_MS),
+                },
+                c.fingerprint.chars().take(16).collect(),
+                if c.default { "yes" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    let warnings: String = reply
+        .certificates
+        .iter()
+        .filter(|c| c.not_after_ms < now_ms + 30 * DAY_MS)
+        .map(|c| {
+            format!(
+                "\nWARNING certificate {} ends within 30 days: replace it (ctl cert replace)",
+                c.name
+            )
+        })
+        .collect();
+    format!(
+        "{}{warnings}",
+        table(&["name", "dns names", "left", "sha256", "default"], rows)
+    )
+}

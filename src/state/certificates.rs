@@ -1,0 +1,230 @@
+//! Certificates the cluster serves on its HTTPS frontends: kept in the
+//! cluster state (committed through Raft like any change, the same on
+//! every node), added and replaced with `raftlb ctl cert`. A key is stored
+//! with its certificate but never shown: what leaves the state is a
+//! certificate's [`CertificateInfo`] (name, DNS names, fingerprint,
+//! expiry).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+
+/// A certificate chain and its private key, as committed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCertificate {
+    /// The entry's name (not a DNS name): `site`, `wildcard-example`.
+    pub name: String,
+    /// The chain, leaf first (PEM).
+    pub chain_pem: String,
+    /// The leaf's private key (PEM). Never printed or logged.
+    pub key_pem: String,
+    /// Served to clients that send no SNI, or a name no certificate has.
+    #[serde(default)]
+    pub default: bool,
+}
+
+impl fmt::Debug for StoredCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredCertificate")
+            .field("name", &self.name)
+            .field("default", &self.default)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What may be shown of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    /// The entry's name.
+    pub name: String,
+    /// The DNS names it serves (its SANs; `*.example.com` for a
+    /// wildcard), lower case.
+    pub names: Vec<String>,
+    /// SHA-256 of the leaf certificate, hex.
+    pub fingerprint: String,
+    /// End of validity, ms since the Unix epoch.
+    pub not_after_ms: u64,
+    /// Served when no name matches.
+    pub default: bool,
+}
+
+/// The certificates in the state, by entry name.
+pub type Certificates = BTreeMap<String, StoredCertificate>;
+
+/// The chain (leaf first) and key of `certificate`, parsed and checked to
+/// belong together.
+pub fn parse(
+    certificate: &StoredCertificate,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_slice_iter(certificate.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("unreadable chain: {e}"))?;
+    if chain.is_empty() {
+        return Err("the chain holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
+        .map_err(|_| "unreadable private key (PEM: PKCS#8, PKCS#1 or SEC1)".to_string())?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
+        |e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                "the key does not match the certificate".to_string()
+            }
+            other => format!("unusable key: {other}"),
+        },
+    )?;
+    Ok((chain, key))
+}
+
+/// Checks `certificate` and says what may be shown of it.
+pub fn inspect(certificate: &StoredCertificate) -> Result<CertificateInfo, String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (chain, _) = parse(certificate)?;
+    let (_, leaf) =
+        X509Certificate::from_der(&chain[0]).map_err(|e| format!("unreadable certificate: {e}"))?;
+    let mut names: Vec<String> = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        // An old-style certificate: its common name.
+        names = leaf
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .map(str::to_ascii_lowercase)
+            .collect();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
+    Ok(CertificateInfo {
+        name: certificate.name.clone(),
+        names,
+        fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        not_after_ms: (leaf.validity().not_after.timestamp().max(0) as u64) * 1000,
+        default: certificate.default,
+    })
+}
+
+/// Puts `certificate` into `certificates` (adding, or replacing an entry
+/// of that name), refusing a bad one, a DNS name another entry serves, or
+/// a second default (a new default takes the role from the old one).
+pub fn put(
+    certificates: &mut Certificates,
+    certificate: StoredCertificate,
+    replace: bool,
+) -> Result<CertificateInfo, StateError> {
+    let name = certificate.name.clone();
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid_name {
+        return Err(StateError::invalid(
+            "certificate.name",
+            &name,
+            "1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    match (certificates.contains_key(&name), replace) {
+        (true, false) => {
+            return Err(StateError::AlreadyExists {
+                what: format!("certificate {name:?} (replace it with ctl cert replace)"),
+            });
+        }
+        (false, true) => {
+            return Err(StateError::NotFound {
+                what: format!("certificate {name:?}"),
+            });
+        }
+        _ => {}
+    }
+    let info =
+        inspect(&certificate).map_err(|why| StateError::invalid("certificate", &name, why))?;
+    for (other_name, other) in certificates.iter() {
+        if *other_name == name {
+            continue;
+        }
+        let Ok(other_info) = inspect(other) else {
+            continue;
+        };
+        if let Some(clash) = info.names.iter().find(|n| other_info.names.contains(n)) {
+            return Err(StateError::invalid(
+                "certificate",
+                &name,
+                format!("{clash} is already served by certificate {other_name:?}"),
+            ));
+        }
+    }
+    if certificate.default {
+        for other in certificates.values_mut() {
+            other.default = false;
+        }
+    }
+    certificates.insert(name, certificate);
+    Ok(info)
+}
+
+/// What changed between two sets of certificates, for the history and the
+/// command's answer: names, DNS names, fingerprint and expiry only.
+pub fn changes(before: &Certificates, after: &Certificates) -> Vec<super::Change> {
+    use super::{Change, ChangeKind};
+    let shown = |c: &StoredCertificate| match inspect(c) {
+        Ok(info) => format!(
+            "{} (sha256 {}, until {}{})",
+            info.names.join(" "),
+            &info.fingerprint[..16],
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(info.not_after_ms)
+            ),
+            if info.default { ", default" } else { "" }
+        ),
+        Err(why) => why,
+    };
+    let mut changes = Vec::new();
+    for (name, old) in before {
+        match after.get(name) {
+            None => changes.push(Change {
+                kind: ChangeKind::Removed,
+                object: "certificate".into(),
+                name: name.clone(),
+                detail: String::new(),
+            }),
+            Some(new) if new != old => changes.push(Change {
+                kind: ChangeKind::Changed,
+                object: "certificate".into(),
+                name: name.clone(),
+                detail: shown(new),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, new) in after {
+        if !before.contains_key(name) {
+            changes.push(Change {
+                kind: ChangeKind::Added,
+                object: "certificate".into(),
+                name: name.clone(),
+                detail: shown(new),
+            });
+        }
+    }
+    changes
+}
