@@ -7,6 +7,7 @@
 mod backends;
 mod drill;
 mod nodes;
+mod site;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,9 @@ use nodes::NodeProcess;
 
 /// The virtual IP the demo's leader holds.
 pub const DEMO_VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100));
+
+/// The demo's HTTPS frontend's port, on the VIP and every node.
+pub const DEMO_HTTPS_PORT: u16 = 8443;
 
 /// Options of `raftlb demo`.
 #[derive(Debug, Clone)]
@@ -109,6 +113,15 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
     for node in &nodes {
         node.wait_ready().await.map_err(DemoError::NotReady)?;
     }
+    let endpoints: Vec<String> = (1..=options.nodes)
+        .map(|id| format!("{}:7200", node_ip(id)))
+        .collect();
+    let addresses: Vec<IpAddr> = std::iter::once(DEMO_VIP)
+        .chain((1..=options.nodes).map(node_ip))
+        .collect();
+    site::commit(&certs, &addresses, &endpoints, &demo_client_tls(root))
+        .await
+        .map_err(DemoError::Setup)?;
     print_banner(options, root);
 
     if options.drill_rounds > 0 {
@@ -212,6 +225,10 @@ fn print_banner(options: &DemoOptions, root: &std::path::Path) {
         "  VIP     http://{DEMO_VIP}:{}/   held by the leader; moves when the leader dies",
         options.port
     );
+    println!(
+        "  HTTPS   https://{DEMO_VIP}:{DEMO_HTTPS_PORT}/   on every node too; certificate from the demo's CA ({})",
+        root.join("certs/ca.pem").display()
+    );
     println!("  configs and logs in {}", root.display());
     println!();
 }
@@ -255,6 +272,10 @@ fn print_tries(options: &DemoOptions, tls: &TlsFiles) -> Option<PathBuf> {
         "  for i in 1 2 3 4; do curl -s http://{DEMO_VIP}:{}/; done",
         options.port
     );
+    println!(
+        "  curl -s --cacert {} https://{DEMO_VIP}:{DEMO_HTTPS_PORT}/",
+        tls.ca.display()
+    );
     println!("  {ctl} status");
     println!("  {ctl} get backends");
     println!("  {ctl} cluster transfer-leader");
@@ -270,10 +291,15 @@ fn print_tries(options: &DemoOptions, tls: &TlsFiles) -> Option<PathBuf> {
 
 fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
     ClusterSpec {
-        frontends: vec![FrontendSpec {
-            name: "web".into(),
+        frontends: [
+            ("web", port, Protocol::Http),
+            ("web-tls", DEMO_HTTPS_PORT, Protocol::Https),
+        ]
+        .into_iter()
+        .map(|(name, port, protocol)| FrontendSpec {
+            name: name.into(),
             port,
-            protocol: Protocol::Http,
+            protocol,
             pool: "web".into(),
             routes: Vec::new(),
             max_connections: 10_000,
@@ -282,7 +308,8 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             header_timeout_ms: 10_000,
             response_timeout_ms: 30_000,
             retries: 2,
-        }],
+        })
+        .collect(),
         pools: vec![PoolSpec {
             name: "web".into(),
             algorithm: Algorithm::RoundRobin,

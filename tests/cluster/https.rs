@@ -200,7 +200,7 @@ async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
     let curl = debian_tool("curl", "curl");
     let backend = HttpBackend::start("site", unique_ip()).await;
     let seed = one_frontend("https", 8443, "round_robin", &[backend.address], "");
-    let cluster = Cluster::start(3, &seed).await;
+    let mut cluster = Cluster::start(3, &seed).await;
     cluster.wait_leader(Duration::from_secs(10)).await;
     let endpoints = cluster.endpoints();
     let ca = TestCa::new();
@@ -392,4 +392,17 @@ async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
             "a key's text was shown"
         );
     }
+
+    // A restarted node serves the certificates it applied, from disk.
+    let node = &mut cluster.nodes[2];
+    node.kill9();
+    node.launch();
+    node.wait_ready().await;
+    let address = node.frontend(8443);
+    tokio::task::block_in_place(|| {
+        assert_eq!(
+            served(&connect(&ca.ca(), address, Some("site.test"))),
+            der(&renewed.0)
+        );
+    });
 }
