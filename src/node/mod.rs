@@ -10,6 +10,7 @@ mod formation;
 mod grpc_servers;
 mod health_reports;
 mod running;
+mod ticket_rotation;
 
 use formation::{bootstrap, watch_role};
 use health_reports::report_health;
@@ -297,6 +298,7 @@ pub async fn start(
         read_token,
     };
     grpc_servers::spawn_api(&control, &auth, api_incoming, tls.clone(), servers.clone())?;
+    tokio::spawn(ticket_rotation::run(control.clone(), shutdown.clone()));
     if let Some(tls) = &tls {
         // New certificate files are picked up within seconds without a
         // SIGHUP too (a renewal agent that writes them in place).

@@ -37,6 +37,7 @@ const REVISION: &[u8] = b"revision/";
 const REQUEST: &[u8] = b"request/";
 const HEALTH: &[u8] = b"health/";
 const CERTIFICATES: &[u8] = b"certificates";
+const TICKET_KEYS: &[u8] = b"ticket_keys";
 /// The whole state as one document, as written before 0.8; read once and
 /// converted.
 const LEGACY: &[u8] = b"applied";
@@ -115,6 +116,7 @@ impl Legacy {
                 history: Arc::new(history),
                 requests: Arc::default(),
                 certificates: Arc::default(),
+                ticket_keys: Arc::default(),
             },
             health: self.health,
         }
@@ -223,6 +225,10 @@ impl StateStore {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
             None => Default::default(),
         };
+        let ticket_keys = match get(TICKET_KEYS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Default::default(),
+        };
         let health = self
             .scan::<bool>(HEALTH)?
             .into_iter()
@@ -237,6 +243,7 @@ impl StateStore {
                 history: Arc::new(revisions),
                 requests: Arc::new(RecentRequests::from(requests)),
                 certificates: Arc::new(certificates),
+                ticket_keys: Arc::new(ticket_keys),
             },
             health,
         })
@@ -273,6 +280,9 @@ impl StateStore {
         }
         if !Arc::ptr_eq(&now.certificates, &before.certificates) {
             writes.put(CERTIFICATES, &*now.certificates)?;
+        }
+        if !Arc::ptr_eq(&now.ticket_keys, &before.ticket_keys) {
+            writes.put(TICKET_KEYS, &*now.ticket_keys)?;
         }
         if !Arc::ptr_eq(&now.history, &before.history) {
             let newest_on_disk = before.history.revisions().next_back().map(|r| r.version);
@@ -321,6 +331,7 @@ impl StateStore {
         writes.put(META, &meta(applied))?;
         write_spec(&mut writes, &applied.state.spec, None)?;
         writes.put(CERTIFICATES, &*applied.state.certificates)?;
+        writes.put(TICKET_KEYS, &*applied.state.ticket_keys)?;
         for revision in applied.state.history.revisions() {
             writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
         }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::certificates::StoredCertificate;
+use super::ticket_keys::TicketKey;
 use crate::config::{AdminState, BackendSpec, ClusterSpec};
 
 /// One change to the served configuration.
@@ -67,6 +68,13 @@ pub enum Command {
         /// The entry's name.
         name: String,
     },
+    /// Add a new session-ticket key (the leader, on a schedule); the
+    /// oldest beyond the kept number drops out.
+    RotateTicketKeys {
+        /// The new key, made by the leader (so every node applies the
+        /// same one).
+        key: TicketKey,
+    },
 }
 
 impl Command {
@@ -104,6 +112,9 @@ impl Command {
                 certificate.name
             ),
             Command::RemoveCertificate { name } => format!("remove certificate {name}"),
+            Command::RotateTicketKeys { key } => {
+                format!("rotate session-ticket keys (new key {})", &key.id[..8])
+            }
         }
     }
 }

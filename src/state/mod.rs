@@ -7,6 +7,7 @@ mod diff;
 mod error;
 mod history;
 mod requests;
+pub mod ticket_keys;
 mod validate;
 
 pub use command::Command;
@@ -47,6 +48,9 @@ pub struct ClusterState {
     /// Certificates for HTTPS frontends, by entry name (`ctl cert`).
     #[serde(default)]
     pub certificates: Arc<certificates::Certificates>,
+    /// Keys that seal TLS session tickets on every node, newest first.
+    #[serde(default)]
+    pub ticket_keys: Arc<ticket_keys::TicketKeys>,
 }
 
 impl ClusterState {
@@ -116,6 +120,7 @@ impl ClusterState {
     pub fn apply(&mut self, command: Command, origin: Origin) -> Result<Applied, StateError> {
         let before = self.spec.clone();
         let certificates_before = self.certificates.clone();
+        let tickets_before = self.ticket_keys.clone();
         let version_before = self.version;
         let description = command.summary();
         let version = self.dispatch(command)?;
@@ -132,6 +137,16 @@ impl ClusterState {
             &certificates_before,
             &self.certificates,
         ));
+        if let Some(new) = self.ticket_keys.first()
+            && !Arc::ptr_eq(&tickets_before, &self.ticket_keys)
+        {
+            changes.push(Change {
+                kind: ChangeKind::Added,
+                object: "session-ticket key".into(),
+                name: new.id[..8].to_string(),
+                detail: String::new(),
+            });
+        }
         Arc::make_mut(&mut self.history).record(Revision {
             version,
             origin,
@@ -158,6 +173,11 @@ impl ClusterState {
                 replace,
             } => return self.put_certificate(certificate, replace),
             Command::RemoveCertificate { name } => return self.remove_certificate(&name),
+            Command::RotateTicketKeys { key } => {
+                self.ticket_keys = Arc::new(ticket_keys::rotated(&self.ticket_keys, key));
+                self.version += 1;
+                return Ok(self.version);
+            }
             other => other,
         };
         let next = self.next_spec(command)?;
@@ -263,7 +283,9 @@ impl ClusterState {
                 address,
                 state,
             } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
-            Command::PutCertificate { .. } | Command::RemoveCertificate { .. } => {
+            Command::PutCertificate { .. }
+            | Command::RemoveCertificate { .. }
+            | Command::RotateTicketKeys { .. } => {
                 unreachable!("certificates are dispatched on their own")
             }
         }

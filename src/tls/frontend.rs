@@ -103,14 +103,17 @@ impl ResolvesServerCert for LiveCertificates {
 }
 
 /// Server settings for an `https` frontend: TLS 1.3 and 1.2, the ring
-/// provider's suites (AEAD only), ALPN `http/1.1`.
+/// provider's suites (AEAD only), ALPN `http/1.1`, session tickets sealed
+/// with the cluster's shared keys.
 pub fn server_config(table: Arc<PublishedTable>) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the ring provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(LiveCertificates(table)));
+        .with_cert_resolver(Arc::new(LiveCertificates(table.clone())));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Tickets sealed with the cluster's keys: a client resumes on any node.
+    config.ticketer = Arc::new(super::tickets::ClusterTicketer(table));
     Arc::new(config)
 }

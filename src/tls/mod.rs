@@ -10,6 +10,7 @@
 pub mod bootstrap;
 pub mod frontend;
 pub mod identity;
+pub mod tickets;
 pub mod transport;
 
 use std::path::{Path, PathBuf};

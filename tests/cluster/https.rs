@@ -75,14 +75,10 @@ fn cert(endpoints: &str, verb: &str, name: &str, files: &(PathBuf, PathBuf), ext
     assert_eq!(code, 0, "cert {verb} {name}: {out}{err}");
 }
 
-/// A TLS session to `address` naming `sni` (none: no SNI), trusting `ca`
-/// (a certificate that does not name `sni` is taken when `any`).
-fn connect_with(
-    ca: &Path,
-    address: SocketAddr,
-    sni: Option<&str>,
-    any: bool,
-) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+/// A client trusting `ca` (a certificate that does not name the SNI is
+/// taken when `any`: the default certificate, looked at by the test). Its
+/// session cache is shared by every connection made with it.
+fn client_config(ca: &Path, sni: bool, any: bool) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -95,18 +91,21 @@ fn connect_with(
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    // Without SNI, or for a name no certificate serves, the default
-    // certificate cannot match the name: take what comes, the test looks
-    // at which one it is.
-    config.enable_sni = sni.is_some();
-    if any || sni.is_none() {
+    config.enable_sni = sni;
+    if any || !sni {
         config
             .dangerous()
             .set_certificate_verifier(Arc::new(AnyCertificate));
     }
-    let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string())
-        .expect("name");
-    let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    Arc::new(config)
+}
+
+type Session = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS session to `address` with `config`, naming `sni`.
+fn connect_config(config: Arc<rustls::ClientConfig>, address: SocketAddr, sni: &str) -> Session {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("name");
+    let connection = rustls::ClientConnection::new(config, name).expect("client");
     let tcp = std::net::TcpStream::connect(address).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -116,6 +115,12 @@ fn connect_with(
         tls.conn.complete_io(&mut tls.sock).expect("handshake");
     }
     tls
+}
+
+/// A TLS session to `address` naming `sni` (none: no SNI), trusting `ca`.
+fn connect_with(ca: &Path, address: SocketAddr, sni: Option<&str>, any: bool) -> Session {
+    let config = client_config(ca, sni.is_some(), any);
+    connect_config(config, address, sni.unwrap_or("no-sni.invalid"))
 }
 
 /// A TLS session whose certificate must name `sni`.
@@ -128,7 +133,7 @@ fn connect(
 }
 
 /// The DER of the certificate a session got.
-fn served(tls: &rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>) -> Vec<u8> {
+fn served(tls: &Session) -> Vec<u8> {
     tls.conn.peer_certificates().expect("certificates")[0].to_vec()
 }
 
@@ -403,6 +408,78 @@ async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
         assert_eq!(
             served(&connect(&ca.ca(), address, Some("site.test"))),
             der(&renewed.0)
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_its_tls_session_on_the_new_vip_holder_after_a_failover() {
+    let backend = HttpBackend::start("site", unique_ip()).await;
+    let seed = one_frontend("https", 8443, "round_robin", &[backend.address], "");
+    let vip = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints = cluster.endpoints();
+    let ca = TestCa::new();
+    let site = ca.site("site", &["site.test"]);
+    tokio::task::block_in_place(|| cert(&endpoints, "add", "site", &site, &[]));
+    // The leader made the first session-ticket key; every node has it.
+    let rotated = || {
+        let (_, history, _) = ctl(&endpoints, &["history"]);
+        history.contains("rotate session-ticket keys")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || tokio::task::block_in_place(
+            rotated
+        ))
+        .await,
+        "no session-ticket key was committed"
+    );
+    let version = cluster.nodes[leader].config_version();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            cluster.nodes.iter().all(|n| n.config_version() == version)
+                && cluster.nodes[leader].status()["vip"]["held"] == true
+        })
+        .await
+    );
+    let address = SocketAddr::new(vip, 8443);
+    let client = client_config(&ca.ca(), true, false);
+    tokio::task::block_in_place(|| {
+        let mut first = connect_config(client.clone(), address, "site.test");
+        assert_eq!(
+            first.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        // The tickets come after the handshake: read a response.
+        assert!(get(&mut first, "site.test").contains("200 OK"));
+    });
+
+    // The holder dies; the next holder resumes the session.
+    cluster.nodes[leader].kill9();
+    let answers =
+        || std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok();
+    assert!(
+        wait_until(Duration::from_secs(10), answers).await,
+        "no node took the VIP over"
+    );
+    tokio::task::block_in_place(|| {
+        let mut second = connect_config(client.clone(), address, "site.test");
+        assert_eq!(
+            second.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "the new holder did not resume the session"
+        );
+        assert!(get(&mut second, "site.test").contains("200 OK"));
+        // A client without the session does a full handshake there.
+        let fresh = connect_config(client_config(&ca.ca(), true, false), address, "site.test");
+        assert_eq!(
+            fresh.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
         );
     });
 }

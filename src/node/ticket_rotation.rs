@@ -1,0 +1,45 @@
+//! The leader keeps the cluster's session-ticket keys fresh: when there is
+//! none yet, or the newest is older than `ROTATE_EVERY_MS`, it commits a
+//! new one (made here, so every node applies the same key).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{ClusterControl, unix_millis};
+use crate::state::Command;
+use crate::state::ticket_keys::{TicketKey, due};
+
+/// How often the leader looks.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until `stop`.
+pub(super) async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let leading = control.raft.metrics().borrow().state == ServerState::Leader;
+        let now = unix_millis();
+        if !leading || !due(&control.served.state().ticket_keys, now) {
+            continue;
+        }
+        let command = Command::RotateTicketKeys {
+            key: TicketKey::generate(now),
+        };
+        let caller = format!("node {} (session-ticket key rotation)", control.id);
+        match control.write(command, caller, None).await {
+            Ok(applied) => {
+                tracing::info!(version = applied.version, "session-ticket keys rotated")
+            }
+            Err(error) => {
+                crate::warn_limited!("ticket rotation", %error, "session-ticket key rotation failed")
+            }
+        }
+    }
+}
