@@ -78,6 +78,13 @@ pub struct BackendResultLabels {
     pub result: String,
 }
 
+/// Labels of per-certificate series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// The certificate entry's name.
+    pub certificate: String,
+}
+
 /// Labels of per-pool series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
@@ -138,6 +145,8 @@ pub struct Metrics {
     pub vip_held: Gauge,
     /// When this node's TLS certificate expires, Unix seconds (0: no TLS).
     pub tls_cert_expiry: Gauge,
+    /// When each certificate `https` frontends serve expires, Unix seconds.
+    pub certificate_expiry: Family<CertificateLabels, Gauge>,
     /// Times this node acquired the VIP.
     pub vip_acquisitions: Counter,
     /// Times this node released the VIP.
@@ -192,6 +201,7 @@ impl Metrics {
             pool_panic_picks: Family::default(),
             leader_confirmed: Gauge::default(),
             tls_cert_expiry: Gauge::default(),
+            certificate_expiry: Family::default(),
             vip_held: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
@@ -330,6 +340,11 @@ impl Metrics {
             "leader_confirmed",
             "1 while this node leads within a lease confirmed by a quorum",
             m.leader_confirmed.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each certificate that https frontends serve (ctl cert) expires",
+            m.certificate_expiry.clone(),
         );
         r.register(
             "tls_certificate_expiry_timestamp_seconds",

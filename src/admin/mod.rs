@@ -177,6 +177,16 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
                         .tls_cert_expiry
                         .set((tls.expires_ms() / 1000) as i64);
                 }
+                metrics.certificate_expiry.clear();
+                for info in &admin.control.served.table().load().certificates.infos {
+                    let labels = crate::metrics::CertificateLabels {
+                        certificate: info.name.clone(),
+                    };
+                    metrics
+                        .certificate_expiry
+                        .get_or_create(&labels)
+                        .set((info.not_after_ms / 1000) as i64);
+                }
                 metrics.encode()
             },
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -61,6 +61,33 @@ async fn put(
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
+/// For `ctl status`: a warning line for each served certificate within
+/// 30 days of its end (nothing when none is, or the node cannot say).
+pub async fn expiring(client: &mut Client) -> String {
+    let request = client.request(pb::ListCertificatesRequest { local: false }, CALL_TIMEOUT);
+    let Ok(reply) = client.inner.list_certificates(request).await else {
+        return String::new();
+    };
+    let now_ms = crate::control::unix_millis();
+    reply
+        .into_inner()
+        .certificates
+        .iter()
+        .filter(|c| c.not_after_ms < now_ms + 30 * DAY_MS)
+        .map(|c| {
+            format!(
+                "\nWARNING certificate {} ({}) {}: replace it (ctl cert replace)",
+                c.name,
+                c.names.join(" "),
+                match c.not_after_ms.checked_sub(now_ms) {
+                    None | Some(0) => "has expired".to_string(),
+                    Some(left) => format!("ends in {} days", left / DAY_MS),
+                }
+            )
+        })
+        .collect()
+}
+
 /// `cert list`: one row per certificate, with a warning for those within
 /// 30 days of their end.
 fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {

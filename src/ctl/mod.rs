@@ -614,7 +614,11 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
         Verb::Status { wait: false, .. } => {
             let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
             let status = client.inner.status(request).await?.into_inner();
-            Outcome::Done(output::status(&status, json))
+            let mut text = output::status(&status, json);
+            if !json {
+                text.push_str(&cert::expiring(&mut client).await);
+            }
+            Outcome::Done(text)
         }
         Verb::Status {
             wait: true,

@@ -21,6 +21,8 @@ pub struct CertificateSet {
     /// For no SNI, or a name no certificate serves: the entry marked
     /// default, else the only one.
     default: Option<Arc<CertifiedKey>>,
+    /// What may be shown of each served certificate.
+    pub infos: Vec<certificates::CertificateInfo>,
     /// What this was compiled from.
     source: Arc<Certificates>,
 }
@@ -63,6 +65,7 @@ impl CertificateSet {
             if info.default || source.len() == 1 {
                 set.default = Some(key);
             }
+            set.infos.push(info);
         }
         Arc::new(set)
     }

@@ -41,10 +41,18 @@ impl TestCa {
 
     /// Writes `NAME.pem` and `NAME-key.pem` for `names`; their paths.
     fn site(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.site_for_days(name, names, 365)
+    }
+
+    /// The same, valid for `days` from now.
+    fn site_for_days(&self, name: &str, names: &[&str], days: i64) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("params");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(days);
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let (pem, key_pem) = (
             self.dir.join(format!("{name}.pem")),
@@ -352,6 +360,22 @@ async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
         );
         assert_eq!(served(&kept), der(&site.0));
     });
+
+    // Expiry: a metric per certificate, and a warning in ctl status for one
+    // within 30 days of its end.
+    let metric = cluster.nodes[0]
+        .metric("raftlb_certificate_expiry_timestamp_seconds{certificate=\"wild\"}")
+        .expect("expiry metric");
+    assert!(metric as u64 > raftlb::control::unix_millis() / 1000 + 300 * 24 * 3600);
+    let (_, status, _) = ctl(&endpoints, &["status"]);
+    assert!(!status.contains("WARNING"), "{status}");
+    let soon = ca.site_for_days("soon", &["soon.test"], 10);
+    tokio::task::block_in_place(|| cert(&endpoints, "add", "soon", &soon, &[]));
+    let (_, status, _) = ctl(&endpoints, &["status"]);
+    assert!(
+        status.contains("WARNING certificate soon (soon.test) ends in 9 days"),
+        "{status}"
+    );
 
     // Keys are never shown: ctl get, cert list, history, /status and the
     // node logs hold no private key.
