@@ -47,6 +47,7 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
                 host: r.host.clone(),
                 path_prefix: r.path_prefix.clone(),
                 pool: r.pool.clone(),
+                sni: r.sni.clone(),
             })
             .collect(),
         max_connections: Some(f.max_connections),
@@ -116,6 +117,7 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
                 host: r.host,
                 path_prefix: r.path_prefix,
                 pool: r.pool,
+                sni: r.sni,
             })
             .collect(),
         max_connections: f.max_connections.unwrap_or_else(defaults::max_connections),

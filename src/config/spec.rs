@@ -80,6 +80,11 @@ pub struct RouteSpec {
     /// Path prefix to match, starting with `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    /// `tcp` frontends: the server name (SNI) of the client's TLS
+    /// ClientHello, exact or `*.example.com`; the connection is passed
+    /// through to the pool undecrypted (as HAProxy's `req.ssl_sni`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
     /// Pool that serves matching requests.
     pub pool: String,
 }

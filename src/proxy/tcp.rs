@@ -13,8 +13,15 @@ use crate::routing::now_ms;
 /// Serves one client connection on TCP frontend `frontend`: picks a
 /// backend, connects (trying the next one when a connect fails, up to
 /// `retries` more), then relays until both sides are done or the
-/// connection has been idle for `idle_timeout_ms`.
-pub async fn serve(engine: &Engine, frontend: &str, client_stream: TcpStream, client: SocketAddr) {
+/// connection has been idle for `idle_timeout_ms`. A frontend with SNI
+/// routes first reads the client's TLS ClientHello to choose the pool, and
+/// sends it on to the backend unchanged (passthrough: nothing decrypted).
+pub async fn serve(
+    engine: &Engine,
+    frontend: &str,
+    mut client_stream: TcpStream,
+    client: SocketAddr,
+) {
     let table = engine.table.load_full();
     let Some(front) = table.frontend(frontend) else {
         return;
@@ -23,7 +30,20 @@ pub async fn serve(engine: &Engine, frontend: &str, client_stream: TcpStream, cl
     stats.connections.inc();
     stats.active.inc();
     let started = Instant::now();
-    let pool = table.pool(front.default_pool);
+    let (pool_index, hello) = if front.routes.is_empty() {
+        (front.default_pool, Vec::new())
+    } else {
+        let timeout = Duration::from_millis(front.spec.header_timeout_ms);
+        match read_client_hello(&mut client_stream, timeout).await {
+            Ok((sni, hello)) => (front.pool_for_sni(sni.as_deref()), hello),
+            Err(error) => {
+                tracing::debug!(frontend, %client, %error, "no ClientHello; closing");
+                stats.active.dec();
+                return;
+            }
+        }
+    };
+    let pool = table.pool(pool_index);
     let connect_timeout = Duration::from_millis(front.spec.connect_timeout_ms);
     let idle_timeout = Duration::from_millis(front.spec.idle_timeout_ms);
     let mut tried = Vec::new();
@@ -47,11 +67,22 @@ pub async fn serve(engine: &Engine, frontend: &str, client_stream: TcpStream, cl
             Err(_) => pool.record_failure(index, "connect timed out"),
         }
     };
-    let Some((backend, backend_stream)) = connected else {
+    let Some((backend, mut backend_stream)) = connected else {
         tracing::warn!(frontend, %client, pool = %pool.name, "no backend reachable; closing client connection");
         stats.active.dec();
         return;
     };
+    if !hello.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        if let Err(error) = backend_stream.write_all(&hello).await {
+            if let Some(&index) = tried.last() {
+                pool.record_failure(index, &format!("send failed: {error}"));
+            }
+            stats.active.dec();
+            return;
+        }
+        stats.bytes_in.inc_by(hello.len() as u64);
+    }
     let _ = backend_stream.set_nodelay(true);
     let runtime = backend.runtime.clone();
     drop(table);
@@ -86,6 +117,48 @@ pub async fn serve(engine: &Engine, frontend: &str, client_stream: TcpStream, cl
     runtime.active.dec();
     stats.active.dec();
     stats.duration.observe(started.elapsed().as_secs_f64());
+}
+
+/// Largest ClientHello read for SNI routing.
+const MAX_CLIENT_HELLO: usize = 16 * 1024;
+
+/// Reads the client's TLS ClientHello within `timeout`: the server name it
+/// asks for (`None`: none, or not TLS at all, which goes to the default
+/// pool) and every byte read, to be sent on. rustls parses it.
+async fn read_client_hello(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> io::Result<(Option<String>, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut bytes = Vec::with_capacity(2048);
+    loop {
+        if !bytes.is_empty() {
+            let mut acceptor = rustls::server::Acceptor::default();
+            let mut unread = &bytes[..];
+            while !unread.is_empty() {
+                if acceptor.read_tls(&mut unread).is_err() {
+                    return Ok((None, bytes));
+                }
+            }
+            match acceptor.accept() {
+                Ok(Some(accepted)) => {
+                    let sni = accepted.client_hello().server_name().map(str::to_string);
+                    return Ok((sni, bytes));
+                }
+                Ok(None) if bytes.len() < MAX_CLIENT_HELLO => {}
+                Ok(None) | Err(_) => return Ok((None, bytes)),
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "ClientHello timed out"))??;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
 }
 
 /// Connects to `to`, leaving from `source` when the node serves on a

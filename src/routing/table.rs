@@ -52,6 +52,9 @@ pub struct Route {
     pub host: Option<String>,
     /// Path prefix to match.
     pub path_prefix: Option<String>,
+    /// Lower-cased server name to match (`tcp`: SNI passthrough); a
+    /// wildcard as `*.example.com`.
+    pub sni: Option<String>,
     /// Index of the pool.
     pub pool: usize,
 }
@@ -139,6 +142,7 @@ impl RoutingTable {
                 routes.push(Route {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
+                    sni: route.sni.as_ref().map(|s| s.to_ascii_lowercase()),
                     pool: pool_index(
                         format!("frontend[{}].route[{i}].pool", frontend.name),
                         &route.pool,
@@ -211,6 +215,30 @@ impl Frontend {
                         .is_none_or(|p| path.starts_with(p))
             })
             .map_or(self.default_pool, |route| route.pool)
+    }
+
+    /// The pool for a TLS ClientHello naming `sni` (a `tcp` frontend's SNI
+    /// routes): an exact name, then a wildcard, else the default pool.
+    pub fn pool_for_sni(&self, sni: Option<&str>) -> usize {
+        let Some(sni) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
+            return self.default_pool;
+        };
+        let parent = sni.split_once('.').map(|(_, parent)| parent);
+        let exact = self
+            .routes
+            .iter()
+            .find(|r| r.sni.as_deref() == Some(sni.as_str()));
+        let wildcard = || {
+            self.routes.iter().find(|r| {
+                r.sni
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix("*."))
+                    .is_some_and(|w| Some(w) == parent)
+            })
+        };
+        exact
+            .or_else(wildcard)
+            .map_or(self.default_pool, |r| r.pool)
     }
 
     /// Whether the frontend balances HTTP.

@@ -440,11 +440,25 @@ hash_key = "header:X-User"
     }
 
     #[test]
-    fn routes_on_tcp_frontends_are_refused() {
-        let (field, _) = invalid_field(apply(
-            &BASE.replace("protocol = \"http\"", "protocol = \"tcp\""),
-        ));
-        assert_eq!(field, "frontend[web].route");
+    fn tcp_frontends_route_by_sni_only_and_http_ones_never_by_sni() {
+        let tcp = BASE.replace("protocol = \"http\"", "protocol = \"tcp\"");
+        // The path route of BASE on a tcp frontend: no SNI.
+        let (field, _) = invalid_field(apply(&tcp));
+        assert_eq!(field, "frontend[web].route[0].sni");
+        let by_sni = tcp.replace("path_prefix = \"/api/\"", "sni = \"*.api.example\"");
+        assert!(apply(&by_sni).is_ok());
+        let both = tcp.replace(
+            "path_prefix = \"/api/\"",
+            "sni = \"api.example\"\n  host = \"x\"",
+        );
+        assert_eq!(invalid_field(apply(&both)).0, "frontend[web].route[0].host");
+        let bad = tcp.replace("path_prefix = \"/api/\"", "sni = \"api example\"");
+        assert_eq!(invalid_field(apply(&bad)).0, "frontend[web].route[0].sni");
+        let http_sni = BASE.replace("path_prefix = \"/api/\"", "sni = \"api.example\"");
+        assert_eq!(
+            invalid_field(apply(&http_sni)).0,
+            "frontend[web].route[0].sni"
+        );
     }
 
     #[test]

@@ -154,13 +154,6 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             "no pool has this name",
         ));
     }
-    if frontend.protocol == Protocol::Tcp && !frontend.routes.is_empty() {
-        return Err(StateError::invalid(
-            at("route"),
-            format!("{} routes", frontend.routes.len()),
-            "routes apply to http frontends only",
-        ));
-    }
     for (i, route) in frontend.routes.iter().enumerate() {
         let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
         if !pools.contains(route.pool.as_str()) {
@@ -168,6 +161,47 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
                 field("pool"),
                 &route.pool,
                 "no pool has this name",
+            ));
+        }
+        if frontend.protocol == Protocol::Tcp {
+            // Routed by the ClientHello's server name only.
+            let valid = |sni: &str| {
+                let name = sni.strip_prefix("*.").unwrap_or(sni);
+                !name.is_empty()
+                    && name.split('.').all(|l| {
+                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })
+            };
+            match &route.sni {
+                None => {
+                    return Err(StateError::invalid(
+                        field("sni"),
+                        "",
+                        "a tcp frontend routes by sni only (the server name of a TLS ClientHello)",
+                    ));
+                }
+                Some(sni) if !valid(sni) => {
+                    return Err(StateError::invalid(
+                        field("sni"),
+                        sni,
+                        "expected a host name or *.domain",
+                    ));
+                }
+                Some(_) if route.host.is_some() || route.path_prefix.is_some() => {
+                    return Err(StateError::invalid(
+                        field("host"),
+                        route.host.as_deref().unwrap_or_default(),
+                        "a tcp frontend sees no host or path: route by sni",
+                    ));
+                }
+                Some(_) => continue,
+            }
+        }
+        if let Some(sni) = &route.sni {
+            return Err(StateError::invalid(
+                field("sni"),
+                sni,
+                "sni routes pass TLS through on tcp frontends; an http or https frontend routes by host",
             ));
         }
         if route.host.is_none() && route.path_prefix.is_none() {

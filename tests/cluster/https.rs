@@ -507,3 +507,82 @@ async fn a_client_resumes_its_tls_session_on_the_new_vip_holder_after_a_failover
         );
     });
 }
+
+/// The first flight of a TLS client naming `sni` (none: no SNI).
+fn client_hello(sni: Option<&str>) -> Vec<u8> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    config.enable_sni = sni.is_some();
+    let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string())
+        .expect("name");
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).expect("hello");
+    hello
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_frontend_passes_tls_through_to_the_pool_its_sni_names() {
+    let ip = unique_ip();
+    let alpha = TcpBackend::start("alpha", ip).await;
+    let wild = TcpBackend::start("wild", ip).await;
+    let other = TcpBackend::start("other", ip).await;
+    let pool = |name: &str, backend: &TcpBackend| {
+        format!(
+            "[[pool]]\nname = \"{name}\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+            backend.address
+        )
+    };
+    let seed = format!(
+        "[[frontend]]\nname = \"pass\"\nport = 8443\nprotocol = \"tcp\"\npool = \"other\"\n\
+         \x20 [[frontend.route]]\n  sni = \"alpha.test\"\n  pool = \"alpha\"\n\
+         \x20 [[frontend.route]]\n  sni = \"*.wild.test\"\n  pool = \"wild\"\n\n{}{}{}",
+        pool("alpha", &alpha),
+        pool("wild", &wild),
+        pool("other", &other)
+    );
+    let node = Node::start(&seed).await;
+    let address = node.frontend(8443);
+    tokio::task::block_in_place(|| {
+        let cases: [(Option<&str>, &str); 4] = [
+            (Some("alpha.test"), "alpha"),
+            (Some("api.wild.test"), "wild"),
+            (Some("unknown.test"), "other"),
+            (None, "other"),
+        ];
+        for (sni, expected) in cases {
+            let hello = client_hello(sni);
+            let mut tcp = std::net::TcpStream::connect(address).expect("connect");
+            tcp.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            tcp.write_all(&hello).expect("send");
+            // The backend greets with its name, then echoes: the
+            // ClientHello must arrive byte for byte, undecrypted.
+            let mut answer = vec![0u8; expected.len() + 1 + hello.len()];
+            tcp.read_exact(&mut answer).expect("answer");
+            assert_eq!(
+                &answer[..expected.len() + 1],
+                format!("{expected}\n").as_bytes(),
+                "{sni:?}"
+            );
+            assert_eq!(
+                &answer[expected.len() + 1..],
+                &hello[..],
+                "{sni:?}: the ClientHello changed"
+            );
+        }
+        // Not TLS at all: the default pool, bytes unchanged.
+        let mut tcp = std::net::TcpStream::connect(address).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        tcp.write_all(b"PING\r\n").expect("send");
+        let mut answer = [0u8; 12];
+        tcp.read_exact(&mut answer).expect("answer");
+        assert_eq!(&answer, b"other\nPING\r\n");
+    });
+}
