@@ -56,6 +56,7 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
         header_timeout_ms: Some(f.header_timeout_ms),
         response_timeout_ms: Some(f.response_timeout_ms),
         retries: Some(f.retries),
+        redirect_https: f.redirect_https,
     }
 }
 
@@ -132,6 +133,7 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
             .response_timeout_ms
             .unwrap_or_else(defaults::response_timeout_ms),
         retries: f.retries.unwrap_or_else(defaults::retries),
+        redirect_https: f.redirect_https,
         name: f.name,
         pool: f.pool,
     })

@@ -54,6 +54,11 @@ pub struct FrontendSpec {
     /// Extra backends tried when one fails, when retrying is safe.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
+    /// `http` only: answer every request with a redirect to the same host
+    /// and path over HTTPS (port 443): 301 for GET and HEAD, 308 for the
+    /// rest (their method and body kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_https: bool,
 }
 
 /// Which layer a frontend balances at.

@@ -308,6 +308,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             header_timeout_ms: 10_000,
             response_timeout_ms: 30_000,
             retries: 2,
+            redirect_https: false,
         })
         .collect(),
         pools: vec![PoolSpec {

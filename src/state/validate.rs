@@ -154,6 +154,13 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             "no pool has this name",
         ));
     }
+    if frontend.redirect_https && frontend.protocol != Protocol::Http {
+        return Err(StateError::invalid(
+            at("redirect_https"),
+            "true",
+            "only an http frontend redirects to https",
+        ));
+    }
     for (i, route) in frontend.routes.iter().enumerate() {
         let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
         if !pools.contains(route.pool.as_str()) {

@@ -586,3 +586,42 @@ async fn a_tcp_frontend_passes_tls_through_to_the_pool_its_sni_names() {
         assert_eq!(&answer, b"other\nPING\r\n");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_frontend_can_redirect_every_request_to_https() {
+    let curl = debian_tool("curl", "curl");
+    let backend = HttpBackend::start("site", unique_ip()).await;
+    let seed = one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[backend.address],
+        "redirect_https = true",
+    );
+    let node = Node::start(&seed).await;
+    let resolve = format!("site.test:8080:{}", node.ip);
+    let redirect = |method: &str| {
+        let output = Command::new(&curl)
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                "-X",
+                method,
+            ])
+            .args(["--resolve", &resolve, "http://site.test:8080/a/b?c=1"])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let (get, post) = tokio::task::block_in_place(|| (redirect("GET"), redirect("POST")));
+    assert_eq!(get, "301 https://site.test/a/b?c=1");
+    assert_eq!(post, "308 https://site.test/a/b?c=1");
+    assert_eq!(
+        backend.count(),
+        0,
+        "a redirected request reached the backend"
+    );
+}

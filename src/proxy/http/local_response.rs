@@ -23,3 +23,27 @@ pub fn error(status: StatusCode, detail: &str, close: bool) -> Response<Response
     }
     response
 }
+
+/// The redirect of an `http` frontend with `redirect_https`: the same host
+/// (without its port) and path on `https://`; 301 for GET and HEAD, 308
+/// for other methods, which keeps the method and body.
+pub fn to_https<B>(request: &http::Request<B>) -> Response<ResponseBody> {
+    let location = super::headers::request_host(request).and_then(|host| {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        HeaderValue::from_str(&format!("https://{host}{target}")).ok()
+    });
+    let Some(location) = location else {
+        return error(StatusCode::BAD_REQUEST, "no Host to redirect to", true);
+    };
+    let status = if matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut response = error(status, "moved to https", false);
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}

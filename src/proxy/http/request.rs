@@ -75,6 +75,8 @@ impl RequestHandler {
                 "both Content-Length and Transfer-Encoding",
                 true,
             )
+        } else if frontend.spec.redirect_https {
+            local_response::to_https(&request)
         } else {
             self.forward(&table, frontend, request).await
         };
