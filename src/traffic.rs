@@ -69,7 +69,7 @@ pub fn from_table(table: &RoutingTable) -> Traffic {
             name: f.spec.name.clone(),
             requests: match f.spec.protocol {
                 Protocol::Http | Protocol::Https => f.stats.requests.get(),
-                Protocol::Tcp => f.stats.connections.get(),
+                Protocol::Tcp | Protocol::Tls => f.stats.connections.get(),
             },
             errors: f.stats.responses[4].get(),
             open: f.stats.active.get(),

@@ -73,6 +73,9 @@ pub enum Protocol {
     Https,
     /// Raw TCP, balanced per connection.
     Tcp,
+    /// TLS terminated with the cluster's certificates, then the plain
+    /// bytes relayed as `tcp` does.
+    Tls,
 }
 
 /// One HTTP routing rule; a rule with both fields needs both to match.
@@ -275,6 +278,7 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Https => "https",
             Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
         }
     }
 

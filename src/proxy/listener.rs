@@ -87,9 +87,11 @@ impl Listener {
     /// new clients wait in the kernel's queue, as with HAProxy's maxconn.
     pub async fn run(self, engine: Arc<Engine>) {
         let upstreams = http::UpstreamPool::new(engine.source_ip());
-        let termination = (self.protocol == Protocol::Https).then(|| Termination {
+        let terminates = matches!(self.protocol, Protocol::Https | Protocol::Tls);
+        let termination = terminates.then(|| Termination {
             acceptor: tokio_rustls::TlsAcceptor::from(crate::tls::frontend::server_config(
                 engine.table.clone(),
+                self.protocol == Protocol::Https,
             )),
             handshakes: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT)),
         });
@@ -150,7 +152,23 @@ impl Listener {
         match self.protocol {
             Protocol::Tcp => {
                 tracker.spawn(async move {
+                    let stream = tcp::ClientStream::Plain(stream);
                     tcp::serve(&engine, &frontend, stream, client).await;
+                    drop(slot);
+                });
+            }
+            Protocol::Tls => {
+                let termination = termination.clone();
+                tracker.spawn(async move {
+                    let Some(termination) = termination else {
+                        return;
+                    };
+                    if let Some(tls) =
+                        handshake(&engine, &frontend, stream, client, &termination).await
+                    {
+                        let stream = tcp::ClientStream::Tls(Box::new(tls));
+                        tcp::serve(&engine, &frontend, stream, client).await;
+                    }
                     drop(slot);
                 });
             }

@@ -5,10 +5,23 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Engine;
+use super::splice::Meter;
 use crate::routing::now_ms;
+
+/// The client's side of a relayed connection.
+pub enum ClientStream {
+    /// Plain TCP (`tcp` frontends): spliced in the kernel.
+    Plain(TcpStream),
+    /// TLS terminated here (`tls` frontends): the plain bytes are copied.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
 
 /// Serves one client connection on TCP frontend `frontend`: picks a
 /// backend, connects (trying the next one when a connect fails, up to
@@ -19,7 +32,7 @@ use crate::routing::now_ms;
 pub async fn serve(
     engine: &Engine,
     frontend: &str,
-    mut client_stream: TcpStream,
+    mut client_stream: ClientStream,
     client: SocketAddr,
 ) {
     let table = engine.table.load_full();
@@ -30,18 +43,19 @@ pub async fn serve(
     stats.connections.inc();
     stats.active.inc();
     let started = Instant::now();
-    let (pool_index, hello) = if front.routes.is_empty() {
-        (front.default_pool, Vec::new())
-    } else {
-        let timeout = Duration::from_millis(front.spec.header_timeout_ms);
-        match read_client_hello(&mut client_stream, timeout).await {
-            Ok((sni, hello)) => (front.pool_for_sni(sni.as_deref()), hello),
-            Err(error) => {
-                tracing::debug!(frontend, %client, %error, "no ClientHello; closing");
-                stats.active.dec();
-                return;
+    let (pool_index, hello) = match &mut client_stream {
+        ClientStream::Plain(stream) if !front.routes.is_empty() => {
+            let timeout = Duration::from_millis(front.spec.header_timeout_ms);
+            match read_client_hello(stream, timeout).await {
+                Ok((sni, hello)) => (front.pool_for_sni(sni.as_deref()), hello),
+                Err(error) => {
+                    tracing::debug!(frontend, %client, %error, "no ClientHello; closing");
+                    stats.active.dec();
+                    return;
+                }
             }
         }
+        _ => (front.default_pool, Vec::new()),
     };
     let pool = table.pool(pool_index);
     let connect_timeout = Duration::from_millis(front.spec.connect_timeout_ms);
@@ -90,18 +104,32 @@ pub async fn serve(
     runtime.active.inc();
     runtime.record_success();
     let last_activity = AtomicU64::new(now_ms());
-    let relay = super::splice::relay(
-        &client_stream,
-        &backend_stream,
-        super::splice::Meter {
-            read: &stats.bytes_in,
-            last_activity: &last_activity,
-        },
-        super::splice::Meter {
-            read: &runtime.bytes_in,
-            last_activity: &last_activity,
-        },
-    );
+    let client_meter = Meter {
+        read: &stats.bytes_in,
+        last_activity: &last_activity,
+    };
+    let backend_meter = Meter {
+        read: &runtime.bytes_in,
+        last_activity: &last_activity,
+    };
+    let relay = async {
+        match client_stream {
+            ClientStream::Plain(stream) => {
+                super::splice::relay(&stream, &backend_stream, client_meter, backend_meter).await
+            }
+            ClientStream::Tls(mut stream) => {
+                let mut client_side = Metered {
+                    inner: &mut *stream,
+                    meter: client_meter,
+                };
+                let mut backend_side = Metered {
+                    inner: &mut backend_stream,
+                    meter: backend_meter,
+                };
+                tokio::io::copy_bidirectional(&mut client_side, &mut backend_side).await
+            }
+        }
+    };
     let outcome = tokio::select! {
         result = relay => match result {
             Ok((to_backend, to_client)) => {
@@ -117,6 +145,48 @@ pub async fn serve(
     runtime.active.dec();
     stats.active.dec();
     stats.duration.observe(started.elapsed().as_secs_f64());
+}
+
+/// A stream whose reads are counted and stamp the last activity, for the
+/// copied relay (`tls` frontends).
+struct Metered<'a, S> {
+    inner: S,
+    meter: Meter<'a>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.meter.read.inc_by(read as u64);
+            self.meter.last_activity.store(now_ms(), Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Largest ClientHello read for SNI routing.

@@ -154,6 +154,13 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             "no pool has this name",
         ));
     }
+    if frontend.protocol == Protocol::Tls && !frontend.routes.is_empty() {
+        return Err(StateError::invalid(
+            at("route"),
+            format!("{} routes", frontend.routes.len()),
+            "a tls frontend relays to its pool; route by sni on a tcp frontend",
+        ));
+    }
     if frontend.redirect_https && frontend.protocol != Protocol::Http {
         return Err(StateError::invalid(
             at("redirect_https"),

@@ -105,17 +105,21 @@ impl ResolvesServerCert for LiveCertificates {
     }
 }
 
-/// Server settings for an `https` frontend: TLS 1.3 and 1.2, the ring
-/// provider's suites (AEAD only), ALPN `http/1.1`, session tickets sealed
-/// with the cluster's shared keys.
-pub fn server_config(table: Arc<PublishedTable>) -> Arc<rustls::ServerConfig> {
+/// Server settings for an `https` frontend (`http`: ALPN `http/1.1`) or a
+/// `tls` one: TLS 1.3 and 1.2, the ring provider's suites (AEAD only),
+/// session tickets sealed with the cluster's shared keys.
+pub fn server_config(table: Arc<PublishedTable>, http: bool) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the ring provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(LiveCertificates(table.clone())));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A `tls` frontend relays whatever the client speaks: it selects no
+    // protocol, so a client offering others is not refused.
+    if http {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
     // Tickets sealed with the cluster's keys: a client resumes on any node.
     config.ticketer = Arc::new(super::tickets::ClusterTicketer(table));
     Arc::new(config)

@@ -625,3 +625,32 @@ async fn an_http_frontend_can_redirect_every_request_to_https() {
         "a redirected request reached the backend"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_frontend_terminates_and_relays_the_plain_bytes() {
+    let backend = TcpBackend::start("echo", unique_ip()).await;
+    let seed = one_frontend("tls", 8443, "round_robin", &[backend.address], "");
+    let node = Node::start(&seed).await;
+    let ca = TestCa::new();
+    let site = ca.site("site", &["db.test"]);
+    tokio::task::block_in_place(|| cert(&node.api(), "add", "db", &site, &[]));
+    let address = node.frontend(8443);
+    tokio::task::block_in_place(|| {
+        let mut tls = connect(&ca.ca(), address, Some("db.test"));
+        assert_eq!(served(&tls), der(&site.0));
+        let mut greeting = [0u8; 5];
+        tls.read_exact(&mut greeting).expect("greeting");
+        assert_eq!(&greeting, b"echo\n");
+        tls.write_all(b"over tls\n").expect("send");
+        let mut echoed = [0u8; 9];
+        tls.read_exact(&mut echoed).expect("echo");
+        assert_eq!(&echoed, b"over tls\n");
+    });
+    let relayed = node
+        .metric("raftlb_frontend_received_bytes_total{frontend=\"front\"}")
+        .unwrap_or_default();
+    assert!(
+        relayed >= 9.0,
+        "the plain bytes were not counted: {relayed}"
+    );
+}
