@@ -60,6 +60,7 @@ impl ServedConfig {
     /// Takes a newly applied state: readers see it at once, and the
     /// compiler task turns it into the routing table.
     pub fn publish(&self, state: &ClusterState) {
+        self.table.publish_tickets(&state.ticket_keys);
         self.to_compile.send_replace(state.clone());
     }
 

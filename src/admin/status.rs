@@ -66,6 +66,8 @@ pub struct Status {
     /// When this node's TLS certificate expires, ms since the Unix epoch
     /// (no TLS: null).
     cert_expires_ms: Option<u64>,
+    /// Session-ticket keys this node holds (the secrets are never shown).
+    session_ticket_keys: usize,
     frontends: Vec<FrontendStatus>,
     backends: Vec<BackendStatus>,
 }
@@ -134,6 +136,7 @@ impl AdminState {
             config_version: table.version,
             vip: self.vip.status(),
             cert_expires_ms: self.control.tls.as_ref().map(|tls| tls.expires_ms()),
+            session_ticket_keys: self.control.served.state().ticket_keys.len(),
             frontends,
             backends,
         }

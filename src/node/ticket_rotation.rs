@@ -29,14 +29,14 @@ pub(super) async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
         if !leading || !due(&control.served.state().ticket_keys, now) {
             continue;
         }
-        let command = Command::RotateTicketKeys {
-            key: TicketKey::generate(now),
-        };
+        let key = TicketKey::generate(now);
+        // A request id: an entry without one counts as a version (0.7's
+        // rule), and a rotation is no configuration change.
+        let request_id = format!("ticket-key-{}", key.id);
+        let command = Command::RotateTicketKeys { key };
         let caller = format!("node {} (session-ticket key rotation)", control.id);
-        match control.write(command, caller, None).await {
-            Ok(applied) => {
-                tracing::info!(version = applied.version, "session-ticket keys rotated")
-            }
+        match control.write(command, caller, Some(request_id)).await {
+            Ok(_) => tracing::info!("session-ticket keys rotated"),
             Err(error) => {
                 crate::warn_limited!("ticket rotation", %error, "session-ticket key rotation failed")
             }

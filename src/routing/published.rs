@@ -6,13 +6,18 @@ use arc_swap::{ArcSwap, Guard};
 use tokio::sync::watch;
 
 use super::RoutingTable;
+use crate::state::ticket_keys::TicketKeys;
+use crate::tls::tickets::TicketKeySet;
 
 /// The current routing table. Readers load it without locks; each publish
 /// swaps in a whole new table, so a reader sees either the old or the new
 /// one, never a mix. Listeners that must open or close subscribe to changes.
+/// The session-ticket keys are published beside it: rotating them is no
+/// configuration change (no new version).
 pub struct PublishedTable {
     current: ArcSwap<RoutingTable>,
     changes: watch::Sender<u64>,
+    tickets: ArcSwap<TicketKeySet>,
 }
 
 impl PublishedTable {
@@ -22,6 +27,7 @@ impl PublishedTable {
         PublishedTable {
             current: ArcSwap::from_pointee(table),
             changes,
+            tickets: ArcSwap::default(),
         }
     }
 
@@ -40,6 +46,20 @@ impl PublishedTable {
         let version = table.version;
         self.current.store(Arc::new(table));
         self.changes.send_replace(version);
+    }
+
+    /// The session-ticket keys now, a lock-free read.
+    pub fn tickets(&self) -> Guard<Arc<TicketKeySet>> {
+        self.tickets.load()
+    }
+
+    /// Publishes `keys` if they changed.
+    pub fn publish_tickets(&self, keys: &TicketKeys) {
+        let current = self.tickets.load_full();
+        let compiled = TicketKeySet::compile(keys, Some(&current));
+        if !Arc::ptr_eq(&compiled, &current) {
+            self.tickets.store(compiled);
+        }
     }
 
     /// A receiver that changes on every publish.

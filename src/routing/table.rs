@@ -27,8 +27,6 @@ pub struct RoutingTable {
     pub pools: Vec<Arc<Pool>>,
     /// The certificates `https` frontends serve, by SNI.
     pub certificates: Arc<crate::tls::frontend::CertificateSet>,
-    /// The cluster's session-ticket keys.
-    pub tickets: Arc<crate::tls::tickets::TicketKeySet>,
     by_name: HashMap<String, usize>,
 }
 
@@ -102,7 +100,6 @@ impl RoutingTable {
             frontends: Vec::new(),
             pools: Vec::new(),
             certificates: Arc::default(),
-            tickets: Arc::default(),
             by_name: HashMap::new(),
         }
     }
@@ -176,10 +173,6 @@ impl RoutingTable {
             certificates: crate::tls::frontend::CertificateSet::compile(
                 &state.certificates,
                 previous.map(|p| &p.certificates),
-            ),
-            tickets: crate::tls::tickets::TicketKeySet::compile(
-                &state.ticket_keys,
-                previous.map(|p| &p.tickets),
             ),
             by_name,
         })

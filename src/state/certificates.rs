@@ -84,40 +84,20 @@ pub fn parse(
 
 /// Checks `certificate` and says what may be shown of it.
 pub fn inspect(certificate: &StoredCertificate) -> Result<CertificateInfo, String> {
-    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (chain, _) = parse(certificate)?;
-    let (_, leaf) =
-        X509Certificate::from_der(&chain[0]).map_err(|e| format!("unreadable certificate: {e}"))?;
-    let mut names: Vec<String> = leaf
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() {
-        // An old-style certificate: its common name.
-        names = leaf
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok())
-            .map(str::to_ascii_lowercase)
-            .collect();
-    }
+    let facts = crate::tls::x509::read(&chain[0])?;
+    // An old-style certificate without DNS names: its common name.
+    let names = if facts.dns_names.is_empty() {
+        facts.common_names
+    } else {
+        facts.dns_names
+    };
     let digest = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
     Ok(CertificateInfo {
         name: certificate.name.clone(),
         names,
         fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
-        not_after_ms: (leaf.validity().not_after.timestamp().max(0) as u64) * 1000,
+        not_after_ms: facts.not_after_ms,
         default: certificate.default,
     })
 }

@@ -120,7 +120,6 @@ impl ClusterState {
     pub fn apply(&mut self, command: Command, origin: Origin) -> Result<Applied, StateError> {
         let before = self.spec.clone();
         let certificates_before = self.certificates.clone();
-        let tickets_before = self.ticket_keys.clone();
         let version_before = self.version;
         let description = command.summary();
         let version = self.dispatch(command)?;
@@ -137,16 +136,7 @@ impl ClusterState {
             &certificates_before,
             &self.certificates,
         ));
-        if let Some(new) = self.ticket_keys.first()
-            && !Arc::ptr_eq(&tickets_before, &self.ticket_keys)
-        {
-            changes.push(Change {
-                kind: ChangeKind::Added,
-                object: "session-ticket key".into(),
-                name: new.id[..8].to_string(),
-                detail: String::new(),
-            });
-        }
+
         Arc::make_mut(&mut self.history).record(Revision {
             version,
             origin,
@@ -174,8 +164,8 @@ impl ClusterState {
             } => return self.put_certificate(certificate, replace),
             Command::RemoveCertificate { name } => return self.remove_certificate(&name),
             Command::RotateTicketKeys { key } => {
+                // Not configuration: no new version, no history entry.
                 self.ticket_keys = Arc::new(ticket_keys::rotated(&self.ticket_keys, key));
-                self.version += 1;
                 return Ok(self.version);
             }
             other => other,

@@ -8,9 +8,6 @@
 
 use std::fmt;
 
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
-
 /// URI prefix of a node's identity.
 pub const NODE_URI: &str = "raftlb://node/";
 /// URI prefix of a client's identity.
@@ -89,30 +86,9 @@ pub struct CertInfo {
 /// Reads the identity and expiry of a DER certificate (already verified
 /// against the CA by rustls when it comes from a handshake).
 pub fn read(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("unreadable certificate: {e}"))?;
-    let not_after_ms = (cert.validity().not_after.timestamp().max(0) as u64) * 1000;
-    let uris: Vec<&str> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::URI(uri) => Some(*uri),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let unit = cert
-        .subject()
-        .iter_organizational_unit()
-        .filter_map(|ou| ou.as_str().ok())
-        .find_map(Role::parse);
-    let identity = uris.iter().find_map(|uri| {
+    let facts = super::x509::read(der)?;
+    let unit = facts.units.iter().find_map(|ou| Role::parse(ou));
+    let identity = facts.uris.iter().find_map(|uri| {
         if let Some(id) = uri.strip_prefix(NODE_URI) {
             return id.parse().ok().map(Identity::Node);
         }
@@ -125,6 +101,6 @@ pub fn read(der: &[u8]) -> Result<CertInfo, String> {
     });
     Ok(CertInfo {
         identity,
-        not_after_ms,
+        not_after_ms: facts.not_after_ms,
     })
 }

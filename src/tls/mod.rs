@@ -12,6 +12,7 @@ pub mod frontend;
 pub mod identity;
 pub mod tickets;
 pub mod transport;
+pub mod x509;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

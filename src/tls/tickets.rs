@@ -129,11 +129,11 @@ impl rustls::server::ProducesTickets for ClusterTicketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.0.load().tickets.seal(plain)
+        self.0.tickets().seal(plain)
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.0.load().tickets.open(cipher)
+        self.0.tickets().open(cipher)
     }
 }
 
