@@ -1,6 +1,8 @@
-//! The leader keeps the cluster's session-ticket keys fresh: when there is
-//! none yet, or the newest is older than `ROTATE_EVERY_MS`, it commits a
-//! new one (made here, so every node applies the same key).
+//! The leader keeps the cluster's session-ticket keys fresh while a
+//! frontend terminates TLS: when there is none yet, or the newest is older
+//! than `ROTATE_EVERY_MS`, it commits a new one (made here, so every node
+//! applies the same key). A cluster without `https` or `tls` frontends
+//! makes no such writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Protocol;
 use crate::control::{ClusterControl, unix_millis};
 use crate::state::Command;
 use crate::state::ticket_keys::{TicketKey, due};
@@ -25,8 +28,17 @@ pub(super) async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         let leading = control.raft.metrics().borrow().state == ServerState::Leader;
+        if !leading {
+            continue;
+        }
+        let state = control.served.state();
+        let terminates = state
+            .spec
+            .frontends
+            .iter()
+            .any(|f| matches!(f.protocol, Protocol::Https | Protocol::Tls));
         let now = unix_millis();
-        if !leading || !due(&control.served.state().ticket_keys, now) {
+        if !terminates || !due(&state.ticket_keys, now) {
             continue;
         }
         let key = TicketKey::generate(now);
