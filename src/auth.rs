@@ -8,6 +8,21 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
+/// Refuses a secret file (a token, a private key) that its group or
+/// others may read.
+pub fn owner_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: readable by group or others (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Metadata key carrying the token, as `Bearer <token>`.
 const HEADER: &str = "authorization";
 
@@ -38,15 +53,8 @@ impl Token {
 
     /// Reads the token file; refuses one that others can read, or an empty one.
     pub fn load(path: &Path) -> Result<Token, String> {
-        use std::os::unix::fs::PermissionsExt;
         let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("token_file {shown}: {e}"))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!(
-                "token_file {shown}: readable by group or others (mode {:o}); run chmod 600 on it",
-                meta.permissions().mode() & 0o777
-            ));
-        }
+        owner_only(path).map_err(|e| format!("token_file {e}"))?;
         let text = std::fs::read_to_string(path).map_err(|e| format!("token_file {shown}: {e}"))?;
         let token = text.trim();
         if token.is_empty() {

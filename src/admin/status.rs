@@ -42,10 +42,6 @@ struct LiveChange {
     summary: String,
 }
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
-/// The banner warns of certificates that expire sooner than this.
-const CERT_WARNING_MS: u64 = 30 * DAY_MS;
-
 /// Changes shown on the status page.
 const PAGE_CHANGES: usize = 8;
 /// Down backends named one by one in the banner.
@@ -163,13 +159,12 @@ impl AdminState {
         for (id, report) in &reports {
             match report.as_ref().and_then(|r| r.cert_expires_ms) {
                 _ if report.is_none() => alerts.push(format!("node {id} does not answer")),
-                Some(expires) if expires <= now_ms => {
-                    alerts.push(format!("node {id}'s TLS certificate has expired"))
+                Some(expires) if crate::tls::expires_soon(expires, now_ms) => {
+                    alerts.push(match crate::tls::days_left(expires, now_ms) {
+                        None => format!("node {id}'s TLS certificate has expired"),
+                        Some(days) => format!("node {id}'s TLS certificate expires in {days} days"),
+                    })
                 }
-                Some(expires) if expires < now_ms + CERT_WARNING_MS => alerts.push(format!(
-                    "node {id}'s TLS certificate expires in {} days",
-                    (expires - now_ms) / DAY_MS
-                )),
                 _ => {}
             }
         }

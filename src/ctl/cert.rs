@@ -2,9 +2,10 @@
 //! PEM files and committed to the cluster state. What comes back is never
 //! a key: names, DNS names, expiry and fingerprint.
 
-use super::output::{changes, table};
+use super::output::{self, changes, table};
 use super::{CALL_TIMEOUT, CertFiles, CertVerb, Client, Outcome};
 use crate::proto::v1 as pb;
+use crate::tls::{days_left, expires_soon};
 
 /// Runs one `cert` verb.
 pub async fn run(
@@ -59,8 +60,6 @@ async fn put(
     Ok(Outcome::Done(changes(&reply, json)))
 }
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
-
 /// For `ctl status`: a warning line for each served certificate within
 /// 30 days of its end (nothing when none is, or the node cannot say).
 pub async fn expiring(client: &mut Client) -> String {
@@ -73,16 +72,16 @@ pub async fn expiring(client: &mut Client) -> String {
         .into_inner()
         .certificates
         .iter()
-        .filter(|c| c.not_after_ms < now_ms + 30 * DAY_MS)
+        .filter(|c| expires_soon(c.not_after_ms, now_ms))
         .map(|c| {
             format!(
                 "\nWARNING certificate {} ({}) {}: replace it (ctl cert replace)",
                 c.name,
                 c.names.join(" "),
-                match c.not_after_ms.checked_sub(now_ms) {
-                    None | Some(0) => "has expired".to_string(),
-                    Some(left) => format!("ends in {} days", left / DAY_MS),
-                }
+                days_left(c.not_after_ms, now_ms)
+                    .map_or("has expired".to_string(), |days| format!(
+                        "ends in {days} days"
+                    ))
             )
         })
         .collect()
@@ -112,10 +111,7 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
             vec![
                 c.name.clone(),
                 c.names.join(" "),
-                match c.not_after_ms.checked_sub(now_ms) {
-                    None | Some(0) => "expired".into(),
-                    Some(left) => format!("{} d", left / DAY_MS),
-                },
+                output::days_left(c.not_after_ms, now_ms),
                 c.fingerprint.chars().take(16).collect(),
                 if c.default { "yes" } else { "" }.into(),
             ]
@@ -124,7 +120,7 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
     let warnings: String = reply
         .certificates
         .iter()
-        .filter(|c| c.not_after_ms < now_ms + 30 * DAY_MS)
+        .filter(|c| expires_soon(c.not_after_ms, now_ms))
         .map(|c| {
             format!(
                 "\nWARNING certificate {} ends within 30 days: replace it (ctl cert replace)",

@@ -26,16 +26,9 @@ pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
-/// `ctl status` warns of certificates that expire sooner than this.
-const CERT_WARNING_MS: u64 = 30 * DAY_MS;
-const DAY_MS: u64 = 24 * 3600 * 1000;
-
 /// Time left until `expires` as whole days (`12 d`), `expired` when past.
-fn days_left(expires: u64, now_ms: u64) -> String {
-    match expires.checked_sub(now_ms) {
-        None | Some(0) => "expired".into(),
-        Some(left) => format!("{} d", left / DAY_MS),
-    }
+pub(super) fn days_left(expires: u64, now_ms: u64) -> String {
+    crate::tls::days_left(expires, now_ms).map_or("expired".into(), |days| format!("{days} d"))
 }
 
 /// `ctl status`.
@@ -106,7 +99,7 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
         .nodes
         .iter()
         .filter_map(|n| Some((n.id, n.cert_expires_ms?)))
-        .filter(|(_, expires)| *expires < now_ms + CERT_WARNING_MS)
+        .filter(|(_, expires)| crate::tls::expires_soon(*expires, now_ms))
         .map(|(id, expires)| {
             format!(
                 "WARNING node {id}'s certificate {} ({}): make a new one with raftlb certs init and send the node SIGHUP\n",
@@ -451,6 +444,7 @@ fn utc(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::DAY_MS;
 
     #[test]
     fn status_names_each_nodes_certificate_and_warns_within_30_days() {

@@ -3,7 +3,7 @@
 //! `raftlb ctl cert add` does.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::proto::v1 as pb;
 use crate::tls::TlsFiles;
@@ -47,16 +47,10 @@ pub async fn commit(
     ))
 }
 
-/// Writes `site.pem` and `site-key.pem` into `certs`; their contents.
+/// Writes `site.pem` and `site-key.pem` (mode 600) into `certs`, signed by
+/// the CA there; their contents.
 fn make(certs: &Path, addresses: &[IpAddr]) -> Result<(String, String), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let read = |name: &str| {
-        let path: PathBuf = certs.join(name);
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let ca_key = rcgen::KeyPair::from_pem(&read("ca-key.pem")?).map_err(|e| e.to_string())?;
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(&read("ca.pem")?, ca_key).map_err(|e| e.to_string())?;
+    let issuer = crate::tls::bootstrap::ca_issuer(certs)?;
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| e.to_string())?;
     params
@@ -68,10 +62,7 @@ fn make(certs: &Path, addresses: &[IpAddr]) -> Result<(String, String), String> 
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
     let (chain, key) = (cert.pem(), key.serialize_pem());
-    let key_path = certs.join("site-key.pem");
-    std::fs::write(certs.join("site.pem"), &chain).map_err(|e| e.to_string())?;
-    std::fs::write(&key_path, &key).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
+    crate::tls::bootstrap::write_file(&certs.join("site.pem"), &chain, 0o644)?;
+    crate::tls::bootstrap::write_file(&certs.join("site-key.pem"), &key, 0o600)?;
     Ok((chain, key))
 }

@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::sync::Arc;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
@@ -57,42 +60,54 @@ pub struct CertificateInfo {
 /// The certificates in the state, by entry name.
 pub type Certificates = BTreeMap<String, StoredCertificate>;
 
-/// The chain (leaf first) and key of `certificate`, parsed and checked to
-/// belong together.
-pub fn parse(
-    certificate: &StoredCertificate,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+fn chain(certificate: &StoredCertificate) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_slice_iter(certificate.chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("unreadable chain: {e}"))?;
     if chain.is_empty() {
         return Err("the chain holds no certificate".into());
     }
+    Ok(chain)
+}
+
+/// `certificate` ready for handshakes, with what may be shown of it: the
+/// chain and key parsed and checked to belong together.
+pub fn load(
+    certificate: &StoredCertificate,
+) -> Result<(CertificateInfo, Arc<CertifiedKey>), String> {
+    let chain = chain(certificate)?;
     let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
         .map_err(|_| "unreadable private key (PEM: PKCS#8, PKCS#1 or SEC1)".to_string())?;
+    let info = describe(certificate, &chain[0])?;
     let provider = rustls::crypto::ring::default_provider();
-    rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
-        |e| match e {
-            rustls::Error::InconsistentKeys(_) => {
-                "the key does not match the certificate".to_string()
-            }
-            other => format!("unusable key: {other}"),
-        },
-    )?;
-    Ok((chain, key))
+    let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => "the key does not match the certificate".to_string(),
+        other => format!("unusable key: {other}"),
+    })?;
+    Ok((info, Arc::new(key)))
 }
 
 /// Checks `certificate` and says what may be shown of it.
 pub fn inspect(certificate: &StoredCertificate) -> Result<CertificateInfo, String> {
-    let (chain, _) = parse(certificate)?;
-    let facts = crate::tls::x509::read(&chain[0])?;
+    load(certificate).map(|(info, _)| info)
+}
+
+/// The DNS names a certificate serves, from its leaf alone (no key work).
+fn names(certificate: &StoredCertificate) -> Result<Vec<String>, String> {
+    let chain = chain(certificate)?;
+    Ok(describe(certificate, &chain[0])?.names)
+}
+
+/// What may be shown of `certificate`, whose leaf is `leaf`.
+fn describe(certificate: &StoredCertificate, leaf: &[u8]) -> Result<CertificateInfo, String> {
+    let facts = crate::tls::x509::read(leaf)?;
     // An old-style certificate without DNS names: its common name.
     let names = if facts.dns_names.is_empty() {
         facts.common_names
     } else {
         facts.dns_names
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, &chain[0]);
+    let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
     Ok(CertificateInfo {
         name: certificate.name.clone(),
         names,
@@ -142,10 +157,10 @@ pub fn put(
         if *other_name == name {
             continue;
         }
-        let Ok(other_info) = inspect(other) else {
+        let Ok(other_names) = names(other) else {
             continue;
         };
-        if let Some(clash) = info.names.iter().find(|n| other_info.names.contains(n)) {
+        if let Some(clash) = info.names.iter().find(|n| other_names.contains(n)) {
             return Err(StateError::invalid(
                 "certificate",
                 &name,

@@ -124,10 +124,7 @@ pub fn init(
     let mut written = Vec::new();
     let (ca_pem, ca_key_pem) = (out.join("ca.pem"), out.join("ca-key.pem"));
     let issuer = if ca_pem.exists() && ca_key_pem.exists() {
-        let cert = std::fs::read_to_string(&ca_pem).map_err(|e| fail(&ca_pem, &e))?;
-        let key = std::fs::read_to_string(&ca_key_pem).map_err(|e| fail(&ca_key_pem, &e))?;
-        let key = KeyPair::from_pem(&key).map_err(|e| fail(&ca_key_pem, &e))?;
-        Issuer::from_ca_cert_pem(&cert, key).map_err(|e| fail(&ca_pem, &e))?
+        ca_issuer(out)?
     } else {
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let mut params = CertificateParams::default();
@@ -190,6 +187,16 @@ pub fn init(
     Ok(written)
 }
 
+/// The CA that `init` wrote into `out`, to sign more certificates with.
+pub fn ca_issuer(out: &Path) -> Result<Issuer<'static, KeyPair>, String> {
+    let read = |name: &str| {
+        let path = out.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let key = KeyPair::from_pem(&read("ca-key.pem")?).map_err(|e| format!("ca-key.pem: {e}"))?;
+    Issuer::from_ca_cert_pem(&read("ca.pem")?, key).map_err(|e| format!("ca.pem: {e}"))
+}
+
 fn uri(text: &str) -> Result<SanType, String> {
     Ok(SanType::URI(
         text.to_string()
@@ -233,7 +240,7 @@ fn leaf(
 
 /// Writes `text` to a new file created with `mode` (a key is never
 /// readable by others, not even for a moment).
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+pub fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()

@@ -36,19 +36,13 @@ impl CertificateSet {
         {
             return previous.clone();
         }
-        let provider = rustls::crypto::ring::default_provider();
         let mut set = CertificateSet {
             source: source.clone(),
             ..CertificateSet::default()
         };
         for certificate in source.values() {
             // Checked when committed; a failure here is logged, not served.
-            let loaded = certificates::parse(certificate).and_then(|(chain, key)| {
-                let info = certificates::inspect(certificate)?;
-                let key =
-                    CertifiedKey::from_der(chain, key, &provider).map_err(|e| e.to_string())?;
-                Ok((info, Arc::new(key)))
-            });
+            let loaded = certificates::load(certificate);
             let (info, key) = match loaded {
                 Ok(loaded) => loaded,
                 Err(error) => {

@@ -70,6 +70,26 @@ pub struct ClusterTls {
     stamp: Mutex<Vec<Option<SystemTime>>>,
 }
 
+/// A day, in ms.
+pub const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Certificates this close to their end are warned about: by `ctl status`,
+/// `ctl cert list` and the status page.
+pub const EXPIRY_WARNING_MS: u64 = 30 * DAY_MS;
+
+/// Whole days left until `not_after_ms`; `None` once it has passed.
+pub fn days_left(not_after_ms: u64, now_ms: u64) -> Option<u64> {
+    match not_after_ms.checked_sub(now_ms) {
+        None | Some(0) => None,
+        Some(left) => Some(left / DAY_MS),
+    }
+}
+
+/// Whether a certificate ending at `not_after_ms` is to be warned about.
+pub fn expires_soon(not_after_ms: u64, now_ms: u64) -> bool {
+    not_after_ms < now_ms + EXPIRY_WARNING_MS
+}
+
 /// The crypto provider every config is built with.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -101,15 +121,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// Reads a private key, refusing one that others may read.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{}: readable by group or others (mode {mode:o}); run chmod 600 on it",
-            path.display()
-        ));
-    }
+    crate::auth::owner_only(path)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

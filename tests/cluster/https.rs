@@ -489,6 +489,26 @@ async fn a_client_resumes_its_tls_session_on_the_new_vip_holder_after_a_failover
             Some(rustls::HandshakeKind::Full)
         );
     });
+    // The ticket keys' secrets (64 hex digits) are in no log or /status.
+    for node in &cluster.nodes {
+        let shown = format!(
+            "{}{}",
+            node.log(),
+            node.admin_get("/status")
+                .map(|(_, b)| b)
+                .unwrap_or_default()
+        );
+        let longest_hex = shown
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            longest_hex < 64,
+            "node {} shows a 64-digit hex secret",
+            node.id
+        );
+    }
 }
 
 /// The first flight of a TLS client naming `sni` (none: no SNI).

@@ -590,6 +590,10 @@ async fn the_admin_port_takes_https_a_token_or_a_certificate_and_bounds_its_conn
     );
     drop(held);
     assert!(
+        !node.log().contains("scrape-secret"),
+        "the admin token was logged"
+    );
+    assert!(
         wait_until(Duration::from_secs(5), || curl_admin(
             &curl,
             &format!("{base}/readyz"),
