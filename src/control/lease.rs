@@ -72,10 +72,19 @@ impl ClusterControl {
         };
         // Bounded like the rest: a slow core must not make confirmations
         // queue up behind each other and send promises past their use.
+        let started = Instant::now();
         let own = tokio::time::timeout_at(deadline, self.promise(term, self.id, within)).await;
         if !matches!(own, Ok(true)) {
+            if own.is_err() {
+                crate::warn_limited!(
+                    "lease own promise late",
+                    lease_ms = within.as_millis() as u64,
+                    "leader lease not confirmed: this node's own promise took the whole lease (its Raft core or the machine is that busy)"
+                );
+            }
             return false;
         }
+        let own_ms = started.elapsed().as_millis() as u64;
         let mut promised = BTreeSet::from([self.id]);
         let (answered, mut answers) = mpsc::unbounded_channel();
         for id in membership.voter_ids().filter(|id| *id != self.id) {
@@ -111,7 +120,16 @@ impl ClusterControl {
                     promised.insert(id);
                 }
                 Ok(Some((_, false))) => {}
-                Ok(None) | Err(_) => return false,
+                Ok(None) | Err(_) => {
+                    crate::warn_limited!(
+                        "lease quorum late",
+                        lease_ms = within.as_millis() as u64,
+                        own_promise_ms = own_ms,
+                        promised = ?promised,
+                        "leader lease not confirmed: too few voters promised within the lease"
+                    );
+                    return false;
+                }
             }
         }
     }
@@ -140,7 +158,9 @@ impl ClusterControl {
         if self.raft.metrics().borrow().current_term > term {
             return false;
         }
+        let asked = Instant::now();
         let _fence = self.election.fence().await;
+        let fenced = Instant::now();
         let own = self.id;
         let follows = self
             .raft
@@ -153,6 +173,16 @@ impl ClusterControl {
             })
             .await
             .unwrap_or(false);
+        if asked.elapsed() > lease / 2 {
+            crate::warn_limited!(
+                "promise slow",
+                fence_wait_ms = (fenced - asked).as_millis() as u64,
+                raft_core_ms = fenced.elapsed().as_millis() as u64,
+                lease_ms = lease.as_millis() as u64,
+                leader,
+                "a lease promise took more than half the lease"
+            );
+        }
         if follows {
             self.election.heard_from_leader();
         }

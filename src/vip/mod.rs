@@ -482,7 +482,13 @@ impl VipRole {
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
         // Each resolves with when it started and whether a quorum
-        // confirmed; none waits past its lease.
+        // confirmed; none waits past its lease. Each runs on a task of its
+        // own (aborted when dropped): while this loop awaits the kernel
+        // (renewing the address after every confirmation, netlink mode) or
+        // a release, the confirmations under way go on. Polled only from
+        // here, their own promise step used to wait for the loop, and on a
+        // loaded machine a node's return made one such wait outlast the
+        // lease under a live leader (netns drill, kill round).
         let mut confirming = futures_util::stream::FuturesUnordered::new();
         let mut next_confirm = Instant::now();
         loop {
@@ -507,11 +513,18 @@ impl VipRole {
             } else if Instant::now() >= next_confirm {
                 let started = Instant::now();
                 let (control, lease) = (control.clone(), self.lease);
-                confirming.push(async move { (started, control.confirm_lease(lease).await) });
+                confirming.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                    async move { (started, control.confirm_lease(lease).await) },
+                )));
                 next_confirm = started + self.confirm_every;
             }
             tokio::select! {
-                Some((started, confirmed)) = confirming.next(), if !confirming.is_empty() => {
+                // A confirmation that has come back is taken before the
+                // lease's end is acted on: if it is still in time, the
+                // lease runs on from it.
+                biased;
+                Some(finished) = confirming.next(), if !confirming.is_empty() => {
+                    let Ok((started, confirmed)) = finished else { continue };
                     let end = started + self.lease;
                     // A confirmation that comes back after its own lease
                     // ran out (the process was frozen while it waited)

@@ -94,16 +94,23 @@ async fn a_returning_follower_does_not_depose_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_answer_later_than_a_heartbeat_do_not_lapse_the_lease() {
-    // Every peer message reaches its node 10-70 ms late, as on a loaded
-    // machine: most answers come after a heartbeat interval (30 ms), all
-    // within the lease (120 ms). The leader must hold the VIP throughout.
+    // Every peer message reaches its node 30-150 ms late: most answers
+    // come after a heartbeat interval (50 ms here), all well within the
+    // lease (400 - 50 = 350 ms). The leader must hold the VIP throughout.
+    // (Delays must straddle the heartbeat: openraft gives a replication
+    // call one interval, so with every answer later than that nothing
+    // would commit. With the default 120 ms lease and 10-70 ms delays the
+    // margin was 50 ms, and a loaded CI machine's scheduling took it once:
+    // this test must fail on the mechanism, not on the machine.)
     let VipCluster {
         _backend,
         cluster,
         admins,
         vip,
     } = vip_cluster_with(NodeOptions {
-        slow_peers: Some(10..=70),
+        slow_peers: Some(30..=150),
+        raft: "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800"
+            .into(),
         ..Default::default()
     })
     .await;
