@@ -207,17 +207,16 @@ impl VipRole {
 
     async fn acquire(&self) {
         let Some(address) = self.address else { return };
+        // Held: nothing to wait for (the netlink address's lifetime is
+        // renewed by its own task, `renew_while_held`).
+        if self.held.borrow().is_some() {
+            return;
+        }
         let _transition = self.transition.lock().await;
         if self.paused.load(Ordering::Acquire) || !self.leader_confirmed() {
             return;
         }
         if self.held.borrow().is_some() {
-            // Renew the address's lifetime (netlink mode).
-            if let Holder::Netlink(holder) = &self.holder
-                && let Err(error) = holder.add().await
-            {
-                tracing::warn!(%error, "cannot renew the VIP");
-            }
             return;
         }
         match &self.holder {
@@ -477,8 +476,9 @@ impl VipRole {
     ///
     /// It runs with no VIP configured too: the lease it keeps is what
     /// `/status` and `ctl status` report as a confirmed leader.
-    pub async fn run(&self, control: std::sync::Arc<ClusterControl>, stop: CancellationToken) {
+    pub async fn run(self: &Arc<Self>, control: Arc<ClusterControl>, stop: CancellationToken) {
         use futures_util::StreamExt;
+        tokio::spawn(self.clone().renew_while_held(stop.clone()));
         let mut metrics = control.raft.metrics();
         let mut deadline: Option<Instant> = None;
         // Each resolves with when it started and whether a quorum
@@ -562,6 +562,50 @@ impl VipRole {
             }
         }
         self.release("shutting down").await;
+    }
+
+    /// Netlink mode: renews the held address's lifetime (one second) every
+    /// `confirm_every` while the lease is live, so that the kernel drops
+    /// it by itself a second after a holder died or froze. On a task of
+    /// its own: the kernel may keep a renewal waiting on its rtnl lock
+    /// (taken by every address and link change on the machine, and held
+    /// long by a network namespace's removal), and the role's loop, which
+    /// starts the confirmations, must not wait with it. Done in that loop
+    /// after every confirmation, such a wait of over 100 ms let a live
+    /// leader's lease lapse (netns drill, while other tests made and
+    /// removed namespaces).
+    async fn renew_while_held(self: Arc<Self>, stop: CancellationToken) {
+        let Holder::Netlink(holder) = &self.holder else {
+            return;
+        };
+        let mut tick = tokio::time::interval(self.confirm_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            // Under the transition lock, checked again there: a renewal
+            // never re-adds an address a release has removed.
+            let _transition = self.transition.lock().await;
+            if self.held.borrow().is_none()
+                || self.paused.load(Ordering::Acquire)
+                || !self.leader_confirmed()
+            {
+                continue;
+            }
+            let began = Instant::now();
+            if let Err(error) = holder.add().await {
+                tracing::warn!(%error, "cannot renew the VIP");
+            }
+            if began.elapsed() > self.lease / 2 {
+                crate::warn_limited!(
+                    "vip renewal slow",
+                    took_ms = began.elapsed().as_millis() as u64,
+                    "renewing the VIP's address took over half the lease (the kernel's rtnl lock is busy)"
+                );
+            }
+        }
     }
 
     /// Releases the VIP now (graceful hand-over, shutdown), and waits
