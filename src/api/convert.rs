@@ -7,7 +7,7 @@
 
 use crate::config::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    Protocol, RouteSpec, defaults,
+    PoolTlsSpec, Protocol, RouteSpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -88,6 +88,12 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
                 admin_state: Some(b.admin_state.as_str().to_string()),
             })
             .collect(),
+        tls: p.tls.as_ref().map(|t| pb::PoolTls {
+            sni: t.sni.clone(),
+            ca_pem: t.ca_pem.clone(),
+            client_certificate: t.client_certificate.clone(),
+            verify: Some(t.verify.clone()),
+        }),
     }
 }
 
@@ -175,6 +181,12 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
         hash_key: p.hash_key,
         health,
         backends,
+        tls: p.tls.map(|t| PoolTlsSpec {
+            verify: t.verify.unwrap_or_else(defaults::verify),
+            ca_pem: t.ca_pem,
+            sni: t.sni,
+            client_certificate: t.client_certificate,
+        }),
     })
 }
 

@@ -7,7 +7,7 @@ mod spec;
 pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use spec::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    Protocol, RouteSpec, defaults,
+    PoolTlsSpec, Protocol, RouteSpec, defaults,
 };
 
 /// An error reading or parsing one of the operator's files.
@@ -50,4 +50,58 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
         path: shown,
         message: e.to_string(),
     })
+}
+
+impl ClusterSpec {
+    /// Reads a `cluster.toml`, with the files it names (a pool's
+    /// `tls.verify` CA file, relative to the `cluster.toml`) read into the
+    /// model. A pool that already carries its `ca_pem` (a file written by
+    /// `ctl get`) keeps it.
+    pub fn read(path: &std::path::Path) -> Result<ClusterSpec, ConfigError> {
+        let mut spec: ClusterSpec = read_toml(path)?;
+        let folder = path.parent().unwrap_or(std::path::Path::new("."));
+        for pool in &mut spec.pools {
+            let Some(tls) = pool.tls.as_mut() else {
+                continue;
+            };
+            if tls.verifies_with_a_ca_file() && tls.ca_pem.is_none() {
+                let file = folder.join(&tls.verify);
+                let pem = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                    path: format!("{} (pool {} tls.verify)", file.display(), pool.name),
+                    source,
+                })?;
+                tls.ca_pem = Some(pem);
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pools_ca_file_is_read_relative_to_the_cluster_toml() {
+        let dir = std::env::temp_dir().join(format!("raftlb-ca-file-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("certs")).expect("dir");
+        std::fs::write(dir.join("certs/ca.pem"), "PEM TEXT").expect("write");
+        let toml = "[[pool]]\nname = \"p\"\n  [pool.tls]\n  verify = \"certs/ca.pem\"\n";
+        std::fs::write(dir.join("cluster.toml"), toml).expect("write");
+        let spec = ClusterSpec::read(&dir.join("cluster.toml")).expect("read");
+        let tls = spec.pools[0].tls.as_ref().expect("tls");
+        assert_eq!(tls.ca_pem.as_deref(), Some("PEM TEXT"));
+        assert_eq!(tls.verify, "certs/ca.pem");
+        let plain: ClusterSpec =
+            toml::from_str("[[pool]]\nname = \"p\"\n  [pool.tls]\n").expect("parse");
+        assert_eq!(plain.pools[0].tls.as_ref().expect("tls").verify, "system");
+        std::fs::write(
+            dir.join("cluster.toml"),
+            toml.replace("certs/ca.pem", "missing.pem"),
+        )
+        .expect("write");
+        let error = ClusterSpec::read(&dir.join("cluster.toml")).expect_err("missing file");
+        assert!(error.to_string().contains("pool p tls.verify"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -115,6 +115,42 @@ pub struct PoolSpec {
     /// The backends, in file order.
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendSpec>,
+    /// `[pool.tls]`: the backends speak TLS (traffic and health checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PoolTlsSpec>,
+}
+
+/// `[pool.tls]`: how the nodes speak TLS to a pool's backends, as HAProxy's
+/// `ssl verify required ca-file … sni …` on a `server` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTlsSpec {
+    /// How the backends' certificates are verified: `system` (the
+    /// system's roots, the default), `none` (any certificate, as HAProxy's
+    /// `verify none`: encrypted, not authenticated), or a PEM file of CA
+    /// certificates. A file is read where the file that names it is read
+    /// (`ctl apply`, the seed), relative to that file, into `ca_pem`: every
+    /// node verifies against the same roots.
+    #[serde(default = "defaults::verify")]
+    pub verify: String,
+    /// The CA certificates (PEM) read from the `verify` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Name sent as SNI and verified in each backend's certificate; without
+    /// it, the certificate must name the backend's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// A client certificate for backends that ask for one: the name of a
+    /// certificate in the cluster's store (`ctl cert add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+}
+
+impl PoolTlsSpec {
+    /// `verify` names a CA file (not `system` nor `none`).
+    pub fn verifies_with_a_ca_file(&self) -> bool {
+        !matches!(self.verify.as_str(), "system" | "none")
+    }
 }
 
 /// Balancing algorithms, named as in `cluster.toml`.
@@ -293,6 +329,9 @@ impl Protocol {
 /// one place they are written, used by the file format (serde) and by the
 /// API conversion alike.
 pub mod defaults {
+    pub fn verify() -> String {
+        "system".into()
+    }
     pub fn max_connections() -> u32 {
         10_000
     }

@@ -24,7 +24,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::api::convert;
 use crate::auth::Token;
-use crate::config::{ClusterSpec, read_toml};
+use crate::config::ClusterSpec;
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_client::ControlServiceClient;
 use crate::raft::network::MAX_MESSAGE_BYTES;
@@ -258,7 +258,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             dry_run,
             if_version,
         } => {
-            let spec: ClusterSpec = match read_toml(file) {
+            let spec = match ClusterSpec::read(file) {
                 Ok(spec) => spec,
                 Err(error) => return Ok(Outcome::Usage(error.to_string())),
             };

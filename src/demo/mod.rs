@@ -317,6 +317,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             hash_key: None,
             health: HealthSpec::default(),
             backends,
+            tls: None,
         }],
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CheckKind, HealthSpec};
 use crate::routing::{BackendRuntime, Health, PublishedTable};
+use crate::tls::backend::BackendTls;
 
 /// A change of this node's view of a backend, for the leader.
 #[derive(Debug, Clone)]
@@ -30,6 +31,7 @@ pub struct Transition {
 
 struct Running {
     spec: HealthSpec,
+    tls: Option<Arc<BackendTls>>,
     stop: CancellationToken,
 }
 
@@ -72,18 +74,23 @@ impl HealthChecker {
                 for backend in &pool.backends {
                     wanted.insert(
                         (pool.name.clone(), backend.address),
-                        (pool.health.clone(), backend.runtime.clone()),
+                        (
+                            (pool.health.clone(), pool.tls.clone()),
+                            backend.runtime.clone(),
+                        ),
                     );
                 }
             }
             running.retain(|key, task| {
-                let keep = wanted.get(key).is_some_and(|(spec, _)| *spec == task.spec);
+                let keep = wanted
+                    .get(key)
+                    .is_some_and(|((spec, tls), _)| *spec == task.spec && same_tls(tls, &task.tls));
                 if !keep {
                     task.stop.cancel();
                 }
                 keep
             });
-            for (key, (spec, runtime)) in wanted {
+            for (key, ((spec, tls), runtime)) in wanted {
                 if running.contains_key(&key) {
                     continue;
                 }
@@ -91,12 +98,13 @@ impl HealthChecker {
                 tokio::spawn(check_loop(
                     key.0.clone(),
                     spec.clone(),
+                    tls.clone(),
                     runtime,
                     self.source,
                     self.transitions.clone(),
                     stop.clone(),
                 ));
-                running.insert(key, Running { spec, stop });
+                running.insert(key, Running { spec, tls, stop });
             }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
@@ -109,11 +117,22 @@ impl HealthChecker {
     }
 }
 
+/// Whether two pools' TLS clients are the same one (a pool compiled again
+/// gets a new one).
+fn same_tls(a: &Option<Arc<BackendTls>>, b: &Option<Arc<BackendTls>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// Probes one backend every interval (with ±10 % jitter, and a random
 /// first delay, so nodes do not probe in lockstep) until stopped.
 async fn check_loop(
     pool: String,
     spec: HealthSpec,
+    tls: Option<Arc<BackendTls>>,
     runtime: Arc<BackendRuntime>,
     source: Option<IpAddr>,
     transitions: mpsc::UnboundedSender<Transition>,
@@ -126,7 +145,7 @@ async fn check_loop(
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return,
         }
-        let result = probe(&spec, runtime.address, source).await;
+        let result = probe(&spec, runtime.address, source, tls.as_deref()).await;
         if let Some(health) = runtime.record_check(result, spec.rise, spec.fall) {
             let _ = transitions.send(Transition {
                 pool: pool.clone(),

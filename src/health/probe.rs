@@ -1,5 +1,7 @@
 //! One active health check: a TCP connect, or an HTTP GET whose status must
-//! fall in the expected range. Probes leave from the node's serve address.
+//! fall in the expected range; over TLS (the handshake included in the
+//! check) for a pool with `[pool.tls]`, as HAProxy's `check-ssl`. Probes
+//! leave from the node's serve address.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -10,24 +12,32 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 
 use crate::config::{CheckKind, HealthSpec};
-use crate::proxy::tcp::connect_from;
+use crate::proxy::backend_stream::BackendStream;
 use crate::state::parse_status_range;
+use crate::tls::backend::BackendTls;
 
 /// Runs one check of `spec` against `backend`; why it failed otherwise.
 pub async fn probe(
     spec: &HealthSpec,
     backend: SocketAddr,
     source: Option<IpAddr>,
+    tls: Option<&BackendTls>,
 ) -> Result<(), String> {
     let timeout = Duration::from_millis(spec.timeout_ms);
-    match tokio::time::timeout(timeout, run(spec, backend, source)).await {
+    match tokio::time::timeout(timeout, run(spec, backend, source, tls, timeout)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {} ms", spec.timeout_ms)),
     }
 }
 
-async fn run(spec: &HealthSpec, backend: SocketAddr, source: Option<IpAddr>) -> Result<(), String> {
-    let stream = connect_from(source, backend)
+async fn run(
+    spec: &HealthSpec,
+    backend: SocketAddr,
+    source: Option<IpAddr>,
+    tls: Option<&BackendTls>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let stream = BackendStream::open(source, backend, tls, timeout)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     if spec.check != CheckKind::Http {

@@ -29,7 +29,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::{self, AdminAccess, AdminState};
 use crate::api::ApiAuth;
 use crate::auth::Token;
-use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode, read_toml};
+use crate::config::{ClusterSpec, ConfigError, NodeConfig, VipMode};
 use crate::control::ClusterControl;
 use crate::events::Events;
 use crate::health::HealthChecker;
@@ -116,7 +116,7 @@ pub async fn start(
     })?;
     let seed = match (seed, &config.cluster.seed) {
         (Some(spec), _) => Some(spec),
-        (None, Some(path)) => Some(read_toml::<ClusterSpec>(path)?),
+        (None, Some(path)) => Some(ClusterSpec::read(path)?),
         (None, None) => None,
     };
     if let Some(spec) = &seed {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::RunningNode;
-use crate::config::{ClusterSpec, read_toml};
+use crate::config::ClusterSpec;
 use crate::raft::NodeId;
 use crate::state::Command;
 
@@ -41,7 +41,7 @@ impl RunningNode {
             }
             return;
         };
-        let spec = match read_toml::<ClusterSpec>(path) {
+        let spec = match ClusterSpec::read(path) {
             Ok(spec) => spec,
             Err(error) => {
                 tracing::error!(%error, "reload refused; keeping the current configuration");

@@ -2,6 +2,7 @@
 //! published routing tables come and go; L4 relays in [`tcp`], L7 in
 //! [`http`].
 
+pub mod backend_stream;
 pub mod http;
 mod listener;
 mod splice;

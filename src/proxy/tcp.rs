@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Engine;
+use super::backend_stream::BackendStream;
 use super::splice::Meter;
 use crate::routing::now_ms;
 
@@ -21,6 +22,46 @@ pub enum ClientStream {
     Plain(TcpStream),
     /// TLS terminated here (`tls` frontends): the plain bytes are copied.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Serves one client connection on TCP frontend `frontend`: picks a
@@ -70,15 +111,19 @@ pub async fn serve(
         };
         tried.push(index);
         let backend = &pool.backends[index];
-        match tokio::time::timeout(
+        match BackendStream::open(
+            engine.source_ip(),
+            backend.address,
+            pool.tls.as_deref(),
             connect_timeout,
-            connect_from(engine.source_ip(), backend.address),
         )
         .await
         {
-            Ok(Ok(stream)) => break Some((backend, stream)),
-            Ok(Err(error)) => pool.record_failure(index, &format!("connect failed: {error}")),
-            Err(_) => pool.record_failure(index, "connect timed out"),
+            Ok(stream) => break Some((backend, stream)),
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                pool.record_failure(index, &error.to_string())
+            }
+            Err(error) => pool.record_failure(index, &format!("connect failed: {error}")),
         }
     };
     let Some((backend, mut backend_stream)) = connected else {
@@ -97,7 +142,6 @@ pub async fn serve(
         }
         stats.bytes_in.inc_by(hello.len() as u64);
     }
-    let _ = backend_stream.set_nodelay(true);
     let runtime = backend.runtime.clone();
     drop(table);
     runtime.requests.inc();
@@ -112,18 +156,21 @@ pub async fn serve(
         read: &runtime.bytes_in,
         last_activity: &last_activity,
     };
+    // Plain on both sides: spliced in the kernel. TLS on either side (a
+    // `tls` frontend, a pool with `[pool.tls]`): the plain bytes copied.
     let relay = async {
-        match client_stream {
-            ClientStream::Plain(stream) => {
-                super::splice::relay(&stream, &backend_stream, client_meter, backend_meter).await
+        match (client_stream, backend_stream) {
+            (ClientStream::Plain(client), BackendStream::Plain(backend)) => {
+                super::splice::relay(&client, &backend, client_meter, backend_meter).await
             }
-            ClientStream::Tls(mut stream) => {
+            (client, mut backend) => {
+                let mut client = client;
                 let mut client_side = Metered {
-                    inner: &mut *stream,
+                    inner: &mut client,
                     meter: client_meter,
                 };
                 let mut backend_side = Metered {
-                    inner: &mut backend_stream,
+                    inner: &mut backend,
                     meter: backend_meter,
                 };
                 tokio::io::copy_bidirectional(&mut client_side, &mut backend_side).await

@@ -13,7 +13,9 @@ use super::{BackendRuntime, FrontendStats, Runtimes, now_ms};
 use crate::balance::{self, Balancer, PickContext, hash_bytes};
 use crate::config::CheckKind;
 use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec};
+use crate::state::certificates::{Certificates, StoredCertificate};
 use crate::state::{ClusterState, HashKey, StateError, parse_backend_address, parse_hash_key};
+use crate::tls::backend::BackendTls;
 
 /// Everything the engine needs to route, compiled from one state version.
 #[derive(Debug)]
@@ -72,8 +74,13 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// Live state of the pool (panic mode).
     pub runtime: Arc<PoolRuntime>,
+    /// `[pool.tls]`: how its backends are spoken to over TLS.
+    pub tls: Option<Arc<BackendTls>>,
     /// The configuration this pool was compiled from.
     source: crate::config::PoolSpec,
+    /// The client certificate it was compiled with (`[pool.tls]`), as
+    /// committed: a replaced one makes the pool compile again.
+    client_certificate: Option<StoredCertificate>,
     balancer: Box<dyn Balancer>,
 }
 
@@ -121,9 +128,17 @@ impl RoutingTable {
             .unwrap_or_default();
         let mut pools = Vec::with_capacity(spec.pools.len());
         for pool in &spec.pools {
+            let certificate = client_certificate(pool, &state.certificates);
             match reusable.get(pool.name.as_str()) {
-                Some(same) if same.source == *pool => pools.push(Arc::clone(same)),
-                _ => pools.push(Arc::new(Pool::compile(pool, runtimes)?)),
+                Some(same) if same.source == *pool && same.client_certificate == certificate => {
+                    pools.push(Arc::clone(same))
+                }
+                _ => pools.push(Arc::new(Pool::compile(
+                    pool,
+                    runtimes,
+                    &state.certificates,
+                    certificate,
+                )?)),
             }
         }
         let pool_index = |field: String, name: &str| {
@@ -240,9 +255,29 @@ impl Frontend {
     }
 }
 
+/// The certificate `pool`'s `[pool.tls]` presents to its backends, if any.
+fn client_certificate(
+    pool: &crate::config::PoolSpec,
+    certificates: &Certificates,
+) -> Option<StoredCertificate> {
+    let name = pool.tls.as_ref()?.client_certificate.as_ref()?;
+    certificates.get(name).cloned()
+}
+
 impl Pool {
     /// Builds a pool and its balancer from its configuration.
-    fn compile(pool: &crate::config::PoolSpec, runtimes: &Runtimes) -> Result<Pool, StateError> {
+    fn compile(
+        pool: &crate::config::PoolSpec,
+        runtimes: &Runtimes,
+        certificates: &Certificates,
+        client_certificate: Option<StoredCertificate>,
+    ) -> Result<Pool, StateError> {
+        let tls = match &pool.tls {
+            None => None,
+            Some(tls) => Some(Arc::new(BackendTls::compile(tls, certificates).map_err(
+                |why| StateError::invalid(format!("pool[{}].tls", pool.name), "", why),
+            )?)),
+        };
         let mut backends = Vec::with_capacity(pool.backends.len());
         for backend in &pool.backends {
             let field = format!("pool[{}].backend[{}].address", pool.name, backend.address);
@@ -279,7 +314,9 @@ impl Pool {
             runtime: runtimes.pool(&pool.name),
             balancer: balance::build(pool.algorithm, &names, &weights),
             backends,
+            tls,
             source: pool.clone(),
+            client_certificate,
         })
     }
 

@@ -175,6 +175,7 @@ impl ClusterState {
             return Ok(self.version);
         }
         validate(&next)?;
+        check_client_certificates(&next, &self.certificates)?;
         self.spec = Arc::new(next);
         self.version += 1;
         debug_assert!(validate(&self.spec).is_ok(), "state must stay valid");
@@ -198,6 +199,17 @@ impl ClusterState {
     }
 
     fn remove_certificate(&mut self, name: &str) -> Result<u64, StateError> {
+        if let Some(pool) =
+            self.spec.pools.iter().find(|p| {
+                p.tls.as_ref().and_then(|t| t.client_certificate.as_deref()) == Some(name)
+            })
+        {
+            return Err(StateError::invalid(
+                format!("pool[{}].tls.client_certificate", pool.name),
+                name,
+                "this pool uses the certificate: change the pool first",
+            ));
+        }
         let mut all = certificates::Certificates::clone(&self.certificates);
         if all.remove(name).is_none() {
             return Err(StateError::NotFound {
@@ -281,6 +293,28 @@ impl ClusterState {
         }
         Ok(spec)
     }
+}
+
+/// Every pool's client certificate (`[pool.tls] client_certificate`) is
+/// in the store and usable as one.
+fn check_client_certificates(
+    spec: &ClusterSpec,
+    certificates: &certificates::Certificates,
+) -> Result<(), StateError> {
+    for pool in &spec.pools {
+        if let Some(tls) = &pool.tls
+            && tls.client_certificate.is_some()
+        {
+            crate::tls::backend::BackendTls::compile(tls, certificates).map_err(|why| {
+                StateError::invalid(
+                    format!("pool[{}].tls.client_certificate", pool.name),
+                    tls.client_certificate.as_deref().unwrap_or_default(),
+                    why,
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn pool_mut<'a>(spec: &'a mut ClusterSpec, name: &str) -> Result<&'a mut PoolSpec, StateError> {

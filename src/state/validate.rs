@@ -363,6 +363,10 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
             ),
         ));
     }
+    if let Some(tls) = &pool.tls {
+        crate::tls::backend::check(tls)
+            .map_err(|(field, why)| StateError::invalid(at(field), "", why))?;
+    }
     let mut seen = HashSet::new();
     for backend in &pool.backends {
         validate_backend(&pool.name, backend)?;

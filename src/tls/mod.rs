@@ -7,6 +7,7 @@
 //! connections keep theirs ([`ClusterTls::reload`]). [`transport`] has the
 //! accepting and connecting halves for tonic.
 
+pub mod backend;
 pub mod bootstrap;
 pub mod frontend;
 pub mod identity;

@@ -11,69 +11,6 @@ use std::time::Duration;
 
 use crate::fixture::*;
 
-/// A test CA that signs site certificates.
-struct TestCa {
-    dir: PathBuf,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let dir = std::env::temp_dir().join(format!(
-            "raftlb-https-{}-{}",
-            std::process::id(),
-            unique_ip()
-        ));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::default();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test sites CA");
-        let cert = params.self_signed(&key).expect("CA");
-        std::fs::write(dir.join("ca.pem"), cert.pem()).expect("write");
-        TestCa {
-            issuer: rcgen::Issuer::new(params, key),
-            dir,
-        }
-    }
-
-    /// Writes `NAME.pem` and `NAME-key.pem` for `names`; their paths.
-    fn site(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        self.site_for_days(name, names, 365)
-    }
-
-    /// The same, valid for `days` from now.
-    fn site_for_days(&self, name: &str, names: &[&str], days: i64) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(days);
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        let (pem, key_pem) = (
-            self.dir.join(format!("{name}.pem")),
-            self.dir.join(format!("{name}-key.pem")),
-        );
-        std::fs::write(&pem, cert.pem()).expect("write");
-        std::fs::write(&key_pem, key.serialize_pem()).expect("write");
-        (pem, key_pem)
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-}
-
-impl Drop for TestCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `ctl cert add|replace NAME --cert … --key …` (and `extra`): exit code,
 /// stdout, stderr.
 fn try_cert(

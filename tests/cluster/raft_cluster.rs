@@ -212,6 +212,7 @@ async fn a_follower_behind_a_purged_log_recovers_by_snapshot() {
                 admin_state: Default::default(),
             })
             .collect(),
+        tls: None,
     });
     let mut version = 0;
     for weight in 2..=13 {
@@ -382,6 +383,7 @@ async fn nothing_acknowledged_is_lost_while_leaders_are_killed() {
             hash_key: None,
             health: Default::default(),
             backends: Vec::new(),
+            tls: None,
         });
         let mut attempts = 0;
         loop {

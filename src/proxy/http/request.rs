@@ -206,10 +206,12 @@ impl RequestHandler {
             let started = Instant::now();
             // Boxed, so the request's own future stays small: hyper and
             // tokio move it around by value.
-            let exchange = Box::pin(
-                self.upstreams
-                    .send(backend.address, connect_timeout, request),
-            );
+            let exchange = Box::pin(self.upstreams.send(
+                backend.address,
+                pool.tls.as_deref(),
+                connect_timeout,
+                request,
+            ));
             let result = tokio::time::timeout(response_timeout, exchange).await;
             let error = match result {
                 Ok(Ok((mut response, lease))) => {

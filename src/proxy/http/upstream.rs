@@ -24,23 +24,22 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::body::UpstreamBody;
+use crate::proxy::backend_stream::BackendStream;
+use crate::tls::backend::BackendTls;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-
-use super::body::UpstreamBody;
-use crate::proxy::tcp::connect_from;
 
 /// How long an idle pooled backend connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 /// Idle connections kept per backend.
 const POOL_MAX_IDLE_PER_BACKEND: usize = 512;
 
-/// Idle connections of one listener, by backend address. Cloning shares
-/// the pool.
+/// Idle connections of one listener, by backend address and TLS client
+/// (see [`Upstream`]). Cloning shares the pool.
 #[derive(Clone)]
 pub struct UpstreamPool {
     inner: Arc<Inner>,
@@ -49,7 +48,15 @@ pub struct UpstreamPool {
 struct Inner {
     /// Where connections leave from (the node's serving address).
     source: Option<IpAddr>,
-    idle: Mutex<HashMap<SocketAddr, VecDeque<Idle>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<Upstream, VecDeque<Idle>, foldhash::fast::RandomState>>,
+}
+
+/// Where a connection goes: a backend's address, and the TLS client of
+/// its pool (`BackendTls::id`; 0: plain TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Upstream {
+    address: SocketAddr,
+    tls: u64,
 }
 
 struct Idle {
@@ -64,7 +71,7 @@ struct BackendConnection {
     /// `None` once the I/O has finished. Dropping it then matters: a
     /// request still queued for the connection comes back to its sender
     /// unsent, and the sender sees the connection closed.
-    io: Option<Connection<TokioIo<TcpStream>, UpstreamBody>>,
+    io: Option<Connection<TokioIo<BackendStream>, UpstreamBody>>,
 }
 
 impl BackendConnection {
@@ -116,7 +123,7 @@ impl BackendConnection {
 /// with [`Lease::release`]; dropped instead, the connection closes.
 pub struct Lease {
     connection: Box<BackendConnection>,
-    backend: SocketAddr,
+    backend: Upstream,
     pool: Arc<Inner>,
 }
 
@@ -184,24 +191,30 @@ impl UpstreamPool {
         }
     }
 
-    /// Sends `request` (origin-form, with a `Host` header) to `backend` on
-    /// an idle connection, or on a new one opened within `connect_timeout`.
-    /// A pooled connection found closed is skipped without counting as a
-    /// failure: the request goes on the next one.
+    /// Sends `request` (origin-form, with a `Host` header) to `backend`
+    /// (over TLS with `tls`) on an idle connection, or on a new one opened
+    /// within `connect_timeout`. A pooled connection found closed is
+    /// skipped without counting as a failure: the request goes on the
+    /// next one.
     pub async fn send(
         &self,
         backend: SocketAddr,
+        tls: Option<&BackendTls>,
         connect_timeout: Duration,
         mut request: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        while let Some(mut connection) = self.inner.take_idle(backend) {
+        let upstream = Upstream {
+            address: backend,
+            tls: tls.map_or(0, BackendTls::id),
+        };
+        while let Some(mut connection) = self.inner.take_idle(upstream) {
             // Its last response may have ended a moment ago, before its
             // I/O was polled to take the next one; or the backend closed it.
             if !connection.ready().await {
                 continue;
             }
             match connection.exchange(request).await {
-                Ok(response) => return Ok((response, self.lease(connection, backend))),
+                Ok(response) => return Ok((response, self.lease(connection, upstream))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(SendError::Exchange(error.into_error())),
@@ -211,9 +224,9 @@ impl UpstreamPool {
         // Boxed: connecting is the rare path, and its future would
         // otherwise make every request's future (moved on each await
         // set-up) several times larger.
-        let mut connection = Box::pin(self.connect(backend, connect_timeout)).await?;
+        let mut connection = Box::pin(self.connect(backend, tls, connect_timeout)).await?;
         match connection.exchange(request).await {
-            Ok(response) => Ok((response, self.lease(connection, backend))),
+            Ok(response) => Ok((response, self.lease(connection, upstream))),
             Err(mut error) => Err(match error.take_message() {
                 Some(_) => SendError::NotSent(error.into_error()),
                 None => SendError::Exchange(error.into_error()),
@@ -221,7 +234,7 @@ impl UpstreamPool {
         }
     }
 
-    fn lease(&self, connection: Box<BackendConnection>, backend: SocketAddr) -> Lease {
+    fn lease(&self, connection: Box<BackendConnection>, backend: Upstream) -> Lease {
         Lease {
             connection,
             backend,
@@ -233,19 +246,12 @@ impl UpstreamPool {
     async fn connect(
         &self,
         backend: SocketAddr,
+        tls: Option<&BackendTls>,
         timeout: Duration,
     ) -> Result<Box<BackendConnection>, SendError> {
-        let stream =
-            match tokio::time::timeout(timeout, connect_from(self.inner.source, backend)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return Err(SendError::Connect(error)),
-                Err(_) => {
-                    return Err(SendError::Connect(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    )));
-                }
-            };
+        let stream = BackendStream::open(self.inner.source, backend, tls, timeout)
+            .await
+            .map_err(SendError::Connect)?;
         let (sender, io) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -264,7 +270,7 @@ impl UpstreamPool {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut closed = 0;
         idle.retain(|backend, stack| {
-            if !keep(*backend) {
+            if !keep(backend.address) {
                 closed += stack.len();
                 return false;
             }
@@ -294,7 +300,7 @@ impl UpstreamPool {
 impl Inner {
     /// The most recently used idle connection to `backend` that is not
     /// known to be closed nor past its idle time.
-    fn take_idle(&self, backend: SocketAddr) -> Option<Box<BackendConnection>> {
+    fn take_idle(&self, backend: Upstream) -> Option<Box<BackendConnection>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let stack = idle.get_mut(&backend)?;
         while let Some(entry) = stack.pop_back() {
@@ -310,7 +316,7 @@ impl Inner {
         None
     }
 
-    fn put_back(&self, backend: SocketAddr, connection: Box<BackendConnection>) {
+    fn put_back(&self, backend: Upstream, connection: Box<BackendConnection>) {
         if connection.is_closed() {
             return;
         }
@@ -421,7 +427,7 @@ mod tests {
     /// body.
     async fn get_and_release(pool: &UpstreamPool, address: SocketAddr) -> Vec<u8> {
         let (response, mut lease) = pool
-            .send(address, Duration::from_secs(1), get())
+            .send(address, None, Duration::from_secs(1), get())
             .await
             .expect("response");
         let body = read_whole(response, &mut lease).await;
@@ -446,7 +452,7 @@ mod tests {
         let pool = UpstreamPool::new(None);
         for _ in 0..3 {
             let (response, lease) = pool
-                .send(address, Duration::from_secs(1), get())
+                .send(address, None, Duration::from_secs(1), get())
                 .await
                 .expect("response");
             drop((response, lease));
@@ -498,7 +504,7 @@ mod tests {
         drop(listener);
         let pool = UpstreamPool::new(None);
         let error = pool
-            .send(address, Duration::from_secs(1), get())
+            .send(address, None, Duration::from_secs(1), get())
             .await
             .err()
             .expect("refused");
