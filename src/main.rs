@@ -48,7 +48,7 @@ enum Command {
         config: PathBuf,
     },
     /// Drive a cluster through its control API.
-    Ctl(raftlb::ctl::CtlArgs),
+    Ctl(Box<raftlb::ctl::CtlArgs>),
     /// Certificates for mutual TLS between nodes and clients.
     #[command(subcommand)]
     Certs(Certs),
@@ -81,7 +81,7 @@ const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Ctl(args) => run_ctl(args),
+        Command::Ctl(args) => run_ctl(*args),
         Command::Certs(Certs::Init {
             out,
             nodes,

@@ -61,6 +61,7 @@ impl ServedConfig {
     /// compiler task turns it into the routing table.
     pub fn publish(&self, state: &ClusterState) {
         self.table.publish_tickets(&state.ticket_keys);
+        self.table.publish_challenges(&state.acme_challenges);
         self.to_compile.send_replace(state.clone());
     }
 

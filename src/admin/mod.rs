@@ -179,6 +179,7 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
                 }
                 metrics.certificate_expiry.clear();
                 for info in &admin.control.served.table().load().certificates.infos {
+                    // (Pending ACME entries are not served, so not here.)
                     let labels = crate::metrics::CertificateLabels {
                         certificate: info.name.clone(),
                     };

@@ -20,7 +20,7 @@ use crate::events::{Event, Stamped};
 use crate::proto::v1 as pb;
 use crate::proto::v1::control_service_server::{ControlService, ControlServiceServer};
 use crate::raft::ClusterNode;
-use crate::state::certificates::{self, StoredCertificate};
+use crate::state::certificates::{self, AcmeSettings, StoredCertificate};
 use crate::state::{Applied, ClusterState, Command, StateError, parse_backend_address};
 
 /// Largest configuration accepted, encoded; larger ones are refused with
@@ -489,8 +489,27 @@ impl ControlService for ControlApi {
                 chain_pem: r.chain_pem.clone(),
                 key_pem: r.key_pem.clone(),
                 default: r.default,
+                acme: r.acme.as_ref().map(|a| AcmeSettings {
+                    directory: a.directory.clone(),
+                    contact: a.contact.clone(),
+                    names: a.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                    directory_ca_pem: a.directory_ca_pem.clone(),
+                    account: None,
+                    renew: false,
+                }),
             },
             replace: r.replace,
+        };
+        self.change(&request, command, &r.request_id).await
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::ChangeReply>, Status> {
+        let r = request.get_ref();
+        let command = Command::RenewCertificate {
+            name: r.name.clone(),
         };
         self.change(&request, command, &r.request_id).await
     }
@@ -521,6 +540,7 @@ impl ControlService for ControlApi {
                 fingerprint: info.fingerprint,
                 not_after_ms: info.not_after_ms,
                 default: info.default,
+                acme: info.acme,
             })
             .collect();
         Ok(Response::new(pb::ListCertificatesReply {

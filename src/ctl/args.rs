@@ -44,13 +44,23 @@ pub enum CertVerb {
     /// Add a certificate from local PEM files: the chain (leaf first) and
     /// its key. Every node serves it to clients whose SNI it names.
     ///
-    /// Example: raftlb ctl cert add site --cert site.pem --key site-key.pem --default
+    /// Examples: raftlb ctl cert add site --cert site.pem --key site-key.pem --default
+    ///           raftlb ctl cert add shop --acme --directory https://acme-v02.api.letsencrypt.org/directory \
+    ///               --domain shop.example.com --contact mailto:ops@example.com
     Add(CertFiles),
     /// Replace a certificate: new handshakes on every node get the new
     /// one, open connections keep theirs.
     ///
     /// Example: raftlb ctl cert replace site --cert renewed.pem --key renewed-key.pem
     Replace(CertFiles),
+    /// Order an ACME certificate anew now, whatever its expiry (the
+    /// leader renews each one 30 days before its end by itself).
+    ///
+    /// Example: raftlb ctl cert renew shop
+    Renew {
+        /// The entry's name.
+        name: String,
+    },
     /// Remove a certificate.
     ///
     /// Example: raftlb ctl cert remove site
@@ -74,11 +84,29 @@ pub struct CertFiles {
     /// The entry's name (not a DNS name): `site`.
     pub name: String,
     /// The chain, leaf first (PEM).
-    #[arg(long)]
-    pub cert: PathBuf,
+    #[arg(long, required_unless_present = "acme", conflicts_with = "acme")]
+    pub cert: Option<PathBuf>,
     /// The leaf's private key (PEM).
-    #[arg(long)]
-    pub key: PathBuf,
+    #[arg(long, required_unless_present = "acme", conflicts_with = "acme")]
+    pub key: Option<PathBuf>,
+    /// Ordered and renewed by the leader from an ACME server (HTTP-01
+    /// challenges, answered by every node's http frontends on port 80 or
+    /// wherever the names lead).
+    #[arg(long, requires_all = ["directory", "domain"])]
+    pub acme: bool,
+    /// ACME: the server's directory URL.
+    #[arg(long, requires = "acme")]
+    pub directory: Option<String>,
+    /// ACME: a DNS name to order (repeat for more).
+    #[arg(long, requires = "acme")]
+    pub domain: Vec<String>,
+    /// ACME: a contact for the account, `mailto:…` (repeat for more).
+    #[arg(long, requires = "acme")]
+    pub contact: Vec<String>,
+    /// ACME: a PEM file of the CA that signed the directory's own TLS
+    /// certificate (a private or test ACME server).
+    #[arg(long, requires = "acme")]
+    pub directory_ca: Option<PathBuf>,
     /// Serve it to clients whose SNI no certificate names (or that send
     /// none).
     #[arg(long)]

@@ -16,6 +16,15 @@ pub async fn run(
     Ok(match verb {
         CertVerb::Add(files) => return put(client, files, false, json).await,
         CertVerb::Replace(files) => return put(client, files, true, json).await,
+        CertVerb::Renew { name } => {
+            let message = pb::RenewCertificateRequest {
+                name: name.clone(),
+                request_id: client.ids.id("cert-renew"),
+            };
+            let request = client.request(message, CALL_TIMEOUT);
+            let reply = client.inner.renew_certificate(request).await?.into_inner();
+            Outcome::Done(changes(&reply, json))
+        }
         CertVerb::Remove { name } => {
             let message = pb::RemoveCertificateRequest {
                 name: name.clone(),
@@ -43,9 +52,24 @@ async fn put(
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let (chain_pem, key_pem) = match (read(&files.cert), read(&files.key)) {
-        (Ok(chain), Ok(key)) => (chain, key),
-        (Err(error), _) | (_, Err(error)) => return Ok(Outcome::Usage(error)),
+    let (chain_pem, key_pem, acme) = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => match (read(cert), read(key)) {
+            (Ok(chain), Ok(key)) => (chain, key, None),
+            (Err(error), _) | (_, Err(error)) => return Ok(Outcome::Usage(error)),
+        },
+        _ => {
+            let directory_ca_pem = match files.directory_ca.as_deref().map(read).transpose() {
+                Ok(pem) => pem,
+                Err(error) => return Ok(Outcome::Usage(error)),
+            };
+            let acme = pb::AcmeCertificate {
+                directory: files.directory.clone().unwrap_or_default(),
+                contact: files.contact.clone(),
+                names: files.domain.clone(),
+                directory_ca_pem,
+            };
+            (String::new(), String::new(), Some(acme))
+        }
     };
     let message = pb::PutCertificateRequest {
         name: files.name.clone(),
@@ -54,6 +78,7 @@ async fn put(
         default: files.default,
         replace,
         request_id: client.ids.id("cert-put"),
+        acme,
     };
     let request = client.request(message, CALL_TIMEOUT);
     let reply = client.inner.put_certificate(request).await?.into_inner();
@@ -97,7 +122,7 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
             .map(|c| {
                 serde_json::json!({
                     "name": c.name, "names": c.names, "fingerprint": c.fingerprint,
-                    "not_after_ms": c.not_after_ms, "default": c.default,
+                    "not_after_ms": c.not_after_ms, "default": c.default, "acme": c.acme,
                 })
             })
             .collect();
@@ -111,7 +136,11 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
             vec![
                 c.name.clone(),
                 c.names.join(" "),
-                output::days_left(c.not_after_ms, now_ms),
+                if c.fingerprint.is_empty() {
+                    "ordering (ACME)".into()
+                } else {
+                    output::days_left(c.not_after_ms, now_ms)
+                },
                 c.fingerprint.chars().take(16).collect(),
                 if c.default { "yes" } else { "" }.into(),
             ]

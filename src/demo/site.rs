@@ -36,6 +36,7 @@ pub async fn commit(
             default: true,
             replace: false,
             request_id: "demo-site-certificate".into(),
+            acme: None,
         };
         match api.put_certificate(request).await {
             Ok(_) => return Ok(()),

@@ -6,6 +6,7 @@
 //! `health_reports` carries this node's health views to the leader, and
 //! `running` is the started node: reload, hand-over and shutdown.
 
+mod acme;
 mod formation;
 mod grpc_servers;
 mod health_reports;
@@ -299,6 +300,7 @@ pub async fn start(
     };
     grpc_servers::spawn_api(&control, &auth, api_incoming, tls.clone(), servers.clone())?;
     tokio::spawn(ticket_rotation::run(control.clone(), shutdown.clone()));
+    tokio::spawn(acme::run(control.clone(), shutdown.clone()));
     if let Some(tls) = &tls {
         // New certificate files are picked up within seconds without a
         // SIGHUP too (a renewal agent that writes them in place).

@@ -38,6 +38,7 @@ const REQUEST: &[u8] = b"request/";
 const HEALTH: &[u8] = b"health/";
 const CERTIFICATES: &[u8] = b"certificates";
 const TICKET_KEYS: &[u8] = b"ticket_keys";
+const ACME_CHALLENGES: &[u8] = b"acme_challenges";
 /// The whole state as one document, as written before 0.8; read once and
 /// converted.
 const LEGACY: &[u8] = b"applied";
@@ -117,6 +118,7 @@ impl Legacy {
                 requests: Arc::default(),
                 certificates: Arc::default(),
                 ticket_keys: Arc::default(),
+                acme_challenges: Arc::default(),
             },
             health: self.health,
         }
@@ -229,6 +231,10 @@ impl StateStore {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
             None => Default::default(),
         };
+        let acme_challenges = match get(ACME_CHALLENGES)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Default::default(),
+        };
         let health = self
             .scan::<bool>(HEALTH)?
             .into_iter()
@@ -244,6 +250,7 @@ impl StateStore {
                 requests: Arc::new(RecentRequests::from(requests)),
                 certificates: Arc::new(certificates),
                 ticket_keys: Arc::new(ticket_keys),
+                acme_challenges: Arc::new(acme_challenges),
             },
             health,
         })
@@ -283,6 +290,9 @@ impl StateStore {
         }
         if !Arc::ptr_eq(&now.ticket_keys, &before.ticket_keys) {
             writes.put(TICKET_KEYS, &*now.ticket_keys)?;
+        }
+        if !Arc::ptr_eq(&now.acme_challenges, &before.acme_challenges) {
+            writes.put(ACME_CHALLENGES, &*now.acme_challenges)?;
         }
         if !Arc::ptr_eq(&now.history, &before.history) {
             let newest_on_disk = before.history.revisions().next_back().map(|r| r.version);
@@ -332,6 +342,7 @@ impl StateStore {
         write_spec(&mut writes, &applied.state.spec, None)?;
         writes.put(CERTIFICATES, &*applied.state.certificates)?;
         writes.put(TICKET_KEYS, &*applied.state.ticket_keys)?;
+        writes.put(ACME_CHALLENGES, &*applied.state.acme_challenges)?;
         for revision in applied.state.history.revisions() {
             writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
         }

@@ -1,5 +1,6 @@
 //! Atomic publication of the routing table.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -18,6 +19,8 @@ pub struct PublishedTable {
     current: ArcSwap<RoutingTable>,
     changes: watch::Sender<u64>,
     tickets: ArcSwap<TicketKeySet>,
+    /// Answers to ACME HTTP-01 challenges, by token.
+    challenges: ArcSwap<BTreeMap<String, String>>,
 }
 
 impl PublishedTable {
@@ -28,6 +31,7 @@ impl PublishedTable {
             current: ArcSwap::from_pointee(table),
             changes,
             tickets: ArcSwap::default(),
+            challenges: ArcSwap::default(),
         }
     }
 
@@ -60,6 +64,18 @@ impl PublishedTable {
         if !Arc::ptr_eq(&compiled, &current) {
             self.tickets.store(compiled);
         }
+    }
+
+    /// Publishes the ACME challenges' answers if they changed.
+    pub fn publish_challenges(&self, challenges: &Arc<BTreeMap<String, String>>) {
+        if !Arc::ptr_eq(&self.challenges.load(), challenges) {
+            self.challenges.store(challenges.clone());
+        }
+    }
+
+    /// The answer to the ACME HTTP-01 challenge `token`, if one is open.
+    pub fn acme_challenge(&self, token: &str) -> Option<String> {
+        self.challenges.load().get(token).cloned()
     }
 
     /// A receiver that changes on every publish.

@@ -29,6 +29,41 @@ pub struct StoredCertificate {
     /// Served to clients that send no SNI, or a name no certificate has.
     #[serde(default)]
     pub default: bool,
+    /// Ordered and renewed by the leader from an ACME server; the chain
+    /// and key are empty until the first order is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeSettings>,
+}
+
+/// How an ACME certificate is ordered (`ctl cert add NAME --acme …`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeSettings {
+    /// The ACME server's directory URL.
+    pub directory: String,
+    /// Contact URLs for the account (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// The DNS names ordered, lower case.
+    pub names: Vec<String>,
+    /// CA certificates (PEM) to trust for the directory's own TLS (a
+    /// private or test ACME server); none: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca_pem: Option<String>,
+    /// The ACME account's credentials (JSON, with its private key), made
+    /// at the first order and kept for the next ones. Never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Order anew at the leader's next look, whatever the expiry
+    /// (`ctl cert renew`).
+    #[serde(default)]
+    pub renew: bool,
+}
+
+impl StoredCertificate {
+    /// An ACME entry whose first order is not done yet: nothing to serve.
+    pub fn is_pending(&self) -> bool {
+        self.acme.is_some() && self.chain_pem.is_empty()
+    }
 }
 
 impl fmt::Debug for StoredCertificate {
@@ -37,6 +72,7 @@ impl fmt::Debug for StoredCertificate {
             .field("name", &self.name)
             .field("default", &self.default)
             .field("key_pem", &"<redacted>")
+            .field("acme", &self.acme.as_ref().map(|a| &a.names))
             .finish()
     }
 }
@@ -55,6 +91,9 @@ pub struct CertificateInfo {
     pub not_after_ms: u64,
     /// Served when no name matches.
     pub default: bool,
+    /// Ordered from an ACME server (an empty fingerprint: not yet).
+    #[serde(default)]
+    pub acme: bool,
 }
 
 /// The certificates in the state, by entry name.
@@ -89,13 +128,74 @@ pub fn load(
 
 /// Checks `certificate` and says what may be shown of it.
 pub fn inspect(certificate: &StoredCertificate) -> Result<CertificateInfo, String> {
+    if certificate.is_pending() {
+        return Ok(pending(certificate));
+    }
     load(certificate).map(|(info, _)| info)
 }
 
-/// The DNS names a certificate serves, from its leaf alone (no key work).
+/// What is shown of an ACME entry not yet ordered.
+fn pending(certificate: &StoredCertificate) -> CertificateInfo {
+    CertificateInfo {
+        name: certificate.name.clone(),
+        names: certificate
+            .acme
+            .as_ref()
+            .map(|a| a.names.clone())
+            .unwrap_or_default(),
+        fingerprint: String::new(),
+        not_after_ms: 0,
+        default: certificate.default,
+        acme: true,
+    }
+}
+
+/// The DNS names a certificate serves, from its leaf alone (no key work);
+/// an ACME entry's, the names it orders.
 fn names(certificate: &StoredCertificate) -> Result<Vec<String>, String> {
+    if let Some(acme) = &certificate.acme {
+        return Ok(acme.names.clone());
+    }
     let chain = chain(certificate)?;
     Ok(describe(certificate, &chain[0])?.names)
+}
+
+/// Checks an ACME entry's settings.
+fn check_acme(acme: &AcmeSettings) -> Result<(), String> {
+    let url = acme
+        .directory
+        .parse::<http::Uri>()
+        .map_err(|_| format!("directory {:?} is not a URL", acme.directory))?;
+    if url.scheme_str() != Some("https") || url.host().is_none() {
+        return Err(format!(
+            "directory {:?} must be an https URL",
+            acme.directory
+        ));
+    }
+    if acme.names.is_empty() {
+        return Err("an ACME certificate needs at least one name".into());
+    }
+    for name in &acme.names {
+        let valid = rustls::pki_types::DnsName::try_from(name.as_str()).is_ok()
+            && name.parse::<std::net::IpAddr>().is_err();
+        if !valid || name != &name.to_ascii_lowercase() {
+            return Err(format!("{name:?} is not a lower-case DNS name"));
+        }
+    }
+    for contact in &acme.contact {
+        if !contact.starts_with("mailto:") {
+            return Err(format!("contact {contact:?} must be a mailto: URL"));
+        }
+    }
+    if let Some(pem) = &acme.directory_ca_pem {
+        let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("directory CA: unreadable PEM: {e}"))?;
+        if roots.is_empty() {
+            return Err("directory CA: no certificate in it".into());
+        }
+    }
+    Ok(())
 }
 
 /// What may be shown of `certificate`, whose leaf is `leaf`.
@@ -114,6 +214,7 @@ fn describe(certificate: &StoredCertificate, leaf: &[u8]) -> Result<CertificateI
         fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
         not_after_ms: facts.not_after_ms,
         default: certificate.default,
+        acme: certificate.acme.is_some(),
     })
 }
 
@@ -151,6 +252,9 @@ pub fn put(
         }
         _ => {}
     }
+    if let Some(acme) = &certificate.acme {
+        check_acme(acme).map_err(|why| StateError::invalid("certificate.acme", &name, why))?;
+    }
     let info =
         inspect(&certificate).map_err(|why| StateError::invalid("certificate", &name, why))?;
     for (other_name, other) in certificates.iter() {
@@ -182,6 +286,9 @@ pub fn put(
 pub fn changes(before: &Certificates, after: &Certificates) -> Vec<super::Change> {
     use super::{Change, ChangeKind};
     let shown = |c: &StoredCertificate| match inspect(c) {
+        Ok(info) if info.fingerprint.is_empty() => {
+            format!("{} (ACME, not ordered yet)", info.names.join(" "))
+        }
         Ok(info) => format!(
             "{} (sha256 {}, until {}{})",
             info.names.join(" "),

@@ -68,6 +68,24 @@ pub enum Command {
         /// The entry's name.
         name: String,
     },
+    /// Order an ACME certificate anew at the leader's next look.
+    RenewCertificate {
+        /// The entry's name.
+        name: String,
+    },
+    /// Publish the answer to an ACME HTTP-01 challenge on every node (the
+    /// leader, while it orders a certificate). No configuration change.
+    PutAcmeChallenge {
+        /// The challenge's token (the last part of its URL path).
+        token: String,
+        /// What `GET /.well-known/acme-challenge/TOKEN` answers.
+        key_authorization: String,
+    },
+    /// Withdraw a challenge's answer once its order is done.
+    RemoveAcmeChallenge {
+        /// The challenge's token.
+        token: String,
+    },
     /// Add a new session-ticket key (the leader, on a schedule); the
     /// oldest beyond the kept number drops out.
     RotateTicketKeys {
@@ -112,6 +130,11 @@ impl Command {
                 certificate.name
             ),
             Command::RemoveCertificate { name } => format!("remove certificate {name}"),
+            Command::RenewCertificate { name } => format!("renew certificate {name}"),
+            Command::PutAcmeChallenge { token, .. } => format!("answer ACME challenge {token}"),
+            Command::RemoveAcmeChallenge { token } => {
+                format!("withdraw ACME challenge {token}")
+            }
             Command::RotateTicketKeys { key } => {
                 format!("rotate session-ticket keys (new key {})", &key.id[..8])
             }

@@ -22,6 +22,7 @@ pub use validate::{
     parse_status_range, validate,
 };
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,10 @@ pub struct ClusterState {
     /// Keys that seal TLS session tickets on every node, newest first.
     #[serde(default)]
     pub ticket_keys: Arc<ticket_keys::TicketKeys>,
+    /// Answers to the ACME HTTP-01 challenges of orders under way, by
+    /// token: every node answers them (whichever the validator reaches).
+    #[serde(default)]
+    pub acme_challenges: Arc<BTreeMap<String, String>>,
 }
 
 impl ClusterState {
@@ -163,6 +168,19 @@ impl ClusterState {
                 replace,
             } => return self.put_certificate(certificate, replace),
             Command::RemoveCertificate { name } => return self.remove_certificate(&name),
+            Command::RenewCertificate { name } => return self.renew_certificate(&name),
+            Command::PutAcmeChallenge {
+                token,
+                key_authorization,
+            } => {
+                // Not configuration: no new version, no history entry.
+                Arc::make_mut(&mut self.acme_challenges).insert(token, key_authorization);
+                return Ok(self.version);
+            }
+            Command::RemoveAcmeChallenge { token } => {
+                Arc::make_mut(&mut self.acme_challenges).remove(&token);
+                return Ok(self.version);
+            }
             Command::RotateTicketKeys { key } => {
                 // Not configuration: no new version, no history entry.
                 self.ticket_keys = Arc::new(ticket_keys::rotated(&self.ticket_keys, key));
@@ -194,6 +212,33 @@ impl ClusterState {
         let mut all = certificates::Certificates::clone(&self.certificates);
         certificates::put(&mut all, certificate, replace)?;
         self.certificates = Arc::new(all);
+        self.version += 1;
+        Ok(self.version)
+    }
+
+    /// Marks an ACME certificate to be ordered anew (the leader's task
+    /// clears the mark with the new certificate).
+    fn renew_certificate(&mut self, name: &str) -> Result<u64, StateError> {
+        let Some(certificate) = self.certificates.get(name) else {
+            return Err(StateError::NotFound {
+                what: format!("certificate {name:?}"),
+            });
+        };
+        let Some(acme) = &certificate.acme else {
+            return Err(StateError::invalid(
+                "certificate",
+                name,
+                "not an ACME certificate: replace it with ctl cert replace",
+            ));
+        };
+        if acme.renew {
+            return Ok(self.version);
+        }
+        let mut renewed = certificate.clone();
+        if let Some(acme) = renewed.acme.as_mut() {
+            acme.renew = true;
+        }
+        Arc::make_mut(&mut self.certificates).insert(name.to_string(), renewed);
         self.version += 1;
         Ok(self.version)
     }
@@ -287,6 +332,9 @@ impl ClusterState {
             } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
             Command::PutCertificate { .. }
             | Command::RemoveCertificate { .. }
+            | Command::RenewCertificate { .. }
+            | Command::PutAcmeChallenge { .. }
+            | Command::RemoveAcmeChallenge { .. }
             | Command::RotateTicketKeys { .. } => {
                 unreachable!("certificates are dispatched on their own")
             }

@@ -41,6 +41,9 @@ impl CertificateSet {
             ..CertificateSet::default()
         };
         for certificate in source.values() {
+            if certificate.is_pending() {
+                continue;
+            }
             // Checked when committed; a failure here is logged, not served.
             let loaded = certificates::load(certificate);
             let (info, key) = match loaded {

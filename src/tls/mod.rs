@@ -86,9 +86,10 @@ pub fn days_left(not_after_ms: u64, now_ms: u64) -> Option<u64> {
     }
 }
 
-/// Whether a certificate ending at `not_after_ms` is to be warned about.
+/// Whether a certificate ending at `not_after_ms` is to be warned about
+/// (0: none issued yet, an ACME entry not ordered yet: no).
 pub fn expires_soon(not_after_ms: u64, now_ms: u64) -> bool {
-    not_after_ms < now_ms + EXPIRY_WARNING_MS
+    not_after_ms != 0 && not_after_ms < now_ms + EXPIRY_WARNING_MS
 }
 
 /// The crypto provider every config is built with.

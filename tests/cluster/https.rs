@@ -57,7 +57,7 @@ fn client_config(ca: &Path, sni: bool, any: bool) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-type Session = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+pub(crate) type Session = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 /// A TLS session to `address` with `config`, naming `sni`.
 fn connect_config(config: Arc<rustls::ClientConfig>, address: SocketAddr, sni: &str) -> Session {
@@ -75,7 +75,12 @@ fn connect_config(config: Arc<rustls::ClientConfig>, address: SocketAddr, sni: &
 }
 
 /// A TLS session to `address` naming `sni` (none: no SNI), trusting `ca`.
-fn connect_with(ca: &Path, address: SocketAddr, sni: Option<&str>, any: bool) -> Session {
+pub(crate) fn connect_with(
+    ca: &Path,
+    address: SocketAddr,
+    sni: Option<&str>,
+    any: bool,
+) -> Session {
     let config = client_config(ca, sni.is_some(), any);
     connect_config(config, address, sni.unwrap_or("no-sni.invalid"))
 }
@@ -90,7 +95,7 @@ fn connect(
 }
 
 /// The DER of the certificate a session got.
-fn served(tls: &Session) -> Vec<u8> {
+pub(crate) fn served(tls: &Session) -> Vec<u8> {
     tls.conn.peer_certificates().expect("certificates")[0].to_vec()
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: real `raftlb` processes and real backends on
 //! 127.0.0.x loopback addresses.
 
+mod acme;
 mod backend_tls;
 mod control_api;
 mod control_plane;

@@ -1,4 +1,5 @@
-//! Responses the balancer writes itself: short plain-text errors.
+//! Responses the balancer writes itself: short plain-text errors,
+//! redirects to HTTPS and ACME challenge answers.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -21,6 +22,16 @@ pub fn error(status: StatusCode, detail: &str, close: bool) -> Response<Response
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
+}
+
+/// A plain-text `body` as it is (an ACME challenge's answer).
+pub fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::local(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 

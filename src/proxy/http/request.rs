@@ -75,6 +75,8 @@ impl RequestHandler {
                 "both Content-Length and Transfer-Encoding",
                 true,
             )
+        } else if let Some(answer) = self.acme_challenge(&request) {
+            answer
         } else if frontend.spec.redirect_https {
             local_response::to_https(&request)
         } else {
@@ -86,6 +88,18 @@ impl RequestHandler {
             .duration
             .observe(started.elapsed().as_secs_f64());
         Ok(response)
+    }
+
+    /// The answer to an ACME HTTP-01 validation request
+    /// (`GET /.well-known/acme-challenge/TOKEN`) for an order under way,
+    /// on every node and every HTTP frontend, before routing and redirects.
+    fn acme_challenge(&self, request: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+        let token = request
+            .uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/")?;
+        let answer = self.engine.table.acme_challenge(token)?;
+        Some(local_response::text(StatusCode::OK, answer))
     }
 
     async fn forward(

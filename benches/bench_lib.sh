@@ -1,0 +1,75 @@
+# benches/bench_lib.sh — what the benchmark scripts share: processes
+# started here are tracked by PID and start time and stopped on exit (only
+# those), CPU time is read from /proc, and services are waited for.
+# Sourced after T (the temp dir) is set.
+
+PIDS=()   # "pid:starttime" of every process started here
+
+starttime() { # field 22 of /proc/PID/stat
+  local l
+  l=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  l=${l##*) }
+  set -- $l
+  echo "${20}"
+}
+track() { local s; s=$(starttime "$1") && PIDS+=("$1:$s"); }
+alive() { # pid:start still the same process
+  local pid=${1%%:*} st=${1##*:} now
+  now=$(starttime "$pid") && [ "$now" = "$st" ]
+}
+cleanup() {
+  trap - EXIT INT TERM
+  local p i
+  for p in "${PIDS[@]}"; do alive "$p" && kill -TERM "${p%%:*}" 2>/dev/null; done
+  for i in $(seq 30); do
+    local any=0
+    for p in "${PIDS[@]}"; do alive "$p" && any=1; done
+    [ $any = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do alive "$p" && kill -KILL "${p%%:*}" 2>/dev/null; done
+  if [ -n "${KEEP_TMP:-}" ]; then say "kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# sum of utime+stime (clock ticks) over the given PIDs
+ticks() {
+  local sum=0 pid l
+  for pid in "$@"; do
+    l=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    l=${l##*) }
+    set -- $l
+    sum=$((sum + ${12} + ${13}))
+  done
+  echo "$sum"
+}
+# "busy total" jiffies of CPU 0 from /proc/stat
+cpu0() {
+  local name user nice sys idle iow irq sirq steal rest
+  while read -r name user nice sys idle iow irq sirq steal rest; do
+    if [ "$name" = cpu0 ]; then
+      echo "$((user + nice + sys + irq + sirq + steal)) $((user + nice + sys + idle + iow + irq + sirq + steal))"
+      return
+    fi
+  done < /proc/stat
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+wait_http() { # URL [seconds]
+  local url=$1 limit=${2:-30} i
+  for i in $(seq $((limit * 10))); do
+    curl -sf -m 1 -o /dev/null "$url" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_port() { # HOST PORT [seconds]
+  local i
+  for i in $(seq $((${3:-10} * 10))); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
