@@ -76,8 +76,12 @@ enum Command {
 
 /// Default log filter. openraft logs every failed RPC to a peer that is
 /// down, several times a second, at error level; raftlb logs each change
-/// of a peer's reachability and of the leader once instead.
-const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn";
+/// of a peer's reachability and of the leader once instead. rustls warns
+/// of every odd ClientHello any client sends (an IP address as SNI, as wrk
+/// and scanners send: a line per connection); raftlb logs a failed
+/// handshake itself.
+const DEFAULT_LOG: &str =
+    "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn,rustls=error";
 
 fn main() -> ExitCode {
     match Cli::parse().command {
