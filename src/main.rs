@@ -80,8 +80,7 @@ enum Command {
 /// of every odd ClientHello any client sends (an IP address as SNI, as wrk
 /// and scanners send: a line per connection); raftlb logs a failed
 /// handshake itself.
-const DEFAULT_LOG: &str =
-    "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn,rustls=error";
+const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn,rustls=error";
 
 fn main() -> ExitCode {
     match Cli::parse().command {

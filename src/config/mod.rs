@@ -6,8 +6,8 @@ mod spec;
 
 pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use spec::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    PoolTlsSpec, Protocol, RouteSpec, defaults,
+    AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,
+    FrontendSpec, HealthSpec, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, defaults,
 };
 
 /// An error reading or parsing one of the operator's files.
@@ -56,10 +56,30 @@ impl ClusterSpec {
     /// Reads a `cluster.toml`, with the files it names (a pool's
     /// `tls.verify` CA file, relative to the `cluster.toml`) read into the
     /// model. A pool that already carries its `ca_pem` (a file written by
-    /// `ctl get`) keeps it.
+    /// `ctl get`) keeps it. Its `[[certificate]]` entries are left out:
+    /// see [`ClusterSpec::read_with_certificates`].
     pub fn read(path: &std::path::Path) -> Result<ClusterSpec, ConfigError> {
+        Ok(Self::read_with_certificates(path)?.0)
+    }
+
+    /// [`ClusterSpec::read`], and the file's `[[certificate]]` entries
+    /// apart, their files' paths made absolute (they are read when
+    /// committed). The spec returned holds none: certificates are not
+    /// part of the replicated configuration.
+    pub fn read_with_certificates(
+        path: &std::path::Path,
+    ) -> Result<(ClusterSpec, Vec<CertificateFile>), ConfigError> {
         let mut spec: ClusterSpec = read_toml(path)?;
         let folder = path.parent().unwrap_or(std::path::Path::new("."));
+        let resolve = |file: &mut String| *file = folder.join(&*file).display().to_string();
+        let mut certificates = std::mem::take(&mut spec.certificates);
+        for certificate in &mut certificates {
+            certificate.cert.as_mut().map(resolve);
+            certificate.key.as_mut().map(resolve);
+            if let Some(acme) = certificate.acme.as_mut() {
+                acme.directory_ca.as_mut().map(resolve);
+            }
+        }
         for pool in &mut spec.pools {
             let Some(tls) = pool.tls.as_mut() else {
                 continue;
@@ -73,7 +93,7 @@ impl ClusterSpec {
                 tls.ca_pem = Some(pem);
             }
         }
-        Ok(spec)
+        Ok((spec, certificates))
     }
 }
 

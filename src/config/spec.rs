@@ -14,6 +14,52 @@ pub struct ClusterSpec {
     /// Backend pools, in file order.
     #[serde(default, rename = "pool")]
     pub pools: Vec<PoolSpec>,
+    /// `[[certificate]]` entries: not part of the replicated configuration
+    /// but of the certificate store; `ctl apply` and a seed add or replace
+    /// each (see [`CertificateFile`]). Never written back out.
+    #[serde(default, rename = "certificate", skip_serializing)]
+    pub certificates: Vec<CertificateFile>,
+}
+
+/// A `[[certificate]]` of a `cluster.toml`: PEM files read by `ctl apply`
+/// (or, in a seed, by the node), relative to the `cluster.toml`, and
+/// committed to the certificate store like `ctl cert add` or `replace`.
+/// An entry already in the store with the same content changes nothing;
+/// a certificate not named in the file is left as it is (`ctl cert
+/// remove` removes one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// The entry's name (not a DNS name).
+    pub name: String,
+    /// The chain, leaf first (PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The leaf's private key (PEM file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Served to clients whose SNI no certificate names.
+    #[serde(default)]
+    pub default: bool,
+    /// Ordered by the leader from an ACME server instead of `cert`/`key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeFile>,
+}
+
+/// `acme = { directory = "…", contact = "ops@example.com", names = […] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    /// The ACME server's directory URL.
+    pub directory: String,
+    /// An e-mail address (or `mailto:` URL) for the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// The DNS names to order.
+    pub names: Vec<String>,
+    /// A PEM file of the CA of the directory's own TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca: Option<String>,
 }
 
 /// A listener on every node's `serve_ip:port` (and on the VIP when held).

@@ -162,3 +162,49 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
         table(&["name", "dns names", "left", "sha256", "default"], rows)
     )
 }
+
+/// `ctl apply`'s `[[certificate]]` entries: each added, or replaced when
+/// the store has one of its name (the same content again changes
+/// nothing). What each commit changed, as `ctl cert` prints it.
+pub async fn apply_entries(
+    client: &mut Client,
+    entries: &[crate::config::CertificateFile],
+    json: bool,
+) -> Result<Result<String, String>, tonic::Status> {
+    let request = client.request(pb::ListCertificatesRequest { local: false }, CALL_TIMEOUT);
+    let present: Vec<String> = client
+        .inner
+        .list_certificates(request)
+        .await?
+        .into_inner()
+        .certificates
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let mut printed = String::new();
+    for entry in entries {
+        let stored = match entry.to_stored() {
+            Ok(stored) => stored,
+            Err(error) => return Ok(Err(error)),
+        };
+        let message = pb::PutCertificateRequest {
+            replace: present.contains(&stored.name),
+            // One id per entry: the invocation's writes are several.
+            request_id: client.ids.id(&format!("cert-put-{}", stored.name)),
+            acme: stored.acme.map(|a| pb::AcmeCertificate {
+                directory: a.directory,
+                contact: a.contact,
+                names: a.names,
+                directory_ca_pem: a.directory_ca_pem,
+            }),
+            name: stored.name,
+            chain_pem: stored.chain_pem,
+            key_pem: stored.key_pem,
+            default: stored.default,
+        };
+        let request = client.request(message, CALL_TIMEOUT);
+        let reply = client.inner.put_certificate(request).await?.into_inner();
+        printed.push_str(&changes(&reply, json));
+    }
+    Ok(Ok(printed))
+}

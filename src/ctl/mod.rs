@@ -258,10 +258,14 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             dry_run,
             if_version,
         } => {
-            let spec = match ClusterSpec::read(file) {
-                Ok(spec) => spec,
+            let (spec, certificates) = match ClusterSpec::read_with_certificates(file) {
+                Ok(read) => read,
                 Err(error) => return Ok(Outcome::Usage(error.to_string())),
             };
+            // Every entry's files are read before anything is committed.
+            if let Some(error) = certificates.iter().find_map(|c| c.to_stored().err()) {
+                return Ok(Outcome::Usage(error));
+            }
             let message = pb::ApplyConfigRequest {
                 config: Some(convert::to_proto(&spec)),
                 if_version: *if_version,
@@ -270,7 +274,16 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             };
             let request = client.request(message, CALL_TIMEOUT);
             let reply = client.inner.apply_config(request).await?.into_inner();
-            Outcome::Done(output::changes(&reply, json))
+            let mut printed = output::changes(&reply, json);
+            // After the configuration, so that --if-version applies to it.
+            if *dry_run || certificates.is_empty() {
+                return Ok(Outcome::Done(printed));
+            }
+            match cert::apply_entries(&mut client, &certificates, json).await? {
+                Ok(more) => printed.push_str(&more),
+                Err(error) => return Ok(Outcome::Usage(error)),
+            }
+            Outcome::Done(printed)
         }
         Verb::Get { what, local } => {
             let request = client.request(pb::GetConfigRequest { local: *local }, CALL_TIMEOUT);

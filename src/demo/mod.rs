@@ -319,6 +319,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             backends,
             tls: None,
         }],
+        certificates: Vec::new(),
     }
 }
 

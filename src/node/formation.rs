@@ -14,6 +14,7 @@ use crate::config::ClusterSpec;
 use crate::control::ClusterControl;
 use crate::events::Event;
 use crate::raft::{ClusterNode, NodeId, Raft, RaftRequest};
+use crate::state::certificates::StoredCertificate;
 
 /// Forms the cluster on first start: the member with the lowest id
 /// initializes Raft with every member; the others wait to be contacted.
@@ -60,10 +61,12 @@ pub(super) async fn bootstrap(
 }
 
 /// Follows the node's Raft role: logs leader changes, marks the node ready,
-/// and as leader commits the seed configuration if none is committed yet.
+/// and as leader commits the seed configuration if none is committed yet,
+/// then the seed's `[[certificate]]` entries.
 pub(super) async fn watch_role(
     control: Arc<ClusterControl>,
     seed: Option<ClusterSpec>,
+    seed_certificates: Vec<StoredCertificate>,
     admin: Arc<AdminState>,
     stop: CancellationToken,
 ) {
@@ -116,7 +119,8 @@ pub(super) async fn watch_role(
             };
             match control.raft.client_write(seed).await {
                 Ok(response) => {
-                    tracing::info!(result = ?response.data.result, "seed configuration committed")
+                    tracing::info!(result = ?response.data.result, "seed configuration committed");
+                    commit_seed_certificates(&control, &seed_certificates).await;
                 }
                 Err(error) => tracing::warn!(%error, "seed configuration not committed yet"),
             }
@@ -131,6 +135,28 @@ pub(super) async fn watch_role(
             // anyway so readiness never sticks.
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The seed's certificates, each added once (a request id per entry, so a
+/// retry or a second seeding node adds nothing twice).
+async fn commit_seed_certificates(control: &ClusterControl, certificates: &[StoredCertificate]) {
+    for certificate in certificates {
+        let name = certificate.name.clone();
+        let command = crate::state::Command::PutCertificate {
+            certificate: certificate.clone(),
+            replace: false,
+        };
+        let caller = format!("bootstrap by node {}", control.id);
+        match control
+            .write(command, caller, Some(format!("seed-certificate-{name}")))
+            .await
+        {
+            Ok(_) => tracing::info!(certificate = %name, "seed certificate committed"),
+            Err(error) => {
+                tracing::warn!(certificate = %name, %error, "seed certificate not committed")
+            }
         }
     }
 }

@@ -115,10 +115,22 @@ pub async fn start(
         path: "node.toml".into(),
         message,
     })?;
-    let seed = match (seed, &config.cluster.seed) {
-        (Some(spec), _) => Some(spec),
-        (None, Some(path)) => Some(ClusterSpec::read(path)?),
-        (None, None) => None,
+    let (seed, seed_certificates) = match (seed, &config.cluster.seed) {
+        (Some(spec), _) => (Some(spec), Vec::new()),
+        (None, Some(path)) => {
+            let (spec, files) = ClusterSpec::read_with_certificates(path)?;
+            // Read now: a missing file is a start-up error.
+            let certificates = files
+                .iter()
+                .map(crate::config::CertificateFile::to_stored)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    message,
+                })?;
+            (Some(spec), certificates)
+        }
+        (None, None) => (None, Vec::new()),
     };
     if let Some(spec) = &seed {
         // A seed that can never be committed is a start-up error, not a
@@ -350,6 +362,7 @@ pub async fn start(
     tokio::spawn(watch_role(
         control.clone(),
         seed,
+        seed_certificates,
         admin_state,
         servers.clone(),
     ));

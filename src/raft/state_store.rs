@@ -245,7 +245,11 @@ impl StateStore {
             membership: meta.membership,
             state: ClusterState {
                 version: meta.version,
-                spec: Arc::new(ClusterSpec { frontends, pools }),
+                spec: Arc::new(ClusterSpec {
+                    frontends,
+                    pools,
+                    certificates: Vec::new(),
+                }),
                 history: Arc::new(revisions),
                 requests: Arc::new(RecentRequests::from(requests)),
                 certificates: Arc::new(certificates),

@@ -160,6 +160,70 @@ fn names(certificate: &StoredCertificate) -> Result<Vec<String>, String> {
     Ok(describe(certificate, &chain[0])?.names)
 }
 
+impl crate::config::CertificateFile {
+    /// The entry as the store keeps it: its PEM files read (ACME: its
+    /// directory CA file), its contact made a `mailto:` URL, its names
+    /// lower case.
+    pub fn to_stored(&self) -> Result<StoredCertificate, String> {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("certificate {}: {path}: {e}", self.name))
+        };
+        let (chain_pem, key_pem) = match (&self.cert, &self.key, &self.acme) {
+            (Some(cert), Some(key), None) => (read(cert)?, read(key)?),
+            (None, None, Some(_)) => (String::new(), String::new()),
+            _ => {
+                return Err(format!(
+                    "certificate {}: give cert and key, or acme",
+                    self.name
+                ));
+            }
+        };
+        let acme = match &self.acme {
+            None => None,
+            Some(acme) => Some(AcmeSettings {
+                directory: acme.directory.clone(),
+                contact: acme
+                    .contact
+                    .iter()
+                    .map(|c| match c.starts_with("mailto:") {
+                        true => c.clone(),
+                        false => format!("mailto:{c}"),
+                    })
+                    .collect(),
+                names: acme.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                directory_ca_pem: acme.directory_ca.as_deref().map(read).transpose()?,
+                account: None,
+                renew: false,
+            }),
+        };
+        Ok(StoredCertificate {
+            name: self.name.clone(),
+            chain_pem,
+            key_pem,
+            default: self.default,
+            acme,
+        })
+    }
+}
+
+/// Whether putting `new` over `old` would only drop what the leader
+/// ordered: the same ACME settings again, as a `cluster.toml` applied
+/// anew gives them (nothing to do).
+pub fn same_acme_order(old: &StoredCertificate, new: &StoredCertificate) -> bool {
+    match (&old.acme, &new.acme) {
+        (Some(was), Some(now)) => {
+            new.chain_pem.is_empty()
+                && old.default == new.default
+                && was.directory == now.directory
+                && was.contact == now.contact
+                && was.names == now.names
+                && was.directory_ca_pem == now.directory_ca_pem
+        }
+        _ => false,
+    }
+}
+
 /// Checks an ACME entry's settings.
 fn check_acme(acme: &AcmeSettings) -> Result<(), String> {
     let url = acme
@@ -329,4 +393,46 @@ pub fn changes(before: &Certificates, after: &Certificates) -> Vec<super::Change
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod acme_tests {
+    use super::*;
+
+    #[test]
+    fn the_same_acme_entry_again_keeps_what_was_ordered() {
+        let settings = AcmeSettings {
+            directory: "https://acme.test/dir".into(),
+            contact: vec!["mailto:ops@example.com".into()],
+            names: vec!["a.test".into()],
+            directory_ca_pem: None,
+            account: None,
+            renew: false,
+        };
+        let asked = StoredCertificate {
+            name: "a".into(),
+            chain_pem: String::new(),
+            key_pem: String::new(),
+            default: false,
+            acme: Some(settings.clone()),
+        };
+        let mut ordered = asked.clone();
+        ordered.chain_pem = "CHAIN".into();
+        ordered.key_pem = "KEY".into();
+        if let Some(acme) = ordered.acme.as_mut() {
+            acme.account = Some("{}".into());
+        }
+        assert!(same_acme_order(&ordered, &asked));
+        let mut other = asked.clone();
+        other
+            .acme
+            .as_mut()
+            .expect("acme")
+            .names
+            .push("b.test".into());
+        assert!(!same_acme_order(&ordered, &other));
+        let mut manual = asked.clone();
+        manual.acme = None;
+        assert!(!same_acme_order(&ordered, &manual));
+    }
 }

@@ -107,6 +107,7 @@ impl Undo {
                 .iter()
                 .filter_map(|name| pools.get(name.as_str()).map(|p| (*p).clone()))
                 .collect(),
+            certificates: Vec::new(),
         }
     }
 }

@@ -206,7 +206,11 @@ impl ClusterState {
         certificate: certificates::StoredCertificate,
         replace: bool,
     ) -> Result<u64, StateError> {
-        if replace && self.certificates.get(&certificate.name) == Some(&certificate) {
+        if replace
+            && self.certificates.get(&certificate.name).is_some_and(|old| {
+                *old == certificate || certificates::same_acme_order(old, &certificate)
+            })
+        {
             return Ok(self.version);
         }
         let mut all = certificates::Certificates::clone(&self.certificates);

@@ -3,6 +3,7 @@
 
 mod acme;
 mod backend_tls;
+mod certificate_files;
 mod control_api;
 mod control_plane;
 mod failover;
