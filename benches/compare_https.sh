@@ -75,7 +75,7 @@ say
 say "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "- command: DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS CLIENTS=$CLIENTS $0"
 say "- machine: nproc $(nproc); $(lscpu | grep 'Model name' | sed 's/  */ /g'); kernel $(uname -r)"
-say "- raftlb: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), binary built $(date -u -r "$RAFTLB" '+%Y-%m-%d %H:%M UTC'); rustls with ring"
+say "- raftlb: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), binary built $(date -u -r "$RAFTLB" '+%Y-%m-%d %H:%M UTC'); rustls with $(grep -q '"aws_lc_rs"' "$ROOT/Cargo.toml" && echo aws-lc-rs || echo ring) (per Cargo.toml)"
 say "- $(haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3); nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'); $(openssl version | cut -d' ' -f1-2)"
 say "- certificate: ECDSA P-256, self-signed, the same file for all; clients on CPU 0, each balancer on CPU 1 with one worker; $ROUNDS interleaved rounds, medians"
 say

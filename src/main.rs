@@ -83,6 +83,9 @@ enum Command {
 const DEFAULT_LOG: &str = "info,openraft=off,sled=warn,h2=warn,tower=warn,hyper=warn,rustls=error";
 
 fn main() -> ExitCode {
+    // The process-wide provider, for libraries that build TLS configs of
+    // their own (the ACME client); raftlb's own configs name it.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match Cli::parse().command {
         Command::Ctl(args) => run_ctl(*args),
         Command::Certs(Certs::Init {

@@ -118,8 +118,7 @@ pub fn load(
     let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes())
         .map_err(|_| "unreadable private key (PEM: PKCS#8, PKCS#1 or SEC1)".to_string())?;
     let info = describe(certificate, &chain[0])?;
-    let provider = rustls::crypto::ring::default_provider();
-    let key = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+    let key = CertifiedKey::from_der(chain, key, &crate::tls::provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => "the key does not match the certificate".to_string(),
         other => format!("unusable key: {other}"),
     })?;

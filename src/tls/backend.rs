@@ -6,7 +6,7 @@
 //! and sent as SNI is the pool's `sni`, or else the backend's IP address (which its
 //! certificate must then name). A client certificate, when a backend asks
 //! for one, is a certificate of the cluster's store. TLS 1.3 and 1.2 with
-//! the ring provider's suites, as on the frontends.
+//! the provider's suites, as on the frontends.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,10 +47,10 @@ impl BackendTls {
     /// validation (a valid state compiles).
     pub fn compile(spec: &PoolTlsSpec, certificates: &Certificates) -> Result<Self, String> {
         let server_name = spec.sni.as_deref().map(parse_server_name).transpose()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = super::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("the ring provider supports TLS 1.2 and 1.3");
+            .expect("the provider supports TLS 1.2 and 1.3");
         let builder = match (spec.verify.as_str(), &spec.ca_pem) {
             ("none", _) => builder
                 .dangerous()

@@ -103,13 +103,12 @@ impl ResolvesServerCert for LiveCertificates {
 }
 
 /// Server settings for an `https` frontend (`http`: ALPN `http/1.1`) or a
-/// `tls` one: TLS 1.3 and 1.2, the ring provider's suites (AEAD only),
+/// `tls` one: TLS 1.3 and 1.2, the provider's suites (AEAD only),
 /// session tickets sealed with the cluster's shared keys.
 pub fn server_config(table: Arc<PublishedTable>, http: bool) -> Arc<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(super::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .expect("the provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(LiveCertificates(table.clone())));
     // A `tls` frontend relays whatever the client speaks: it selects no
