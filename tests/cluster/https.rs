@@ -591,6 +591,27 @@ async fn a_tls_frontend_terminates_and_relays_the_plain_bytes() {
         tls.read_exact(&mut echoed).expect("echo");
         assert_eq!(&echoed, b"over tls\n");
     });
+    // Key exchange: post-quantum hybrid with a client that offers it
+    // (rustls on aws-lc-rs), X25519 with one that does not (ring).
+    tokio::task::block_in_place(|| {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from_pem_file(ca.ca()).expect("ca"))
+            .expect("root");
+        let hybrid = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let group = |tls: &Session| tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+        let tls = connect_config(Arc::new(hybrid), address, "db.test");
+        assert_eq!(group(&tls), Some(rustls::NamedGroup::X25519MLKEM768));
+        let tls = connect(&ca.ca(), address, Some("db.test"));
+        assert_eq!(group(&tls), Some(rustls::NamedGroup::X25519));
+    });
     let relayed = node
         .metric("raftlb_frontend_received_bytes_total{frontend=\"front\"}")
         .unwrap_or_default();
