@@ -153,43 +153,7 @@ say "- open-files limit: $NOFILE"
 say
 
 # ------------------------------------------------------------------ backends
-mkdir -p "$T/backend/www" "$T/backend/logs"
-head -c 16384 /dev/zero | tr '\0' 'x' > "$T/backend/www/big.bin"
-cat > "$T/backend/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-worker_rlimit_nofile 60000;
-pid $T/backend/nginx.pid;
-error_log $T/backend/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    keepalive_timeout 75s;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $T/backend/tmp_body;
-    proxy_temp_path $T/backend/tmp_proxy;
-    fastcgi_temp_path $T/backend/tmp_fcgi;
-    uwsgi_temp_path $T/backend/tmp_uwsgi;
-    scgi_temp_path $T/backend/tmp_scgi;
-    server {
-        listen 127.0.0.201:9001 backlog=4096;
-        location / { default_type text/plain; return 200 "ok\n"; }
-    }
-    server {
-        listen 127.0.0.201:9002 backlog=4096;
-        root $T/backend/www;
-        default_type application/octet-stream;
-        location / { }
-    }
-}
-EOF
-taskset -c 0 nginx -p "$T/backend/" -c "$T/backend/nginx.conf" -g 'daemon off;' > "$T/backend/logs/stdout.log" 2>&1 &
-BACKEND_PID=$!
-track $BACKEND_PID
-wait_http http://127.0.0.201:9001/ 10 || die "backend nginx did not start: $(cat "$T/backend/logs/"*)"
-for w in $(ps --ppid $BACKEND_PID -o pid=); do track "$w"; done
+start_backend_nginx
 
 taskset -c 0 "$PY" "$HELPERS" sink 127.0.0.201 9003 > "$T/sink.log" 2>&1 &
 SINK_PID=$!

@@ -81,30 +81,7 @@ say "- certificate: ECDSA P-256, self-signed, the same file for all; clients on 
 say
 
 # ------------------------------------------------------------ backend
-mkdir -p "$T/backend/logs"
-cat > "$T/backend/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $T/backend/nginx.pid;
-error_log $T/backend/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $T/backend/tmp_body;
-    proxy_temp_path $T/backend/tmp_proxy;
-    fastcgi_temp_path $T/backend/tmp_fcgi;
-    uwsgi_temp_path $T/backend/tmp_uwsgi;
-    scgi_temp_path $T/backend/tmp_scgi;
-    server {
-        listen 127.0.0.201:9001 backlog=4096;
-        location / { default_type text/plain; return 200 "ok\n"; }
-    }
-}
-EOF
-taskset -c 0 nginx -p "$T/backend/" -c "$T/backend/nginx.conf" -g 'daemon off;' > "$T/backend/logs/stdout.log" 2>&1 &
-track $!
-wait_http http://127.0.0.201:9001/ 10 || die "backend nginx did not start"
+start_backend_nginx
 
 # ------------------------------------------------------------ raftlb
 mkdir -p "$T/raftlb"

@@ -4,23 +4,17 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::maybe_tls::MaybeTls;
 use super::tcp::connect_from;
 use crate::tls::backend::BackendTls;
 
-/// One open connection to a backend.
-pub enum BackendStream {
-    /// Plain TCP.
-    Plain(TcpStream),
-    /// TLS, the handshake done.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
+/// One open connection to a backend: plain, or TLS with the handshake
+/// done.
+pub type BackendStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl BackendStream {
     /// Connects to `backend` from `source` and, with `tls`, runs the
@@ -54,64 +48,6 @@ impl BackendStream {
                     Some(_) => "connect and TLS handshake timed out",
                 },
             )),
-        }
-    }
-}
-
-impl AsyncRead for BackendStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for BackendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            BackendStream::Plain(stream) => stream.is_write_vectored(),
-            BackendStream::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            BackendStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod backend_stream;
 pub mod http;
 mod listener;
+pub mod maybe_tls;
 mod splice;
 pub mod tcp;
 

@@ -13,56 +13,14 @@ use tokio::net::TcpStream;
 
 use super::Engine;
 use super::backend_stream::BackendStream;
+use super::maybe_tls::MaybeTls;
 use super::splice::Meter;
 use crate::routing::now_ms;
 
-/// The client's side of a relayed connection.
-pub enum ClientStream {
-    /// Plain TCP (`tcp` frontends): spliced in the kernel.
-    Plain(TcpStream),
-    /// TLS terminated here (`tls` frontends): the plain bytes are copied.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// The client's side of a relayed connection: plain TCP (`tcp`
+/// frontends: spliced in the kernel), or TLS terminated here (`tls`
+/// frontends: the plain bytes are copied).
+pub type ClientStream = MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
 /// Serves one client connection on TCP frontend `frontend`: picks a
 /// backend, connects (trying the next one when a connect fails, up to
