@@ -18,7 +18,8 @@
 #                lowered to fit when the open-files limit cannot be raised)
 #   BULK_MIB     MiB sent in the bulk TCP measurement (default 1024)
 #   WRITES       configuration writes in the propagation measurement (default 100)
-#   SKIP_ENVOY=1 leave Envoy out; SKIP_EXTRAS=1 leave out the extra measurements
+#   SKIP_ENVOY=1 leave Envoy out; SKIP_EXTRAS=1 leave out the extra measurements;
+#   SKIP_HTTPS=1 leave out the HTTPS cases (benches/compare_https.sh, run last)
 #   ONLY         keep only the targets whose name matches this regex, e.g.
 #                ONLY='direct|raftlb|haproxy' (before/after figures of a change)
 #
@@ -68,6 +69,7 @@ BULK_MIB=${BULK_MIB:-1024}
 WRITES=${WRITES:-100}
 SKIP_ENVOY=${SKIP_ENVOY:-0}
 SKIP_EXTRAS=${SKIP_EXTRAS:-0}
+SKIP_HTTPS=${SKIP_HTTPS:-0}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -611,4 +613,13 @@ say "- raftlb node log (RUST_LOG=warn): $(grep -c . "$T/raftlb/node.log") lines"
 sed 's/\x1b\[[0-9;]*m//g' "$T/raftlb/node.log" | grep -v '^\s*$' | tail -5 | sed 's/^/    /'
 if [ "$(date -u -r "$RAFTLB" +%s)" != "$RAFTLB_MTIME" ]; then
   say "WARNING: $RAFTLB was rebuilt while this ran: the three-node cluster may have run a different binary"
+fi
+
+# ------------------------------------------------------------------ HTTPS
+# The HTTPS cases (same addresses): once everything above has stopped.
+if [ "$SKIP_HTTPS" != 1 ]; then
+  cleanup
+  say
+  DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RAFTLB=$RAFTLB \
+    "$HERE/compare_https.sh" | sed 's/^# raftlb HTTPS comparison/## HTTPS (benches\/compare_https.sh)/'
 fi
