@@ -203,6 +203,13 @@ async fn the_leader_orders_and_renews_a_certificate_from_pebble() {
         )
     });
     assert_eq!(sha256_hex(&served(&tls)), second);
+    // Two orders in all: none while a certificate is fresh (a leader that
+    // kept ordering would show here).
+    let orders = cluster.nodes[leader]
+        .log()
+        .matches("ordering an ACME certificate")
+        .count();
+    assert_eq!(orders, 2, "orders by the leader");
     println!(
         "ACME from Pebble: issued by {issuer:?} (sha256 {}…), renewed on demand (sha256 {}…); \
          validated through node {} while node {} led",
