@@ -510,7 +510,20 @@ say "## Results (medians over $ROUNDS rounds; latency in µs; CPU µs/req = the 
 say
 "$PY" "$HELPERS" table "$RESULTS"
 
-if [ "$SKIP_EXTRAS" = 1 ]; then exit 0; fi
+# The HTTPS cases (benches/compare_https.sh, same addresses), run last,
+# once everything started here has stopped.
+https_cases() {
+  [ "$SKIP_HTTPS" = 1 ] && return 0
+  cleanup
+  say
+  DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RAFTLB=$RAFTLB \
+    "$HERE/compare_https.sh" | sed 's/^# raftlb HTTPS comparison/## HTTPS (benches\/compare_https.sh)/'
+}
+
+if [ "$SKIP_EXTRAS" = 1 ]; then
+  https_cases
+  exit 0
+fi
 
 # ------------------------------------------------------------------ extras
 say "## Extra measurements"
@@ -614,12 +627,4 @@ sed 's/\x1b\[[0-9;]*m//g' "$T/raftlb/node.log" | grep -v '^\s*$' | tail -5 | sed
 if [ "$(date -u -r "$RAFTLB" +%s)" != "$RAFTLB_MTIME" ]; then
   say "WARNING: $RAFTLB was rebuilt while this ran: the three-node cluster may have run a different binary"
 fi
-
-# ------------------------------------------------------------------ HTTPS
-# The HTTPS cases (same addresses): once everything above has stopped.
-if [ "$SKIP_HTTPS" != 1 ]; then
-  cleanup
-  say
-  DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RAFTLB=$RAFTLB \
-    "$HERE/compare_https.sh" | sed 's/^# raftlb HTTPS comparison/## HTTPS (benches\/compare_https.sh)/'
-fi
+https_cases
