@@ -45,7 +45,8 @@ impl Drop for ResumeOnDrop<'_> {
 
 impl ClusterControl {
     /// As leader: hands leadership (and so the VIP) to `target`, or to the
-    /// most caught-up follower.
+    /// most caught-up follower. With no `target`, any other node that ends
+    /// up leading is success (the operator asked only that it move).
     pub async fn transfer_leadership(
         &self,
         target: Option<NodeId>,
@@ -67,6 +68,7 @@ impl ClusterControl {
             return Err(ControlError::NotLeader);
         }
         let voters: BTreeSet<NodeId> = metrics.membership_config.voter_ids().collect();
+        let named = target.is_some();
         let target = match target {
             Some(id) if id == self.id => {
                 return Ok(LeaderReply::Transferred {
@@ -136,15 +138,28 @@ impl ClusterControl {
                 "node {target} did not take over (asked: {asked}); leader is {leader:?}"
             )));
         }
-        if leader != Some(target) {
-            return Err(ControlError::Unavailable(format!(
-                "leadership went to node {} instead of node {target}",
-                leader.map_or("none".to_string(), |l| l.to_string())
-            )));
-        }
+        let to = match leader {
+            Some(leader) if leader == target => leader,
+            // Nobody was named: leadership left this node, as asked (on a
+            // loaded machine another follower's campaign can come first).
+            Some(leader) if !named && leader != self.id => {
+                tracing::info!(
+                    leader,
+                    chosen = target,
+                    "leadership went to another follower than the one chosen"
+                );
+                leader
+            }
+            _ => {
+                return Err(ControlError::Unavailable(format!(
+                    "leadership went to node {} instead of node {target}",
+                    leader.map_or("none".to_string(), |l| l.to_string())
+                )));
+            }
+        };
         Ok(LeaderReply::Transferred {
             from: self.id,
-            to: target,
+            to,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }

@@ -44,6 +44,20 @@ fn read_until(lines: &mpsc::Receiver<String>, marker: &str, limit: Duration) -> 
     }
 }
 
+/// Stops the demo (SIGTERM, which stops its nodes too) when the test ends
+/// before it does so itself: a failed assertion must not leave the demo
+/// holding 127.0.0.11–13 for the next run.
+struct DemoGuard(Option<u32>);
+
+impl Drop for DemoGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling the child this test started, by its PID.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+}
+
 #[test]
 fn the_demo_and_the_three_node_walkthrough_run_as_printed() {
     the_demos_printed_lines_run_and_a_kill_keeps_its_logs();
@@ -63,6 +77,7 @@ fn the_demos_printed_lines_run_and_a_kill_keeps_its_logs() {
         .stderr(Stdio::null())
         .spawn()
         .expect("raftlb demo");
+    let mut guard = DemoGuard(Some(demo.id()));
     let lines = lines_of(demo.stdout.take().expect("stdout"));
     let banner = read_until(&lines, "Ctrl-C stops the demo.", Duration::from_secs(90));
     let client_file = home.join("raftlb/ctl.toml");
@@ -107,6 +122,7 @@ fn the_demos_printed_lines_run_and_a_kill_keeps_its_logs() {
     }
 
     // SIGTERM, as `kill` sends it.
+    guard.0 = None;
     // SAFETY: signalling the child this test started, by its PID.
     unsafe { libc::kill(demo.id() as i32, libc::SIGTERM) };
     let end = read_until(&lines, "are kept in", Duration::from_secs(30));
