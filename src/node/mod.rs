@@ -219,6 +219,7 @@ pub async fn start(
         served.table().clone(),
         config.serve_ip,
         vip.watch(),
+        vip.listening_reporter(),
         shutdown.clone(),
         connections.clone(),
     );

@@ -33,6 +33,8 @@ pub struct Engine {
     table: Arc<PublishedTable>,
     serve_ip: IpAddr,
     vip: watch::Receiver<Option<IpAddr>>,
+    /// Told the VIP once every frontend listens on it (`None` else).
+    vip_listening: Arc<watch::Sender<Option<IpAddr>>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
 }
@@ -56,6 +58,7 @@ impl Engine {
         table: Arc<PublishedTable>,
         serve_ip: IpAddr,
         vip: watch::Receiver<Option<IpAddr>>,
+        vip_listening: Arc<watch::Sender<Option<IpAddr>>>,
         shutdown: CancellationToken,
         connections: TaskTracker,
     ) -> Arc<Self> {
@@ -63,6 +66,7 @@ impl Engine {
             table,
             serve_ip,
             vip,
+            vip_listening,
             shutdown,
             connections,
         })
@@ -89,7 +93,14 @@ impl Engine {
         let mut vip = self.vip.clone();
         let mut running: HashMap<ListenerKey, Running> = HashMap::new();
         loop {
-            let (all_bound, vip_bound) = self.reconcile(&mut running, *vip.borrow_and_update());
+            let held = *vip.borrow_and_update();
+            let (all_bound, vip_bound) = self.reconcile(&mut running, held);
+            let listening = if vip_bound { held } else { None };
+            self.vip_listening.send_if_modified(|now| {
+                let changed = *now != listening;
+                *now = listening;
+                changed
+            });
             let retry = if !vip_bound {
                 VIP_REBIND_INTERVAL
             } else {
