@@ -163,14 +163,15 @@ fn list(reply: &pb::ListCertificatesReply, json: bool, now_ms: u64) -> String {
     )
 }
 
-/// `ctl apply`'s `[[certificate]]` entries: each added, or replaced when
-/// the store has one of its name (the same content again changes
-/// nothing). What each commit changed, as `ctl cert` prints it.
+/// `ctl apply`'s `[[certificate]]` entries (their files already read):
+/// each added, or replaced when the store has one of its name (the same
+/// content again changes nothing). What each commit changed, as `ctl
+/// cert` prints it.
 pub async fn apply_entries(
     client: &mut Client,
-    entries: &[crate::config::CertificateFile],
+    entries: Vec<crate::state::certificates::StoredCertificate>,
     json: bool,
-) -> Result<Result<String, String>, tonic::Status> {
+) -> Result<String, tonic::Status> {
     let request = client.request(pb::ListCertificatesRequest { local: false }, CALL_TIMEOUT);
     let present: Vec<String> = client
         .inner
@@ -182,11 +183,7 @@ pub async fn apply_entries(
         .map(|c| c.name)
         .collect();
     let mut printed = String::new();
-    for entry in entries {
-        let stored = match entry.to_stored() {
-            Ok(stored) => stored,
-            Err(error) => return Ok(Err(error)),
-        };
+    for stored in entries {
         let message = pb::PutCertificateRequest {
             replace: present.contains(&stored.name),
             // One id per entry: the invocation's writes are several.
@@ -206,5 +203,5 @@ pub async fn apply_entries(
         let reply = client.inner.put_certificate(request).await?.into_inner();
         printed.push_str(&changes(&reply, json));
     }
-    Ok(Ok(printed))
+    Ok(printed)
 }

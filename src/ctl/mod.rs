@@ -263,9 +263,14 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
                 Err(error) => return Ok(Outcome::Usage(error.to_string())),
             };
             // Every entry's files are read before anything is committed.
-            if let Some(error) = certificates.iter().find_map(|c| c.to_stored().err()) {
-                return Ok(Outcome::Usage(error));
-            }
+            let certificates = match certificates
+                .iter()
+                .map(crate::config::CertificateFile::to_stored)
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(certificates) => certificates,
+                Err(error) => return Ok(Outcome::Usage(error)),
+            };
             let message = pb::ApplyConfigRequest {
                 config: Some(convert::to_proto(&spec)),
                 if_version: *if_version,
@@ -279,10 +284,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             if *dry_run || certificates.is_empty() {
                 return Ok(Outcome::Done(printed));
             }
-            match cert::apply_entries(&mut client, &certificates, json).await? {
-                Ok(more) => printed.push_str(&more),
-                Err(error) => return Ok(Outcome::Usage(error)),
-            }
+            printed.push_str(&cert::apply_entries(&mut client, certificates, json).await?);
             Outcome::Done(printed)
         }
         Verb::Get { what, local } => {

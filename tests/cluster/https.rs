@@ -36,18 +36,26 @@ fn cert(endpoints: &str, verb: &str, name: &str, files: &(PathBuf, PathBuf), ext
 /// taken when `any`: the default certificate, looked at by the test). Its
 /// session cache is shared by every connection made with it.
 fn client_config(ca: &Path, sni: bool, any: bool) -> Arc<rustls::ClientConfig> {
+    client_config_on(rustls::crypto::ring::default_provider(), ca, sni, any)
+}
+
+/// [`client_config`] on `provider`.
+fn client_config_on(
+    provider: rustls::crypto::CryptoProvider,
+    ca: &Path,
+    sni: bool,
+    any: bool,
+) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from_pem_file(ca).expect("ca"))
         .expect("root");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.enable_sni = sni;
     if any || !sni {
         config
@@ -594,20 +602,14 @@ async fn a_tls_frontend_terminates_and_relays_the_plain_bytes() {
     // Key exchange: post-quantum hybrid with a client that offers it
     // (rustls on aws-lc-rs), X25519 with one that does not (ring).
     tokio::task::block_in_place(|| {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from_pem_file(ca.ca()).expect("ca"))
-            .expect("root");
-        let hybrid = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let hybrid = client_config_on(
             rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+            &ca.ca(),
+            true,
+            false,
+        );
         let group = |tls: &Session| tls.conn.negotiated_key_exchange_group().map(|g| g.name());
-        let tls = connect_config(Arc::new(hybrid), address, "db.test");
+        let tls = connect_config(hybrid, address, "db.test");
         assert_eq!(group(&tls), Some(rustls::NamedGroup::X25519MLKEM768));
         let tls = connect(&ca.ca(), address, Some("db.test"));
         assert_eq!(group(&tls), Some(rustls::NamedGroup::X25519));
