@@ -135,8 +135,7 @@ async fn order(
     let (chain_pem, key_pem) = issued?;
     let mut settings = acme.clone();
     settings.renew = false;
-    settings.account =
-        Some(serde_json::to_string(&credentials).map_err(|e| format!("account credentials: {e}"))?);
+    settings.account = Some(credentials);
     let command = Command::PutCertificate {
         certificate: StoredCertificate {
             name: certificate.name.clone(),
@@ -154,8 +153,9 @@ async fn order(
     Ok(())
 }
 
-/// The entry's account, or a new one.
-async fn account(acme: &AcmeSettings) -> Result<(Account, AccountCredentials), String> {
+/// The entry's account, or a new one, with its credentials as committed
+/// (JSON).
+async fn account(acme: &AcmeSettings) -> Result<(Account, String), String> {
     let builder = match &acme.directory_ca_pem {
         None => Account::builder().map_err(|e| format!("ACME client: {e}"))?,
         Some(pem) => {
@@ -174,16 +174,14 @@ async fn account(acme: &AcmeSettings) -> Result<(Account, AccountCredentials), S
     if let Some(stored) = &acme.account {
         let credentials: AccountCredentials =
             serde_json::from_str(stored).map_err(|e| format!("stored account: {e}"))?;
-        let copy: AccountCredentials =
-            serde_json::from_str(stored).map_err(|e| format!("stored account: {e}"))?;
         let account = builder
             .from_credentials(credentials)
             .await
             .map_err(|e| format!("account: {e}"))?;
-        return Ok((account, copy));
+        return Ok((account, stored.clone()));
     }
     let contact: Vec<&str> = acme.contact.iter().map(String::as_str).collect();
-    builder
+    let (account, credentials) = builder
         .create(
             &NewAccount {
                 contact: &contact,
@@ -194,7 +192,10 @@ async fn account(acme: &AcmeSettings) -> Result<(Account, AccountCredentials), S
             None,
         )
         .await
-        .map_err(|e| format!("new account at {}: {e}", acme.directory))
+        .map_err(|e| format!("new account at {}: {e}", acme.directory))?;
+    let credentials =
+        serde_json::to_string(&credentials).map_err(|e| format!("account credentials: {e}"))?;
+    Ok((account, credentials))
 }
 
 /// Commits the answer of each pending authorization's HTTP-01 challenge
