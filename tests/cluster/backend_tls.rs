@@ -292,6 +292,7 @@ async fn a_pool_speaks_tls_to_its_backends_verified_and_with_a_client_certificat
     let refused = status.is_server_error();
     assert!(refused, "a backend the CA did not sign was still served");
     let log = node.log();
+    assert!(!log.contains("PRIVATE KEY"), "a key in the node's log");
     assert!(
         log.contains("TLS handshake: invalid peer certificate"),
         "the log does not say the backend's certificate was not trusted"

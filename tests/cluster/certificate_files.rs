@@ -93,4 +93,15 @@ async fn certificate_entries_of_a_cluster_toml_are_committed_from_the_seed_and_c
     assert_eq!(node.config_version(), version);
     let (_, list, _) = tokio::task::block_in_place(|| ctl(&node.api(), &["cert", "list"]));
     assert!(list.contains("ordering (ACME)"), "{list}");
+    // The keys read from the files show nowhere.
+    let (_, history, _) = tokio::task::block_in_place(|| ctl(&node.api(), &["history"]));
+    let (_, config, _) = tokio::task::block_in_place(|| ctl(&node.api(), &["get"]));
+    for (what, text) in [
+        ("history", history),
+        ("get", config),
+        ("cert list", list),
+        ("log", node.log()),
+    ] {
+        assert!(!text.contains("PRIVATE KEY"), "a key in {what}");
+    }
 }
