@@ -36,6 +36,15 @@ pub struct FrontendSideLabels {
     pub side: String,
 }
 
+/// Labels of per-frontend series split by a reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrontendReasonLabels {
+    /// Frontend name.
+    pub frontend: String,
+    /// Why, in a word or two (`rapid_reset`, `protocol_error`, …).
+    pub reason: String,
+}
+
 /// Labels of per-backend series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -117,6 +126,12 @@ pub struct Metrics {
     /// HTTP exchanges cut because one side moved no data for
     /// `idle_timeout_ms`, by side.
     pub frontend_idle_timeouts: Family<FrontendSideLabels, Counter>,
+    /// Requests the client gave up on (HTTP/2 reset, or connection
+    /// closed) before their response began, per frontend.
+    pub frontend_cancelled_requests: Family<FrontendLabels, Counter>,
+    /// HTTP/2 client connections closed for breaking the protocol or its
+    /// limits, per frontend and reason.
+    pub frontend_http2_errors: Family<FrontendReasonLabels, Counter>,
     /// Connections or requests in flight to a backend.
     pub backend_active: Family<BackendLabels, Gauge>,
     /// Requests (HTTP) or connections (TCP) sent to a backend.
@@ -188,6 +203,8 @@ impl Metrics {
             frontend_bytes_out: Family::default(),
             frontend_duration: Family::default(),
             frontend_idle_timeouts: Family::default(),
+            frontend_cancelled_requests: Family::default(),
+            frontend_http2_errors: Family::default(),
             backend_active: Family::default(),
             backend_requests: Family::default(),
             backend_responses: Family::default(),
@@ -250,6 +267,16 @@ impl Metrics {
             "frontend_idle_timeouts",
             "HTTP exchanges cut after idle_timeout_ms without data from one side, by side",
             m.frontend_idle_timeouts.clone(),
+        );
+        r.register(
+            "frontend_cancelled_requests",
+            "Requests the client reset or left before their response began",
+            m.frontend_cancelled_requests.clone(),
+        );
+        r.register(
+            "frontend_http2_errors",
+            "HTTP/2 client connections closed for breaking the protocol or its limits, by reason",
+            m.frontend_http2_errors.clone(),
         );
         r.register(
             "frontend_duration_seconds",

@@ -6,8 +6,8 @@
 //! is `state::validate`'s alone.
 
 use crate::config::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec, PoolSpec,
-    PoolTlsSpec, Protocol, RouteSpec, defaults,
+    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec,
+    PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -57,6 +57,7 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
         response_timeout_ms: Some(f.response_timeout_ms),
         retries: Some(f.retries),
         redirect_https: f.redirect_https,
+        h2c: f.h2c,
     }
 }
 
@@ -75,6 +76,7 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             fall: Some(h.fall),
             expect_status: Some(h.expect_status.clone()),
             host: h.host.clone(),
+            grpc_service: h.grpc_service.clone(),
             eject_5xx_after: Some(h.eject_5xx_after),
             max_ejected_percent: Some(h.max_ejected_percent),
             slow_start_ms: Some(h.slow_start_ms),
@@ -94,6 +96,7 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             client_certificate: t.client_certificate.clone(),
             verify: Some(t.verify.clone()),
         }),
+        protocol: Some(p.protocol.as_str().to_string()),
     }
 }
 
@@ -140,6 +143,7 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
             .unwrap_or_else(defaults::response_timeout_ms),
         retries: f.retries.unwrap_or_else(defaults::retries),
         redirect_https: f.redirect_https,
+        h2c: f.h2c,
         name: f.name,
         pool: f.pool,
     })
@@ -148,6 +152,7 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
 fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
     let at = |field: &str| format!("pool[{}].{field}", p.name);
     let algorithm = parse_or::<Algorithm>(&at("algorithm"), p.algorithm.as_deref())?;
+    let protocol = parse_or::<PoolProtocol>(&at("protocol"), p.protocol.as_deref())?;
     let health = match p.health {
         None => HealthSpec::default(),
         Some(h) => HealthSpec {
@@ -159,6 +164,7 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             fall: h.fall.unwrap_or_else(defaults::fall),
             expect_status: h.expect_status.unwrap_or_else(defaults::expect_status),
             host: h.host,
+            grpc_service: h.grpc_service,
             eject_5xx_after: h.eject_5xx_after.unwrap_or_else(defaults::eject_5xx_after),
             max_ejected_percent: h
                 .max_ejected_percent
@@ -187,6 +193,7 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             sni: t.sni,
             client_certificate: t.client_certificate,
         }),
+        protocol,
     })
 }
 
@@ -237,6 +244,7 @@ idle_timeout_ms = 4321
 header_timeout_ms = 999
 response_timeout_ms = 5555
 retries = 0
+h2c = true
   [[frontend.route]]
   host = "a.example"
   path_prefix = "/v1/"
@@ -244,6 +252,7 @@ retries = 0
 [[pool]]
 name = "web"
 algorithm = "least_connections"
+protocol = "h2c"
   [pool.health]
   check = "http"
   path = "/ping"
@@ -253,6 +262,7 @@ algorithm = "least_connections"
   fall = 5
   expect_status = "204"
   host = "health.example"
+  grpc_service = "shop.Cart"
   eject_5xx_after = 9
   max_ejected_percent = 0
   slow_start_ms = 15000

@@ -105,6 +105,12 @@ pub struct FrontendSpec {
     /// rest (their method and body kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redirect_https: bool,
+    /// `http` only: also accept HTTP/2 in clear text from clients that
+    /// start with its preface (prior knowledge, `curl
+    /// --http2-prior-knowledge`, gRPC clients without TLS). `https`
+    /// frontends offer HTTP/2 by ALPN always.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub h2c: bool,
 }
 
 /// Which layer a frontend balances at.
@@ -164,6 +170,36 @@ pub struct PoolSpec {
     /// `[pool.tls]`: the backends speak TLS (traffic and health checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<PoolTlsSpec>,
+    /// What HTTP frontends speak to the backends: `http1`, `h2` (HTTP/2
+    /// over TLS, with `[pool.tls]`) or `h2c` (HTTP/2 in clear text). gRPC
+    /// backends need `h2` or `h2c`.
+    #[serde(default, skip_serializing_if = "PoolProtocol::is_default")]
+    pub protocol: PoolProtocol,
+}
+
+/// The HTTP version a pool's backends are spoken to in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolProtocol {
+    /// HTTP/1.1, one request at a time per pooled connection.
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (the pool needs `[pool.tls]`), many requests per
+    /// connection.
+    H2,
+    /// HTTP/2 in clear text, by prior knowledge.
+    H2c,
+}
+
+impl PoolProtocol {
+    fn is_default(&self) -> bool {
+        *self == PoolProtocol::Http1
+    }
+
+    /// Whether requests go as HTTP/2.
+    pub fn is_h2(self) -> bool {
+        self != PoolProtocol::Http1
+    }
 }
 
 /// `[pool.tls]`: how the nodes speak TLS to a pool's backends, as HAProxy's
@@ -246,6 +282,10 @@ pub struct HealthSpec {
     /// HTTP probe: `Host` header to send (default: the backend address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// gRPC probe: the service whose health is asked ("" or absent: the
+    /// server as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_service: Option<String>,
     /// Passive: 5xx answers in a row that eject a backend from this node's
     /// traffic (a refused connect ejects at once).
     #[serde(default = "defaults::eject_5xx_after")]
@@ -270,6 +310,7 @@ impl Default for HealthSpec {
             fall: defaults::fall(),
             expect_status: defaults::expect_status(),
             host: None,
+            grpc_service: None,
             eject_5xx_after: defaults::eject_5xx_after(),
             max_ejected_percent: defaults::max_ejected_percent(),
             slow_start_ms: 0,
@@ -281,10 +322,15 @@ impl Default for HealthSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
-    /// `GET path`, healthy on 2xx and 3xx.
+    /// `GET path`, healthy on 2xx and 3xx (over HTTP/2 for `h2` and `h2c`
+    /// pools).
     Http,
     /// A TCP connect.
     Tcp,
+    /// gRPC's health protocol (`grpc.health.v1.Health/Check`) over HTTP/2,
+    /// healthy when the backend answers `SERVING` for `grpc_service`
+    /// (default "": the server as a whole).
+    Grpc,
     /// No active checks; only passive ejection from real traffic.
     #[default]
     None,
@@ -348,7 +394,19 @@ impl CheckKind {
         match self {
             CheckKind::Http => "http",
             CheckKind::Tcp => "tcp",
+            CheckKind::Grpc => "grpc",
             CheckKind::None => "none",
+        }
+    }
+}
+
+impl PoolProtocol {
+    /// The name used in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolProtocol::Http1 => "http1",
+            PoolProtocol::H2 => "h2",
+            PoolProtocol::H2c => "h2c",
         }
     }
 }

@@ -309,6 +309,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             response_timeout_ms: 30_000,
             retries: 2,
             redirect_https: false,
+            h2c: false,
         })
         .collect(),
         pools: vec![PoolSpec {
@@ -318,6 +319,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             health: HealthSpec::default(),
             backends,
             tls: None,
+            protocol: Default::default(),
         }],
         certificates: Vec::new(),
     }

@@ -29,9 +29,23 @@ pub struct Transition {
     pub health: Health,
 }
 
-struct Running {
+/// What a backend's checks are run with: its pool's settings.
+#[derive(Clone)]
+struct CheckSettings {
     spec: HealthSpec,
     tls: Option<Arc<BackendTls>>,
+    /// The pool speaks HTTP/2 to its backends.
+    h2: bool,
+}
+
+impl PartialEq for CheckSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec && same_tls(&self.tls, &other.tls) && self.h2 == other.h2
+    }
+}
+
+struct Running {
+    settings: CheckSettings,
     stop: CancellationToken,
 }
 
@@ -75,7 +89,11 @@ impl HealthChecker {
                     wanted.insert(
                         (pool.name.clone(), backend.address),
                         (
-                            (pool.health.clone(), pool.tls.clone()),
+                            CheckSettings {
+                                spec: pool.health.clone(),
+                                tls: pool.tls.clone(),
+                                h2: pool.protocol.is_h2(),
+                            },
                             backend.runtime.clone(),
                         ),
                     );
@@ -84,27 +102,26 @@ impl HealthChecker {
             running.retain(|key, task| {
                 let keep = wanted
                     .get(key)
-                    .is_some_and(|((spec, tls), _)| *spec == task.spec && same_tls(tls, &task.tls));
+                    .is_some_and(|(settings, _)| *settings == task.settings);
                 if !keep {
                     task.stop.cancel();
                 }
                 keep
             });
-            for (key, ((spec, tls), runtime)) in wanted {
+            for (key, (settings, runtime)) in wanted {
                 if running.contains_key(&key) {
                     continue;
                 }
                 let stop = self.stop.child_token();
                 tokio::spawn(check_loop(
                     key.0.clone(),
-                    spec.clone(),
-                    tls.clone(),
+                    settings.clone(),
                     runtime,
                     self.source,
                     self.transitions.clone(),
                     stop.clone(),
                 ));
-                running.insert(key, Running { spec, tls, stop });
+                running.insert(key, Running { settings, stop });
             }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
@@ -131,13 +148,13 @@ fn same_tls(a: &Option<Arc<BackendTls>>, b: &Option<Arc<BackendTls>>) -> bool {
 /// first delay, so nodes do not probe in lockstep) until stopped.
 async fn check_loop(
     pool: String,
-    spec: HealthSpec,
-    tls: Option<Arc<BackendTls>>,
+    settings: CheckSettings,
     runtime: Arc<BackendRuntime>,
     source: Option<IpAddr>,
     transitions: mpsc::UnboundedSender<Transition>,
     stop: CancellationToken,
 ) {
+    let CheckSettings { spec, tls, h2 } = settings;
     let interval = spec.interval_ms;
     let mut delay = Duration::from_millis(fastrand::u64(0..=interval / 2));
     loop {
@@ -145,7 +162,7 @@ async fn check_loop(
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return,
         }
-        let result = probe(&spec, runtime.address, source, tls.as_deref()).await;
+        let result = probe(&spec, runtime.address, source, tls.as_deref(), h2).await;
         if let Some(health) = runtime.record_check(result, spec.rise, spec.fall) {
             let _ = transitions.send(Transition {
                 pool: pool.clone(),

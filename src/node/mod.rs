@@ -11,6 +11,7 @@ mod formation;
 mod grpc_servers;
 mod health_reports;
 mod running;
+mod stall_watch;
 mod ticket_rotation;
 
 use formation::{bootstrap, watch_role};
@@ -312,6 +313,9 @@ pub async fn start(
         read_token,
     };
     grpc_servers::spawn_api(&control, &auth, api_incoming, tls.clone(), servers.clone())?;
+    // Half the lease: a stall that long leaves a leader's confirmation
+    // little time, and shows before the lease lapses.
+    tokio::spawn(stall_watch::run(lease / 2, shutdown.clone()));
     tokio::spawn(ticket_rotation::run(control.clone(), shutdown.clone()));
     tokio::spawn(acme::run(control.clone(), shutdown.clone()));
     if let Some(tls) = &tls {

@@ -175,7 +175,11 @@ impl Listener {
             Protocol::Http => {
                 let upstreams = upstreams.clone();
                 tracker.spawn(async move {
-                    http::serve(&engine, &frontend, stream, client, upstreams, false).await;
+                    let h2 = match h2c_wait(&engine, &frontend) {
+                        Some(wait) => opens_with_h2_preface(&stream, wait).await,
+                        None => false,
+                    };
+                    http::serve(&engine, &frontend, stream, client, upstreams, false, h2).await;
                     drop(slot);
                 });
             }
@@ -188,12 +192,48 @@ impl Listener {
                     if let Some(tls) =
                         handshake(&engine, &frontend, stream, client, &termination).await
                     {
-                        http::serve(&engine, &frontend, tls, client, upstreams, true).await;
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        http::serve(&engine, &frontend, tls, client, upstreams, true, h2).await;
                     }
                     drop(slot);
                 });
             }
         }
+    }
+}
+
+/// For an `http` frontend with `h2c`: how long to wait for a client's
+/// first bytes (its `header_timeout_ms`); `None` without `h2c`.
+fn h2c_wait(engine: &Engine, frontend: &str) -> Option<Duration> {
+    let table = engine.table.load();
+    let front = table.frontend(frontend)?;
+    front
+        .spec
+        .h2c
+        .then(|| Duration::from_millis(front.spec.header_timeout_ms))
+}
+
+/// Whether a clear-text client opens with the HTTP/2 connection preface
+/// (h2c by prior knowledge), read without taking it off the socket; an
+/// HTTP/1.1 request differs from it by its second byte at the latest.
+async fn opens_with_h2_preface(stream: &TcpStream, wait: Duration) -> bool {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut first = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        if first[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // Part of the preface so far (it usually comes in one segment):
+        // the socket stays readable, so wait a little before looking again.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

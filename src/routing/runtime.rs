@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::events::{Event, Events};
@@ -53,12 +54,27 @@ pub struct FrontendStats {
     /// HTTP exchanges cut because the backend moved no data for the idle
     /// timeout.
     pub server_timeouts: Counter,
+    /// Requests the client gave up on before their response began.
+    pub cancelled: Counter,
+    /// The frontend's name, for the labels of `http2_errors`.
+    name: String,
+    /// HTTP/2 connections closed for misbehaving, by reason.
+    http2_errors: Family<crate::metrics::FrontendReasonLabels, Counter>,
 }
 
 impl FrontendStats {
     /// Counts one response with this status.
     pub fn count_response(&self, status: u16) {
         self.responses[class_index(status)].inc();
+    }
+
+    /// Counts an HTTP/2 client connection closed for `reason`.
+    pub fn count_http2_error(&self, reason: &str) {
+        let labels = crate::metrics::FrontendReasonLabels {
+            frontend: self.name.clone(),
+            reason: reason.to_string(),
+        };
+        self.http2_errors.get_or_create(&labels).inc();
     }
 }
 
@@ -452,6 +468,9 @@ impl Runtimes {
                     duration: m.frontend_duration.get_or_create(&labels).clone(),
                     client_timeouts: side_counter(m, name, "client"),
                     server_timeouts: side_counter(m, name, "server"),
+                    cancelled: m.frontend_cancelled_requests.get_or_create(&labels).clone(),
+                    name: name.to_string(),
+                    http2_errors: m.frontend_http2_errors.clone(),
                 })
             })
             .clone()

@@ -76,6 +76,8 @@ pub struct Pool {
     pub runtime: Arc<PoolRuntime>,
     /// `[pool.tls]`: how its backends are spoken to over TLS.
     pub tls: Option<Arc<BackendTls>>,
+    /// The HTTP version spoken to its backends.
+    pub protocol: crate::config::PoolProtocol,
     /// The configuration this pool was compiled from.
     source: crate::config::PoolSpec,
     /// The client certificate it was compiled with (`[pool.tls]`), as
@@ -274,9 +276,14 @@ impl Pool {
     ) -> Result<Pool, StateError> {
         let tls = match &pool.tls {
             None => None,
-            Some(tls) => Some(Arc::new(BackendTls::compile(tls, certificates).map_err(
-                |why| StateError::invalid(format!("pool[{}].tls", pool.name), "", why),
-            )?)),
+            Some(tls) => {
+                let h2 = pool.protocol == crate::config::PoolProtocol::H2;
+                Some(Arc::new(
+                    BackendTls::compile(tls, certificates, h2).map_err(|why| {
+                        StateError::invalid(format!("pool[{}].tls", pool.name), "", why)
+                    })?,
+                ))
+            }
         };
         let mut backends = Vec::with_capacity(pool.backends.len());
         for backend in &pool.backends {
@@ -315,6 +322,7 @@ impl Pool {
             balancer: balance::build(pool.algorithm, &names, &weights),
             backends,
             tls,
+            protocol: pool.protocol,
             source: pool.clone(),
             client_certificate,
         })

@@ -357,7 +357,7 @@ fn check_client_certificates(
         if let Some(tls) = &pool.tls
             && tls.client_certificate.is_some()
         {
-            crate::tls::backend::BackendTls::compile(tls, certificates).map_err(|why| {
+            crate::tls::backend::BackendTls::compile(tls, certificates, false).map_err(|why| {
                 StateError::invalid(
                     format!("pool[{}].tls.client_certificate", pool.name),
                     tls.client_certificate.as_deref().unwrap_or_default(),

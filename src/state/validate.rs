@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use http::HeaderName;
 
 use super::StateError;
-use crate::config::{Algorithm, BackendSpec, ClusterSpec, FrontendSpec, PoolSpec, Protocol};
+use crate::config::{
+    Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, PoolProtocol, PoolSpec, Protocol,
+};
 
 /// Highest backend weight, as in HAProxy.
 pub const MAX_WEIGHT: u32 = 256;
@@ -166,6 +168,13 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             at("redirect_https"),
             "true",
             "only an http frontend redirects to https",
+        ));
+    }
+    if frontend.h2c && frontend.protocol != Protocol::Http {
+        return Err(StateError::invalid(
+            at("h2c"),
+            "true",
+            "only an http frontend takes h2c (https frontends offer HTTP/2 by ALPN)",
         ));
     }
     for (i, route) in frontend.routes.iter().enumerate() {
@@ -362,6 +371,30 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
                 "a pool holds at most {MAX_POOL_BACKENDS} backends; split it into several pools"
             ),
         ));
+    }
+    match (pool.protocol, &pool.tls) {
+        (PoolProtocol::H2, None) => {
+            return Err(StateError::invalid(
+                at("protocol"),
+                "h2",
+                "h2 is HTTP/2 over TLS: add [pool.tls], or use h2c for clear text",
+            ));
+        }
+        (PoolProtocol::Http1, _) if pool.health.check == CheckKind::Grpc => {
+            return Err(StateError::invalid(
+                at("health.check"),
+                "grpc",
+                "gRPC health checks speak HTTP/2: set the pool's protocol to h2c or h2",
+            ));
+        }
+        (PoolProtocol::H2c, Some(_)) => {
+            return Err(StateError::invalid(
+                at("protocol"),
+                "h2c",
+                "h2c is HTTP/2 in clear text, but the pool has [pool.tls]: use h2",
+            ));
+        }
+        _ => {}
     }
     if let Some(tls) = &pool.tls {
         crate::tls::backend::check(tls)

@@ -43,9 +43,14 @@ impl std::fmt::Debug for BackendTls {
 
 impl BackendTls {
     /// The TLS client for a pool's `spec`; `certificates` holds its client
-    /// certificate, if it names one. Errors say what is wrong, for
-    /// validation (a valid state compiles).
-    pub fn compile(spec: &PoolTlsSpec, certificates: &Certificates) -> Result<Self, String> {
+    /// certificate, if it names one; `h2`: it offers only HTTP/2 by ALPN
+    /// (`protocol = "h2"`). Errors say what is wrong, for validation (a
+    /// valid state compiles).
+    pub fn compile(
+        spec: &PoolTlsSpec,
+        certificates: &Certificates,
+        h2: bool,
+    ) -> Result<Self, String> {
         let server_name = spec.sni.as_deref().map(parse_server_name).transpose()?;
         let provider = super::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -75,6 +80,10 @@ impl BackendTls {
                     .map_err(|e| format!("certificate {name:?}: {e}"))?
             }
         };
+        let mut config = config;
+        if h2 {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+        }
         static IDS: AtomicU64 = AtomicU64::new(1);
         Ok(BackendTls {
             id: IDS.fetch_add(1, Ordering::Relaxed),
@@ -265,7 +274,7 @@ mod tests {
         // A client certificate the store lacks.
         let mut named = spec(None, Some(&ca));
         named.client_certificate = Some("absent".into());
-        let why = BackendTls::compile(&named, &Certificates::new()).expect_err("absent");
+        let why = BackendTls::compile(&named, &Certificates::new(), false).expect_err("absent");
         assert!(why.contains("no certificate \"absent\""), "{why}");
     }
 }

@@ -102,7 +102,8 @@ impl ResolvesServerCert for LiveCertificates {
     }
 }
 
-/// Server settings for an `https` frontend (`http`: ALPN `http/1.1`) or a
+/// Server settings for an `https` frontend (`http`: ALPN `h2`, then
+/// `http/1.1`) or a
 /// `tls` one: TLS 1.3 and 1.2, the provider's suites (AEAD only),
 /// session tickets sealed with the cluster's shared keys.
 pub fn server_config(table: Arc<PublishedTable>, http: bool) -> Arc<rustls::ServerConfig> {
@@ -114,7 +115,7 @@ pub fn server_config(table: Arc<PublishedTable>, http: bool) -> Arc<rustls::Serv
     // A `tls` frontend relays whatever the client speaks: it selects no
     // protocol, so a client offering others is not refused.
     if http {
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
     // Tickets sealed with the cluster's keys: a client resumes on any node.
     config.ticketer = Arc::new(super::tickets::ClusterTicketer(table));

@@ -37,42 +37,55 @@ impl VipRole {
         {
             previous.cancel();
         }
-        let announcer = match holder.announcer() {
-            None => return,
-            Some(Ok(announcer)) => announcer,
-            Some(Err(error)) => {
-                crate::warn_limited!("vip announce", %error, "cannot open a socket to announce the VIP");
-                return;
-            }
+        let Some(target) = holder.announcer() else {
+            return;
         };
         let (frames, deadline) = (holder.announcements(), self.deadline.clone());
         let (mut listening, address) = (self.listening.subscribe(), *self.held.borrow());
         tokio::spawn(async move {
-            // Not before the engine listens on the VIP: announced first, it
-            // sent clients to a node that refused them for the ~10 ms the
-            // engine took (1 request in about 10 runs of the SIGTERM drill).
-            // Bounded: a frontend that cannot bind must not keep the VIP
-            // unannounced.
-            let _ = tokio::time::timeout(
-                LISTENING_WAIT,
-                listening.wait_for(|now| address.is_some() && *now == address),
-            )
-            .await;
-            let gap = Duration::from_millis(1_000 / u64::from(frames.max(2) - 1));
-            for frame in 0..frames {
-                if frame > 0 {
-                    tokio::select! {
-                        () = tokio::time::sleep(gap) => {}
-                        () = stop.cancelled() => return,
-                    }
-                }
-                if stop.is_cancelled() || !lease_live(&deadline) {
+            // Opened and closed on a blocking thread (see AnnouncerTarget):
+            // on the runtime's, the kernel's wait there held up the lease
+            // loop that called it, and the confirmations queued behind it
+            // (a live leader's lease lapsed as a partition healed: the
+            // netns drill, "a peer answers again" followed by "lease
+            // expired" 95 ms later).
+            let announcer = match tokio::task::spawn_blocking(move || target.open()).await {
+                Ok(Ok(announcer)) => announcer,
+                Ok(Err(error)) => {
+                    crate::warn_limited!("vip announce", %error, "cannot open a socket to announce the VIP");
                     return;
                 }
-                if let Err(error) = announcer.send() {
-                    crate::warn_limited!("vip announce", %error, "VIP announcement not sent");
+                Err(_) => return,
+            };
+            let sending = async {
+                // Not before the engine listens on the VIP: announced first,
+                // it sent clients to a node that refused them for the ~10 ms
+                // the engine took (1 request in about 10 runs of the SIGTERM
+                // drill). Bounded: a frontend that cannot bind must not keep
+                // the VIP unannounced.
+                let _ = tokio::time::timeout(
+                    LISTENING_WAIT,
+                    listening.wait_for(|now| address.is_some() && *now == address),
+                )
+                .await;
+                let gap = Duration::from_millis(1_000 / u64::from(frames.max(2) - 1));
+                for frame in 0..frames {
+                    if frame > 0 {
+                        tokio::select! {
+                            () = tokio::time::sleep(gap) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    if stop.is_cancelled() || !lease_live(&deadline) {
+                        return;
+                    }
+                    if let Err(error) = announcer.send() {
+                        crate::warn_limited!("vip announce", %error, "VIP announcement not sent");
+                    }
                 }
-            }
+            };
+            sending.await;
+            drop(tokio::task::spawn_blocking(move || drop(announcer)));
         });
     }
 

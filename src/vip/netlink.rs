@@ -69,9 +69,7 @@ impl NetlinkHolder {
                 ));
             }
         }
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
-        tokio::spawn(connection);
+        let handle = connection_on_own_thread().await?;
         let link = handle
             .link()
             .get()
@@ -216,12 +214,11 @@ impl NetlinkHolder {
     /// A socket ready to announce the VIP, a gratuitous ARP (IPv4) or an
     /// unsolicited neighbour advertisement (IPv6) per call, on an
     /// Ethernet-like interface (`None` otherwise).
-    pub fn announcer(&self) -> Option<std::io::Result<Announcer>> {
-        let mac = self.mac?;
-        Some(match self.address {
-            IpAddr::V4(vip) => garp::ArpSocket::open(self.index)
-                .map(|socket| Announcer::Arp(socket, garp::announcement(mac, vip))),
-            IpAddr::V6(vip) => ndp::NdpSocket::sender(self.index, vip, mac).map(Announcer::Ndp),
+    pub fn announcer(&self) -> Option<AnnouncerTarget> {
+        Some(AnnouncerTarget {
+            index: self.index,
+            mac: self.mac?,
+            address: self.address,
         })
     }
 
@@ -252,6 +249,30 @@ impl NetlinkHolder {
     /// one still moves.
     pub fn announcements(&self) -> u32 {
         self.garp_repeats.max(1)
+    }
+}
+
+/// Where announcements go, copied out of the holder: opening (and closing)
+/// a packet socket waits in the kernel for an RCU grace period
+/// (`synchronize_net`: 8 to 20 ms on an idle test machine, more under
+/// load), so it is done on a blocking thread, never on the runtime's.
+#[derive(Debug, Clone, Copy)]
+pub struct AnnouncerTarget {
+    index: u32,
+    mac: [u8; 6],
+    address: IpAddr,
+}
+
+impl AnnouncerTarget {
+    /// Opens the socket (blocks: see above).
+    pub fn open(self) -> std::io::Result<Announcer> {
+        match self.address {
+            IpAddr::V4(vip) => garp::ArpSocket::open(self.index)
+                .map(|socket| Announcer::Arp(socket, garp::announcement(self.mac, vip))),
+            IpAddr::V6(vip) => {
+                ndp::NdpSocket::sender(self.index, vip, self.mac).map(Announcer::Ndp)
+            }
+        }
     }
 }
 
@@ -342,6 +363,50 @@ fn read_sysctl(interface: &str, name: &str) -> Result<String, String> {
 fn write_sysctl(interface: &str, name: &str, value: &str) -> Result<(), String> {
     std::fs::write(sysctl_path(interface, name), value)
         .map_err(|e| format!("writing {}: {e}", sysctl_path(interface, name)))
+}
+
+/// A netlink connection whose socket lives on a thread of its own, with a
+/// runtime of its own. The kernel handles an address change inside the
+/// sending system call, under its rtnl lock, which every link and address
+/// change on the machine takes (and a network namespace's removal holds
+/// for long): a send can block its thread for 100 ms. On one of the
+/// node's runtime threads, that stalled whatever else was queued there,
+/// lease confirmations included, and a live leader's lease lapsed as a
+/// partition healed (netns drill: a renewal took 85 ms, and the process
+/// ran nothing for 116 ms). Requests reach the connection over a channel;
+/// the node's tasks only wait for the answers.
+async fn connection_on_own_thread() -> Result<Handle, String> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("raftlb-netlink".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = sender.send(Err(format!("netlink runtime: {error}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match rtnetlink::new_connection() {
+                    Ok((connection, handle, _)) => {
+                        let _ = sender.send(Ok(handle));
+                        // Ends when every handle is dropped.
+                        connection.await;
+                    }
+                    Err(error) => {
+                        let _ = sender.send(Err(format!("netlink socket: {error}")));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("netlink thread: {e}"))?;
+    receiver
+        .await
+        .map_err(|_| "netlink thread ended before it connected".to_string())?
 }
 
 /// Whether this process has capability `bit` in its effective set.

@@ -10,6 +10,7 @@ mod failover;
 mod first_hour;
 mod fixture;
 mod health;
+mod http2_grpc;
 mod http_forwarding;
 mod https;
 mod lifecycle;

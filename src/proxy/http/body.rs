@@ -197,6 +197,12 @@ pub struct UpstreamResponse {
     activity: Arc<Activity>,
     /// The last poll gave hyper a frame that the client has yet to take.
     handed_over: bool,
+    /// A gRPC response: if the backend's connection breaks, the call ends
+    /// with `UNAVAILABLE` in trailers rather than a reset stream.
+    grpc: bool,
+    /// The backend's body broke and the call was ended with trailers:
+    /// nothing more follows.
+    broken: bool,
 }
 
 impl ResponseBody {
@@ -214,6 +220,7 @@ impl ResponseBody {
         backend: Arc<BackendRuntime>,
         lease: Lease,
         activity: Arc<Activity>,
+        grpc: bool,
     ) -> Self {
         activity.begin();
         ResponseBody::Upstream(UpstreamResponse {
@@ -224,6 +231,8 @@ impl ResponseBody {
             ended: false,
             activity,
             handed_over: false,
+            grpc,
+            broken: false,
         })
     }
 }
@@ -253,6 +262,9 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(up) => {
+                if up.broken {
+                    return Poll::Ready(None);
+                }
                 if let Some(lease) = up.lease.as_mut() {
                     lease.poll_io(cx);
                 }
@@ -277,6 +289,15 @@ impl Body for ResponseBody {
                         }
                     }
                     Poll::Ready(None) => up.ended = true,
+                    Poll::Ready(Some(Err(error))) if up.grpc => {
+                        // The trailers end the body; the connection is not
+                        // reused (`ended` stays false).
+                        tracing::debug!(%error, "backend connection broke during a gRPC call");
+                        up.broken = true;
+                        return Poll::Ready(Some(Ok(Frame::trailers(
+                            super::grpc::broken_trailers(),
+                        ))));
+                    }
                     _ => {}
                 }
                 polled
@@ -287,7 +308,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Local(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(up) => up.body.is_end_stream(),
+            ResponseBody::Upstream(up) => up.broken || up.body.is_end_stream(),
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Activity {
     moved_ms: AtomicU64,
     /// Who the last body to move waits on now (0 client, 1 server).
     waiting_on: AtomicU8,
+    /// Requests being handled now (HTTP/2: streams before their response
+    /// head; the bodies after it count in `bodies`).
+    requests: AtomicUsize,
 }
 
 impl Activity {
@@ -75,6 +78,34 @@ impl Activity {
     pub fn waits_on(&self, side: Side) {
         self.waiting_on
             .store(u8::from(side == Side::Server), Ordering::Relaxed);
+    }
+
+    /// A request came in; stamps the connection as busy.
+    pub fn request_began(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress();
+    }
+
+    /// A request got its response head or was dropped.
+    pub fn request_ended(&self) {
+        self.requests.fetch_sub(1, Ordering::Relaxed);
+        self.progress();
+    }
+
+    /// Resolves once the connection has had no request and no body in
+    /// flight for `idle` (an HTTP/2 connection's keep-alive limit).
+    pub async fn quiet(&self, idle: Duration) {
+        let idle_ms = idle.as_millis() as u64;
+        loop {
+            let still = now_ms().saturating_sub(self.moved_ms.load(Ordering::Relaxed));
+            let busy = self.requests.load(Ordering::Relaxed) > 0
+                || self.bodies.load(Ordering::Relaxed) > 0;
+            if !busy && still >= idle_ms {
+                return;
+            }
+            let wait = if busy { idle_ms } else { idle_ms - still };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
     }
 
     /// Resolves with the side that kept a body still for `idle`; never

@@ -4,11 +4,14 @@
 
 mod body;
 mod framing_guard;
+mod grpc;
+mod h2_server;
 mod headers;
 mod idle;
 mod local_response;
 mod request;
 mod upstream;
+mod upstream_h2;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +38,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Serves one client connection on HTTP frontend `frontend` until the
 /// client leaves, an error closes it, or shutdown lets it finish its
-/// current request; `https`: `stream` is the TLS session.
+/// current request; `https`: `stream` is the TLS session; `h2`: the
+/// client speaks HTTP/2 (ALPN chose it, or it sent the h2c preface).
 pub async fn serve<S>(
     engine: &Arc<Engine>,
     frontend: &str,
@@ -43,6 +47,7 @@ pub async fn serve<S>(
     client: SocketAddr,
     upstreams: UpstreamPool,
     https: bool,
+    h2: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -61,6 +66,7 @@ pub async fn serve<S>(
     stats.connections.inc();
     stats.active.inc();
     let ambiguous = Arc::new(framing_guard::AmbiguousRequests::default());
+    let closing = Arc::new(tokio::sync::Notify::new());
     let handler = Arc::new(request::RequestHandler {
         engine: engine.clone(),
         frontend: frontend.into(),
@@ -70,48 +76,63 @@ pub async fn serve<S>(
         header_timeout,
         ambiguous: ambiguous.clone(),
         requests: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
+        closing: closing.clone(),
         activity: activity.clone(),
         https,
     });
     let service = service_fn(move |req| handler.clone().handle(req));
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // Also bounds how long an idle keep-alive client may wait before
-        // starting its next request.
-        .header_read_timeout(header_timeout)
-        .max_header_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
-    let connection = builder.serve_connection(
-        TokioIo::new(
-            framing_guard::FramingGuard::new(stream, ambiguous).stamping(activity.clone()),
-        ),
-        service,
-    );
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        side = activity.stalled(idle_timeout) => {
-            // Dropping the connection closes the client's socket, and the
-            // body in flight with it: its backend connection is closed,
-            // not pooled, as it was not read to the end.
-            match side {
-                idle::Side::Client => stats.client_timeouts.inc(),
-                idle::Side::Server => stats.server_timeouts.inc(),
-            };
-            tracing::info!(
-                frontend,
-                %client,
-                side = side.as_str(),
-                idle_ms = idle_timeout.as_millis() as u64,
-                "http exchange cut: no data from one side for the idle timeout"
-            );
-            Ok(())
-        }
-        () = engine.shutdown.cancelled() => {
-            // Finish the request in flight, then close.
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let result = if h2 {
+        h2_server::serve(
+            engine,
+            &stats,
+            stream,
+            service,
+            &activity,
+            idle_timeout,
+            &closing,
+        )
+        .await
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // Also bounds how long an idle keep-alive client may wait before
+            // starting its next request.
+            .header_read_timeout(header_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
+            .keep_alive(true);
+        let connection = builder.serve_connection(
+            TokioIo::new(
+                framing_guard::FramingGuard::new(stream, ambiguous).stamping(activity.clone()),
+            ),
+            service,
+        );
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => result,
+            side = activity.stalled(idle_timeout) => {
+                // Dropping the connection closes the client's socket, and the
+                // body in flight with it: its backend connection is closed,
+                // not pooled, as it was not read to the end.
+                match side {
+                    idle::Side::Client => stats.client_timeouts.inc(),
+                    idle::Side::Server => stats.server_timeouts.inc(),
+                };
+                tracing::info!(
+                    frontend,
+                    %client,
+                    side = side.as_str(),
+                    idle_ms = idle_timeout.as_millis() as u64,
+                    "http exchange cut: no data from one side for the idle timeout"
+                );
+                Ok(())
+            }
+            () = engine.shutdown.cancelled() => {
+                // Finish the request in flight, then close.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
         }
     };
     if let Err(error) = result {

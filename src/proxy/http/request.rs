@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::body::{ClientBody, ResponseBody, UpstreamBody};
 use super::framing_guard::AmbiguousRequests;
+use super::grpc;
+use super::h2_server::PREMATURE_RESETS;
 use super::headers::{self, Refusal};
 use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
@@ -36,6 +38,12 @@ pub struct RequestHandler {
     pub(super) ambiguous: Arc<AmbiguousRequests>,
     /// Requests handled on this connection so far.
     pub(super) requests: AtomicU64,
+    /// Requests of this connection that the client gave up on before
+    /// their response began.
+    pub(super) cancelled: AtomicU64,
+    /// Notified when the client cancels too many requests (HTTP/2 rapid
+    /// reset): the connection is closed.
+    pub(super) closing: Arc<tokio::sync::Notify>,
     /// Progress of this connection's bodies, for the idle timeout.
     pub(super) activity: Arc<super::idle::Activity>,
     /// The client came over TLS.
@@ -46,8 +54,16 @@ pub struct RequestHandler {
 struct Outgoing {
     method: Method,
     path: PathAndQuery,
+    /// The host the client asked for (`Host`, or HTTP/2's `:authority`).
+    authority: Option<Authority>,
     headers: http::HeaderMap,
     body: Option<ClientBody>,
+    /// The client accepts trailers (`TE: trailers`, which gRPC needs);
+    /// passed on to HTTP/2 backends.
+    trailers: bool,
+    /// How long the backend has to start its response: the frontend's
+    /// `response_timeout_ms`, or a gRPC call's shorter `grpc-timeout`.
+    response_timeout: Duration,
 }
 
 impl RequestHandler {
@@ -69,6 +85,12 @@ impl RequestHandler {
         };
         frontend.stats.requests.inc();
         let number = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut in_flight = InFlight {
+            handler: &self,
+            stats: &frontend.stats,
+            answered: false,
+        };
+        self.activity.request_began();
         let response = if self.ambiguous.is_ambiguous(number) {
             local_response::error(
                 StatusCode::BAD_REQUEST,
@@ -79,9 +101,24 @@ impl RequestHandler {
             answer
         } else if frontend.spec.redirect_https {
             local_response::to_https(&request)
+        } else if grpc::is_call(request.headers()) {
+            // The balancer's own errors in the form a gRPC client reads.
+            let response = self.forward(&table, frontend, request).await;
+            match response.body() {
+                ResponseBody::Local(_) if response.status().as_u16() >= 400 => {
+                    let status = response.status();
+                    grpc::error(
+                        grpc::code_for(status),
+                        &format!("raftlb: {}", local_detail(status)),
+                    )
+                }
+                _ => response,
+            }
         } else {
             self.forward(&table, frontend, request).await
         };
+        in_flight.answered = true;
+        drop(in_flight);
         frontend.stats.count_response(response.status().as_u16());
         frontend
             .stats
@@ -148,10 +185,21 @@ impl RequestHandler {
             }
         };
         let mut headers = parts.headers;
-        let host = headers.get(header::HOST).cloned();
+        let authority = match headers.get(header::HOST) {
+            Some(host) => Authority::try_from(host.as_bytes()).ok(),
+            None => parts.uri.authority().cloned(),
+        };
+        let host = authority
+            .as_ref()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .any(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
         headers::remove_hop_by_hop(&mut headers);
         headers.remove(header::EXPECT); // already answered by hyper
         headers::add_forwarding(&mut headers, &self.client_value, host.as_ref(), self.https);
+        let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let outgoing = Outgoing {
             method: parts.method,
             path: parts
@@ -159,8 +207,12 @@ impl RequestHandler {
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            authority,
+            response_timeout: grpc::timeout(&headers)
+                .map_or(response_timeout, |t| t.min(response_timeout)),
             headers,
             body,
+            trailers,
         };
         self.send(frontend, pool, key.as_deref(), outgoing).await
     }
@@ -177,7 +229,8 @@ impl RequestHandler {
         mut outgoing: Outgoing,
     ) -> Response<ResponseBody> {
         let connect_timeout = Duration::from_millis(frontend.spec.connect_timeout_ms);
-        let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
+        let response_timeout = outgoing.response_timeout;
+        let h2 = pool.protocol.is_h2();
         let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let mut failure = None;
@@ -202,18 +255,36 @@ impl RequestHandler {
             };
             let mut request = Request::new(body);
             *request.method_mut() = outgoing.method.clone();
-            *request.version_mut() = Version::HTTP_11;
-            *request.uri_mut() = Uri::from(outgoing.path.clone());
             // The last attempt takes the headers; earlier ones copy them.
             *request.headers_mut() = if attempt + 1 == attempts {
                 std::mem::take(&mut outgoing.headers)
             } else {
                 outgoing.headers.clone()
             };
-            if !request.headers().contains_key(header::HOST)
-                && let Ok(host) = HeaderValue::from_str(backend.authority.as_str())
-            {
-                request.headers_mut().insert(header::HOST, host);
+            let authority = outgoing.authority.as_ref().unwrap_or(&backend.authority);
+            if h2 {
+                // The host goes as `:authority`; `TE: trailers` is the one
+                // TE HTTP/2 allows.
+                *request.version_mut() = Version::HTTP_2;
+                let scheme = if pool.tls.is_some() { "https" } else { "http" };
+                *request.uri_mut() = Uri::builder()
+                    .scheme(scheme)
+                    .authority(authority.clone())
+                    .path_and_query(outgoing.path.clone())
+                    .build()
+                    .unwrap_or_else(|_| Uri::from(outgoing.path.clone()));
+                request.headers_mut().remove(header::HOST);
+                if outgoing.trailers {
+                    request
+                        .headers_mut()
+                        .insert(header::TE, HeaderValue::from_static("trailers"));
+                }
+            } else {
+                *request.version_mut() = Version::HTTP_11;
+                *request.uri_mut() = Uri::from(outgoing.path.clone());
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    request.headers_mut().insert(header::HOST, host);
+                }
             }
             runtime.requests.inc();
             runtime.active.inc();
@@ -223,6 +294,7 @@ impl RequestHandler {
             let exchange = Box::pin(self.upstreams.send(
                 backend.address,
                 pool.tls.as_deref(),
+                h2,
                 connect_timeout,
                 request,
             ));
@@ -239,6 +311,7 @@ impl RequestHandler {
                         runtime,
                         lease,
                         self.activity.clone(),
+                        grpc::is_call(&parts.headers),
                     );
                     return Response::from_parts(parts, body);
                 }
@@ -284,6 +357,42 @@ impl RequestHandler {
                 "no backend available",
                 false,
             ),
+        }
+    }
+}
+
+/// What a balancer error with `status` means, for a gRPC client.
+fn local_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_GATEWAY => "no backend took the call, or its connection broke",
+        StatusCode::SERVICE_UNAVAILABLE => "no backend available",
+        StatusCode::GATEWAY_TIMEOUT => "the backend did not answer within the deadline",
+        _ => "the request was refused",
+    }
+}
+
+/// A request being handled: when dropped unanswered, the client gave up
+/// on it (an HTTP/2 reset, or a closed connection) and it is counted; a
+/// connection whose client cancels [`PREMATURE_RESETS`] requests or more,
+/// over half of its requests, is closed (rapid reset).
+struct InFlight<'a> {
+    handler: &'a RequestHandler,
+    stats: &'a crate::routing::FrontendStats,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.handler.activity.request_ended();
+        if self.answered {
+            return;
+        }
+        self.stats.cancelled.inc();
+        let cancelled = self.handler.cancelled.fetch_add(1, Ordering::Relaxed) + 1;
+        if cancelled >= PREMATURE_RESETS
+            && cancelled * 2 > self.handler.requests.load(Ordering::Relaxed)
+        {
+            self.handler.closing.notify_one();
         }
     }
 }

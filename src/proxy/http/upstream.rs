@@ -25,6 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::body::UpstreamBody;
+use super::upstream_h2::{H2Connections, StreamSlot};
 use crate::proxy::backend_stream::BackendStream;
 use crate::tls::backend::BackendTls;
 use http::{Request, Response};
@@ -49,6 +50,8 @@ struct Inner {
     /// Where connections leave from (the node's serving address).
     source: Option<IpAddr>,
     idle: Mutex<HashMap<Upstream, VecDeque<Idle>, foldhash::fast::RandomState>>,
+    /// Connections to the backends of `h2` and `h2c` pools.
+    h2: H2Connections,
 }
 
 /// Where a connection goes: a backend's address, and the TLS client of
@@ -118,22 +121,45 @@ impl BackendConnection {
     }
 }
 
-/// A connection lent to one request. Its holder keeps its I/O moving with
-/// [`Lease::poll_io`] until the response has been read, then gives it back
-/// with [`Lease::release`]; dropped instead, the connection closes.
-pub struct Lease {
+/// What a request holds of its backend connection until its response has
+/// been read: an HTTP/1.1 connection of its own, or a stream on a shared
+/// HTTP/2 one.
+pub enum Lease {
+    /// A pooled HTTP/1.1 connection, driven by its holder.
+    Http1(Http1Lease),
+    /// A place on an HTTP/2 connection, driven by a task of its own.
+    Http2(StreamSlot),
+}
+
+impl Lease {
+    /// Moves the connection's I/O along (HTTP/1.1: reading the response
+    /// body into the body's channel, writing the rest of the request body).
+    pub fn poll_io(&mut self, cx: &mut Context<'_>) {
+        if let Lease::Http1(lease) = self {
+            lease.connection.poll_io(cx);
+        }
+    }
+
+    /// The response was read whole: an HTTP/1.1 connection goes back to
+    /// the pool; an HTTP/2 stream's place is freed.
+    pub fn release(self) {
+        if let Lease::Http1(lease) = self {
+            lease.release();
+        }
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request. Its holder keeps its I/O
+/// moving with [`Lease::poll_io`] until the response has been read, then
+/// gives it back with [`Lease::release`]; dropped instead, the connection
+/// closes.
+pub struct Http1Lease {
     connection: Box<BackendConnection>,
     backend: Upstream,
     pool: Arc<Inner>,
 }
 
-impl Lease {
-    /// Moves the connection's I/O along (reading the response body into
-    /// the body's channel, writing the rest of the request body).
-    pub fn poll_io(&mut self, cx: &mut Context<'_>) {
-        self.connection.poll_io(cx);
-    }
-
+impl Http1Lease {
     /// Returns the connection to the idle pool, once its response has been
     /// read whole. It goes back only if it can take the next request now:
     /// a connection still writing this request's body (the backend
@@ -187,6 +213,7 @@ impl UpstreamPool {
             inner: Arc::new(Inner {
                 source,
                 idle: Mutex::default(),
+                h2: H2Connections::default(),
             }),
         }
     }
@@ -196,7 +223,31 @@ impl UpstreamPool {
     /// within `connect_timeout`. A pooled connection found closed is
     /// skipped without counting as a failure: the request goes on the
     /// next one.
+    ///
+    /// `h2`: over HTTP/2 (the URI carries the scheme and authority), on a
+    /// connection shared with other requests.
     pub async fn send(
+        &self,
+        backend: SocketAddr,
+        tls: Option<&BackendTls>,
+        h2: bool,
+        connect_timeout: Duration,
+        request: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        if !h2 {
+            return self
+                .send_http1(backend, tls, connect_timeout, request)
+                .await;
+        }
+        let (response, slot) = self
+            .inner
+            .h2
+            .send(self.inner.source, backend, tls, connect_timeout, request)
+            .await?;
+        Ok((response, Lease::Http2(slot)))
+    }
+
+    async fn send_http1(
         &self,
         backend: SocketAddr,
         tls: Option<&BackendTls>,
@@ -235,11 +286,11 @@ impl UpstreamPool {
     }
 
     fn lease(&self, connection: Box<BackendConnection>, backend: Upstream) -> Lease {
-        Lease {
+        Lease::Http1(Http1Lease {
             connection,
             backend,
             pool: self.inner.clone(),
-        }
+        })
     }
 
     /// Opens a connection to `backend`.
@@ -267,8 +318,8 @@ impl UpstreamPool {
     /// or closed by the backend (left alone they would sit in CLOSE_WAIT
     /// until a request skipped them). Returns how many it closed.
     pub fn reap(&self, keep: impl Fn(SocketAddr) -> bool) -> usize {
+        let mut closed = self.inner.h2.reap(&keep);
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let mut closed = 0;
         idle.retain(|backend, stack| {
             if !keep(backend.address) {
                 closed += stack.len();
@@ -427,7 +478,7 @@ mod tests {
     /// body.
     async fn get_and_release(pool: &UpstreamPool, address: SocketAddr) -> Vec<u8> {
         let (response, mut lease) = pool
-            .send(address, None, Duration::from_secs(1), get())
+            .send(address, None, false, Duration::from_secs(1), get())
             .await
             .expect("response");
         let body = read_whole(response, &mut lease).await;
@@ -452,7 +503,7 @@ mod tests {
         let pool = UpstreamPool::new(None);
         for _ in 0..3 {
             let (response, lease) = pool
-                .send(address, None, Duration::from_secs(1), get())
+                .send(address, None, false, Duration::from_secs(1), get())
                 .await
                 .expect("response");
             drop((response, lease));
@@ -504,7 +555,7 @@ mod tests {
         drop(listener);
         let pool = UpstreamPool::new(None);
         let error = pool
-            .send(address, None, Duration::from_secs(1), get())
+            .send(address, None, false, Duration::from_secs(1), get())
             .await
             .err()
             .expect("refused");
