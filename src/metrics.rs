@@ -129,6 +129,8 @@ pub struct Metrics {
     /// Requests the client gave up on (HTTP/2 reset, or connection
     /// closed) before their response began, per frontend.
     pub frontend_cancelled_requests: Family<FrontendLabels, Counter>,
+    /// Upgraded connections (WebSocket and others) open now, per frontend.
+    pub frontend_tunnels: Family<FrontendLabels, Gauge>,
     /// HTTP/2 client connections closed for breaking the protocol or its
     /// limits, per frontend and reason.
     pub frontend_http2_errors: Family<FrontendReasonLabels, Counter>,
@@ -204,6 +206,7 @@ impl Metrics {
             frontend_duration: Family::default(),
             frontend_idle_timeouts: Family::default(),
             frontend_cancelled_requests: Family::default(),
+            frontend_tunnels: Family::default(),
             frontend_http2_errors: Family::default(),
             backend_active: Family::default(),
             backend_requests: Family::default(),
@@ -272,6 +275,11 @@ impl Metrics {
             "frontend_cancelled_requests",
             "Requests the client reset or left before their response began",
             m.frontend_cancelled_requests.clone(),
+        );
+        r.register(
+            "frontend_tunnels",
+            "WebSocket and other upgraded connections open now",
+            m.frontend_tunnels.clone(),
         );
         r.register(
             "frontend_http2_errors",

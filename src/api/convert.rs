@@ -55,6 +55,7 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
         idle_timeout_ms: Some(f.idle_timeout_ms),
         header_timeout_ms: Some(f.header_timeout_ms),
         response_timeout_ms: Some(f.response_timeout_ms),
+        tunnel_timeout_ms: Some(f.tunnel_timeout_ms),
         retries: Some(f.retries),
         redirect_https: f.redirect_https,
         h2c: f.h2c,
@@ -141,6 +142,9 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
         response_timeout_ms: f
             .response_timeout_ms
             .unwrap_or_else(defaults::response_timeout_ms),
+        tunnel_timeout_ms: f
+            .tunnel_timeout_ms
+            .unwrap_or_else(defaults::tunnel_timeout_ms),
         retries: f.retries.unwrap_or_else(defaults::retries),
         redirect_https: f.redirect_https,
         h2c: f.h2c,
@@ -243,6 +247,7 @@ connect_timeout_ms = 1234
 idle_timeout_ms = 4321
 header_timeout_ms = 999
 response_timeout_ms = 5555
+tunnel_timeout_ms = 7777
 retries = 0
 h2c = true
   [[frontend.route]]

@@ -97,6 +97,11 @@ pub struct FrontendSpec {
     /// HTTP: time allowed for a backend to start its response (504 after).
     #[serde(default = "defaults::response_timeout_ms")]
     pub response_timeout_ms: u64,
+    /// HTTP: a tunnel (a WebSocket or other `Upgrade` after its `101`)
+    /// with no data either way for this long is closed, as HAProxy's
+    /// `timeout tunnel`.
+    #[serde(default = "defaults::tunnel_timeout_ms")]
+    pub tunnel_timeout_ms: u64,
     /// Extra backends tried when one fails, when retrying is safe.
     #[serde(default = "defaults::retries")]
     pub retries: u32,
@@ -450,6 +455,9 @@ pub mod defaults {
     }
     pub fn response_timeout_ms() -> u64 {
         30_000
+    }
+    pub fn tunnel_timeout_ms() -> u64 {
+        3_600_000
     }
     pub fn retries() -> u32 {
         2

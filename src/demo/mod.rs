@@ -307,6 +307,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             idle_timeout_ms: 60_000,
             header_timeout_ms: 10_000,
             response_timeout_ms: 30_000,
+            tunnel_timeout_ms: 3_600_000,
             retries: 2,
             redirect_https: false,
             h2c: false,

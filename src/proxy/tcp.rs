@@ -153,10 +153,10 @@ pub async fn serve(
 }
 
 /// A stream whose reads are counted and stamp the last activity, for the
-/// copied relay (`tls` frontends).
-struct Metered<'a, S> {
-    inner: S,
-    meter: Meter<'a>,
+/// copied relay (`tls` frontends, HTTP upgrade tunnels).
+pub(crate) struct Metered<'a, S> {
+    pub(crate) inner: S,
+    pub(crate) meter: Meter<'a>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
@@ -258,7 +258,7 @@ pub async fn connect_from(
 }
 
 /// Resolves once nothing has moved for `timeout`.
-async fn idle(last_activity: &AtomicU64, timeout: Duration) {
+pub(crate) async fn idle(last_activity: &AtomicU64, timeout: Duration) {
     let limit = timeout.as_millis() as u64;
     loop {
         let quiet = now_ms().saturating_sub(last_activity.load(Ordering::Relaxed));

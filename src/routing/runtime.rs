@@ -56,6 +56,8 @@ pub struct FrontendStats {
     pub server_timeouts: Counter,
     /// Requests the client gave up on before their response began.
     pub cancelled: Counter,
+    /// Upgraded connections (WebSocket) open now.
+    pub tunnels: Gauge,
     /// The frontend's name, for the labels of `http2_errors`.
     name: String,
     /// HTTP/2 connections closed for misbehaving, by reason.
@@ -469,6 +471,7 @@ impl Runtimes {
                     client_timeouts: side_counter(m, name, "client"),
                     server_timeouts: side_counter(m, name, "server"),
                     cancelled: m.frontend_cancelled_requests.get_or_create(&labels).clone(),
+                    tunnels: m.frontend_tunnels.get_or_create(&labels).clone(),
                     name: name.to_string(),
                     http2_errors: m.frontend_http2_errors.clone(),
                 })

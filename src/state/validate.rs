@@ -265,6 +265,7 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
         ("idle_timeout_ms", frontend.idle_timeout_ms),
         ("header_timeout_ms", frontend.header_timeout_ms),
         ("response_timeout_ms", frontend.response_timeout_ms),
+        ("tunnel_timeout_ms", frontend.tunnel_timeout_ms),
     ] {
         if value == 0 || value > 86_400_000 {
             return Err(StateError::invalid(at(name), value, "must be 1 ms to 24 h"));

@@ -48,6 +48,8 @@ pub const PREMATURE_RESETS: u64 = 100;
 /// A quiet client is pinged this often, and cut if it does not answer
 /// within the same time.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// How long a connection closed for rapid reset has to end its streams.
+const RAPID_RESET_GRACE: Duration = Duration::from_secs(1);
 /// Bytes queued to send on one connection, before h2 stops reading from
 /// the client (bounds what a client that does not read can cost).
 const MAX_SEND_BUFFER: usize = 400 * 1024;
@@ -90,9 +92,13 @@ where
             connection.await
         }
         () = closing.notified() => {
+            // A GOAWAY, and a second for the streams open to end; a
+            // client that does not answer the GOAWAY's PING (an attacker
+            // would not) is cut then.
             stats.count_http2_error("rapid_reset");
             connection.as_mut().graceful_shutdown();
-            connection.await
+            let _ = tokio::time::timeout(RAPID_RESET_GRACE, connection.as_mut()).await;
+            Ok(())
         }
         () = engine.shutdown.cancelled() => {
             // GOAWAY: the streams open finish, no new ones start.

@@ -10,6 +10,7 @@ mod headers;
 mod idle;
 mod local_response;
 mod request;
+mod tunnel;
 mod upstream;
 mod upstream_h2;
 
@@ -80,7 +81,9 @@ pub async fn serve<S>(
         closing: closing.clone(),
         activity: activity.clone(),
         https,
+        tunnel: std::sync::Mutex::new(None),
     });
+    let tunnels = handler.clone();
     let service = service_fn(move |req| handler.clone().handle(req));
     let result = if h2 {
         h2_server::serve(
@@ -102,12 +105,14 @@ pub async fn serve<S>(
             .header_read_timeout(header_timeout)
             .max_header_size(MAX_HEAD_BYTES)
             .keep_alive(true);
-        let connection = builder.serve_connection(
-            TokioIo::new(
-                framing_guard::FramingGuard::new(stream, ambiguous).stamping(activity.clone()),
-            ),
-            service,
-        );
+        let connection = builder
+            .serve_connection(
+                TokioIo::new(
+                    framing_guard::FramingGuard::new(stream, ambiguous).stamping(activity.clone()),
+                ),
+                service,
+            )
+            .with_upgrades();
         tokio::pin!(connection);
         tokio::select! {
             result = connection.as_mut() => result,
@@ -137,6 +142,10 @@ pub async fn serve<S>(
     };
     if let Err(error) = result {
         tracing::debug!(frontend, %client, %error, "http connection ended with an error");
+    }
+    // An upgrade answered 101: hyper has handed the connection over.
+    if let Some(tunnel) = tunnels.take_tunnel() {
+        tunnel.await;
     }
     stats.active.dec();
 }

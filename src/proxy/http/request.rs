@@ -16,6 +16,7 @@ use super::framing_guard::AmbiguousRequests;
 use super::grpc;
 use super::h2_server::PREMATURE_RESETS;
 use super::headers::{self, Refusal};
+use super::tunnel::{self, Tunnel};
 use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
 use crate::proxy::Engine;
@@ -48,15 +49,18 @@ pub struct RequestHandler {
     pub(super) activity: Arc<super::idle::Activity>,
     /// The client came over TLS.
     pub(super) https: bool,
+    /// A tunnel set up by the last request (its `101` on its way), for the
+    /// connection's task to run once hyper hands the connection over.
+    pub(super) tunnel: std::sync::Mutex<Option<Tunnel>>,
 }
 
 /// The parts of a request that every attempt reuses.
-struct Outgoing {
-    method: Method,
-    path: PathAndQuery,
+pub(super) struct Outgoing {
+    pub(super) method: Method,
+    pub(super) path: PathAndQuery,
     /// The host the client asked for (`Host`, or HTTP/2's `:authority`).
-    authority: Option<Authority>,
-    headers: http::HeaderMap,
+    pub(super) authority: Option<Authority>,
+    pub(super) headers: http::HeaderMap,
     body: Option<ClientBody>,
     /// The client accepts trailers (`TE: trailers`, which gRPC needs);
     /// passed on to HTTP/2 backends.
@@ -143,7 +147,7 @@ impl RequestHandler {
         &self,
         table: &RoutingTable,
         frontend: &Frontend,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
     ) -> Response<ResponseBody> {
         match headers::check_request(&request, MAX_URI_BYTES) {
             Ok(()) => {}
@@ -161,6 +165,8 @@ impl RequestHandler {
         let pool =
             table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
+        let upgrade = tunnel::requested(&request)
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (parts, body) = request.into_parts();
         let body = if http_body::Body::is_end_stream(&body) {
             None
@@ -214,7 +220,29 @@ impl RequestHandler {
             body,
             trailers,
         };
+        if let Some((protocol, client_side)) = upgrade {
+            return self
+                .upgrade(
+                    frontend,
+                    pool,
+                    key.as_deref(),
+                    outgoing,
+                    protocol,
+                    client_side,
+                )
+                .await;
+        }
         self.send(frontend, pool, key.as_deref(), outgoing).await
+    }
+
+    /// Leaves `tunnel` for the connection's task.
+    pub(super) fn leave_tunnel(&self, tunnel: Tunnel) {
+        *self.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel);
+    }
+
+    /// The tunnel the last request set up, if any.
+    pub(super) fn take_tunnel(&self) -> Option<Tunnel> {
+        self.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Tries backends until one answers or no retry is safe. A retry is safe

@@ -129,6 +129,9 @@ pub enum Lease {
     Http1(Http1Lease),
     /// A place on an HTTP/2 connection, driven by a task of its own.
     Http2(StreamSlot),
+    /// A connection of the request's own, driven by a task of its own
+    /// (an upgrade the backend refused).
+    Detached,
 }
 
 impl Lease {
@@ -207,6 +210,11 @@ impl std::fmt::Display for SendError {
 }
 
 impl UpstreamPool {
+    /// Where connections leave from (the node's serving address).
+    pub fn source(&self) -> Option<IpAddr> {
+        self.inner.source
+    }
+
     /// A pool whose connections leave from `source`, if given.
     pub fn new(source: Option<IpAddr>) -> Self {
         UpstreamPool {
