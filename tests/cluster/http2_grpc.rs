@@ -198,6 +198,50 @@ async fn grpc_calls_are_balanced_per_call_with_trailers_and_unavailable_only_in_
         60,
         "{seen}"
     );
+
+    // The call's own deadline bounds the wait: a 2 s call with
+    // `grpc-timeout: 300m` is ended by the balancer, DEADLINE_EXCEEDED.
+    let started = std::time::Instant::now();
+    let (status, message) = call_with_deadline(node.frontend(8080), "300m").await;
+    let took = started.elapsed();
+    assert_eq!(status.as_deref(), Some("4"), "{message:?}");
+    assert!(message.is_some_and(|m| m.starts_with("raftlb")));
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+}
+
+/// One `Slow` call (2 s) over HTTP/2 with `grpc-timeout: deadline`, sent
+/// by hand (no client-side deadline of its own): the answer's
+/// `grpc-status` and `grpc-message`.
+async fn call_with_deadline(
+    frontend: SocketAddr,
+    deadline: &str,
+) -> (Option<String>, Option<String>) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(frontend)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(connection);
+    // One uncompressed message: the seconds to sleep, "2".
+    let message = bytes::Bytes::from_static(&[0, 0, 0, 0, 1, b'2']);
+    let request = hyper::Request::post(format!("http://{frontend}/test.Echo/Slow"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", deadline)
+        .body(http_body_util::Full::new(message))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let text = |v: &hyper::header::HeaderValue| v.to_str().unwrap_or_default().to_string();
+    let head = response.headers().clone();
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let field = |name: &str| trailers.get(name).or(head.get(name)).map(text);
+    (field("grpc-status"), field("grpc-message"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,14 +23,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::body::UpstreamBody;
 use super::upstream::SendError;
 use crate::proxy::backend_stream::BackendStream;
+use crate::routing::now_ms;
 use crate::tls::backend::BackendTls;
 
 /// Most requests in flight on one connection to a backend; one more
 /// opens another connection.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 100;
-/// A connection to a backend is pinged when quiet this long, and closed
-/// when the ping is not answered within the same time.
+/// While requests are in flight, a connection to a backend is pinged when
+/// quiet this long, and closed when the ping is not answered within the
+/// same time.
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// A connection with no request in flight for this long is closed (as the
+/// HTTP/1.1 pool's idle connections are).
+const IDLE: Duration = Duration::from_secs(30);
 
 /// Where a connection goes: the backend's address and the pool's TLS
 /// client (0: none, h2c).
@@ -43,12 +48,21 @@ type ByUpstream = HashMap<Upstream, Vec<Arc<H2Connection>>, foldhash::fast::Rand
 #[derive(Clone, Default)]
 pub struct H2Connections {
     open: Arc<Mutex<ByUpstream>>,
+    /// One connect at a time per backend: requests that find no room wait
+    /// for the connection being opened rather than each opening one (a
+    /// burst of 150 at start-up opened 150).
+    connecting: Arc<Mutex<ConnectTurns>>,
 }
+
+/// Per backend, the turn to open a connection.
+type ConnectTurns = HashMap<Upstream, Arc<tokio::sync::Mutex<()>>>;
 
 struct H2Connection {
     sender: SendRequest<UpstreamBody>,
     /// Requests whose response has not ended yet.
     streams: AtomicUsize,
+    /// When its last request ended ([`now_ms`]).
+    idle_since_ms: AtomicU64,
 }
 
 /// A request's place on a connection, held until its response ends.
@@ -58,7 +72,11 @@ pub struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.connection.streams.fetch_sub(1, Ordering::Relaxed);
+        if self.connection.streams.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.connection
+                .idle_since_ms
+                .store(now_ms(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -78,12 +96,27 @@ impl H2Connections {
         let slot = match self.take_slot(upstream) {
             Some(slot) => slot,
             None => {
-                let connection = Box::pin(connect(source, backend, tls, connect_timeout)).await?;
-                let connection = Arc::new(connection);
-                connection.streams.fetch_add(1, Ordering::Relaxed);
-                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-                open.entry(upstream).or_default().push(connection.clone());
-                StreamSlot { connection }
+                let turn = self
+                    .connecting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(upstream)
+                    .or_default()
+                    .clone();
+                let _turn = turn.lock().await;
+                // Another request may have opened one meanwhile.
+                match self.take_slot(upstream) {
+                    Some(slot) => slot,
+                    None => {
+                        let connection =
+                            Box::pin(connect(source, backend, tls, connect_timeout)).await?;
+                        let connection = Arc::new(connection);
+                        connection.streams.fetch_add(1, Ordering::Relaxed);
+                        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                        open.entry(upstream).or_default().push(connection.clone());
+                        StreamSlot { connection }
+                    }
+                }
             }
         };
         let mut sender = slot.connection.sender.clone();
@@ -112,18 +145,28 @@ impl H2Connections {
     }
 
     /// Closes the connections to backends for which `keep` says no (they
-    /// left the configuration) and forgets closed ones; how many went.
+    /// left the configuration) and those idle for [`IDLE`], and forgets
+    /// closed ones; how many went.
     pub fn reap(&self, keep: impl Fn(SocketAddr) -> bool) -> usize {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut closed = 0;
+        let now = now_ms();
+        let idle_ms = IDLE.as_millis() as u64;
         open.retain(|(address, _), connections| {
             let before = connections.len();
             // Dropping the last sender lets the connection end once its
             // streams have.
-            connections.retain(|c| keep(*address) && !c.sender.is_closed());
+            connections.retain(|c| {
+                let idle = c.streams.load(Ordering::Relaxed) == 0
+                    && now.saturating_sub(c.idle_since_ms.load(Ordering::Relaxed)) > idle_ms;
+                keep(*address) && !c.sender.is_closed() && !idle
+            });
             closed += before - connections.len();
             !connections.is_empty()
         });
+        let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        connecting
+            .retain(|upstream, turn| open.contains_key(upstream) || Arc::strong_count(turn) > 1);
         closed
     }
 }
@@ -152,5 +195,89 @@ async fn connect(
     Ok(H2Connection {
         sender,
         streams: AtomicUsize::new(0),
+        idle_since_ms: AtomicU64::new(now_ms()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::net::TcpListener;
+
+    /// An h2c backend that answers every request after `delay`, counting
+    /// the connections it accepted and the most requests it had at once.
+    async fn backend(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (accepted, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counter, most) = (accepted.clone(), peak.clone());
+        let now = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, SeqCst);
+                let (most, now) = (most.clone(), now.clone());
+                let service = hyper::service::service_fn(move |_request| {
+                    let (most, now) = (most.clone(), now.clone());
+                    async move {
+                        most.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+                        tokio::time::sleep(delay).await;
+                        now.fetch_sub(1, SeqCst);
+                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        (address, accepted, peak)
+    }
+
+    fn get(address: SocketAddr) -> Request<UpstreamBody> {
+        Request::builder()
+            .uri(format!("http://{address}/"))
+            .version(http::Version::HTTP_2)
+            .body(UpstreamBody::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn shares_connections_up_to_the_stream_limit_then_opens_another() {
+        let (address, accepted, peak) = backend(Duration::from_millis(300)).await;
+        let connections = H2Connections::default();
+        let requests = 150;
+        let answers = futures_util::future::join_all((0..requests).map(|_| {
+            let connections = connections.clone();
+            async move {
+                let (response, slot) = connections
+                    .send(None, address, None, Duration::from_secs(1), get(address))
+                    .await
+                    .expect("response");
+                use http_body_util::BodyExt;
+                let body = response.into_body().collect().await.expect("body");
+                drop(slot);
+                body.to_bytes()
+            }
+        }))
+        .await;
+        assert!(answers.iter().all(|a| a.as_ref() == b"ok"));
+        // 150 at once: two connections, none over the limit.
+        assert_eq!(accepted.load(SeqCst), 2);
+        assert_eq!(peak.load(SeqCst), requests);
+        // Later requests reuse them.
+        let (response, _slot) = connections
+            .send(None, address, None, Duration::from_secs(1), get(address))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(accepted.load(SeqCst), 2);
+        // Idle ones go when reaped past their idle time; the one in use
+        // stays.
+        assert_eq!(connections.reap(|_| true), 0);
+    }
 }
