@@ -20,6 +20,7 @@
 #   WRITES       configuration writes in the propagation measurement (default 100)
 #   SKIP_ENVOY=1 leave Envoy out; SKIP_EXTRAS=1 leave out the extra measurements;
 #   SKIP_HTTPS=1 leave out the HTTPS cases (benches/compare_https.sh, run last)
+#   SKIP_H2=1    leave out the HTTP/2 and gRPC cases (benches/compare_h2.sh, after them)
 #   ONLY         keep only the targets whose name matches this regex, e.g.
 #                ONLY='direct|raftlb|haproxy' (before/after figures of a change)
 #
@@ -70,6 +71,7 @@ WRITES=${WRITES:-100}
 SKIP_ENVOY=${SKIP_ENVOY:-0}
 SKIP_EXTRAS=${SKIP_EXTRAS:-0}
 SKIP_HTTPS=${SKIP_HTTPS:-0}
+SKIP_H2=${SKIP_H2:-0}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -513,11 +515,17 @@ say
 # The HTTPS cases (benches/compare_https.sh, same addresses), run last,
 # once everything started here has stopped.
 https_cases() {
-  [ "$SKIP_HTTPS" = 1 ] && return 0
   cleanup
-  say
-  DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RAFTLB=$RAFTLB \
-    "$HERE/compare_https.sh" | sed 's/^# raftlb HTTPS comparison/## HTTPS (benches\/compare_https.sh)/'
+  if [ "$SKIP_HTTPS" != 1 ]; then
+    say
+    DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS RAFTLB=$RAFTLB \
+      "$HERE/compare_https.sh" | sed 's/^# raftlb HTTPS comparison/## HTTPS (benches\/compare_https.sh)/'
+  fi
+  if [ "$SKIP_H2" != 1 ]; then
+    say
+    DURATION=$((DURATION < 5 ? DURATION : 5)) ROUNDS=$ROUNDS RAFTLB=$RAFTLB ENVOY=${ENVOY_BIN:-} \
+      SKIP_ENVOY=$SKIP_ENVOY "$HERE/compare_h2.sh" | sed 's/^# raftlb HTTP\/2 comparison/## HTTP\/2 and gRPC (benches\/compare_h2.sh)/'
+  fi
 }
 
 if [ "$SKIP_EXTRAS" = 1 ]; then

