@@ -115,3 +115,24 @@ EOF
   wait_http http://127.0.0.201:9001/ 10 || die "backend nginx did not start: $(cat "$T/backend/logs/"*)"
   for w in $(ps --ppid $BACKEND_PID -o pid=); do track "$w"; done
 }
+
+# A one-node raftlb on 127.0.0.202 (peer 7100, API 7200, admin 7300), one
+# worker thread: writes $T/raftlb/node.toml, seeded from cluster.toml in
+# the same folder.
+write_raftlb_node_toml() {
+  mkdir -p "$T/raftlb"
+  cat > "$T/raftlb/node.toml" <<EOF
+id = 1
+raft_addr  = "127.0.0.202:7100"
+api_addr   = "127.0.0.202:7200"
+admin_addr = "127.0.0.202:7300"
+serve_ip   = "127.0.0.202"
+data_dir   = "$T/raftlb/data"
+shutdown_grace_ms = 1000
+worker_threads = 1
+
+[cluster]
+members = { 1 = "127.0.0.202:7100" }
+seed    = "cluster.toml"
+EOF
+}

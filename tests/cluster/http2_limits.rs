@@ -53,6 +53,26 @@ fn filler(len: usize) -> Vec<u8> {
     block
 }
 
+/// Takes the whole frames off the front of `seen` (a partial last one
+/// stays): type, flags and payload of each.
+fn whole_frames(seen: &mut Vec<u8>) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while seen.len() >= 9 {
+        let len = u32::from_be_bytes([0, seen[0], seen[1], seen[2]]) as usize;
+        if seen.len() < 9 + len {
+            break;
+        }
+        frames.push((seen[3], seen[4], seen[9..9 + len].to_vec()));
+        seen.drain(..9 + len);
+    }
+    frames
+}
+
+/// A GOAWAY payload's error code.
+fn goaway_code(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?))
+}
+
 /// What the attacker's connection ended with.
 #[derive(Debug)]
 struct Outcome {
@@ -79,16 +99,10 @@ async fn read_frames(mut read: tokio::net::tcp::OwnedReadHalf) -> (Option<u32>, 
             Ok(Ok(n)) => {
                 received += n;
                 seen.extend_from_slice(&buf[..n]);
-                // Walk whole frames, keeping the last partial one.
-                while seen.len() >= 9 {
-                    let len = u32::from_be_bytes([0, seen[0], seen[1], seen[2]]) as usize;
-                    if seen.len() < 9 + len {
-                        break;
+                for (kind, _, payload) in whole_frames(&mut seen) {
+                    if kind == GOAWAY {
+                        goaway = goaway_code(&payload).or(goaway);
                     }
-                    if seen[3] == GOAWAY && len >= 8 {
-                        goaway = Some(u32::from_be_bytes([seen[13], seen[14], seen[15], seen[16]]));
-                    }
-                    seen.drain(..9 + len);
                 }
             }
             Err(_) => return (goaway, false, received),
@@ -175,19 +189,12 @@ async fn accepted_then_reset(address: SocketAddr) -> (Outcome, u32) {
                 }
             };
             seen.extend_from_slice(&buf[..n]);
-            while seen.len() >= 9 {
-                let len = u32::from_be_bytes([0, seen[0], seen[1], seen[2]]) as usize;
-                if seen.len() < 9 + len {
-                    break;
-                }
-                match seen[3] {
-                    PING if seen[4] & 1 == 1 => acked = true,
-                    GOAWAY if len >= 8 => {
-                        goaway = Some(u32::from_be_bytes([seen[13], seen[14], seen[15], seen[16]]));
-                    }
+            for (kind, flags, payload) in whole_frames(&mut seen) {
+                match kind {
+                    PING if flags & 1 == 1 => acked = true,
+                    GOAWAY => goaway = goaway_code(&payload).or(goaway),
                     _ => {}
                 }
-                seen.drain(..9 + len);
             }
         }
         if goaway.is_some() {
