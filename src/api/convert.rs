@@ -7,7 +7,7 @@
 
 use crate::config::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec,
-    PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, defaults,
+    PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, StickySpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -98,6 +98,13 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             verify: Some(t.verify.clone()),
         }),
         protocol: Some(p.protocol.as_str().to_string()),
+        sticky: p.sticky.as_ref().map(|s| pb::Sticky {
+            cookie: s.cookie.clone(),
+            http_only: Some(s.http_only),
+            secure: s.secure,
+            same_site: s.same_site.clone(),
+            max_age_s: s.max_age_s,
+        }),
     }
 }
 
@@ -198,6 +205,13 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             client_certificate: t.client_certificate,
         }),
         protocol,
+        sticky: p.sticky.map(|s| StickySpec {
+            cookie: s.cookie,
+            http_only: s.http_only.unwrap_or(true),
+            secure: s.secure,
+            same_site: s.same_site,
+            max_age_s: s.max_age_s,
+        }),
     })
 }
 
@@ -258,6 +272,12 @@ h2c = true
 name = "web"
 algorithm = "least_connections"
 protocol = "h2c"
+  [pool.sticky]
+  cookie = "SRV"
+  http_only = false
+  secure = true
+  same_site = "Lax"
+  max_age_s = 3600
   [pool.health]
   check = "http"
   path = "/ping"

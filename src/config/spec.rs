@@ -180,6 +180,34 @@ pub struct PoolSpec {
     /// backends need `h2` or `h2c`.
     #[serde(default, skip_serializing_if = "PoolProtocol::is_default")]
     pub protocol: PoolProtocol,
+    /// `[pool.sticky]`: HTTP frontends pin a client to the backend that
+    /// first served it, by a cookie the balancer inserts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<StickySpec>,
+}
+
+/// `[pool.sticky]`: as HAProxy's `cookie NAME insert indirect httponly`.
+/// The cookie names the backend by an opaque id (the same on every node),
+/// is set on the answer that chose the backend, and is taken off requests
+/// before they reach the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickySpec {
+    /// The cookie's name.
+    pub cookie: String,
+    /// `HttpOnly` on the cookie (default true).
+    #[serde(default = "defaults::yes")]
+    pub http_only: bool,
+    /// `Secure` on the cookie: always (true), or only for clients that
+    /// came over HTTPS (false, the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure: bool,
+    /// `SameSite`: `Strict`, `Lax` or `None`; absent, not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<String>,
+    /// `Max-Age` in seconds; absent, a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
 }
 
 /// The HTTP version a pool's backends are spoken to in.
@@ -458,6 +486,9 @@ pub mod defaults {
     }
     pub fn tunnel_timeout_ms() -> u64 {
         3_600_000
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn retries() -> u32 {
         2

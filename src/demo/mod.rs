@@ -321,6 +321,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             backends,
             tls: None,
             protocol: Default::default(),
+            sticky: None,
         }],
         certificates: Vec::new(),
     }

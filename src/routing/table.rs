@@ -78,6 +78,10 @@ pub struct Pool {
     pub tls: Option<Arc<BackendTls>>,
     /// The HTTP version spoken to its backends.
     pub protocol: crate::config::PoolProtocol,
+    /// `[pool.sticky]`: the cookie that pins clients to backends.
+    pub sticky: Option<crate::config::StickySpec>,
+    /// Backend indices by sticky id (`[pool.sticky]` only).
+    by_sticky_id: HashMap<String, usize>,
     /// The configuration this pool was compiled from.
     source: crate::config::PoolSpec,
     /// The client certificate it was compiled with (`[pool.tls]`), as
@@ -91,6 +95,9 @@ pub struct Pool {
 pub struct Backend {
     /// Where to connect.
     pub address: SocketAddr,
+    /// Its id in sticky cookies: the same on every node, and no address
+    /// shown to clients.
+    pub sticky_id: String,
     /// `address` as an HTTP authority, built once.
     pub authority: Authority,
     /// Relative weight.
@@ -266,7 +273,30 @@ fn client_certificate(
     certificates.get(name).cloned()
 }
 
+/// A backend's id in sticky cookies: 16 hex digits of a SHA-256 of its
+/// pool and address.
+fn sticky_id(pool: &str, address: SocketAddr) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("raftlb sticky {pool} {address}").as_bytes(),
+    );
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Pool {
+    /// The backend a sticky cookie names, if it is still one to send the
+    /// client to: active or draining (a draining backend keeps the
+    /// clients it has), and usable by this node's view.
+    pub fn pinned(&self, id: &[u8]) -> Option<usize> {
+        let index = *self.by_sticky_id.get(std::str::from_utf8(id).ok()?)?;
+        let backend = &self.backends[index];
+        (backend.admin_state != AdminState::Disabled && backend.runtime.is_usable(now_ms()))
+            .then_some(index)
+    }
+
     /// Builds a pool and its balancer from its configuration.
     fn compile(
         pool: &crate::config::PoolSpec,
@@ -293,6 +323,7 @@ impl Pool {
                 .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
             backends.push(Backend {
                 address,
+                sticky_id: sticky_id(&pool.name, address),
                 authority,
                 weight: backend.weight,
                 admin_state: backend.admin_state,
@@ -313,6 +344,15 @@ impl Pool {
                 backend.runtime.mark_unchecked();
             }
         }
+        let by_sticky_id = if pool.sticky.is_some() {
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.sticky_id.clone(), i))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Ok(Pool {
             name: pool.name.clone(),
             algorithm: pool.algorithm,
@@ -323,6 +363,8 @@ impl Pool {
             backends,
             tls,
             protocol: pool.protocol,
+            sticky: pool.sticky.clone(),
+            by_sticky_id,
             source: pool.clone(),
             client_certificate,
         })

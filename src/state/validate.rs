@@ -397,6 +397,34 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
         }
         _ => {}
     }
+    if let Some(sticky) = &pool.sticky {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if sticky.cookie.is_empty() || !sticky.cookie.chars().all(token) {
+            return Err(StateError::invalid(
+                at("sticky.cookie"),
+                &sticky.cookie,
+                "a cookie name: letters, digits and !#$%&'*+-.^_`|~",
+            ));
+        }
+        match sticky.same_site.as_deref() {
+            None | Some("Strict" | "Lax") => {}
+            Some("None") if sticky.secure => {}
+            Some("None") => {
+                return Err(StateError::invalid(
+                    at("sticky.same_site"),
+                    "None",
+                    "browsers take SameSite=None only with secure = true",
+                ));
+            }
+            Some(other) => {
+                return Err(StateError::invalid(
+                    at("sticky.same_site"),
+                    other,
+                    "expected Strict, Lax or None",
+                ));
+            }
+        }
+    }
     if let Some(tls) = &pool.tls {
         crate::tls::backend::check(tls)
             .map_err(|(field, why)| StateError::invalid(at(field), "", why))?;

@@ -214,6 +214,7 @@ async fn a_follower_behind_a_purged_log_recovers_by_snapshot() {
             .collect(),
         tls: None,
         protocol: Default::default(),
+        sticky: None,
     });
     let mut version = 0;
     for weight in 2..=13 {
@@ -386,6 +387,7 @@ async fn nothing_acknowledged_is_lost_while_leaders_are_killed() {
             backends: Vec::new(),
             tls: None,
             protocol: Default::default(),
+            sticky: None,
         });
         let mut attempts = 0;
         loop {

@@ -16,6 +16,7 @@ use super::framing_guard::AmbiguousRequests;
 use super::grpc;
 use super::h2_server::PREMATURE_RESETS;
 use super::headers::{self, Refusal};
+use super::sticky;
 use super::tunnel::{self, Tunnel};
 use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
@@ -165,6 +166,10 @@ impl RequestHandler {
         let pool =
             table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
+        let pinned = pool.sticky.as_ref().and_then(|sticky| {
+            let id = headers::cookie(request.headers(), &sticky.cookie)?;
+            pool.pinned(id)
+        });
         let upgrade = tunnel::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (parts, body) = request.into_parts();
@@ -204,6 +209,9 @@ impl RequestHandler {
             .any(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
         headers::remove_hop_by_hop(&mut headers);
         headers.remove(header::EXPECT); // already answered by hyper
+        if let Some(sticky) = &pool.sticky {
+            sticky::strip(&mut headers, &sticky.cookie);
+        }
         headers::add_forwarding(&mut headers, &self.client_value, host.as_ref(), self.https);
         let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let outgoing = Outgoing {
@@ -220,19 +228,13 @@ impl RequestHandler {
             body,
             trailers,
         };
-        if let Some((protocol, client_side)) = upgrade {
+        if let Some(upgrade) = upgrade {
             return self
-                .upgrade(
-                    frontend,
-                    pool,
-                    key.as_deref(),
-                    outgoing,
-                    protocol,
-                    client_side,
-                )
+                .upgrade(frontend, pool, (key.as_deref(), pinned), outgoing, upgrade)
                 .await;
         }
-        self.send(frontend, pool, key.as_deref(), outgoing).await
+        self.send(frontend, pool, key.as_deref(), pinned, outgoing)
+            .await
     }
 
     /// Leaves `tunnel` for the connection's task.
@@ -254,6 +256,7 @@ impl RequestHandler {
         frontend: &Frontend,
         pool: &Pool,
         key: Option<&[u8]>,
+        pinned: Option<usize>,
         mut outgoing: Outgoing,
     ) -> Response<ResponseBody> {
         let connect_timeout = Duration::from_millis(frontend.spec.connect_timeout_ms);
@@ -263,7 +266,12 @@ impl RequestHandler {
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let mut failure = None;
         for attempt in 0..attempts {
-            let Some(index) = pool.pick(key, self.client.ip(), &tried[..attempt]) else {
+            // A sticky client's backend first, while it can take it.
+            let chosen = match pinned {
+                Some(index) if attempt == 0 => Some(index),
+                _ => pool.pick(key, self.client.ip(), &tried[..attempt]),
+            };
+            let Some(index) = chosen else {
                 break;
             };
             tried[attempt] = index;
@@ -332,6 +340,14 @@ impl RequestHandler {
                     runtime.duration.observe(started.elapsed().as_secs_f64());
                     pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
+                    if let Some(sticky) = &pool.sticky
+                        && pinned != Some(index)
+                        && let Some(cookie) =
+                            sticky::set_cookie(sticky, &backend.sticky_id, self.https)
+                    {
+                        // A new client, or its backend gone: pinned here.
+                        response.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
                     let (parts, body) = response.into_parts();
                     let body = ResponseBody::upstream(
                         body,

@@ -66,10 +66,9 @@ impl RequestHandler {
         &self,
         frontend: &Frontend,
         pool: &Pool,
-        key: Option<&[u8]>,
+        (key, pinned): (Option<&[u8]>, Option<usize>),
         mut outgoing: Outgoing,
-        protocol: HeaderValue,
-        client_side: OnUpgrade,
+        (protocol, client_side): (HeaderValue, OnUpgrade),
     ) -> Response<ResponseBody> {
         if pool.protocol.is_h2() {
             return local_response::error(
@@ -85,8 +84,13 @@ impl RequestHandler {
         outgoing
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        for _ in 0..attempts {
-            let Some(index) = pool.pick(key, self.client.ip(), &tried) else {
+        for attempt in 0..attempts {
+            // A sticky client's backend first (`[pool.sticky]`).
+            let chosen = match pinned {
+                Some(index) if attempt == 0 => Some(index),
+                _ => pool.pick(key, self.client.ip(), &tried),
+            };
+            let Some(index) = chosen else {
                 break;
             };
             tried.push(index);

@@ -1,0 +1,115 @@
+//! Sticky sessions (`[pool.sticky]`): the cookie that pins a client to a
+//! backend. Its value is the backend's opaque id (`Backend::sticky_id`);
+//! it is set on the answer of the request that chose the backend (a new
+//! client, or one whose backend is gone: a redispatch), and taken off the
+//! request before it reaches the backend (HAProxy's `insert indirect`).
+
+use http::header::{self, HeaderMap, HeaderValue};
+
+use crate::config::StickySpec;
+
+/// Removes cookie `name` from the request's `Cookie` headers, keeping the
+/// others (a header left empty goes).
+pub fn strip(headers: &mut HeaderMap, name: &str) {
+    if !headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| names(v, name)))
+    {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(header::COOKIE, value);
+        }
+    }
+}
+
+/// Whether a `Cookie` header value holds cookie `name`.
+fn names(value: &str, name: &str) -> bool {
+    value
+        .split(';')
+        .any(|pair| pair.trim().split('=').next() == Some(name))
+}
+
+/// The `Set-Cookie` that pins the client to the backend with `id`;
+/// `https`: the client came over TLS (then `Secure` always).
+pub fn set_cookie(spec: &StickySpec, id: &str, https: bool) -> Option<HeaderValue> {
+    let mut value = format!("{}={id}; Path=/", spec.cookie);
+    if let Some(age) = spec.max_age_s {
+        value.push_str(&format!("; Max-Age={age}"));
+    }
+    if spec.http_only {
+        value.push_str("; HttpOnly");
+    }
+    if spec.secure || https {
+        value.push_str("; Secure");
+    }
+    if let Some(same_site) = &spec.same_site {
+        value.push_str(&format!("; SameSite={same_site}"));
+    }
+    HeaderValue::from_str(&value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_sticky_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; SRV=abc; b=2"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("SRV=def"));
+        headers.append(header::COOKIE, HeaderValue::from_static("SRVX=kept"));
+        strip(&mut headers, "SRV");
+        let left: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(left, ["a=1; b=2", "SRVX=kept"]);
+        let mut none = HeaderMap::new();
+        none.append(header::COOKIE, HeaderValue::from_static("x=1"));
+        strip(&mut none, "SRV");
+        assert_eq!(none[header::COOKIE], "x=1");
+    }
+
+    #[test]
+    fn the_cookie_carries_its_options() {
+        let mut spec = StickySpec {
+            cookie: "SRV".into(),
+            http_only: true,
+            secure: false,
+            same_site: None,
+            max_age_s: None,
+        };
+        assert_eq!(
+            set_cookie(&spec, "0123", false).expect("value"),
+            "SRV=0123; Path=/; HttpOnly"
+        );
+        assert_eq!(
+            set_cookie(&spec, "0123", true).expect("value"),
+            "SRV=0123; Path=/; HttpOnly; Secure"
+        );
+        spec.same_site = Some("Lax".into());
+        spec.max_age_s = Some(60);
+        spec.http_only = false;
+        assert_eq!(
+            set_cookie(&spec, "0123", false).expect("value"),
+            "SRV=0123; Path=/; Max-Age=60; SameSite=Lax"
+        );
+    }
+}

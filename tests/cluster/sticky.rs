@@ -1,0 +1,163 @@
+//! Sticky sessions by an inserted cookie (`[pool.sticky]`): a client keeps
+//! its backend across requests, across the VIP holder's death and across
+//! a drain; a backend that is gone is replaced and the cookie rewritten.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use crate::fixture::*;
+
+/// One GET to `url` with the sticky cookie `cookie` (if any): the backend
+/// that answered and the `Set-Cookie` of the answer (if any).
+async fn sticky_get(url: &str, cookie: Option<&str>) -> (String, Option<String>) {
+    let mut request = hyper::Request::get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("theme=dark; {cookie}"));
+    }
+    let request = request.body(Full::new(Bytes::new())).expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), client().request(request))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let backend = header("x-backend").unwrap_or_default();
+    let set_cookie = header("set-cookie");
+    let _ = response.into_body().collect().await;
+    (backend, set_cookie)
+}
+
+/// `SRV=…` out of a `Set-Cookie` value.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
+    let ip = unique_ip();
+    let backends = [
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+        HttpBackend::start("c", ip).await,
+    ];
+    let addresses: Vec<SocketAddr> = backends.iter().map(|b| b.address).collect();
+    let seed = format!(
+        "{}  [pool.sticky]\n  cookie = \"SRV\"\n  same_site = \"Lax\"\n",
+        one_frontend("http", 8080, "round_robin", &addresses, "")
+    );
+    let vip = unique_ip();
+    let options = NodeOptions {
+        vip: Some(vip),
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(3, &seed, &options).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || cluster.nodes[leader].status()["vip"]["held"] == true
+        )
+        .await,
+        "the VIP is not held"
+    );
+    let url = format!("http://{}/", SocketAddr::new(vip, 8080));
+
+    // A new client is pinned where round robin sent it.
+    let (first, set_cookie) = sticky_get(&url, None).await;
+    let set_cookie = set_cookie.expect("a new client gets the cookie");
+    assert!(
+        set_cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let cookie = pair(&set_cookie);
+    // An opaque id: no address, no port.
+    let id = cookie.strip_prefix("SRV=").expect("SRV=");
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{cookie}"
+    );
+    for _ in 0..100 {
+        let (backend, again) = sticky_get(&url, Some(&cookie)).await;
+        assert_eq!(backend, first, "the client moved");
+        assert_eq!(again, None, "a pinned client's cookie is not set again");
+    }
+    // The backends never see the sticky cookie; other cookies pass.
+    for backend in &backends {
+        for seen in backend.requests() {
+            let cookies = seen
+                .headers
+                .get("cookie")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            assert!(!cookies.contains("SRV="), "{cookies}");
+        }
+    }
+    let pinned = backends.iter().find(|b| b.count() > 100).expect("pinned");
+    assert!(
+        pinned
+            .requests()
+            .last()
+            .is_some_and(|r| r.headers["cookie"] == "theme=dark")
+    );
+
+    // The VIP holder dies: the next holder reads the same cookie alike.
+    cluster.nodes[leader].kill9();
+    let address = SocketAddr::new(vip, 8080);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok()
+        })
+        .await,
+        "no node took the VIP over"
+    );
+    let (after_failover, _) = sticky_get(&url, Some(&cookie)).await;
+    assert_eq!(after_failover, first, "stickiness lost with the VIP holder");
+
+    // Draining: the pinned client stays, new clients go elsewhere.
+    let endpoints = cluster.endpoints();
+    let (code, out, err) = ctl(
+        &endpoints,
+        &["backend", "drain", "pool", &pinned.address.to_string()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                n.admin_get("/status")
+                    .is_some_and(|(_, s)| s.contains("draining"))
+            })
+        })
+        .await,
+        "the drain did not reach every node"
+    );
+    for _ in 0..10 {
+        assert_eq!(sticky_get(&url, Some(&cookie)).await.0, first);
+        let (fresh, _) = sticky_get(&url, None).await;
+        assert_ne!(fresh, first, "a new client was sent to a draining backend");
+    }
+
+    // The pinned backend dies: the client goes elsewhere, re-pinned.
+    pinned.kill().await;
+    let (moved, rewritten) = sticky_get(&url, Some(&cookie)).await;
+    assert_ne!(moved, first);
+    let rewritten = pair(&rewritten.expect("the cookie is rewritten"));
+    assert_ne!(rewritten, cookie);
+    for _ in 0..20 {
+        assert_eq!(sticky_get(&url, Some(&rewritten)).await.0, moved);
+    }
+    // A cookie naming no backend is a new client.
+    let (_, set) = sticky_get(&url, Some("SRV=0123456789abcdef")).await;
+    assert!(set.is_some(), "an unknown id is not replaced");
+    println!(
+        "sticky: pinned to {first} ({cookie}) for 100 requests, a failover and a drain; \
+         moved to {moved} ({rewritten}) when it died"
+    );
+}
