@@ -104,6 +104,7 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             secure: s.secure,
             same_site: s.same_site.clone(),
             max_age_s: s.max_age_s,
+            signed: s.signed,
         }),
     }
 }
@@ -211,6 +212,7 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             secure: s.secure,
             same_site: s.same_site,
             max_age_s: s.max_age_s,
+            signed: s.signed,
         }),
     })
 }
@@ -274,6 +276,7 @@ algorithm = "least_connections"
 protocol = "h2c"
   [pool.sticky]
   cookie = "SRV"
+  signed = true
   http_only = false
   secure = true
   same_site = "Lax"

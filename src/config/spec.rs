@@ -195,6 +195,11 @@ pub struct PoolSpec {
 pub struct StickySpec {
     /// The cookie's name.
     pub cookie: String,
+    /// Sign the cookie (with keys the cluster derives from its
+    /// session-ticket keys), so a client cannot choose a backend by writing
+    /// the cookie itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
     /// `HttpOnly` on the cookie (default true).
     #[serde(default = "defaults::yes")]
     pub http_only: bool,

@@ -1,8 +1,8 @@
 //! The leader keeps the cluster's session-ticket keys fresh while a
 //! frontend terminates TLS: when there is none yet, or the newest is older
 //! than `ROTATE_EVERY_MS`, it commits a new one (made here, so every node
-//! applies the same key). A cluster without `https` or `tls` frontends
-//! makes no such writes.
+//! applies the same key). A cluster without `https` or `tls` frontends,
+//! nor pools that sign sticky cookies, makes no such writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,11 +32,17 @@ pub(super) async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
             continue;
         }
         let state = control.served.state();
+        // Also the keys of signed sticky cookies (derived from these).
         let terminates = state
             .spec
             .frontends
             .iter()
-            .any(|f| matches!(f.protocol, Protocol::Https | Protocol::Tls));
+            .any(|f| matches!(f.protocol, Protocol::Https | Protocol::Tls))
+            || state
+                .spec
+                .pools
+                .iter()
+                .any(|p| p.sticky.as_ref().is_some_and(|s| s.signed));
         let now = unix_millis();
         if !terminates || !due(&state.ticket_keys, now) {
             continue;

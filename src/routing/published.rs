@@ -19,6 +19,8 @@ pub struct PublishedTable {
     current: ArcSwap<RoutingTable>,
     changes: watch::Sender<u64>,
     tickets: ArcSwap<TicketKeySet>,
+    /// The keys that sign sticky cookies, derived from the ticket keys.
+    sticky_keys: ArcSwap<super::StickyKeys>,
     /// Answers to ACME HTTP-01 challenges, by token.
     challenges: ArcSwap<BTreeMap<String, String>>,
 }
@@ -31,6 +33,7 @@ impl PublishedTable {
             current: ArcSwap::from_pointee(table),
             changes,
             tickets: ArcSwap::default(),
+            sticky_keys: ArcSwap::default(),
             challenges: ArcSwap::default(),
         }
     }
@@ -63,7 +66,14 @@ impl PublishedTable {
         let compiled = TicketKeySet::compile(keys, Some(&current));
         if !Arc::ptr_eq(&compiled, &current) {
             self.tickets.store(compiled);
+            self.sticky_keys
+                .store(Arc::new(super::StickyKeys::derive(keys)));
         }
+    }
+
+    /// The keys that sign sticky cookies now, a lock-free read.
+    pub fn sticky_keys(&self) -> Guard<Arc<super::StickyKeys>> {
+        self.sticky_keys.load()
     }
 
     /// Publishes the ACME challenges' answers if they changed.

@@ -161,3 +161,63 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
          moved to {moved} ({rewritten}) when it died"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_cookie_chooses_no_backend_when_signing_is_on() {
+    let ip = unique_ip();
+    let backends = [
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+    ];
+    let addresses: Vec<SocketAddr> = backends.iter().map(|b| b.address).collect();
+    let seed = format!(
+        "{}  [pool.sticky]\n  cookie = \"SRV\"\n  signed = true\n",
+        one_frontend("http", 8080, "round_robin", &addresses, "")
+    );
+    let node = Node::start(&seed).await;
+    // The leader makes the cluster's first key (an HTTP-only cluster keeps
+    // keys because a pool signs).
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || node.status()["session_ticket_keys"].as_u64() >= Some(1)
+        )
+        .await,
+        "no signing key was made"
+    );
+    let url = node.url(8080, "/");
+    let (first, set) = sticky_get(&url, None).await;
+    let signed = pair(&set.expect("a signed cookie"));
+    let parts: Vec<&str> = signed.trim_start_matches("SRV=").split('.').collect();
+    assert_eq!(parts.len(), 3, "{signed}");
+    for _ in 0..20 {
+        assert_eq!(sticky_get(&url, Some(&signed)).await.0, first);
+    }
+    let (other, set) = sticky_get(&url, None).await;
+    assert_ne!(other, first);
+    let other_id = pair(&set.expect("cookie"))
+        .trim_start_matches("SRV=")
+        .split('.')
+        .next()
+        .expect("id")
+        .to_string();
+    // The other backend's id under the first cookie's key and MAC, and the
+    // bare id: neither pins; each is a new client, balanced and given a
+    // cookie of its own.
+    let forged = [
+        format!("SRV={other_id}.{}.{}", parts[1], parts[2]),
+        format!("SRV={other_id}"),
+    ];
+    for cookie in &forged {
+        let mut answered = Vec::new();
+        for _ in 0..6 {
+            let (backend, set) = sticky_get(&url, Some(cookie)).await;
+            assert!(set.is_some(), "{cookie} was taken as valid");
+            answered.push(backend);
+        }
+        assert!(
+            answered.contains(&first),
+            "{cookie} chose {other}: {answered:?}"
+        );
+    }
+}

@@ -166,9 +166,10 @@ impl RequestHandler {
         let pool =
             table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
-        let pinned = pool.sticky.as_ref().and_then(|sticky| {
-            let id = headers::cookie(request.headers(), &sticky.cookie)?;
-            pool.pinned(id)
+        let pinned = pool.sticky.as_ref().and_then(|spec| {
+            let value = headers::cookie(request.headers(), &spec.cookie)?;
+            let keys = self.engine.table.sticky_keys();
+            pool.pinned(sticky::backend_id(spec, &pool.name, &keys, value)?)
         });
         let upgrade = tunnel::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
@@ -340,10 +341,15 @@ impl RequestHandler {
                     runtime.duration.observe(started.elapsed().as_secs_f64());
                     pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
-                    if let Some(sticky) = &pool.sticky
+                    if let Some(spec) = &pool.sticky
                         && pinned != Some(index)
-                        && let Some(cookie) =
-                            sticky::set_cookie(sticky, &backend.sticky_id, self.https)
+                        && let Some(value) = sticky::value(
+                            spec,
+                            &pool.name,
+                            &self.engine.table.sticky_keys(),
+                            &backend.sticky_id,
+                        )
+                        && let Some(cookie) = sticky::set_cookie(spec, &value, self.https)
                     {
                         // A new client, or its backend gone: pinned here.
                         response.headers_mut().append(header::SET_COOKIE, cookie);

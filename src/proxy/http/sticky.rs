@@ -65,6 +65,36 @@ pub fn set_cookie(spec: &StickySpec, id: &str, https: bool) -> Option<HeaderValu
     HeaderValue::from_str(&value).ok()
 }
 
+/// The backend id in a request's sticky cookie value: as it is, or,
+/// for a signed pool, once its signature checks out.
+pub fn backend_id<'a>(
+    spec: &StickySpec,
+    pool: &str,
+    keys: &crate::routing::StickyKeys,
+    value: &'a [u8],
+) -> Option<&'a [u8]> {
+    if spec.signed {
+        keys.verify(pool, value)
+    } else {
+        Some(value)
+    }
+}
+
+/// The cookie value that names backend `id` of pool `pool`: signed for a
+/// signed pool (`None` until the cluster has its first key).
+pub fn value(
+    spec: &StickySpec,
+    pool: &str,
+    keys: &crate::routing::StickyKeys,
+    id: &str,
+) -> Option<String> {
+    if spec.signed {
+        keys.sign(pool, id)
+    } else {
+        Some(id.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +121,7 @@ mod tests {
     fn the_cookie_carries_its_options() {
         let mut spec = StickySpec {
             cookie: "SRV".into(),
+            signed: false,
             http_only: true,
             secure: false,
             same_site: None,
