@@ -113,6 +113,22 @@ pub struct CertFiles {
     pub default: bool,
 }
 
+/// `raftlb ctl traffic` verbs.
+#[derive(Debug, Subcommand)]
+pub enum TrafficVerb {
+    /// Send all of a frontend's new requests to another pool (blue/green),
+    /// on every node from one committed version; requests in flight finish
+    /// where they are. `rollback` undoes it.
+    ///
+    /// Example: raftlb ctl traffic switch web green
+    Switch {
+        /// The frontend.
+        frontend: String,
+        /// The pool it should use.
+        pool: String,
+    },
+}
+
 /// `raftlb ctl` verbs.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
@@ -177,6 +193,9 @@ pub enum Verb {
     /// state (keys are never shown again).
     #[command(subcommand)]
     Cert(CertVerb),
+    /// Deployments: move a frontend's traffic to another pool.
+    #[command(subcommand)]
+    Traffic(TrafficVerb),
     /// Committed changes: version, time, caller and what changed (the last 50).
     ///
     /// Example: raftlb ctl history

@@ -11,9 +11,10 @@ pub mod client_config;
 mod errors;
 mod output;
 mod top;
+mod traffic;
 mod watch;
 
-pub use args::{BackendVerb, CertFiles, CertVerb, ClusterVerb, CtlArgs, Verb};
+pub use args::{BackendVerb, CertFiles, CertVerb, ClusterVerb, CtlArgs, TrafficVerb, Verb};
 pub(crate) use errors::{
     code_name, connection_lost, describe, error_chain, failed_why, is_unreachable,
 };
@@ -302,6 +303,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
         }
         Verb::Backend(verb) => return backend_verb(client, verb, json).await,
         Verb::Cert(verb) => return cert::run(&mut client, verb, json).await,
+        Verb::Traffic(verb) => return traffic::run(&mut client, verb, json).await,
         Verb::History => {
             let request = client.request(pb::HistoryRequest {}, CALL_TIMEOUT);
             let reply = client.inner.history(request).await?.into_inner();

@@ -25,5 +25,6 @@ mod status_page;
 mod sticky;
 mod streaming;
 mod tcp_forwarding;
+mod traffic;
 mod vip_modes;
 mod websocket;

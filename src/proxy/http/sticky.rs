@@ -48,8 +48,8 @@ fn names(value: &str, name: &str) -> bool {
 
 /// The `Set-Cookie` that pins the client to the backend with `id`;
 /// `https`: the client came over TLS (then `Secure` always).
-pub fn set_cookie(spec: &StickySpec, id: &str, https: bool) -> Option<HeaderValue> {
-    let mut value = format!("{}={id}; Path=/", spec.cookie);
+pub fn set_cookie(spec: &StickySpec, value: &str, https: bool) -> Option<HeaderValue> {
+    let mut value = format!("{}={value}; Path=/", spec.cookie);
     if let Some(age) = spec.max_age_s {
         value.push_str(&format!("; Max-Age={age}"));
     }

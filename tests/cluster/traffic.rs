@@ -1,0 +1,136 @@
+//! Deployments through `raftlb ctl traffic`: a blue/green switch under
+//! steady load, on a three-node cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+
+use crate::fixture::*;
+
+/// What the load saw of one request: when it was sent, its status and the
+/// backend that answered.
+type Seen = (Instant, StatusCode, String);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() {
+    let ip = unique_ip();
+    let blue = HttpBackend::start("blue", ip).await;
+    let green = HttpBackend::start("green", ip).await;
+    let seed = format!(
+        "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"blue\"\n\n\
+         [[pool]]\nname = \"blue\"\n  [[pool.backend]]\n  address = \"{}\"\n\n\
+         [[pool]]\nname = \"green\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+        blue.address, green.address
+    );
+    let cluster = Cluster::start(3, &seed).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url(8080, "/")).collect();
+
+    // Steady load over the three nodes, bounded in count and time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, urls) = (stop.clone(), urls.clone());
+        tokio::spawn(async move {
+            let client = client();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut seen: Vec<Vec<Seen>> = vec![Vec::new(); urls.len()];
+            for i in 0..20_000 {
+                if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                    break;
+                }
+                let node = i % urls.len();
+                let sent = Instant::now();
+                let (status, backend, _) = get(&client, &urls[node], &[]).await;
+                seen[node].push((sent, status, backend));
+            }
+            seen
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || blue.count() >= 30).await,
+        "no load on blue"
+    );
+    let before = cluster.nodes[0].config_version().expect("version");
+    let (code, out, err) = ctl_async(
+        cluster.endpoints(),
+        ["traffic", "switch", "web", "green"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    let acked = Instant::now();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("green"), "{out}");
+    let version = before + 1;
+    assert!(
+        wait_until(Duration::from_secs(10), || cluster
+            .nodes
+            .iter()
+            .all(|n| n.config_version() >= Some(version)))
+        .await,
+        "the switch did not reach every node"
+    );
+    let propagated = acked.elapsed();
+    let served_everywhere = Instant::now();
+    let greens_before = green.count();
+    assert!(
+        wait_until(Duration::from_secs(10), || green.count()
+            >= greens_before + 60)
+        .await,
+        "no load on green"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.expect("load");
+    let mut failed = 0;
+    let mut late_blue = 0;
+    let mut total = 0;
+    for node in &seen {
+        for (sent, status, backend) in node {
+            total += 1;
+            if *status != StatusCode::OK {
+                failed += 1;
+            }
+            if *sent > served_everywhere && backend != "green" {
+                late_blue += 1;
+            }
+        }
+    }
+    println!(
+        "blue/green switch under load: {total} requests over 3 nodes, {failed} failed; \
+         served by every node {} after the acknowledgement; {late_blue} answered by blue after",
+        ms(propagated)
+    );
+    assert_eq!(failed, 0);
+    assert_eq!(late_blue, 0);
+    assert!(
+        seen.iter()
+            .all(|node| node.iter().any(|(_, _, b)| b == "green"))
+    );
+
+    // The switch is one version in the history, and rollback undoes it.
+    let (_, history, _) = ctl(&cluster.endpoints(), &["history"]);
+    let last = history.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&version.to_string()) && last.ends_with("~1 frontend"),
+        "{history}"
+    );
+    let (code, out, err) = ctl(&cluster.endpoints(), &["rollback", &before.to_string()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for node in &cluster.nodes {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = get(&client(), &node.url(8080, "/"), &[]).await.1;
+            if last == "blue" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(last, "blue", "node {} after the rollback", node.id);
+    }
+    // Bad input changes nothing.
+    let (code, _, err) = ctl(&cluster.endpoints(), &["traffic", "switch", "web", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no pool named \"nope\""), "{err}");
+}
