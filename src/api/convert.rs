@@ -6,8 +6,9 @@
 //! is `state::validate`'s alone.
 
 use crate::config::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HealthSpec,
-    PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, StickySpec, defaults,
+    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HeaderMatch,
+    HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, SplitArm, StickySpec,
+    defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -48,8 +49,16 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
                 path_prefix: r.path_prefix.clone(),
                 pool: r.pool.clone(),
                 sni: r.sni.clone(),
+                header: r.header.as_ref().map(|h| pb::HeaderMatch {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                    prefix: h.prefix.clone(),
+                    present: h.present,
+                }),
+                split: split_to_proto(&r.split),
             })
             .collect(),
+        split: split_to_proto(&f.split),
         max_connections: Some(f.max_connections),
         connect_timeout_ms: Some(f.connect_timeout_ms),
         idle_timeout_ms: Some(f.idle_timeout_ms),
@@ -60,6 +69,26 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
         redirect_https: f.redirect_https,
         h2c: f.h2c,
     }
+}
+
+fn split_to_proto(split: &[SplitArm]) -> Vec<pb::SplitArm> {
+    split
+        .iter()
+        .map(|a| pb::SplitArm {
+            pool: a.pool.clone(),
+            weight: a.weight,
+        })
+        .collect()
+}
+
+fn split_from_proto(split: Vec<pb::SplitArm>) -> Vec<SplitArm> {
+    split
+        .into_iter()
+        .map(|a| SplitArm {
+            pool: a.pool,
+            weight: a.weight,
+        })
+        .collect()
 }
 
 fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
@@ -137,8 +166,16 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
                 path_prefix: r.path_prefix,
                 pool: r.pool,
                 sni: r.sni,
+                header: r.header.map(|h| HeaderMatch {
+                    name: h.name,
+                    value: h.value,
+                    prefix: h.prefix,
+                    present: h.present,
+                }),
+                split: split_from_proto(r.split),
             })
             .collect(),
+        split: split_from_proto(f.split),
         max_connections: f.max_connections.unwrap_or_else(defaults::max_connections),
         connect_timeout_ms: f
             .connect_timeout_ms
@@ -266,10 +303,14 @@ response_timeout_ms = 5555
 tunnel_timeout_ms = 7777
 retries = 0
 h2c = true
+split = [{ pool = "web", weight = 90 }, { pool = "api", weight = 10 }]
   [[frontend.route]]
   host = "a.example"
   path_prefix = "/v1/"
   pool = "api"
+  [[frontend.route]]
+  header = { name = "X-Canary", value = "green" }
+  split = [{ pool = "api", weight = 1 }]
 [[pool]]
 name = "web"
 algorithm = "least_connections"

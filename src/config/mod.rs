@@ -7,8 +7,8 @@ mod spec;
 pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use spec::{
     AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,
-    FrontendSpec, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, StickySpec,
-    defaults,
+    FrontendSpec, HeaderMatch, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol,
+    RouteSpec, SplitArm, StickySpec, defaults,
 };
 
 /// An error reading or parsing one of the operator's files.

@@ -116,6 +116,11 @@ pub struct FrontendSpec {
     /// frontends offer HTTP/2 by ALPN always.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub h2c: bool,
+    /// `http` and `https`: requests no route takes are shared between
+    /// pools by weight (a canary; `ctl traffic shift` sets it); `pool` must
+    /// be one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitArm>,
 }
 
 /// Which layer a frontend balances at.
@@ -150,8 +155,45 @@ pub struct RouteSpec {
     /// through to the pool undecrypted (as HAProxy's `req.ssl_sni`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-    /// Pool that serves matching requests.
+    /// A request header to match: present, equal to a value, or starting
+    /// with a prefix (the name compared case-insensitively, the value as
+    /// it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+    /// Pool that serves matching requests (empty with `split`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pool: String,
+    /// Instead of `pool`: matching requests shared between pools by
+    /// weight (a canary).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitArm>,
+}
+
+/// A route's header condition: one of `value`, `prefix`, `present`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// The header's name.
+    pub name: String,
+    /// The whole value must be this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value must start with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The header must be there (any value).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub present: bool,
+}
+
+/// One pool of a split and its share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitArm {
+    /// The pool.
+    pub pool: String,
+    /// Its weight; the shares are the weights over their sum.
+    pub weight: u32,
 }
 
 /// A set of interchangeable backends and how to choose among them.

@@ -127,6 +127,20 @@ pub enum TrafficVerb {
         /// The pool it should use.
         pool: String,
     },
+    /// Send a percentage of a frontend's requests (those no route takes)
+    /// to another pool, the rest to its own pool (a canary); 0 ends the
+    /// split, 100 is a switch.
+    ///
+    /// Example: raftlb ctl traffic shift web green 10
+    Shift {
+        /// The frontend.
+        frontend: String,
+        /// The pool that gets the share.
+        pool: String,
+        /// Its share, 0 to 100.
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=100))]
+        percent: u32,
+    },
 }
 
 /// `raftlb ctl` verbs.

@@ -311,6 +311,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             retries: 2,
             redirect_https: false,
             h2c: false,
+            split: Vec::new(),
         })
         .collect(),
         pools: vec![PoolSpec {

@@ -39,6 +39,8 @@ pub struct Frontend {
     pub spec: FrontendSpec,
     /// Index of the default pool.
     pub default_pool: usize,
+    /// `split`: requests no route takes go by these weights instead.
+    pub default_split: Option<Split>,
     /// Routes in match order.
     pub routes: Vec<Route>,
     /// Live counters.
@@ -55,8 +57,91 @@ pub struct Route {
     /// Lower-cased server name to match (`tcp`: SNI passthrough); a
     /// wildcard as `*.example.com`.
     pub sni: Option<String>,
-    /// Index of the pool.
+    /// A request header to match.
+    pub header: Option<HeaderCondition>,
+    /// Index of the pool (with `split`: its first arm's).
     pub pool: usize,
+    /// Matching requests shared between pools by weight.
+    pub split: Option<Split>,
+}
+
+/// A compiled route header condition.
+#[derive(Debug)]
+pub struct HeaderCondition {
+    name: http::HeaderName,
+    test: HeaderTest,
+}
+
+#[derive(Debug)]
+enum HeaderTest {
+    Present,
+    Equals(String),
+    Prefix(String),
+}
+
+impl HeaderCondition {
+    fn compile(spec: &crate::config::HeaderMatch) -> Option<HeaderCondition> {
+        let name = http::HeaderName::from_bytes(spec.name.as_bytes()).ok()?;
+        let test = match (&spec.value, &spec.prefix) {
+            (Some(value), _) => HeaderTest::Equals(value.clone()),
+            (None, Some(prefix)) => HeaderTest::Prefix(prefix.clone()),
+            (None, None) => HeaderTest::Present,
+        };
+        Some(HeaderCondition { name, test })
+    }
+
+    /// Whether a request with `headers` meets it (any of the header's
+    /// values may).
+    fn matches(&self, headers: &http::HeaderMap) -> bool {
+        headers
+            .get_all(&self.name)
+            .iter()
+            .any(|value| match &self.test {
+                HeaderTest::Present => true,
+                HeaderTest::Equals(want) => value.as_bytes() == want.as_bytes(),
+                HeaderTest::Prefix(want) => value.as_bytes().starts_with(want.as_bytes()),
+            })
+    }
+}
+
+/// Pools sharing requests by weight: each arm's pool and the running sum
+/// of the weights up to it.
+#[derive(Debug)]
+pub struct Split {
+    arms: Vec<(usize, u32)>,
+    total: u32,
+}
+
+impl Split {
+    fn compile(
+        field: &str,
+        arms: &[crate::config::SplitArm],
+        pool_index: &dyn Fn(String, &str) -> Result<usize, StateError>,
+    ) -> Result<Option<Split>, StateError> {
+        if arms.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0;
+        let mut compiled = Vec::with_capacity(arms.len());
+        for arm in arms {
+            total += arm.weight;
+            compiled.push((pool_index(field.to_string(), &arm.pool)?, total));
+        }
+        Ok(Some(Split {
+            arms: compiled,
+            total,
+        }))
+    }
+
+    /// One pool, each with its share of the chances.
+    pub fn choose(&self) -> usize {
+        let draw = fastrand::u32(0..self.total.max(1));
+        self.arms
+            .iter()
+            .find(|(_, upto)| draw < *upto)
+            .or(self.arms.last())
+            .map_or(0, |(pool, _)| *pool)
+    }
 }
 
 /// A compiled pool with its balancer.
@@ -160,20 +245,27 @@ impl RoutingTable {
         for frontend in &spec.frontends {
             let mut routes = Vec::with_capacity(frontend.routes.len());
             for (i, route) in frontend.routes.iter().enumerate() {
+                let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
+                let split = Split::compile(&field("split"), &route.split, &pool_index)?;
+                let first = route.split.first().map_or(&route.pool, |arm| &arm.pool);
                 routes.push(Route {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
                     sni: route.sni.as_ref().map(|s| s.to_ascii_lowercase()),
-                    pool: pool_index(
-                        format!("frontend[{}].route[{i}].pool", frontend.name),
-                        &route.pool,
-                    )?,
+                    header: route.header.as_ref().and_then(HeaderCondition::compile),
+                    pool: pool_index(field("pool"), first)?,
+                    split,
                 });
             }
             frontends.push(Frontend {
                 default_pool: pool_index(
                     format!("frontend[{}].pool", frontend.name),
                     &frontend.pool,
+                )?,
+                default_split: Split::compile(
+                    &format!("frontend[{}].split", frontend.name),
+                    &frontend.split,
+                    &pool_index,
                 )?,
                 spec: frontend.clone(),
                 routes,
@@ -216,22 +308,27 @@ impl RoutingTable {
 impl Frontend {
     /// The pool serving a request for `host` (without port) and `path`:
     /// the first matching route's, else the default pool.
-    pub fn route(&self, host: Option<&str>, path: &str) -> usize {
-        self.routes
-            .iter()
-            .find(|route| {
-                let host_ok = match (&route.host, host) {
-                    (None, _) => true,
-                    (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
-                    (Some(_), None) => false,
-                };
-                host_ok
-                    && route
-                        .path_prefix
-                        .as_deref()
-                        .is_none_or(|p| path.starts_with(p))
-            })
-            .map_or(self.default_pool, |route| route.pool)
+    pub fn route(&self, host: Option<&str>, path: &str, headers: &http::HeaderMap) -> usize {
+        let matched = self.routes.iter().find(|route| {
+            let host_ok = match (&route.host, host) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(_), None) => false,
+            };
+            host_ok
+                && route
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|p| path.starts_with(p))
+                && route.header.as_ref().is_none_or(|h| h.matches(headers))
+        });
+        match matched {
+            Some(route) => route.split.as_ref().map_or(route.pool, Split::choose),
+            None => self
+                .default_split
+                .as_ref()
+                .map_or(self.default_pool, Split::choose),
+        }
     }
 
     /// The pool for a TLS ClientHello naming `sni` (a `tcp` frontend's SNI
@@ -527,7 +624,8 @@ name = "static"
     fn routes_by_host_and_prefix_first_match_wins() {
         let table = compiled(TEXT);
         let web = table.frontend("web").expect("frontend");
-        let pool = |host, path| table.pool(web.route(host, path)).name.as_str();
+        let none = http::HeaderMap::new();
+        let pool = |host, path| table.pool(web.route(host, path, &none)).name.as_str();
         assert_eq!(pool(Some("api.example.com"), "/v1/users"), "api");
         assert_eq!(pool(Some("api.example.com"), "/v2/users"), "web");
         assert_eq!(pool(Some("other"), "/v1/users"), "web");

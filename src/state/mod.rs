@@ -459,6 +459,47 @@ hash_key = "header:X-User"
     }
 
     #[test]
+    fn splits_and_header_routes_are_checked() {
+        let with = |from: &str, to: &str| apply(&BASE.replace(from, to));
+        let route = "  path_prefix = \"/api/\"\n  pool = \"api\"";
+        // A route with both a pool and a split, with neither, and a split
+        // whose weights sum to 0.
+        let both = "  path_prefix = \"/api/\"\n  pool = \"api\"\n  split = [{ pool = \"web\", weight = 1 }]";
+        assert_eq!(
+            invalid_field(with(route, both)).0,
+            "frontend[web].route[0].split"
+        );
+        let neither = "  path_prefix = \"/api/\"";
+        assert_eq!(
+            invalid_field(with(route, neither)).0,
+            "frontend[web].route[0].pool"
+        );
+        let zero = "  path_prefix = \"/api/\"\n  split = [{ pool = \"web\", weight = 0 }]";
+        assert_eq!(
+            invalid_field(with(route, zero)).0,
+            "frontend[web].route[0].split"
+        );
+        // A header needs exactly one condition.
+        let two = "  header = { name = \"X-A\", value = \"1\", present = true }\n  pool = \"api\"";
+        assert_eq!(
+            invalid_field(with(route, two)).0,
+            "frontend[web].route[0].header"
+        );
+        let header_only = "  header = { name = \"X-A\", prefix = \"v\" }\n  pool = \"api\"";
+        assert_eq!(with(route, header_only), Ok(1));
+        // A frontend split must hold the frontend's own pool.
+        let split = "pool = \"web\"\nsplit = [{ pool = \"api\", weight = 1 }]";
+        let (field, value) = invalid_field(with(
+            "pool = \"web\"\n  [[frontend.route]]",
+            &format!("{split}\n  [[frontend.route]]"),
+        ));
+        assert_eq!(
+            (field.as_str(), value.as_str()),
+            ("frontend[web].pool", "web")
+        );
+    }
+
+    #[test]
     fn unparsable_address_names_the_backend() {
         let (field, value) = invalid_field(apply(&BASE.replace("127.0.0.1:9002", "localhost:80")));
         assert_eq!(field, "pool[web].backend[localhost:80].address");

@@ -177,13 +177,68 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             "only an http frontend takes h2c (https frontends offer HTTP/2 by ALPN)",
         ));
     }
+    if !frontend.split.is_empty() {
+        if !matches!(frontend.protocol, Protocol::Http | Protocol::Https) {
+            return Err(StateError::invalid(
+                at("split"),
+                format!("{} arms", frontend.split.len()),
+                "only http and https frontends split requests",
+            ));
+        }
+        check_split(&at("split"), &frontend.split, pools)?;
+        if !frontend.split.iter().any(|arm| arm.pool == frontend.pool) {
+            return Err(StateError::invalid(
+                at("pool"),
+                &frontend.pool,
+                "with a split, the frontend's pool must be one of its arms",
+            ));
+        }
+    }
     for (i, route) in frontend.routes.iter().enumerate() {
         let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
-        if !pools.contains(route.pool.as_str()) {
+        match (route.pool.is_empty(), route.split.is_empty()) {
+            (true, true) => {
+                return Err(StateError::invalid(
+                    field("pool"),
+                    "",
+                    "a route needs a pool or a split",
+                ));
+            }
+            (false, false) => {
+                return Err(StateError::invalid(
+                    field("split"),
+                    format!("{} arms", route.split.len()),
+                    "a route has a pool or a split, not both",
+                ));
+            }
+            (false, true) if !pools.contains(route.pool.as_str()) => {
+                return Err(StateError::invalid(
+                    field("pool"),
+                    &route.pool,
+                    "no pool has this name",
+                ));
+            }
+            (true, false) => check_split(&field("split"), &route.split, pools)?,
+            (false, true) => {}
+        }
+        if let Some(header) = &route.header {
+            let conditions = usize::from(header.value.is_some())
+                + usize::from(header.prefix.is_some())
+                + usize::from(header.present);
+            if HeaderName::from_bytes(header.name.as_bytes()).is_err() || conditions != 1 {
+                return Err(StateError::invalid(
+                    field("header"),
+                    &header.name,
+                    "a header name and one of value, prefix or present = true",
+                ));
+            }
+        }
+        if frontend.protocol == Protocol::Tcp && (route.header.is_some() || !route.split.is_empty())
+        {
             return Err(StateError::invalid(
-                field("pool"),
-                &route.pool,
-                "no pool has this name",
+                field("header"),
+                "",
+                "a tcp frontend routes by sni only, to one pool",
             ));
         }
         if frontend.protocol == Protocol::Tcp {
@@ -227,11 +282,11 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
                 "sni routes pass TLS through on tcp frontends; an http or https frontend routes by host",
             ));
         }
-        if route.host.is_none() && route.path_prefix.is_none() {
+        if route.host.is_none() && route.path_prefix.is_none() && route.header.is_none() {
             return Err(StateError::invalid(
                 field("host"),
                 "",
-                "a route needs a host, a path_prefix or both",
+                "a route needs a host, a path_prefix, a header or several",
             ));
         }
         if let Some(host) = &route.host
@@ -277,6 +332,43 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             frontend.retries,
             "must be 0 to 8",
         ));
+    }
+    Ok(())
+}
+
+/// Checks a split: known pools, each once, weights 0 to 10,000 with a
+/// positive sum.
+fn check_split(
+    field: &str,
+    split: &[crate::config::SplitArm],
+    pools: &HashSet<&str>,
+) -> Result<(), StateError> {
+    let mut seen = HashSet::new();
+    for arm in split {
+        if !pools.contains(arm.pool.as_str()) {
+            return Err(StateError::invalid(
+                field,
+                &arm.pool,
+                "no pool has this name",
+            ));
+        }
+        if !seen.insert(arm.pool.as_str()) {
+            return Err(StateError::invalid(
+                field,
+                &arm.pool,
+                "a pool appears twice",
+            ));
+        }
+        if arm.weight > 10_000 {
+            return Err(StateError::invalid(
+                field,
+                arm.weight,
+                "weights are 0 to 10000",
+            ));
+        }
+    }
+    if split.iter().all(|arm| arm.weight == 0) {
+        return Err(StateError::invalid(field, 0, "the weights sum to 0"));
     }
     Ok(())
 }

@@ -134,3 +134,56 @@ async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() 
     assert_ne!(code, 0);
     assert!(err.contains("no pool named \"nope\""), "{err}");
 }
+
+/// Of `n` GETs to `url` (with `headers`), how many `green` answered.
+async fn greens(url: &str, n: usize, headers: &[(&str, &str)]) -> usize {
+    let client = client();
+    let mut green = 0;
+    for _ in 0..n {
+        let (status, backend, _) = get(&client, url, headers).await;
+        assert_eq!(status, StatusCode::OK);
+        green += usize::from(backend == "green");
+    }
+    green
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_takes_its_share_a_header_forces_it_and_shift_moves_it() {
+    let ip = unique_ip();
+    let blue = HttpBackend::start("blue", ip).await;
+    let green = HttpBackend::start("green", ip).await;
+    let seed = format!(
+        "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"blue\"\n\
+         split = [{{ pool = \"blue\", weight = 90 }}, {{ pool = \"green\", weight = 10 }}]\n\
+           [[frontend.route]]\n  header = {{ name = \"X-Canary\", value = \"green\" }}\n  pool = \"green\"\n\n\
+         [[pool]]\nname = \"blue\"\n  [[pool.backend]]\n  address = \"{}\"\n\n\
+         [[pool]]\nname = \"green\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+        blue.address, green.address
+    );
+    let node = Node::start(&seed).await;
+    let url = node.url(8080, "/");
+    let canary = greens(&url, 2_000, &[]).await;
+    assert!((140..=260).contains(&canary), "{canary} of 2000 on green");
+    // The testers' header always wins; another value does not.
+    assert_eq!(greens(&url, 50, &[("x-canary", "green")]).await, 50);
+    assert!(greens(&url, 50, &[("x-canary", "blue")]).await < 50);
+
+    let endpoints = node.api();
+    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "50"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let half = greens(&url, 400, &[]).await;
+    assert!(
+        (140..=260).contains(&half),
+        "{half} of 400 on green at 50 %"
+    );
+    let (code, _, err) = ctl(&endpoints, &["traffic", "shift", "web", "blue", "10"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("own pool"), "{err}");
+    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(greens(&url, 50, &[]).await, 0);
+    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(greens(&url, 50, &[]).await, 50);
+    println!("canary: {canary} of 2000 on green at 10 %, {half} of 400 at 50 %");
+}

@@ -163,8 +163,11 @@ impl RequestHandler {
                 );
             }
         }
-        let pool =
-            table.pool(frontend.route(headers::request_host(&request), request.uri().path()));
+        let pool = table.pool(frontend.route(
+            headers::request_host(&request),
+            request.uri().path(),
+            request.headers(),
+        ));
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
         let pinned = pool.sticky.as_ref().and_then(|spec| {
             let value = headers::cookie(request.headers(), &spec.cookie)?;
