@@ -131,6 +131,8 @@ pub struct Metrics {
     pub frontend_cancelled_requests: Family<FrontendLabels, Counter>,
     /// Upgraded connections (WebSocket and others) open now, per frontend.
     pub frontend_tunnels: Family<FrontendLabels, Gauge>,
+    /// Requests answered 429 by the frontend's rate limit.
+    pub frontend_rate_limited: Family<FrontendLabels, Counter>,
     /// HTTP/2 client connections closed for breaking the protocol or its
     /// limits, per frontend and reason.
     pub frontend_http2_errors: Family<FrontendReasonLabels, Counter>,
@@ -207,6 +209,7 @@ impl Metrics {
             frontend_idle_timeouts: Family::default(),
             frontend_cancelled_requests: Family::default(),
             frontend_tunnels: Family::default(),
+            frontend_rate_limited: Family::default(),
             frontend_http2_errors: Family::default(),
             backend_active: Family::default(),
             backend_requests: Family::default(),
@@ -275,6 +278,11 @@ impl Metrics {
             "frontend_cancelled_requests",
             "Requests the client reset or left before their response began",
             m.frontend_cancelled_requests.clone(),
+        );
+        r.register(
+            "frontend_rate_limited",
+            "Requests answered 429 by the frontend's per-client rate limit (this node's count)",
+            m.frontend_rate_limited.clone(),
         );
         r.register(
             "frontend_tunnels",

@@ -7,8 +7,8 @@
 
 use crate::config::{
     AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HeaderMatch,
-    HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RouteSpec, SplitArm, StickySpec,
-    defaults,
+    HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RateLimit, RouteSpec, SplitArm,
+    StickySpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -59,6 +59,10 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
             })
             .collect(),
         split: split_to_proto(&f.split),
+        rate_limit: f.rate_limit.map(|r| pb::RateLimit {
+            requests_per_second: r.requests_per_second,
+            burst: r.burst,
+        }),
         max_connections: Some(f.max_connections),
         connect_timeout_ms: Some(f.connect_timeout_ms),
         idle_timeout_ms: Some(f.idle_timeout_ms),
@@ -176,6 +180,10 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
             })
             .collect(),
         split: split_from_proto(f.split),
+        rate_limit: f.rate_limit.map(|r| RateLimit {
+            requests_per_second: r.requests_per_second,
+            burst: r.burst,
+        }),
         max_connections: f.max_connections.unwrap_or_else(defaults::max_connections),
         connect_timeout_ms: f
             .connect_timeout_ms
@@ -304,6 +312,7 @@ tunnel_timeout_ms = 7777
 retries = 0
 h2c = true
 split = [{ pool = "web", weight = 90 }, { pool = "api", weight = 10 }]
+rate_limit = { requests_per_second = 50, burst = 100 }
   [[frontend.route]]
   host = "a.example"
   path_prefix = "/v1/"

@@ -8,7 +8,7 @@ pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMo
 pub use spec::{
     AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,
     FrontendSpec, HeaderMatch, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol,
-    RouteSpec, SplitArm, StickySpec, defaults,
+    RateLimit, RouteSpec, SplitArm, StickySpec, defaults,
 };
 
 /// An error reading or parsing one of the operator's files.

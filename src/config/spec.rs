@@ -121,6 +121,20 @@ pub struct FrontendSpec {
     /// be one of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<SplitArm>,
+    /// `http` and `https`: requests per client address, per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket per client address: `requests_per_second` refill it,
+/// `burst` is its size. Each node keeps its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the rate.
+    pub burst: u32,
 }
 
 /// Which layer a frontend balances at.

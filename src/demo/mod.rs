@@ -312,6 +312,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             redirect_https: false,
             h2c: false,
             split: Vec::new(),
+            rate_limit: None,
         })
         .collect(),
         pools: vec![PoolSpec {

@@ -2,11 +2,13 @@
 //! connection and request, and the handle that publishes it atomically.
 
 mod published;
+mod rate_limit;
 mod runtime;
 mod sticky_keys;
 mod table;
 
 pub use published::PublishedTable;
+pub use rate_limit::RateLimiter;
 pub use runtime::{
     BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
 };

@@ -58,6 +58,10 @@ pub struct FrontendStats {
     pub cancelled: Counter,
     /// Upgraded connections (WebSocket) open now.
     pub tunnels: Gauge,
+    /// Requests answered 429 by the rate limit.
+    pub rate_limited: Counter,
+    /// The clients' token buckets (`rate_limit`).
+    pub limiter: super::RateLimiter,
     /// The frontend's name, for the labels of `http2_errors`.
     name: String,
     /// HTTP/2 connections closed for misbehaving, by reason.
@@ -472,6 +476,8 @@ impl Runtimes {
                     server_timeouts: side_counter(m, name, "server"),
                     cancelled: m.frontend_cancelled_requests.get_or_create(&labels).clone(),
                     tunnels: m.frontend_tunnels.get_or_create(&labels).clone(),
+                    rate_limited: m.frontend_rate_limited.get_or_create(&labels).clone(),
+                    limiter: super::RateLimiter::default(),
                     name: name.to_string(),
                     http2_errors: m.frontend_http2_errors.clone(),
                 })

@@ -194,6 +194,22 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
             ));
         }
     }
+    if let Some(limit) = frontend.rate_limit {
+        if !matches!(frontend.protocol, Protocol::Http | Protocol::Https) {
+            return Err(StateError::invalid(
+                at("rate_limit"),
+                limit.requests_per_second,
+                "only http and https frontends limit requests",
+            ));
+        }
+        if limit.requests_per_second == 0 || limit.burst == 0 {
+            return Err(StateError::invalid(
+                at("rate_limit"),
+                format!("{} / {}", limit.requests_per_second, limit.burst),
+                "requests_per_second and burst must be at least 1",
+            ));
+        }
+    }
     for (i, route) in frontend.routes.iter().enumerate() {
         let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
         match (route.pool.is_empty(), route.split.is_empty()) {

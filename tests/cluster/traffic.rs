@@ -187,3 +187,64 @@ async fn a_canary_takes_its_share_a_header_forces_it_and_shift_moves_it() {
     assert_eq!(greens(&url, 50, &[]).await, 50);
     println!("canary: {canary} of 2000 on green at 10 %, {half} of 400 at 50 %");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_gets_429_and_others_are_served() {
+    let backend = HttpBackend::start("a", unique_ip()).await;
+    let node = Node::start(&one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[backend.address],
+        "rate_limit = { requests_per_second = 2, burst = 5 }",
+    ))
+    .await;
+    let url = node.url(8080, "/");
+    // A client from another loopback address than the default one.
+    let other = {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_local_address(Some(unique_ip()));
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, http_body_util::Full<bytes::Bytes>>(connector)
+    };
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..20 {
+        let request = hyper::Request::get(&url)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let response = client().request(request).await.expect("answer");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+        statuses.push(response.status().as_u16());
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // The burst (5) first, then about one in the rate's worth of the time
+    // the requests took.
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!((10..=15).contains(&refused), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let request = hyper::Request::get(&url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let answer = other.request(request).await.expect("answer");
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "another client was limited"
+    );
+    assert_eq!(
+        node.metric("raftlb_frontend_rate_limited_total{frontend=\"front\"}"),
+        Some(refused as f64)
+    );
+    assert_eq!(
+        backend.count(),
+        20 - refused + 1,
+        "a refused request reached the backend"
+    );
+}

@@ -104,6 +104,8 @@ impl RequestHandler {
             )
         } else if let Some(answer) = self.acme_challenge(&request) {
             answer
+        } else if let Some(refusal) = self.rate_limited(frontend) {
+            refusal
         } else if frontend.spec.redirect_https {
             local_response::to_https(&request)
         } else if grpc::is_call(request.headers()) {
@@ -130,6 +132,25 @@ impl RequestHandler {
             .duration
             .observe(started.elapsed().as_secs_f64());
         Ok(response)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After`, when the client is over
+    /// the frontend's rate limit.
+    fn rate_limited(&self, frontend: &Frontend) -> Option<Response<ResponseBody>> {
+        let limit = frontend.spec.rate_limit?;
+        let wait = frontend.stats.limiter.take(self.client.ip(), limit).err()?;
+        frontend.stats.rate_limited.inc();
+        let mut response = local_response::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit for this address",
+            false,
+        );
+        // Whole seconds, rounded up.
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        Some(response)
     }
 
     /// The answer to an ACME HTTP-01 validation request
