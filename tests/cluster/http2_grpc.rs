@@ -198,15 +198,50 @@ async fn grpc_calls_are_balanced_per_call_with_trailers_and_unavailable_only_in_
         60,
         "{seen}"
     );
+}
 
-    // The call's own deadline bounds the wait: a 2 s call with
-    // `grpc-timeout: 300m` is ended by the balancer, DEADLINE_EXCEEDED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_bounds_the_wait_for_a_backend_that_ignores_it() {
+    // An h2c backend that answers every call after 2 s, whatever its
+    // deadline (grpcio servers end late calls themselves, which would
+    // hide the balancer's part).
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(unique_ip(), 0))
+        .await
+        .expect("bind");
+    let backend = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_request| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let response = hyper::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", "0")
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .expect("response");
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let seed = format!(
+        "[[frontend]]\nname = \"grpc\"\nport = 8080\nprotocol = \"http\"\npool = \"grpc\"\nh2c = true\n\n\
+         [[pool]]\nname = \"grpc\"\nprotocol = \"h2c\"\n  [[pool.backend]]\n  address = \"{backend}\"\n"
+    );
+    let node = Node::start(&seed).await;
+    // `grpc-timeout: 300m`: the balancer ends the call, DEADLINE_EXCEEDED.
     let started = std::time::Instant::now();
     let (status, message) = call_with_deadline(node.frontend(8080), "300m").await;
     let took = started.elapsed();
     assert_eq!(status.as_deref(), Some("4"), "{message:?}");
     assert!(message.is_some_and(|m| m.starts_with("raftlb")));
     assert!(took < Duration::from_millis(1_500), "took {took:?}");
+    // Without it, the frontend's response timeout applies and the answer
+    // comes through.
+    let (status, _) = call_with_deadline(node.frontend(8080), "10S").await;
+    assert_eq!(status.as_deref(), Some("0"));
 }
 
 /// One `Slow` call (2 s) over HTTP/2 with `grpc-timeout: deadline`, sent
