@@ -50,7 +50,8 @@ pub struct H2Connections {
     open: Arc<Mutex<ByUpstream>>,
     /// One connect at a time per backend: requests that find no room wait
     /// for the connection being opened rather than each opening one (a
-    /// burst of 150 at start-up opened 150).
+    /// burst arriving before the first connection is up would otherwise
+    /// open one per request).
     connecting: Arc<Mutex<ConnectTurns>>,
 }
 
