@@ -103,6 +103,19 @@ impl RaftService for PeerService {
             message.vote.leader_id().voted_for(),
             "append-entries",
         )?;
+        // A leader of an older term (one healed from a partition, whose
+        // heartbeats queued on the wire all land at once) is answered from
+        // the metrics, without queueing in the core: openraft's metrics never
+        // run ahead of its core, so a newer term there is newer in the core,
+        // which would answer the same. Queued in the core, such a burst held
+        // up the promises the new leader's lease waits for (netns drill:
+        // the lease lapsed half a second after a heal).
+        let current = self.control.raft.metrics().borrow().vote;
+        if message.vote.leader_id().term < current.leader_id().term {
+            let answer: Result<AppendEntriesResponse<NodeId>, openraft::error::RaftError<NodeId>> =
+                Ok(AppendEntriesResponse::HigherVote(current));
+            return encode(&answer);
+        }
         let result = self.control.raft.append_entries(message).await;
         if matches!(&result, Ok(answer) if !matches!(answer, AppendEntriesResponse::HigherVote(_)))
         {
