@@ -20,10 +20,16 @@ fn causes() -> &'static Mutex<HashMap<String, (Instant, u64)>> {
 /// Whether `cause` may be logged now: `Some(n)`, n being how many times it
 /// was left out since it was last logged, or `None` to stay quiet.
 pub fn allow(cause: &str) -> Option<u64> {
+    allow_within(cause, INTERVAL)
+}
+
+/// As [`allow`], with a quiet time of `interval` for this cause (the
+/// lease's warnings: a lapse seconds after another must still show why).
+pub fn allow_within(cause: &str, interval: Duration) -> Option<u64> {
     let mut causes = causes().lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     match causes.get_mut(cause) {
-        Some((last, left_out)) if now.duration_since(*last) < INTERVAL => {
+        Some((last, left_out)) if now.duration_since(*last) < interval => {
             *left_out += 1;
             None
         }
@@ -42,6 +48,19 @@ pub fn allow(cause: &str) -> Option<u64> {
             Some(0)
         }
     }
+}
+
+/// Logs a warning once per cause per second: for the lease's causes,
+/// whose every occurrence near a lapse matters.
+#[macro_export]
+macro_rules! warn_each_second {
+    ($cause:expr, $($arg:tt)+) => {
+        if let Some(left_out) =
+            $crate::log_limit::allow_within(&$cause, std::time::Duration::from_secs(1))
+        {
+            tracing::warn!(left_out, $($arg)+);
+        }
+    };
 }
 
 /// Logs a warning once per cause per [`INTERVAL`].

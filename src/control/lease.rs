@@ -76,7 +76,7 @@ impl ClusterControl {
         let own = tokio::time::timeout_at(deadline, self.promise(term, self.id, within)).await;
         if !matches!(own, Ok(true)) {
             if own.is_err() {
-                crate::warn_limited!(
+                crate::warn_each_second!(
                     "lease own promise late",
                     lease_ms = within.as_millis() as u64,
                     "leader lease not confirmed: this node's own promise took the whole lease (its Raft core or the machine is that busy)"
@@ -121,7 +121,7 @@ impl ClusterControl {
                 }
                 Ok(Some((_, false))) => {}
                 Ok(None) | Err(_) => {
-                    crate::warn_limited!(
+                    crate::warn_each_second!(
                         "lease quorum late",
                         lease_ms = within.as_millis() as u64,
                         own_promise_ms = own_ms,
@@ -174,7 +174,7 @@ impl ClusterControl {
             .await
             .unwrap_or(false);
         if asked.elapsed() > lease / 2 {
-            crate::warn_limited!(
+            crate::warn_each_second!(
                 "promise slow",
                 fence_wait_ms = (fenced - asked).as_millis() as u64,
                 raft_core_ms = fenced.elapsed().as_millis() as u64,

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 /// How often the timer is set.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Sets a timer every [`TICK`] until `stop`; warns (once per cause per
-/// interval, see `log_limit`) when one fires more than `threshold` late.
+/// Sets a timer every [`TICK`] until `stop`; warns (at most once a
+/// second, with the worst stall left out since) when one fires more than
+/// `threshold` late.
 pub async fn run(threshold: Duration, stop: CancellationToken) {
     // The longest stall left out of the log since its last line.
     let mut worst_left_out = Duration::ZERO;
@@ -29,7 +30,7 @@ pub async fn run(threshold: Duration, stop: CancellationToken) {
         if late <= threshold {
             continue;
         }
-        match crate::log_limit::allow("runtime stalled") {
+        match crate::log_limit::allow_within("runtime stalled", Duration::from_secs(1)) {
             Some(left_out) => {
                 tracing::warn!(
                     late_ms = late.as_millis() as u64,

@@ -152,7 +152,7 @@ impl VipRole {
                 tracing::warn!(%error, "cannot renew the VIP");
             }
             if began.elapsed() > self.lease / 2 {
-                crate::warn_limited!(
+                crate::warn_each_second!(
                     "vip renewal slow",
                     took_ms = began.elapsed().as_millis() as u64,
                     "renewing the VIP's address took over half the lease (the kernel's rtnl lock is busy)"
