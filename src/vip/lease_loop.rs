@@ -67,7 +67,10 @@ impl VipRole {
                 let started = Instant::now();
                 let (control, lease) = (control.clone(), self.lease);
                 confirming.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-                    async move { (started, control.confirm_lease(lease).await) },
+                    async move {
+                        let confirmed = control.confirm_lease(lease).await;
+                        (started, confirmed, Instant::now())
+                    },
                 )));
                 next_confirm = started + self.confirm_every;
             }
@@ -77,8 +80,17 @@ impl VipRole {
                 // lease runs on from it.
                 biased;
                 Some(finished) = confirming.next(), if !confirming.is_empty() => {
-                    let Ok((started, confirmed)) = finished else { continue };
+                    let Ok((started, confirmed, came_back)) = finished else { continue };
                     let end = started + self.lease;
+                    if confirmed && came_back < end && Instant::now() >= end {
+                        // In time, but read after its lease ended: the loop
+                        // itself was held up (a lapse with no other warning).
+                        crate::warn_each_second!(
+                            "lease confirmation read late",
+                            read_late_ms = Instant::now().duration_since(came_back).as_millis() as u64,
+                            "a lease confirmation came back in time but this loop read it after the lease ended"
+                        );
+                    }
                     // A confirmation that comes back after its own lease
                     // ran out (the process was frozen while it waited)
                     // gives nothing; nor does one older than the lease
