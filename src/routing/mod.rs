@@ -3,12 +3,14 @@
 
 mod published;
 mod rate_limit;
+mod route_match;
 mod runtime;
 mod sticky_keys;
 mod table;
 
 pub use published::PublishedTable;
 pub use rate_limit::RateLimiter;
+pub use route_match::{HeaderCondition, Split};
 pub use runtime::{
     BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
 };
