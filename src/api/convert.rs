@@ -6,9 +6,9 @@
 //! is `state::validate`'s alone.
 
 use crate::config::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FrontendSpec, HeaderMatch,
-    HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol, RateLimit, RouteSpec, SplitArm,
-    StickySpec, defaults,
+    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FixedResponse, FrontendSpec,
+    HeaderMatch, HeaderRewrite, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol,
+    RateLimit, Redirect, RouteSpec, SplitArm, StickySpec, defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -49,20 +49,28 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
                 path_prefix: r.path_prefix.clone(),
                 pool: r.pool.clone(),
                 sni: r.sni.clone(),
-                header: r.header.as_ref().map(|h| pb::HeaderMatch {
-                    name: h.name.clone(),
-                    value: h.value.clone(),
-                    prefix: h.prefix.clone(),
-                    present: h.present,
-                }),
+                header: r.header.as_ref().map(header_match_to_proto),
                 split: split_to_proto(&r.split),
+                query: r.query.as_ref().map(header_match_to_proto),
+                methods: r.methods.clone(),
+                source: r.source.clone(),
+                request_headers: rewrite_to_proto(&r.request_headers),
+                response_headers: rewrite_to_proto(&r.response_headers),
+                respond: r.respond.as_ref().map(|x| pb::FixedResponse {
+                    status: u32::from(x.status),
+                    body: x.body.clone(),
+                    content_type: x.content_type.clone(),
+                }),
+                redirect: r.redirect.as_ref().map(|x| pb::Redirect {
+                    location: x.location.clone(),
+                    status: Some(u32::from(x.status)),
+                    keep_path: x.keep_path,
+                }),
+                rate_limit: r.rate_limit.map(rate_limit_to_proto),
             })
             .collect(),
         split: split_to_proto(&f.split),
-        rate_limit: f.rate_limit.map(|r| pb::RateLimit {
-            requests_per_second: r.requests_per_second,
-            burst: r.burst,
-        }),
+        rate_limit: f.rate_limit.map(rate_limit_to_proto),
         max_connections: Some(f.max_connections),
         connect_timeout_ms: Some(f.connect_timeout_ms),
         idle_timeout_ms: Some(f.idle_timeout_ms),
@@ -73,6 +81,56 @@ fn frontend_to_proto(f: &FrontendSpec) -> pb::Frontend {
         redirect_https: f.redirect_https,
         h2c: f.h2c,
     }
+}
+
+fn header_match_to_proto(h: &HeaderMatch) -> pb::HeaderMatch {
+    pb::HeaderMatch {
+        name: h.name.clone(),
+        value: h.value.clone(),
+        prefix: h.prefix.clone(),
+        present: h.present,
+    }
+}
+
+fn header_match_from_proto(h: pb::HeaderMatch) -> HeaderMatch {
+    HeaderMatch {
+        name: h.name,
+        value: h.value,
+        prefix: h.prefix,
+        present: h.present,
+    }
+}
+
+fn rate_limit_to_proto(r: RateLimit) -> pb::RateLimit {
+    pb::RateLimit {
+        requests_per_second: r.requests_per_second,
+        burst: r.burst,
+    }
+}
+
+fn rate_limit_from_proto(r: pb::RateLimit) -> RateLimit {
+    RateLimit {
+        requests_per_second: r.requests_per_second,
+        burst: r.burst,
+    }
+}
+
+/// An empty rewrite is left out.
+fn rewrite_to_proto(r: &HeaderRewrite) -> Option<pb::HeaderRewrite> {
+    (!r.is_empty()).then(|| pb::HeaderRewrite {
+        remove: r.remove.clone(),
+        set: r.set.clone().into_iter().collect(),
+        add: r.add.clone().into_iter().collect(),
+    })
+}
+
+fn rewrite_from_proto(r: Option<pb::HeaderRewrite>) -> HeaderRewrite {
+    r.map(|r| HeaderRewrite {
+        remove: r.remove,
+        set: r.set.into_iter().collect(),
+        add: r.add.into_iter().collect(),
+    })
+    .unwrap_or_default()
 }
 
 fn split_to_proto(split: &[SplitArm]) -> Vec<pb::SplitArm> {
@@ -170,20 +228,28 @@ fn frontend_from_proto(f: pb::Frontend) -> Result<FrontendSpec, StateError> {
                 path_prefix: r.path_prefix,
                 pool: r.pool,
                 sni: r.sni,
-                header: r.header.map(|h| HeaderMatch {
-                    name: h.name,
-                    value: h.value,
-                    prefix: h.prefix,
-                    present: h.present,
-                }),
+                header: r.header.map(header_match_from_proto),
                 split: split_from_proto(r.split),
+                query: r.query.map(header_match_from_proto),
+                methods: r.methods,
+                source: r.source,
+                request_headers: rewrite_from_proto(r.request_headers),
+                response_headers: rewrite_from_proto(r.response_headers),
+                respond: r.respond.map(|x| FixedResponse {
+                    status: u16::try_from(x.status).unwrap_or(0),
+                    body: x.body,
+                    content_type: x.content_type,
+                }),
+                redirect: r.redirect.map(|x| Redirect {
+                    location: x.location,
+                    status: x.status.map_or(302, |s| u16::try_from(s).unwrap_or(0)),
+                    keep_path: x.keep_path,
+                }),
+                rate_limit: r.rate_limit.map(rate_limit_from_proto),
             })
             .collect(),
         split: split_from_proto(f.split),
-        rate_limit: f.rate_limit.map(|r| RateLimit {
-            requests_per_second: r.requests_per_second,
-            burst: r.burst,
-        }),
+        rate_limit: f.rate_limit.map(rate_limit_from_proto),
         max_connections: f.max_connections.unwrap_or_else(defaults::max_connections),
         connect_timeout_ms: f
             .connect_timeout_ms

@@ -2,9 +2,11 @@
 //! the whole cluster serves).
 
 mod node_config;
+mod route_rules;
 mod spec;
 
 pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
+pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{
     AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,
     FrontendSpec, HeaderMatch, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol,

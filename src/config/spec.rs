@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::route_rules::{FixedResponse, HeaderRewrite, Redirect};
+
 /// Everything the cluster serves: frontends and the pools they route to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +183,33 @@ pub struct RouteSpec {
     /// weight (a canary).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<SplitArm>,
+    /// A query parameter to match, as `header` (the value compared after
+    /// percent-decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<HeaderMatch>,
+    /// Request methods to match (any of them), upper case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Client networks to match (any of them), as CIDR: `10.0.0.0/8`,
+    /// `2001:db8::/32`, or one address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<String>,
+    /// Headers changed on matching requests before they are sent on.
+    #[serde(default, skip_serializing_if = "HeaderRewrite::is_empty")]
+    pub request_headers: HeaderRewrite,
+    /// Headers changed on their responses before they reach the client.
+    #[serde(default, skip_serializing_if = "HeaderRewrite::is_empty")]
+    pub response_headers: HeaderRewrite,
+    /// Instead of a pool: answer with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respond: Option<FixedResponse>,
+    /// Instead of a pool: redirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// A per-client rate limit for matching requests, besides the
+    /// frontend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A route's header condition: one of `value`, `prefix`, `present`.

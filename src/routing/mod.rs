@@ -10,9 +10,9 @@ mod table;
 
 pub use published::PublishedTable;
 pub use rate_limit::RateLimiter;
-pub use route_match::{HeaderCondition, Split};
+pub use route_match::{HeaderCondition, HeaderEdits, LocalAnswer, RequestFacts, Split};
 pub use runtime::{
     BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
 };
 pub use sticky_keys::StickyKeys;
-pub use table::{Backend, Frontend, Pool, Route, RoutingTable};
+pub use table::{Backend, Frontend, Pool, Route, Routed, RoutingTable};

@@ -62,6 +62,8 @@ pub struct FrontendStats {
     pub rate_limited: Counter,
     /// The clients' token buckets (`rate_limit`).
     pub limiter: super::RateLimiter,
+    /// The buckets of each route's `rate_limit`, by route position.
+    route_limiters: Mutex<HashMap<usize, Arc<super::RateLimiter>>>,
     /// The frontend's name, for the labels of `http2_errors`.
     name: String,
     /// HTTP/2 connections closed for misbehaving, by reason.
@@ -72,6 +74,16 @@ impl FrontendStats {
     /// Counts one response with this status.
     pub fn count_response(&self, status: u16) {
         self.responses[class_index(status)].inc();
+    }
+
+    /// The buckets of route `index`'s `rate_limit`, kept across
+    /// configuration versions while the route keeps its place.
+    pub fn route_limiter(&self, index: usize) -> Arc<super::RateLimiter> {
+        let mut limiters = self
+            .route_limiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        limiters.entry(index).or_default().clone()
     }
 
     /// Counts an HTTP/2 client connection closed for `reason`.
@@ -478,6 +490,7 @@ impl Runtimes {
                     tunnels: m.frontend_tunnels.get_or_create(&labels).clone(),
                     rate_limited: m.frontend_rate_limited.get_or_create(&labels).clone(),
                     limiter: super::RateLimiter::default(),
+                    route_limiters: Default::default(),
                     name: name.to_string(),
                     http2_errors: m.frontend_http2_errors.clone(),
                 })

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use http::uri::Authority;
 
+use super::route_match::{Conditions, HeaderEdits, LocalAnswer, RequestFacts};
 use super::runtime::PoolRuntime;
-use super::{BackendRuntime, FrontendStats, HeaderCondition, Runtimes, Split, now_ms};
+use super::{BackendRuntime, FrontendStats, RateLimiter, Runtimes, Split, now_ms};
 use crate::balance::{self, Balancer, PickContext, hash_bytes};
 use crate::config::CheckKind;
-use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec};
+use crate::config::{AdminState, Algorithm, FrontendSpec, HealthSpec, RateLimit};
 use crate::state::certificates::{Certificates, StoredCertificate};
 use crate::state::{ClusterState, HashKey, StateError, parse_backend_address, parse_hash_key};
 use crate::tls::backend::BackendTls;
@@ -57,12 +58,33 @@ pub struct Route {
     /// Lower-cased server name to match (`tcp`: SNI passthrough); a
     /// wildcard as `*.example.com`.
     pub sni: Option<String>,
-    /// A request header to match.
-    pub header: Option<HeaderCondition>,
-    /// Index of the pool (with `split`: its first arm's).
+    /// Header, query, method and source conditions.
+    pub conditions: Conditions,
+    /// Index of the pool (with `split`: its first arm's; with an answer of
+    /// its own: the frontend's).
     pub pool: usize,
     /// Matching requests shared between pools by weight.
     pub split: Option<Split>,
+    /// `respond` or `redirect`: answered without a backend.
+    pub answer: Option<LocalAnswer>,
+    /// `request_headers`.
+    pub request_edits: Option<HeaderEdits>,
+    /// `response_headers`.
+    pub response_edits: Option<HeaderEdits>,
+    /// `rate_limit`, and the buckets of its clients on this node.
+    pub rate_limit: Option<(RateLimit, Arc<RateLimiter>)>,
+}
+
+/// Where a request goes: the route it matched, if any, and the pool or
+/// split that serves it.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'a> {
+    /// The matching route (`None`: the frontend's own pool or split).
+    pub route: Option<&'a Route>,
+    /// The pool, if no split decides.
+    pub pool: usize,
+    /// The split that decides, if any.
+    pub split: Option<&'a Split>,
 }
 
 /// A compiled pool with its balancer.
@@ -168,14 +190,26 @@ impl RoutingTable {
             for (i, route) in frontend.routes.iter().enumerate() {
                 let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
                 let split = Split::compile(&field("split"), &route.split, &pool_index)?;
-                let first = route.split.first().map_or(&route.pool, |arm| &arm.pool);
+                let answer = LocalAnswer::compile(route);
+                let first = match route.split.first() {
+                    Some(arm) => &arm.pool,
+                    None if answer.is_some() => &frontend.pool,
+                    None => &route.pool,
+                };
+                let stats = runtimes.frontend(&frontend.name);
                 routes.push(Route {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
                     sni: route.sni.as_ref().map(|s| s.to_ascii_lowercase()),
-                    header: route.header.as_ref().and_then(HeaderCondition::compile),
+                    conditions: Conditions::compile(route),
                     pool: pool_index(field("pool"), first)?,
                     split,
+                    answer,
+                    request_edits: HeaderEdits::compile(&route.request_headers),
+                    response_edits: HeaderEdits::compile(&route.response_headers),
+                    rate_limit: route
+                        .rate_limit
+                        .map(|limit| (limit, stats.route_limiter(i))),
                 });
             }
             frontends.push(Frontend {
@@ -227,11 +261,12 @@ impl RoutingTable {
 }
 
 impl Frontend {
-    /// The pool serving a request for `host` (without port) and `path`:
-    /// the first matching route's, else the default pool.
-    pub fn route(&self, host: Option<&str>, path: &str, headers: &http::HeaderMap) -> usize {
+    /// Where a request goes: the first route whose conditions all hold
+    /// (host, path prefix, header, query, method, source network), else
+    /// the frontend's own pool or split.
+    pub fn route(&self, facts: &RequestFacts<'_>) -> Routed<'_> {
         let matched = self.routes.iter().find(|route| {
-            let host_ok = match (&route.host, host) {
+            let host_ok = match (&route.host, facts.host) {
                 (None, _) => true,
                 (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                 (Some(_), None) => false,
@@ -240,15 +275,20 @@ impl Frontend {
                 && route
                     .path_prefix
                     .as_deref()
-                    .is_none_or(|p| path.starts_with(p))
-                && route.header.as_ref().is_none_or(|h| h.matches(headers))
+                    .is_none_or(|p| facts.path.starts_with(p))
+                && route.conditions.hold(facts)
         });
         match matched {
-            Some(route) => route.split.as_ref().map_or(route.pool, Split::choose),
-            None => self
-                .default_split
-                .as_ref()
-                .map_or(self.default_pool, Split::choose),
+            Some(route) => Routed {
+                route: Some(route),
+                pool: route.pool,
+                split: route.split.as_ref(),
+            },
+            None => Routed {
+                route: None,
+                pool: self.default_pool,
+                split: self.default_split.as_ref(),
+            },
         }
     }
 
@@ -313,6 +353,12 @@ impl Pool {
         let backend = &self.backends[index];
         (backend.admin_state != AdminState::Disabled && backend.runtime.is_usable(now_ms()))
             .then_some(index)
+    }
+
+    /// Whether a sticky cookie's id names one of its backends, whatever
+    /// that backend's state (a split keeps such a client on this pool).
+    pub fn has_sticky_id(&self, id: &[u8]) -> bool {
+        std::str::from_utf8(id).is_ok_and(|id| self.by_sticky_id.contains_key(id))
     }
 
     /// Builds a pool and its balancer from its configuration.
@@ -546,7 +592,17 @@ name = "static"
         let table = compiled(TEXT);
         let web = table.frontend("web").expect("frontend");
         let none = http::HeaderMap::new();
-        let pool = |host, path| table.pool(web.route(host, path, &none)).name.as_str();
+        let pool = |host, path| {
+            let facts = RequestFacts {
+                host,
+                path,
+                query: None,
+                method: &http::Method::GET,
+                headers: &none,
+                client: IpAddr::from([127, 0, 0, 1]),
+            };
+            table.pool(web.route(&facts).pool).name.as_str()
+        };
         assert_eq!(pool(Some("api.example.com"), "/v1/users"), "api");
         assert_eq!(pool(Some("api.example.com"), "/v2/users"), "web");
         assert_eq!(pool(Some("other"), "/v1/users"), "web");

@@ -9,6 +9,7 @@ mod history;
 mod requests;
 pub mod ticket_keys;
 mod validate;
+mod validate_route;
 
 pub use command::Command;
 pub use diff::{Change, ChangeKind, diff, summarize};
@@ -459,6 +460,67 @@ hash_key = "header:X-User"
     }
 
     #[test]
+    fn request_rules_are_checked_and_name_their_field() {
+        let route = "  path_prefix = \"/api/\"\n  pool = \"api\"";
+        let with = |to: &str| apply(&BASE.replace(route, to));
+        let refused = |to: &str| invalid_field(with(to));
+        let good = "  methods = [\"GET\", \"PURGE\"]\n  source = [\"10.0.0.0/8\", \"::1\"]\n  \
+                    query = { name = \"v\", value = \"2\" }\n  \
+                    request_headers = { set = { x-env = \"green\" }, remove = [\"x-debug\"] }\n  \
+                    response_headers = { add = { x-served-by = \"raftlb\" } }\n  \
+                    rate_limit = { requests_per_second = 5, burst = 10 }\n  pool = \"api\"";
+        assert_eq!(with(good), Ok(1));
+        let answers = "  path_prefix = \"/old/\"\n  redirect = { location = \"https://new.example\", status = 301, keep_path = true }";
+        assert_eq!(with(answers), Ok(1));
+        let cases = [
+            ("  methods = [\"get\"]\n  pool = \"api\"", "methods", "get"),
+            (
+                "  source = [\"10.0.0.0/33\"]\n  pool = \"api\"",
+                "source",
+                "10.0.0.0/33",
+            ),
+            (
+                "  query = { name = \"\", present = true }\n  pool = \"api\"",
+                "query",
+                "",
+            ),
+            (
+                "  path_prefix = \"/\"\n  request_headers = { set = { content-length = \"1\" } }\n  pool = \"api\"",
+                "request_headers",
+                "content-length",
+            ),
+            (
+                "  path_prefix = \"/\"\n  respond = { status = 99 }",
+                "respond.status",
+                "99",
+            ),
+            (
+                "  path_prefix = \"/\"\n  redirect = { location = \"/x\", status = 200 }",
+                "redirect.status",
+                "200",
+            ),
+            (
+                "  path_prefix = \"/\"\n  respond = { status = 404 }\n  pool = \"api\"",
+                "pool",
+                "api",
+            ),
+            (
+                "  path_prefix = \"/\"\n  rate_limit = { requests_per_second = 0, burst = 1 }\n  pool = \"api\"",
+                "rate_limit",
+                "0 / 1",
+            ),
+        ];
+        for (text, field, value) in cases {
+            let (got_field, got_value) = refused(text);
+            assert_eq!(
+                (got_field.as_str(), got_value.as_str()),
+                (format!("frontend[web].route[0].{field}").as_str(), value),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn splits_and_header_routes_are_checked() {
         let with = |from: &str, to: &str| apply(&BASE.replace(from, to));
         let route = "  path_prefix = \"/api/\"\n  pool = \"api\"";
@@ -467,7 +529,7 @@ hash_key = "header:X-User"
         let both = "  path_prefix = \"/api/\"\n  pool = \"api\"\n  split = [{ pool = \"web\", weight = 1 }]";
         assert_eq!(
             invalid_field(with(route, both)).0,
-            "frontend[web].route[0].split"
+            "frontend[web].route[0].pool"
         );
         let neither = "  path_prefix = \"/api/\"";
         assert_eq!(

@@ -202,127 +202,10 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
                 "only http and https frontends limit requests",
             ));
         }
-        if limit.requests_per_second == 0 || limit.burst == 0 {
-            return Err(StateError::invalid(
-                at("rate_limit"),
-                format!("{} / {}", limit.requests_per_second, limit.burst),
-                "requests_per_second and burst must be at least 1",
-            ));
-        }
+        check_rate_limit(&at("rate_limit"), limit)?;
     }
     for (i, route) in frontend.routes.iter().enumerate() {
-        let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
-        match (route.pool.is_empty(), route.split.is_empty()) {
-            (true, true) => {
-                return Err(StateError::invalid(
-                    field("pool"),
-                    "",
-                    "a route needs a pool or a split",
-                ));
-            }
-            (false, false) => {
-                return Err(StateError::invalid(
-                    field("split"),
-                    format!("{} arms", route.split.len()),
-                    "a route has a pool or a split, not both",
-                ));
-            }
-            (false, true) if !pools.contains(route.pool.as_str()) => {
-                return Err(StateError::invalid(
-                    field("pool"),
-                    &route.pool,
-                    "no pool has this name",
-                ));
-            }
-            (true, false) => check_split(&field("split"), &route.split, pools)?,
-            (false, true) => {}
-        }
-        if let Some(header) = &route.header {
-            let conditions = usize::from(header.value.is_some())
-                + usize::from(header.prefix.is_some())
-                + usize::from(header.present);
-            if HeaderName::from_bytes(header.name.as_bytes()).is_err() || conditions != 1 {
-                return Err(StateError::invalid(
-                    field("header"),
-                    &header.name,
-                    "a header name and one of value, prefix or present = true",
-                ));
-            }
-        }
-        if frontend.protocol == Protocol::Tcp && (route.header.is_some() || !route.split.is_empty())
-        {
-            return Err(StateError::invalid(
-                field("header"),
-                "",
-                "a tcp frontend routes by sni only, to one pool",
-            ));
-        }
-        if frontend.protocol == Protocol::Tcp {
-            // Routed by the ClientHello's server name only.
-            let valid = |sni: &str| {
-                let name = sni.strip_prefix("*.").unwrap_or(sni);
-                !name.is_empty()
-                    && name.split('.').all(|l| {
-                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    })
-            };
-            match &route.sni {
-                None => {
-                    return Err(StateError::invalid(
-                        field("sni"),
-                        "",
-                        "a tcp frontend routes by sni only (the server name of a TLS ClientHello)",
-                    ));
-                }
-                Some(sni) if !valid(sni) => {
-                    return Err(StateError::invalid(
-                        field("sni"),
-                        sni,
-                        "expected a host name or *.domain",
-                    ));
-                }
-                Some(_) if route.host.is_some() || route.path_prefix.is_some() => {
-                    return Err(StateError::invalid(
-                        field("host"),
-                        route.host.as_deref().unwrap_or_default(),
-                        "a tcp frontend sees no host or path: route by sni",
-                    ));
-                }
-                Some(_) => continue,
-            }
-        }
-        if let Some(sni) = &route.sni {
-            return Err(StateError::invalid(
-                field("sni"),
-                sni,
-                "sni routes pass TLS through on tcp frontends; an http or https frontend routes by host",
-            ));
-        }
-        if route.host.is_none() && route.path_prefix.is_none() && route.header.is_none() {
-            return Err(StateError::invalid(
-                field("host"),
-                "",
-                "a route needs a host, a path_prefix, a header or several",
-            ));
-        }
-        if let Some(host) = &route.host
-            && (host.is_empty() || host.contains(['/', ' ', ':']))
-        {
-            return Err(StateError::invalid(
-                field("host"),
-                host,
-                "expected a host name without port",
-            ));
-        }
-        if let Some(prefix) = &route.path_prefix
-            && !prefix.starts_with('/')
-        {
-            return Err(StateError::invalid(
-                field("path_prefix"),
-                prefix,
-                "must start with '/'",
-            ));
-        }
+        super::validate_route::validate_route(frontend, i, route, pools)?;
     }
     if frontend.max_connections == 0 {
         return Err(StateError::invalid(
@@ -352,9 +235,24 @@ fn validate_frontend(frontend: &FrontendSpec, pools: &HashSet<&str>) -> Result<(
     Ok(())
 }
 
+/// A rate limit's rate and burst are at least 1.
+pub(super) fn check_rate_limit(
+    field: &str,
+    limit: crate::config::RateLimit,
+) -> Result<(), StateError> {
+    if limit.requests_per_second == 0 || limit.burst == 0 {
+        return Err(StateError::invalid(
+            field,
+            format!("{} / {}", limit.requests_per_second, limit.burst),
+            "requests_per_second and burst must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a split: known pools, each once, weights 0 to 10,000 with a
 /// positive sum.
-fn check_split(
+pub(super) fn check_split(
     field: &str,
     split: &[crate::config::SplitArm],
     pools: &HashSet<&str>,

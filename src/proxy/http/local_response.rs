@@ -1,10 +1,11 @@
 //! Responses the balancer writes itself: short plain-text errors,
-//! redirects to HTTPS and ACME challenge answers.
+//! redirects to HTTPS, ACME challenge answers and routes' own answers.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::body::ResponseBody;
+use crate::routing::LocalAnswer;
 
 /// A short plain-text response. `close` asks hyper to close the connection
 /// after it, for requests that leave the connection in doubt.
@@ -57,4 +58,40 @@ pub fn to_https<B>(request: &http::Request<B>) -> Response<ResponseBody> {
     let mut response = error(status, "moved to https", false);
     response.headers_mut().insert(header::LOCATION, location);
     response
+}
+
+/// A route's own answer (`respond` or `redirect`) to a request for
+/// `target` (its path and query).
+pub fn route_answer(answer: &LocalAnswer, target: &str) -> Response<ResponseBody> {
+    match answer {
+        LocalAnswer::Fixed {
+            status,
+            body,
+            content_type,
+        } => {
+            let mut response = Response::new(ResponseBody::local(body.clone()));
+            *response.status_mut() = *status;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+            response
+        }
+        LocalAnswer::Redirect {
+            status,
+            location,
+            keep_path,
+        } => {
+            let location = if *keep_path {
+                format!("{}{target}", location.trim_end_matches('/'))
+            } else {
+                location.clone()
+            };
+            let Ok(location) = HeaderValue::from_str(&location) else {
+                return error(StatusCode::BAD_REQUEST, "no valid redirect target", true);
+            };
+            let mut response = error(*status, "moved", false);
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+    }
 }

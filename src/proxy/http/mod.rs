@@ -10,6 +10,7 @@ mod headers;
 mod idle;
 mod local_response;
 mod request;
+mod split_arm;
 mod sticky;
 mod tunnel;
 mod upstream;

@@ -16,12 +16,14 @@ use super::framing_guard::AmbiguousRequests;
 use super::grpc;
 use super::h2_server::PREMATURE_RESETS;
 use super::headers::{self, Refusal};
+use super::split_arm;
 use super::sticky;
 use super::tunnel::{self, Tunnel};
 use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
+use crate::config::RateLimit;
 use crate::proxy::Engine;
-use crate::routing::{Frontend, Pool, RoutingTable};
+use crate::routing::{Frontend, Pool, RateLimiter, RequestFacts, RoutingTable};
 use crate::state::HashKey;
 
 /// Most attempts a request can make (first try plus the largest `retries`).
@@ -138,7 +140,18 @@ impl RequestHandler {
     /// the frontend's rate limit.
     fn rate_limited(&self, frontend: &Frontend) -> Option<Response<ResponseBody>> {
         let limit = frontend.spec.rate_limit?;
-        let wait = frontend.stats.limiter.take(self.client.ip(), limit).err()?;
+        self.over_limit(frontend, limit, &frontend.stats.limiter)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After`, when the client is over
+    /// `limit`, whose buckets `limiter` keeps.
+    fn over_limit(
+        &self,
+        frontend: &Frontend,
+        limit: RateLimit,
+        limiter: &RateLimiter,
+    ) -> Option<Response<ResponseBody>> {
+        let wait = limiter.take(self.client.ip(), limit).err()?;
         frontend.stats.rate_limited.inc();
         let mut response = local_response::error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -184,11 +197,40 @@ impl RequestHandler {
                 );
             }
         }
-        let pool = table.pool(frontend.route(
-            headers::request_host(&request),
-            request.uri().path(),
-            request.headers(),
-        ));
+        let facts = RequestFacts {
+            host: headers::request_host(&request),
+            path: request.uri().path(),
+            query: request.uri().query(),
+            method: request.method(),
+            headers: request.headers(),
+            client: self.client.ip(),
+        };
+        let routed = frontend.route(&facts);
+        let route = routed.route;
+        if let Some(route) = route {
+            if let Some((limit, limiter)) = &route.rate_limit
+                && let Some(refusal) = self.over_limit(frontend, *limit, limiter)
+            {
+                return refusal;
+            }
+            if let Some(answer) = &route.answer {
+                let target = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", PathAndQuery::as_str);
+                return local_response::route_answer(answer, target);
+            }
+        }
+        let pool = table.pool(match routed.split {
+            Some(split) => split_arm::choose(
+                split,
+                table,
+                request.headers(),
+                &self.engine.table.sticky_keys(),
+                self.client.ip(),
+            ),
+            None => routed.pool,
+        });
         let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
         let pinned = pool.sticky.as_ref().and_then(|spec| {
             let value = headers::cookie(request.headers(), &spec.cookie)?;
@@ -237,6 +279,9 @@ impl RequestHandler {
         if let Some(sticky) = &pool.sticky {
             sticky::strip(&mut headers, &sticky.cookie);
         }
+        if let Some(edits) = route.and_then(|r| r.request_edits.as_ref()) {
+            edits.apply(&mut headers);
+        }
         headers::add_forwarding(&mut headers, &self.client_value, host.as_ref(), self.https);
         let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let outgoing = Outgoing {
@@ -253,13 +298,20 @@ impl RequestHandler {
             body,
             trailers,
         };
-        if let Some(upgrade) = upgrade {
-            return self
-                .upgrade(frontend, pool, (key.as_deref(), pinned), outgoing, upgrade)
-                .await;
+        let mut response = match upgrade {
+            Some(upgrade) => {
+                self.upgrade(frontend, pool, (key.as_deref(), pinned), outgoing, upgrade)
+                    .await
+            }
+            None => {
+                self.send(frontend, pool, key.as_deref(), pinned, outgoing)
+                    .await
+            }
+        };
+        if let Some(edits) = route.and_then(|r| r.response_edits.as_ref()) {
+            edits.apply(response.headers_mut());
         }
-        self.send(frontend, pool, key.as_deref(), pinned, outgoing)
-            .await
+        response
     }
 
     /// Leaves `tunnel` for the connection's task.
