@@ -21,6 +21,7 @@ mod netns_drills;
 mod netns_fence;
 mod raft_cluster;
 mod readme_commands;
+mod request_rules;
 mod status_page;
 mod sticky;
 mod streaming;

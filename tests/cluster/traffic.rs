@@ -135,6 +135,29 @@ async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() 
     assert!(err.contains("no pool named \"nope\""), "{err}");
 }
 
+/// Which of `clients` (one GET each, from its address) green answered.
+async fn green_clients(url: &str, clients: &[std::net::IpAddr]) -> Vec<std::net::IpAddr> {
+    let mut green = Vec::new();
+    for ip in clients {
+        let (status, backend, _) = get(&client_from(*ip), url, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        if backend == "green" {
+            green.push(*ip);
+        }
+    }
+    green
+}
+
+/// Of `n` GETs to `url` from `ip`, how many `green` answered.
+async fn greens_from(url: &str, ip: std::net::IpAddr, n: usize) -> usize {
+    let client = client_from(ip);
+    let mut green = 0;
+    for _ in 0..n {
+        green += usize::from(get(&client, url, &[]).await.1 == "green");
+    }
+    green
+}
+
 /// Of `n` GETs to `url` (with `headers`), how many `green` answered.
 async fn greens(url: &str, n: usize, headers: &[(&str, &str)]) -> usize {
     let client = client();
@@ -162,30 +185,52 @@ async fn a_canary_takes_its_share_a_header_forces_it_and_shift_moves_it() {
     );
     let node = Node::start(&seed).await;
     let url = node.url(8080, "/");
-    let canary = greens(&url, 2_000, &[]).await;
+    // 2,000 clients, each from its own address.
+    let clients: Vec<std::net::IpAddr> = (0..2_000).map(|_| unique_ip()).collect();
+    let on_green = green_clients(&url, &clients).await;
+    let canary = on_green.len();
     assert!((140..=260).contains(&canary), "{canary} of 2000 on green");
+    // A client stays on its arm.
+    assert_eq!(greens_from(&url, on_green[0], 20).await, 20);
+    let blue_client = *clients
+        .iter()
+        .find(|c| !on_green.contains(c))
+        .expect("blue");
+    assert_eq!(greens_from(&url, blue_client, 20).await, 0);
     // The testers' header always wins; another value does not.
     assert_eq!(greens(&url, 50, &[("x-canary", "green")]).await, 50);
-    assert!(greens(&url, 50, &[("x-canary", "blue")]).await < 50);
+    assert_eq!(
+        greens(&url, 50, &[("x-canary", "blue")]).await,
+        greens(&url, 50, &[]).await
+    );
 
     let endpoints = node.api();
     let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "50"]);
     assert_eq!(code, 0, "{out}{err}");
-    let half = greens(&url, 400, &[]).await;
+    let at_half = green_clients(&url, &clients[..400]).await;
+    let half = at_half.len();
     assert!(
         (140..=260).contains(&half),
         "{half} of 400 on green at 50 %"
+    );
+    // Growing the canary moves clients to green, never back.
+    assert!(
+        on_green
+            .iter()
+            .filter(|c| clients[..400].contains(c))
+            .all(|c| at_half.contains(c)),
+        "a green client went back to blue at 50 %"
     );
     let (code, _, err) = ctl(&endpoints, &["traffic", "shift", "web", "blue", "10"]);
     assert_ne!(code, 0);
     assert!(err.contains("own pool"), "{err}");
     let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "0"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(greens(&url, 50, &[]).await, 0);
+    assert!(green_clients(&url, &clients[..50]).await.is_empty());
     let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "100"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(greens(&url, 50, &[]).await, 50);
-    println!("canary: {canary} of 2000 on green at 10 %, {half} of 400 at 50 %");
+    println!("canary: {canary} of 2000 clients on green at 10 %, {half} of 400 at 50 %");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,12 +246,7 @@ async fn a_client_over_its_rate_gets_429_and_others_are_served() {
     .await;
     let url = node.url(8080, "/");
     // A client from another loopback address than the default one.
-    let other = {
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_local_address(Some(unique_ip()));
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build::<_, http_body_util::Full<bytes::Bytes>>(connector)
-    };
+    let other = client_from(unique_ip());
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..20 {
