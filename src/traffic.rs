@@ -50,6 +50,9 @@ pub struct BackendTraffic {
     pub requests: u64,
     /// Failed connects or exchanges.
     pub failures: u64,
+    /// 5xx answers it gave (HTTP).
+    #[serde(default)]
+    pub errors: u64,
     /// In flight now.
     pub active: i64,
     /// Request to response head: cumulative counts per bound of
@@ -85,6 +88,7 @@ pub fn from_table(table: &RoutingTable) -> Traffic {
                 address: b.address.to_string(),
                 requests: b.runtime.requests.get(),
                 failures: b.runtime.failures.get(),
+                errors: b.runtime.responses[4].get(),
                 active: b.runtime.active.get(),
                 latency_counts: b.runtime.duration.cumulative(),
             })

@@ -468,6 +468,7 @@ impl ControlService for ControlApi {
                             address: b.address,
                             requests: b.requests,
                             failures: b.failures,
+                            errors: b.errors,
                             active: b.active,
                             latency_counts: b.latency_counts,
                         })

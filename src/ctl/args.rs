@@ -129,17 +129,33 @@ pub enum TrafficVerb {
     },
     /// Send a percentage of a frontend's requests (those no route takes)
     /// to another pool, the rest to its own pool (a canary); 0 ends the
-    /// split, 100 is a switch.
+    /// split, 100 is a switch. With --step, walk the share up by that much
+    /// --every interval until --until, and roll back to where the walk
+    /// began if the pool's 5xx answers over a step pass --max-5xx.
     ///
-    /// Example: raftlb ctl traffic shift web green 10
+    /// Examples: raftlb ctl traffic shift web green 10
+    ///           raftlb ctl traffic shift web green 10 --step 10 --every 60s --until 100
     Shift {
         /// The frontend.
         frontend: String,
         /// The pool that gets the share.
         pool: String,
-        /// Its share, 0 to 100.
+        /// Its share, 0 to 100 (with --step: the first step's).
         #[arg(value_parser = clap::value_parser!(u32).range(0..=100))]
         percent: u32,
+        /// Walk: percentage points added at each step.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100), requires = "every")]
+        step: Option<u32>,
+        /// Walk: time each step is watched, as 60s, 5m or 500ms.
+        #[arg(long, value_parser = humantime::parse_duration, requires = "step")]
+        every: Option<std::time::Duration>,
+        /// Walk: the share it ends at.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        until: u32,
+        /// Walk: the pool's highest share of 5xx answers (and failed
+        /// exchanges) over a step, in percent, as all nodes count them.
+        #[arg(long = "max-5xx", default_value_t = 5.0)]
+        max_5xx: f64,
     },
 }
 

@@ -118,13 +118,26 @@ pub async fn run(args: CtlArgs) -> Outcome {
 #[derive(Clone)]
 struct RequestIds {
     base: String,
+    /// Writes numbered so far (`numbered`).
+    written: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl RequestIds {
     fn new() -> Self {
         RequestIds {
             base: format!("ctl-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            written: Default::default(),
         }
+    }
+
+    /// A new id for each call, for verbs that make several writes of the
+    /// same kind (each step of a canary walk, each attempt after a
+    /// conflict): `ctl-<random>/<step>-<n>`.
+    fn numbered(&self, step: &str) -> String {
+        let n = self
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}/{step}-{n}", self.base)
     }
 
     /// The id of the invocation's write named `step`.

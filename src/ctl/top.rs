@@ -111,6 +111,7 @@ fn backend_from_proto(b: &pb::BackendTraffic) -> BackendTraffic {
         address: b.address.clone(),
         requests: b.requests,
         failures: b.failures,
+        errors: b.errors,
         active: b.active,
         latency_counts: b.latency_counts.clone(),
     }

@@ -4,9 +4,17 @@
 //! node serves it from the same Raft entry, requests in flight finish
 //! where they are, the change is in `history`, and `rollback` undoes it.
 //!
-//! It reads the configuration, changes the frontend and applies it on the
-//! condition that nothing else changed meanwhile (`if_version`), reading
-//! again and retrying when something did.
+//! `shift --step` walks a canary forward: each step is one version,
+//! watched for `--every`; the pool's 5xx answers over the step, summed
+//! from every node's counters, decide whether the walk goes on or rolls
+//! the frontend back to where it began.
+//!
+//! Each change reads the configuration, changes the frontend and applies
+//! it on the condition that nothing else changed meanwhile (`if_version`),
+//! reading again and retrying when something did.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use super::output::changes;
 use super::{CALL_TIMEOUT, Client, Outcome, TrafficVerb};
@@ -23,46 +31,225 @@ pub async fn run(
     verb: &TrafficVerb,
     json: bool,
 ) -> Result<Outcome, tonic::Status> {
-    let (frontend, pool, percent) = match verb {
-        TrafficVerb::Switch { frontend, pool } => (frontend, pool, 100),
+    match verb {
+        TrafficVerb::Switch { frontend, pool } => {
+            let changed = change(client, frontend, Some(pool), |f| share(f, pool, 100)).await?;
+            Ok(changed.map_or_else(
+                |outcome| outcome,
+                |reply| Outcome::Done(changes(&reply, json)),
+            ))
+        }
         TrafficVerb::Shift {
             frontend,
             pool,
             percent,
-        } => (frontend, pool, *percent),
-    };
-    for _ in 0..ATTEMPTS {
-        let request = client.request(pb::GetConfigRequest { local: false }, CALL_TIMEOUT);
-        let reply = client.inner.get_config(request).await?.into_inner();
-        let mut spec = convert::from_proto(reply.config.unwrap_or_default())
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
-        if !spec.pools.iter().any(|p| p.name == *pool) {
-            return Ok(Outcome::Usage(format!("no pool named {pool:?}")));
+            step: None,
+            ..
+        } => {
+            let changed =
+                change(client, frontend, Some(pool), |f| share(f, pool, *percent)).await?;
+            Ok(changed.map_or_else(
+                |outcome| outcome,
+                |reply| Outcome::Done(changes(&reply, json)),
+            ))
         }
-        let Some(front) = spec.frontends.iter_mut().find(|f| f.name == *frontend) else {
-            return Ok(Outcome::Usage(format!("no frontend named {frontend:?}")));
+        TrafficVerb::Shift {
+            frontend,
+            pool,
+            percent,
+            step: Some(step),
+            every,
+            until,
+            max_5xx,
+        } => {
+            let walk = Walk {
+                frontend,
+                pool,
+                from: *percent,
+                step: *step,
+                every: every.unwrap_or(Duration::from_secs(60)),
+                until: *until,
+                max_5xx: *max_5xx,
+            };
+            walk.run(client, json).await
+        }
+    }
+}
+
+/// A canary walk's settings.
+struct Walk<'a> {
+    frontend: &'a str,
+    pool: &'a str,
+    from: u32,
+    step: u32,
+    every: Duration,
+    until: u32,
+    max_5xx: f64,
+}
+
+impl Walk<'_> {
+    async fn run(&self, client: &mut Client, json: bool) -> Result<Outcome, tonic::Status> {
+        if self.until < self.from {
+            return Ok(Outcome::Usage(format!(
+                "--until {} is below the first step's {} %",
+                self.until, self.from
+            )));
+        }
+        if !(0.0..=100.0).contains(&self.max_5xx) {
+            return Ok(Outcome::Usage("--max-5xx is a percentage, 0 to 100".into()));
+        }
+        // Where the walk began: what a failed step goes back to.
+        let (spec, _) = read(client).await?;
+        let Some(origin) = spec.frontends.iter().find(|f| f.name == self.frontend) else {
+            return Ok(Outcome::Usage(format!(
+                "no frontend named {:?}",
+                self.frontend
+            )));
         };
-        if let Err(why) = share(front, pool, percent) {
-            return Ok(Outcome::Usage(why));
+        let (origin_pool, origin_split) = (origin.pool.clone(), origin.split.clone());
+        let mut percent = self.from;
+        loop {
+            let pool = self.pool;
+            if let Err(outcome) = change(client, self.frontend, Some(pool), |f| {
+                share(f, pool, percent)
+            })
+            .await?
+            {
+                return Ok(outcome);
+            }
+            let before = pool_answers(client, pool).await?;
+            tokio::time::sleep(self.every).await;
+            let after = pool_answers(client, pool).await?;
+            let (requests, errors) = over_step(&before, &after);
+            let ratio = if requests == 0 {
+                0.0
+            } else {
+                errors as f64 * 100.0 / requests as f64
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"percent": percent, "requests": requests, "errors": errors})
+                );
+            } else {
+                println!(
+                    "{percent:>3} %: {pool} answered {requests} requests in {}, {errors} with 5xx or failed ({ratio:.1} %)",
+                    humantime::format_duration(self.every)
+                );
+            }
+            if ratio > self.max_5xx {
+                let restored = change(client, self.frontend, None, |f| {
+                    f.pool = origin_pool.clone();
+                    f.split = origin_split.clone();
+                    Ok(())
+                })
+                .await?;
+                if let Err(outcome) = restored {
+                    return Ok(outcome);
+                }
+                return Ok(Outcome::Refused(format!(
+                    "rolled back: {pool} answered {ratio:.1} % 5xx at {percent} %, over --max-5xx {} %; \
+                     {} is back where the walk began",
+                    self.max_5xx, self.frontend
+                )));
+            }
+            if percent >= self.until {
+                return Ok(Outcome::Done(format!(
+                    "{pool} has {percent} % of {}'s requests",
+                    self.frontend
+                )));
+            }
+            percent = (percent + self.step).min(self.until);
+        }
+    }
+}
+
+/// The configuration and its version.
+async fn read(client: &mut Client) -> Result<(crate::config::ClusterSpec, u64), tonic::Status> {
+    let request = client.request(pb::GetConfigRequest { local: false }, CALL_TIMEOUT);
+    let reply = client.inner.get_config(request).await?.into_inner();
+    let spec = convert::from_proto(reply.config.unwrap_or_default())
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok((spec, reply.version))
+}
+
+/// Changes frontend `frontend` with `edit` as one version, checking that
+/// `pool` (if given) exists; `Err` holds the outcome of a refusal.
+async fn change(
+    client: &mut Client,
+    frontend: &str,
+    pool: Option<&str>,
+    edit: impl Fn(&mut FrontendSpec) -> Result<(), String>,
+) -> Result<Result<pb::ChangeReply, Outcome>, tonic::Status> {
+    for _ in 0..ATTEMPTS {
+        let (mut spec, version) = read(client).await?;
+        if let Some(pool) = pool
+            && !spec.pools.iter().any(|p| p.name == pool)
+        {
+            return Ok(Err(Outcome::Usage(format!("no pool named {pool:?}"))));
+        }
+        let Some(front) = spec.frontends.iter_mut().find(|f| f.name == frontend) else {
+            return Ok(Err(Outcome::Usage(format!(
+                "no frontend named {frontend:?}"
+            ))));
+        };
+        if let Err(why) = edit(front) {
+            return Ok(Err(Outcome::Usage(why)));
         }
         let message = pb::ApplyConfigRequest {
             config: Some(convert::to_proto(&spec)),
-            if_version: Some(reply.version),
+            if_version: Some(version),
             dry_run: false,
             // Each attempt its own: a refused one is not the same write.
-            request_id: client.ids.id("traffic"),
+            request_id: client.ids.numbered("traffic"),
         };
         let request = client.request(message, CALL_TIMEOUT);
         match client.inner.apply_config(request).await {
-            Ok(reply) => return Ok(Outcome::Done(changes(&reply.into_inner(), json))),
+            Ok(reply) => return Ok(Ok(reply.into_inner())),
             // Another write came first: read again.
             Err(status) if status.code() == tonic::Code::FailedPrecondition => continue,
             Err(status) => return Err(status),
         }
     }
-    Ok(Outcome::Refused(format!(
+    Ok(Err(Outcome::Refused(format!(
         "the configuration kept changing: {ATTEMPTS} attempts, none applied"
-    )))
+    ))))
+}
+
+/// Each reached node's count of `pool`'s requests, and of its 5xx answers
+/// and failed exchanges.
+async fn pool_answers(
+    client: &mut Client,
+    pool: &str,
+) -> Result<HashMap<u64, (u64, u64)>, tonic::Status> {
+    let request = client.request(pb::TrafficRequest {}, CALL_TIMEOUT);
+    let reply = client.inner.traffic(request).await?.into_inner();
+    Ok(reply
+        .nodes
+        .iter()
+        .filter(|node| node.reached)
+        .map(|node| {
+            let backends = node.backends.iter().filter(|b| b.pool == pool);
+            let counts = backends.fold((0, 0), |(requests, errors), b| {
+                (requests + b.requests, errors + b.errors + b.failures)
+            });
+            (node.id, counts)
+        })
+        .collect())
+}
+
+/// Requests and errors between two samples, over the nodes in both (a
+/// node that restarted counts from zero).
+fn over_step(before: &HashMap<u64, (u64, u64)>, after: &HashMap<u64, (u64, u64)>) -> (u64, u64) {
+    after.iter().fold((0, 0), |(requests, errors), (id, now)| {
+        let then = before.get(id).copied().unwrap_or_default();
+        let (r, e) = if now.0 < then.0 {
+            *now
+        } else {
+            (now.0 - then.0, now.1.saturating_sub(then.1))
+        };
+        (requests + r, errors + e)
+    })
 }
 
 /// Gives `pool` `percent` of `front`'s requests: 100 makes it the

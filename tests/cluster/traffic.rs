@@ -288,3 +288,101 @@ async fn a_client_over_its_rate_gets_429_and_others_are_served() {
         "a refused request reached the backend"
     );
 }
+
+/// GETs to `url` from 200 client addresses in turn until `stop` (bounded
+/// in count and time); how many failed.
+fn steady_load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let clients: Vec<_> = (0..200).map(|_| client_from(unique_ip())).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut failed = 0;
+        for i in 0..20_000 {
+            if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                break;
+            }
+            let (status, _, _) = get(&clients[i % clients.len()], &url, &[]).await;
+            failed += usize::from(status != StatusCode::OK);
+        }
+        failed
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_walk_goes_on_while_green_is_healthy_and_rolls_back_on_5xx() {
+    let ip = unique_ip();
+    let blue = HttpBackend::start("blue", ip).await;
+    let green = HttpBackend::start("green", ip).await;
+    let broken = HttpBackend::start_with(
+        "broken",
+        ip,
+        BackendBehaviour {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .await;
+    let seed = format!(
+        "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"blue\"\n\n\
+         [[pool]]\nname = \"blue\"\n  [[pool.backend]]\n  address = \"{}\"\n\n\
+         [[pool]]\nname = \"green\"\n  [[pool.backend]]\n  address = \"{}\"\n\n\
+         [[pool]]\nname = \"broken\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+        blue.address, green.address, broken.address
+    );
+    let node = Node::start(&seed).await;
+    let endpoints = node.api();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = steady_load(node.url(8080, "/"), stop.clone());
+
+    // A broken release: 5xx at the first step, and the walk undoes it.
+    let (code, out, err) = ctl_async(
+        endpoints.clone(),
+        "traffic shift web broken 20 --step 40 --every 600ms --until 100 --max-5xx 10"
+            .split(' ')
+            .map(String::from)
+            .collect(),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains(" 20 %: broken answered"), "{out}");
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(broken.count() > 0, "the step sent nothing to broken");
+    let (_, config, _) = ctl(&endpoints, &["get"]);
+    assert!(
+        !config.contains("split") && config.contains("pool = \"blue\""),
+        "{config}"
+    );
+    let after_rollback = broken.count();
+
+    // A healthy one walks to the end: green takes it all.
+    let (code, out, err) = ctl_async(
+        endpoints.clone(),
+        "traffic shift web green 50 --step 50 --every 400ms --until 100"
+            .split(' ')
+            .map(String::from)
+            .collect(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(" 50 %: green answered") && out.contains("100 %: green answered"),
+        "{out}"
+    );
+    let greens_before = green.count();
+    assert!(
+        wait_until(Duration::from_secs(10), || green.count()
+            >= greens_before + 50)
+        .await,
+        "no load on green"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let failed = load.await.expect("load");
+    let blues = blue.count();
+    assert_eq!(get(&client(), &node.url(8080, "/"), &[]).await.1, "green");
+    assert_eq!(blue.count(), blues);
+    println!(
+        "canary walk: broken rolled back after {after_rollback} requests at 20 %; \
+         green walked 50 → 100 %; {failed} failed requests in all"
+    );
+    // What failed was broken's: every one of its answers, and nothing else.
+    assert_eq!(failed, broken.count());
+}
