@@ -196,6 +196,7 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             same_site: s.same_site.clone(),
             max_age_s: s.max_age_s,
             signed: s.signed,
+            drain_timeout_s: Some(s.drain_timeout_s),
         }),
     }
 }
@@ -324,6 +325,9 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             same_site: s.same_site,
             max_age_s: s.max_age_s,
             signed: s.signed,
+            drain_timeout_s: s
+                .drain_timeout_s
+                .unwrap_or_else(defaults::sticky_drain_timeout_s),
         }),
     })
 }

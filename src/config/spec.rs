@@ -298,6 +298,11 @@ pub struct StickySpec {
     /// `Max-Age` in seconds; absent, a session cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_s: Option<u64>,
+    /// How long a draining backend keeps the clients pinned to it, in
+    /// seconds from when the drain began (each node's clock); after it,
+    /// they are sent elsewhere and pinned again, so the drain can end.
+    #[serde(default = "defaults::sticky_drain_timeout_s")]
+    pub drain_timeout_s: u64,
 }
 
 /// The HTTP version a pool's backends are spoken to in.
@@ -579,6 +584,11 @@ pub mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    /// Ten minutes: longer than most sessions' next click, short enough
+    /// that a drain ends the same hour.
+    pub fn sticky_drain_timeout_s() -> u64 {
+        600
     }
     pub fn retries() -> u32 {
         2

@@ -351,8 +351,23 @@ impl Pool {
     pub fn pinned(&self, id: &[u8]) -> Option<usize> {
         let index = *self.by_sticky_id.get(std::str::from_utf8(id).ok()?)?;
         let backend = &self.backends[index];
-        (backend.admin_state != AdminState::Disabled && backend.runtime.is_usable(now_ms()))
-            .then_some(index)
+        let now = now_ms();
+        let kept = match backend.admin_state {
+            AdminState::Active => true,
+            AdminState::Disabled => false,
+            // Until the drain's deadline, by this node's clock.
+            AdminState::Draining => {
+                let deadline = self
+                    .sticky
+                    .as_ref()
+                    .map_or(0, |s| s.drain_timeout_s.saturating_mul(1000));
+                backend
+                    .runtime
+                    .draining_for_ms(now)
+                    .is_none_or(|ms| ms < deadline)
+            }
+        };
+        (kept && backend.runtime.is_usable(now)).then_some(index)
     }
 
     /// Whether a sticky cookie's id names one of its backends, whatever
@@ -385,13 +400,15 @@ impl Pool {
             let address = parse_backend_address(&field, &backend.address)?;
             let authority = Authority::try_from(address.to_string())
                 .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
+            let runtime = runtimes.backend(&pool.name, address);
+            runtime.note_draining(backend.admin_state == AdminState::Draining, now_ms());
             backends.push(Backend {
                 address,
                 sticky_id: sticky_id(&pool.name, address),
                 authority,
                 weight: backend.weight,
                 admin_state: backend.admin_state,
-                runtime: runtimes.backend(&pool.name, address),
+                runtime,
             });
         }
         let names: Vec<String> = pool.backends.iter().map(|b| b.address.clone()).collect();

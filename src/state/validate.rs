@@ -430,6 +430,13 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
                 ));
             }
         }
+        if sticky.drain_timeout_s > 86_400 {
+            return Err(StateError::invalid(
+                at("sticky.drain_timeout_s"),
+                sticky.drain_timeout_s,
+                "must be 0 to 86400 (24 h)",
+            ));
+        }
     }
     if let Some(tls) = &pool.tls {
         crate::tls::backend::check(tls)

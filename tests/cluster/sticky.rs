@@ -3,7 +3,7 @@
 //! a drain; a backend that is gone is replaced and the cookie rewritten.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -50,7 +50,7 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
     ];
     let addresses: Vec<SocketAddr> = backends.iter().map(|b| b.address).collect();
     let seed = format!(
-        "{}  [pool.sticky]\n  cookie = \"SRV\"\n  same_site = \"Lax\"\n",
+        "{}  [pool.sticky]\n  cookie = \"SRV\"\n  same_site = \"Lax\"\n  drain_timeout_s = 5\n",
         one_frontend("http", 8080, "round_robin", &addresses, "")
     );
     let vip = unique_ip();
@@ -123,6 +123,7 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
 
     // Draining: the pinned client stays, new clients go elsewhere.
     let endpoints = cluster.endpoints();
+    let drain_began = Instant::now();
     let (code, out, err) = ctl(
         &endpoints,
         &["backend", "drain", "pool", &pinned.address.to_string()],
@@ -143,6 +144,20 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
         let (fresh, _) = sticky_get(&url, None).await;
         assert_ne!(fresh, first, "a new client was sent to a draining backend");
     }
+    // Until the drain's deadline (5 s): then the client is sent elsewhere
+    // and pinned there, and the drain can end.
+    let mut redispatched = None;
+    for _ in 0..200 {
+        let (backend, set) = sticky_get(&url, Some(&cookie)).await;
+        if backend != first {
+            redispatched = Some((drain_began.elapsed(), set));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (after, set) = redispatched.expect("still pinned to the draining backend after 10 s");
+    assert!(after >= Duration::from_secs(5), "moved after {after:?}");
+    assert!(set.is_some(), "moved without a new cookie");
 
     // The pinned backend dies: the client goes elsewhere, re-pinned.
     pinned.kill().await;
@@ -158,7 +173,9 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
     assert!(set.is_some(), "an unknown id is not replaced");
     println!(
         "sticky: pinned to {first} ({cookie}) for 100 requests, a failover and a drain; \
-         moved to {moved} ({rewritten}) when it died"
+         redispatched {} after the drain began (deadline 5 s); \
+         moved to {moved} ({rewritten}) when it died",
+        ms(after)
     );
 }
 
@@ -220,4 +237,52 @@ async fn a_forged_cookie_chooses_no_backend_when_signing_is_on() {
             "{cookie} chose {other}: {answered:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_client_keeps_its_arm_by_the_sticky_cookie() {
+    let ip = unique_ip();
+    let blue = HttpBackend::start("blue", ip).await;
+    let green = HttpBackend::start("green", ip).await;
+    let seed = format!(
+        "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"blue\"\n\
+         split = [{{ pool = \"blue\", weight = 50 }}, {{ pool = \"green\", weight = 50 }}]\n\n\
+         [[pool]]\nname = \"blue\"\n  [pool.sticky]\n  cookie = \"SRV\"\n  [[pool.backend]]\n  address = \"{}\"\n\n\
+         [[pool]]\nname = \"green\"\n  [pool.sticky]\n  cookie = \"SRV\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+        blue.address, green.address
+    );
+    let node = Node::start(&seed).await;
+    let url = node.url(8080, "/");
+    // New clients (no cookie, one address) draw an arm each.
+    let mut cookies = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let (backend, set) = sticky_get(&url, None).await;
+        cookies.insert(backend, pair(&set.expect("a new client gets the cookie")));
+    }
+    let (on_blue, on_green) = (cookies["blue"].clone(), cookies["green"].clone());
+    for _ in 0..30 {
+        assert_eq!(
+            sticky_get(&url, Some(&on_green)).await,
+            ("green".into(), None)
+        );
+        assert_eq!(
+            sticky_get(&url, Some(&on_blue)).await,
+            ("blue".into(), None)
+        );
+    }
+    // Shrinking the canary keeps its clients on it; new clients follow the
+    // new weights.
+    let (code, out, err) = ctl(&node.api(), &["traffic", "shift", "web", "green", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for _ in 0..10 {
+        assert_eq!(sticky_get(&url, Some(&on_green)).await.0, "green");
+    }
+    let mut new_on_green = 0;
+    for _ in 0..40 {
+        new_on_green += usize::from(sticky_get(&url, None).await.0 == "green");
+    }
+    assert!(
+        new_on_green <= 6,
+        "{new_on_green} of 40 new clients on green at 1 %"
+    );
 }

@@ -126,6 +126,7 @@ mod tests {
             secure: false,
             same_site: None,
             max_age_s: None,
+            drain_timeout_s: 600,
         };
         assert_eq!(
             set_cookie(&spec, "0123", false).expect("value"),
