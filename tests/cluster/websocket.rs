@@ -256,7 +256,12 @@ async fn no_byte_crosses_before_the_backends_101() {
             }
         }
     });
-    let node = Node::start(&one_frontend("http", 8080, "round_robin", &[backend], "")).await;
+    // A sticky pool: the 101 pins the client like any answer.
+    let seed = format!(
+        "{}  [pool.sticky]\n  cookie = \"SRV\"\n",
+        one_frontend("http", 8080, "round_robin", &[backend], "")
+    );
+    let node = Node::start(&seed).await;
     let mut client = tokio::net::TcpStream::connect(node.frontend(8080))
         .await
         .expect("connect");
@@ -288,6 +293,10 @@ async fn no_byte_crosses_before_the_backends_101() {
     }
     let text = String::from_utf8_lossy(&answer).into_owned();
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("\r\nset-cookie: srv="),
+        "{text}"
+    );
     client.write_all(b"-later").await.expect("write");
     let end = answer
         .windows(4)

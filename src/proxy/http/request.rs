@@ -314,6 +314,30 @@ impl RequestHandler {
         response
     }
 
+    /// Pins the client to backend `index` of a sticky pool with a cookie
+    /// on the answer, unless its cookie already names it (a new client,
+    /// or its backend gone: a redispatch).
+    pub(super) fn pin(
+        &self,
+        pool: &Pool,
+        pinned: Option<usize>,
+        index: usize,
+        headers: &mut http::HeaderMap,
+    ) {
+        if let Some(spec) = &pool.sticky
+            && pinned != Some(index)
+            && let Some(value) = sticky::value(
+                spec,
+                &pool.name,
+                &self.engine.table.sticky_keys(),
+                &pool.backends[index].sticky_id,
+            )
+            && let Some(cookie) = sticky::set_cookie(spec, &value, self.https)
+        {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
+
     /// Leaves `tunnel` for the connection's task.
     pub(super) fn leave_tunnel(&self, tunnel: Tunnel) {
         *self.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel);
@@ -417,19 +441,7 @@ impl RequestHandler {
                     runtime.duration.observe(started.elapsed().as_secs_f64());
                     pool.record_answer(index, response.status().as_u16());
                     headers::remove_hop_by_hop(response.headers_mut());
-                    if let Some(spec) = &pool.sticky
-                        && pinned != Some(index)
-                        && let Some(value) = sticky::value(
-                            spec,
-                            &pool.name,
-                            &self.engine.table.sticky_keys(),
-                            &backend.sticky_id,
-                        )
-                        && let Some(cookie) = sticky::set_cookie(spec, &value, self.https)
-                    {
-                        // A new client, or its backend gone: pinned here.
-                        response.headers_mut().append(header::SET_COOKIE, cookie);
-                    }
+                    self.pin(pool, pinned, index, response.headers_mut());
                     let (parts, body) = response.into_parts();
                     let body = ResponseBody::upstream(
                         body,

@@ -126,6 +126,8 @@ impl RequestHandler {
                 }
             };
             pool.record_answer(index, response.status().as_u16());
+            let mut response = response;
+            self.pin(pool, pinned, index, response.headers_mut());
             return self.answer(frontend, response, runtime, client_side);
         }
         local_response::error(
