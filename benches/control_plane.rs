@@ -224,6 +224,7 @@ async fn measure(case: u8, label: &str, pools: usize, per_pool: usize, changes: 
             if_version: None,
             dry_run: false,
             request_id: format!("bench-{case}-apply"),
+            note: None,
         })
         .await
         .expect("apply")

@@ -184,6 +184,10 @@ impl ControlService for ControlApi {
         let command = Command::ApplyConfig {
             spec,
             if_version: request.if_version,
+            note: request
+                .note
+                .as_ref()
+                .map(|n| n.chars().filter(|c| !c.is_control()).take(200).collect()),
         };
         if request.dry_run {
             let applied = self.control.dry_run(command).await?;

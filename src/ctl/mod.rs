@@ -290,6 +290,7 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
                 if_version: *if_version,
                 dry_run: *dry_run,
                 request_id: client.ids.id("apply"),
+                note: None,
             };
             let request = client.request(message, CALL_TIMEOUT);
             let reply = client.inner.apply_config(request).await?.into_inner();

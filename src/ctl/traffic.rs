@@ -33,7 +33,9 @@ pub async fn run(
 ) -> Result<Outcome, tonic::Status> {
     match verb {
         TrafficVerb::Switch { frontend, pool } => {
-            let changed = change(client, frontend, Some(pool), |f| share(f, pool, 100)).await?;
+            let note = format!("traffic switch {frontend} {pool}");
+            let changed =
+                change(client, frontend, Some(pool), &note, |f| share(f, pool, 100)).await?;
             Ok(changed.map_or_else(
                 |outcome| outcome,
                 |reply| Outcome::Done(changes(&reply, json)),
@@ -46,8 +48,11 @@ pub async fn run(
             step: None,
             ..
         } => {
-            let changed =
-                change(client, frontend, Some(pool), |f| share(f, pool, *percent)).await?;
+            let note = format!("traffic shift {frontend} {pool} {percent}");
+            let changed = change(client, frontend, Some(pool), &note, |f| {
+                share(f, pool, *percent)
+            })
+            .await?;
             Ok(changed.map_or_else(
                 |outcome| outcome,
                 |reply| Outcome::Done(changes(&reply, json)),
@@ -110,7 +115,11 @@ impl Walk<'_> {
         let mut percent = self.from;
         loop {
             let pool = self.pool;
-            if let Err(outcome) = change(client, self.frontend, Some(pool), |f| {
+            let note = format!(
+                "traffic shift {} {pool} {percent} (walk to {}, step {})",
+                self.frontend, self.until, self.step
+            );
+            if let Err(outcome) = change(client, self.frontend, Some(pool), &note, |f| {
                 share(f, pool, percent)
             })
             .await?
@@ -138,7 +147,10 @@ impl Walk<'_> {
                 );
             }
             if ratio > self.max_5xx {
-                let restored = change(client, self.frontend, None, |f| {
+                let note = format!(
+                    "traffic walk rolled back: {pool} answered {ratio:.1} % 5xx at {percent} %"
+                );
+                let restored = change(client, self.frontend, None, &note, |f| {
                     f.pool = origin_pool.clone();
                     f.split = origin_split.clone();
                     Ok(())
@@ -179,6 +191,7 @@ async fn change(
     client: &mut Client,
     frontend: &str,
     pool: Option<&str>,
+    note: &str,
     edit: impl Fn(&mut FrontendSpec) -> Result<(), String>,
 ) -> Result<Result<pb::ChangeReply, Outcome>, tonic::Status> {
     for _ in 0..ATTEMPTS {
@@ -202,6 +215,7 @@ async fn change(
             dry_run: false,
             // Each attempt its own: a refused one is not the same write.
             request_id: client.ids.numbered("traffic"),
+            note: Some(note.to_string()),
         };
         let request = client.request(message, CALL_TIMEOUT);
         match client.inner.apply_config(request).await {

@@ -51,6 +51,7 @@ impl RunningNode {
         let command = Command::ApplyConfig {
             spec,
             if_version: None,
+            note: None,
         };
         let caller = format!("SIGHUP on node {}", self.control.id);
         match self.control.write(command, caller, None).await {

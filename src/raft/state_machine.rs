@@ -73,6 +73,7 @@ impl StateMachine {
                 Command::ApplyConfig {
                     spec,
                     if_version: Some(0),
+                    note: None,
                 },
                 origin,
             ),

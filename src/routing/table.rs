@@ -560,6 +560,7 @@ mod tests {
             .dispatch(Command::ApplyConfig {
                 spec: toml::from_str(text).expect("parses"),
                 if_version: None,
+                note: None,
             })
             .expect("valid");
         RoutingTable::compile(
@@ -727,6 +728,7 @@ name = "static"
             .dispatch(Command::ApplyConfig {
                 spec: toml::from_str(TEXT).expect("parses"),
                 if_version: None,
+                note: None,
             })
             .expect("valid");
         let first = RoutingTable::compile(&state, &runtimes, None).expect("compiles");
@@ -764,6 +766,7 @@ name = "static"
             .dispatch(Command::ApplyConfig {
                 spec: toml::from_str(&text).expect("parses"),
                 if_version: None,
+                note: None,
             })
             .expect("valid");
         let first = RoutingTable::compile(&state, &runtimes, None).expect("compiles");

@@ -17,6 +17,10 @@ pub enum Command {
         spec: ClusterSpec,
         /// Optimistic-concurrency guard.
         if_version: Option<u64>,
+        /// What the change is for, shown in the history instead of
+        /// "apply configuration" (`ctl traffic` names its switch or step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// Add a backend to a pool.
     AddBackend {
@@ -99,6 +103,9 @@ impl Command {
     /// A one-line description for logs and history.
     pub fn summary(&self) -> String {
         match self {
+            Command::ApplyConfig {
+                note: Some(note), ..
+            } => note.clone(),
             Command::ApplyConfig { spec, .. } => format!(
                 "apply configuration ({} frontends, {} pools)",
                 spec.frontends.len(),

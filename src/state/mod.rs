@@ -293,6 +293,7 @@ impl ClusterState {
             Command::ApplyConfig {
                 spec: new,
                 if_version,
+                ..
             } => {
                 if let Some(expected) = if_version
                     && expected != self.version
@@ -436,6 +437,7 @@ hash_key = "header:X-User"
         ClusterState::default().dispatch(Command::ApplyConfig {
             spec: spec_from(text),
             if_version: None,
+            note: None,
         })
     }
 
@@ -647,6 +649,7 @@ hash_key = "header:X-User"
             .dispatch(Command::ApplyConfig {
                 spec: spec_from(BASE),
                 if_version: None,
+                note: None,
             })
             .expect("base");
         let add = Command::AddBackend {
@@ -690,6 +693,7 @@ hash_key = "header:X-User"
             .dispatch(Command::ApplyConfig {
                 spec: spec_from(BASE),
                 if_version: None,
+                note: None,
             })
             .expect("base");
         let before = state.clone();
@@ -713,6 +717,7 @@ hash_key = "header:X-User"
         let stale = Command::ApplyConfig {
             spec: ClusterSpec::default(),
             if_version: Some(7),
+            note: None,
         };
         assert_eq!(
             state.dispatch(stale),

@@ -113,7 +113,9 @@ async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() 
     let (_, history, _) = ctl(&cluster.endpoints(), &["history"]);
     let last = history.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with(&version.to_string()) && last.ends_with("~1 frontend"),
+        last.starts_with(&version.to_string())
+            && last.contains("traffic switch web green")
+            && last.ends_with("~1 frontend"),
         "{history}"
     );
     let (code, out, err) = ctl(&cluster.endpoints(), &["rollback", &before.to_string()]);
@@ -352,6 +354,13 @@ async fn a_canary_walk_goes_on_while_green_is_healthy_and_rolls_back_on_5xx() {
         "{config}"
     );
     let after_rollback = broken.count();
+    let (_, history, _) = ctl(&endpoints, &["history"]);
+    let lines: Vec<&str> = history.lines().rev().take(2).collect();
+    assert!(
+        lines[0].contains("traffic walk rolled back: broken answered")
+            && lines[1].contains("traffic shift web broken 20 (walk to 100, step 40)"),
+        "{history}"
+    );
 
     // A healthy one walks to the end: green takes it all.
     let (code, out, err) = ctl_async(
