@@ -288,7 +288,7 @@ impl Split {
     /// the range, in order, so raising one arm's weight only moves draws
     /// from the arms after it.
     pub fn choose(&self, draw: u32) -> usize {
-        let point = (u64::from(draw) * u64::from(self.total.max(1)) >> 32) as u32;
+        let point = ((u64::from(draw) * u64::from(self.total.max(1))) >> 32) as u32;
         self.arms
             .iter()
             .find(|(_, upto)| point < *upto)
