@@ -6,6 +6,7 @@ pub mod backend_stream;
 pub mod http;
 mod listener;
 pub mod maybe_tls;
+pub mod relay;
 mod splice;
 pub mod tcp;
 

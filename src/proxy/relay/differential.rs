@@ -1,0 +1,357 @@
+//! Differential tests: generated requests, each followed by a valid
+//! pipelined one, read by the relay's framing and by hyper's HTTP/1.1
+//! server (the hyper path's parser). They must agree on which requests are
+//! taken, with what body, and so where each ends. Where the relay is
+//! stricter on purpose (named in [`Case::relay_stricter`]), it must refuse
+//! the request outright, taking nothing.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::chunked::ChunkedScanner;
+use super::framing::BodyLength;
+use super::head;
+use crate::proxy::http::MAX_HEADERS;
+
+/// What a reader made of the bytes: the requests it took (method, target,
+/// decoded body), and whether it refused what came next.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    taken: Vec<(String, String, Vec<u8>)>,
+    refused: bool,
+}
+
+/// The relay's reading.
+fn relay(input: &[u8]) -> Outcome {
+    let mut taken = Vec::new();
+    let mut rest = input;
+    let refused = |taken| Outcome {
+        taken,
+        refused: true,
+    };
+    while !rest.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match head::parse_request(rest, &mut headers) {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(_) => return refused(taken),
+        };
+        let after = &rest[head.length..];
+        let (body, used) = match head.body {
+            BodyLength::Empty => (Vec::new(), 0),
+            BodyLength::Length(n) if after.len() as u64 >= n => {
+                (after[..n as usize].to_vec(), n as usize)
+            }
+            BodyLength::Chunked => {
+                let mut scanner = ChunkedScanner::default();
+                let mut body = Vec::new();
+                match scanner.feed(after, &mut |d| body.extend_from_slice(d)) {
+                    Ok(used) if scanner.is_done() => (body, used),
+                    _ => return refused(taken),
+                }
+            }
+            BodyLength::Length(_) | BodyLength::UntilClose => return refused(taken),
+        };
+        taken.push((head.method.to_string(), head.target.to_string(), body));
+        rest = &after[used..];
+    }
+    Outcome {
+        taken,
+        refused: false,
+    }
+}
+
+/// hyper's reading: its server on one end of a pipe, the input written to
+/// the other and the pipe half-closed.
+async fn hyper(input: Vec<u8>) -> Outcome {
+    let (mut client, server) = tokio::io::duplex(1 << 20);
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (taken, body_failed) = (taken.clone(), body_failed.clone());
+        service_fn(move |request: Request<Incoming>| {
+            let (taken, body_failed) = (taken.clone(), body_failed.clone());
+            async move {
+                let method = request.method().to_string();
+                let target = request.uri().to_string();
+                match request.into_body().collect().await {
+                    Ok(body) => taken.lock().expect("taken").push((
+                        method,
+                        target,
+                        body.to_bytes().to_vec(),
+                    )),
+                    Err(_) => body_failed.store(true, Ordering::Relaxed),
+                }
+                Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
+        .serve_connection(TokioIo::new(server), service);
+    let peer = async move {
+        client.write_all(&input).await.expect("write");
+        client.shutdown().await.expect("shutdown");
+        let mut answers = Vec::new();
+        let _ = client.read_to_end(&mut answers).await;
+        answers
+    };
+    let (result, answers) = tokio::join!(connection, peer);
+    let answers = String::from_utf8_lossy(&answers);
+    let refused =
+        result.is_err() || body_failed.load(Ordering::Relaxed) || answers.contains("HTTP/1.1 4");
+    let taken = std::mem::take(&mut *taken.lock().expect("taken"));
+    Outcome { taken, refused }
+}
+
+/// A `Content-Length` line's value.
+#[derive(Debug, Clone, Copy)]
+enum Length {
+    Exact,
+    Listed,
+    Plus,
+    OneMore,
+    Hex,
+    Padded,
+    Zeros,
+}
+
+/// A `Transfer-Encoding` line's value.
+#[derive(Debug, Clone, Copy)]
+enum Coding {
+    Chunked,
+    Mixed,
+    Tab,
+    Comma,
+    X,
+    ThenIdentity,
+    Gzip,
+    Identity,
+    Spaces,
+}
+
+impl Coding {
+    fn value(self) -> &'static str {
+        match self {
+            Coding::Chunked => "chunked",
+            Coding::Mixed => "ChUnKeD",
+            Coding::Tab => "chunked\t",
+            Coding::Comma => "chunked,",
+            Coding::X => "xchunked",
+            Coding::ThenIdentity => "chunked, identity",
+            Coding::Gzip => "gzip, chunked",
+            Coding::Identity => "identity",
+            Coding::Spaces => "  chunked  ",
+        }
+    }
+
+    /// Means `chunked` alone.
+    fn is_chunked(self) -> bool {
+        matches!(
+            self,
+            Coding::Chunked | Coding::Mixed | Coding::Tab | Coding::Spaces
+        )
+    }
+}
+
+/// How the chunked body is written.
+#[derive(Debug, Clone, Copy)]
+enum Chunks {
+    Plain,
+    Upper,
+    Zeros,
+    Extension,
+    Quoted,
+    SpaceAfterSize,
+    TabBeforeExtension,
+    Trailers,
+    BareLfAfterSize,
+    BareLfInExtension,
+    BareLfAfterData,
+    BareLfInTrailers,
+    NoCrlfAfterData,
+}
+
+impl Chunks {
+    /// Encodes `body` in chunks of up to 12 bytes (sizes with letters).
+    fn encode(self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in body.chunks(12) {
+            let size = match self {
+                Chunks::Upper => format!("{:X}", piece.len()),
+                Chunks::Zeros => format!("00{:x}", piece.len()),
+                _ => format!("{:x}", piece.len()),
+            };
+            out.extend_from_slice(size.as_bytes());
+            out.extend_from_slice(match self {
+                Chunks::Extension => b";name=value\r\n",
+                Chunks::Quoted => b";name=\"a b\"\r\n",
+                Chunks::SpaceAfterSize => b" \r\n",
+                Chunks::TabBeforeExtension => b"\t;a\r\n",
+                Chunks::BareLfAfterSize => b"\n",
+                Chunks::BareLfInExtension => b";a\nb\r\n",
+                _ => b"\r\n",
+            });
+            out.extend_from_slice(piece);
+            out.extend_from_slice(match self {
+                Chunks::BareLfAfterData => b"\n",
+                Chunks::NoCrlfAfterData => b"",
+                _ => b"\r\n",
+            });
+        }
+        out.extend_from_slice(b"0\r\n");
+        out.extend_from_slice(match self {
+            Chunks::Trailers => b"X-Sum: 1\r\n\r\n",
+            Chunks::BareLfInTrailers => b"X-Sum: 1\n\r\n",
+            _ => b"\r\n",
+        });
+        out
+    }
+}
+
+/// One generated request.
+#[derive(Debug, Clone)]
+struct Case {
+    method: &'static str,
+    lengths: Vec<Length>,
+    codings: Vec<Coding>,
+    chunks: Chunks,
+    body: Vec<u8>,
+    bare_lf_in_head: bool,
+}
+
+impl Case {
+    fn bytes(&self) -> Vec<u8> {
+        let eol = if self.bare_lf_in_head { "\n" } else { "\r\n" };
+        let mut head = format!("{} /t?q=1 HTTP/1.1\r\nHost: h{eol}", self.method);
+        let n = self.body.len();
+        for length in &self.lengths {
+            let value = match length {
+                Length::Exact => n.to_string(),
+                Length::Listed => format!("{n}, {n}"),
+                Length::Plus => format!("+{n}"),
+                Length::OneMore => (n + 1).to_string(),
+                Length::Hex => format!("0x{n:x}"),
+                Length::Padded => format!(" {n} "),
+                Length::Zeros => format!("00{n}"),
+            };
+            head.push_str(&format!("Content-Length: {value}\r\n"));
+        }
+        for coding in &self.codings {
+            head.push_str(&format!("Transfer-Encoding: {}\r\n", coding.value()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        if self.codings.is_empty() {
+            bytes.extend_from_slice(&self.body);
+        } else {
+            bytes.extend_from_slice(&self.chunks.encode(&self.body));
+        }
+        bytes.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+        bytes
+    }
+
+    /// Where the relay refuses on purpose what hyper may take: both
+    /// framings, a coding other than `chunked` alone, a bare LF.
+    fn relay_stricter(&self) -> bool {
+        (!self.lengths.is_empty() && !self.codings.is_empty())
+            || (!self.codings.is_empty()
+                && (self.codings.len() > 1 || !self.codings[0].is_chunked()))
+            || self.bare_lf_in_head
+            || (!self.codings.is_empty()
+                && !head::strict_line_ends(&self.chunks.encode(&self.body)))
+    }
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    let length = prop_oneof![
+        Just(Length::Exact),
+        Just(Length::Listed),
+        Just(Length::Plus),
+        Just(Length::OneMore),
+        Just(Length::Hex),
+        Just(Length::Padded),
+        Just(Length::Zeros),
+    ];
+    let coding = prop_oneof![
+        Just(Coding::Chunked),
+        Just(Coding::Mixed),
+        Just(Coding::Tab),
+        Just(Coding::Comma),
+        Just(Coding::X),
+        Just(Coding::ThenIdentity),
+        Just(Coding::Gzip),
+        Just(Coding::Identity),
+        Just(Coding::Spaces),
+    ];
+    let chunks = prop_oneof![
+        Just(Chunks::Plain),
+        Just(Chunks::Upper),
+        Just(Chunks::Zeros),
+        Just(Chunks::Extension),
+        Just(Chunks::Quoted),
+        Just(Chunks::SpaceAfterSize),
+        Just(Chunks::TabBeforeExtension),
+        Just(Chunks::Trailers),
+        Just(Chunks::BareLfAfterSize),
+        Just(Chunks::BareLfInExtension),
+        Just(Chunks::BareLfAfterData),
+        Just(Chunks::BareLfInTrailers),
+        Just(Chunks::NoCrlfAfterData),
+    ];
+    (
+        prop_oneof![Just("GET"), Just("POST"), Just("PUT")],
+        proptest::collection::vec(length, 0..=2),
+        proptest::collection::vec(coding, 0..=2),
+        chunks,
+        proptest::collection::vec(b'a'..=b'z', 0..40),
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(
+            |(method, lengths, codings, chunks, body, bare_lf_in_head)| Case {
+                method,
+                lengths,
+                codings,
+                chunks,
+                body,
+                bare_lf_in_head,
+            },
+        )
+}
+
+proptest! {
+    // Failures are printed, not saved: a case found becomes a named test.
+    #![proptest_config(ProptestConfig {
+        cases: 1500,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_relay_reads_requests_as_hyper_does(case in cases()) {
+        let bytes = case.bytes();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let reference = runtime.block_on(hyper(bytes.clone()));
+        let relayed = relay(&bytes);
+        if case.relay_stricter() {
+            prop_assert_eq!(
+                relayed,
+                Outcome { taken: Vec::new(), refused: true },
+                "hyper: {:?}\n{}",
+                reference,
+                String::from_utf8_lossy(&bytes)
+            );
+        } else {
+            prop_assert_eq!(relayed, reference, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}

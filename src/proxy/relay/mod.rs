@@ -1,0 +1,17 @@
+//! The HTTP/1.1 relay of issue 19, being built: a purpose-built path for
+//! HTTP/1.1 between clients and backends that parses heads with httparse
+//! into buffers reused per connection and forwards bodies without hyper's
+//! general client and server in between (as HAProxy, Pingora and Sozu
+//! each do).
+//!
+//! What exists so far is its framing core, checked against hyper by
+//! differential tests: where a request head ends and what it says
+//! ([`head`]), where a body ends ([`framing`], [`chunked`]). No traffic
+//! goes through it yet; every connection is served by hyper
+//! (`proxy::http`).
+
+pub mod chunked;
+#[cfg(test)]
+mod differential;
+pub mod framing;
+pub mod head;
