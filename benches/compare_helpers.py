@@ -110,9 +110,13 @@ def table(path):
         direct = med([r["rps"] for r in rs if r["target"] == "direct"])
         print(f"### {CASE_TITLES.get(case, case)}")
         print()
-        print("| target | req/s (median) | vs direct | p50 µs | p99 µs | balancer CPU µs/req | balancer CPU % | CPU 0 busy % | errors |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| target | req/s (median) | vs direct | p50 µs | p99 µs | balancer CPU µs/req | CPU vs HAProxy | balancer CPU % | CPU 0 busy % | errors |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         notes = []
+
+        def cpu_of(target):
+            return med([r["cpu_us"] for r in rs if r["target"] == target and r["cpu_us"] is not None])
+
         for t in targets:
             tr = [r for r in rs if r["target"] == t]
             rps = med([r["rps"] for r in tr])
@@ -120,9 +124,14 @@ def table(path):
             cpu = [r["cpu_us"] for r in tr if r["cpu_us"] is not None]
             pct = [r["bal_pct"] for r in tr if r["bal_pct"] is not None]
             errs = sum(r["non2xx"] + r["sock"] for r in tr)
+            # Against HAProxy at the same layer (`… http` to `haproxy http`).
+            layer = t.rsplit(" ", 1)[-1]
+            haproxy = cpu_of(f"haproxy {layer}")
+            vs = med(cpu) / haproxy if cpu and haproxy == haproxy and haproxy > 0 else float("nan")
             print(
                 f"| {t} | {rps:,.0f} | {ratio:.2f} | {med([r['p50'] for r in tr]):.0f} | "
                 f"{med([r['p99'] for r in tr]):.0f} | {('%.1f' % med(cpu)) if cpu else '-'} | "
+                f"{('%.2f×' % vs) if vs == vs else '-'} | "
                 f"{('%.0f' % med(pct)) if pct else '-'} | {med([r['cpu0_pct'] for r in tr]):.0f} | {errs} |"
             )
             for r in tr:
