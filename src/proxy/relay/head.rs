@@ -100,6 +100,60 @@ pub fn parse_request<'b, 'h>(
     }))
 }
 
+/// A response head, borrowed from the buffer it was read into.
+#[derive(Debug)]
+pub struct ResponseHead<'b, 'h> {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase, as sent.
+    pub reason: &'b str,
+    /// The header lines, in order.
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, CRLF CRLF included.
+    pub length: usize,
+    /// Where its body ends (`head_request`: the request was a HEAD).
+    pub body: BodyLength,
+}
+
+/// Parses the response head at the start of `buf` into `headers`:
+/// `Ok(None)` until the head is complete. The same limits and line rules
+/// as requests; obs-fold is refused (httparse's default).
+pub fn parse_response<'b, 'h>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    head_request: bool,
+) -> Result<Option<ResponseHead<'b, 'h>>, HeadError> {
+    let mut response = httparse::Response::new(headers);
+    let length = match response.parse(buf) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("malformed response head")),
+    };
+    if length > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    if !strict_line_ends(&buf[..length]) {
+        return Err(HeadError::Malformed("a line not ended by CRLF"));
+    }
+    let Some(status) = response.code else {
+        return Err(HeadError::Malformed("malformed status line"));
+    };
+    let reason = response.reason.unwrap_or("");
+    let headers: &'h [httparse::Header<'b>] = response.headers;
+    let body = framing::response_body(head_request, status, headers).map_err(HeadError::Framing)?;
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        headers,
+        length,
+        body,
+    }))
+}
+
 /// Whether every LF in `bytes` follows a CR and every CR comes before an
 /// LF (httparse also takes a bare LF as a line end).
 pub fn strict_line_ends(bytes: &[u8]) -> bool {

@@ -1,8 +1,7 @@
-//! Differential tests: generated requests, each followed by a valid
-//! pipelined one, read by the relay's framing and by hyper's HTTP/1.1
-//! server (the hyper path's parser). They must agree on which requests are
-//! taken, with what body, and so where each ends. Where the relay is
-//! stricter on purpose (named in [`Case::relay_stricter`]), it must refuse
+//! Requests: each generated one followed by a valid pipelined one, read by
+//! the relay and by hyper's HTTP/1.1 server. They must agree on which
+//! requests are taken, with what body, and so where each ends. Where the
+//! relay is stricter on purpose ([`Case::relay_stricter`]), it must refuse
 //! the request outright, taking nothing.
 
 use std::convert::Infallible;
@@ -18,10 +17,9 @@ use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::chunked::ChunkedScanner;
-use super::framing::BodyLength;
-use super::head;
+use super::{Chunks, Coding, Length, chunk_forms, codings, lengths, read_body};
 use crate::proxy::http::MAX_HEADERS;
+use crate::proxy::relay::head;
 
 /// What a reader made of the bytes: the requests it took (method, target,
 /// decoded body), and whether it refused what came next.
@@ -46,20 +44,8 @@ fn relay(input: &[u8]) -> Outcome {
             Ok(None) | Err(_) => return refused(taken),
         };
         let after = &rest[head.length..];
-        let (body, used) = match head.body {
-            BodyLength::Empty => (Vec::new(), 0),
-            BodyLength::Length(n) if after.len() as u64 >= n => {
-                (after[..n as usize].to_vec(), n as usize)
-            }
-            BodyLength::Chunked => {
-                let mut scanner = ChunkedScanner::default();
-                let mut body = Vec::new();
-                match scanner.feed(after, &mut |d| body.extend_from_slice(d)) {
-                    Ok(used) if scanner.is_done() => (body, used),
-                    _ => return refused(taken),
-                }
-            }
-            BodyLength::Length(_) | BodyLength::UntilClose => return refused(taken),
+        let Some((body, used)) = read_body(head.body, after) else {
+            return refused(taken);
         };
         taken.push((head.method.to_string(), head.target.to_string(), body));
         rest = &after[used..];
@@ -113,111 +99,6 @@ async fn hyper(input: Vec<u8>) -> Outcome {
     Outcome { taken, refused }
 }
 
-/// A `Content-Length` line's value.
-#[derive(Debug, Clone, Copy)]
-enum Length {
-    Exact,
-    Listed,
-    Plus,
-    OneMore,
-    Hex,
-    Padded,
-    Zeros,
-}
-
-/// A `Transfer-Encoding` line's value.
-#[derive(Debug, Clone, Copy)]
-enum Coding {
-    Chunked,
-    Mixed,
-    Tab,
-    Comma,
-    X,
-    ThenIdentity,
-    Gzip,
-    Identity,
-    Spaces,
-}
-
-impl Coding {
-    fn value(self) -> &'static str {
-        match self {
-            Coding::Chunked => "chunked",
-            Coding::Mixed => "ChUnKeD",
-            Coding::Tab => "chunked\t",
-            Coding::Comma => "chunked,",
-            Coding::X => "xchunked",
-            Coding::ThenIdentity => "chunked, identity",
-            Coding::Gzip => "gzip, chunked",
-            Coding::Identity => "identity",
-            Coding::Spaces => "  chunked  ",
-        }
-    }
-
-    /// Means `chunked` alone.
-    fn is_chunked(self) -> bool {
-        matches!(
-            self,
-            Coding::Chunked | Coding::Mixed | Coding::Tab | Coding::Spaces
-        )
-    }
-}
-
-/// How the chunked body is written.
-#[derive(Debug, Clone, Copy)]
-enum Chunks {
-    Plain,
-    Upper,
-    Zeros,
-    Extension,
-    Quoted,
-    SpaceAfterSize,
-    TabBeforeExtension,
-    Trailers,
-    BareLfAfterSize,
-    BareLfInExtension,
-    BareLfAfterData,
-    BareLfInTrailers,
-    NoCrlfAfterData,
-}
-
-impl Chunks {
-    /// Encodes `body` in chunks of up to 12 bytes (sizes with letters).
-    fn encode(self, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for piece in body.chunks(12) {
-            let size = match self {
-                Chunks::Upper => format!("{:X}", piece.len()),
-                Chunks::Zeros => format!("00{:x}", piece.len()),
-                _ => format!("{:x}", piece.len()),
-            };
-            out.extend_from_slice(size.as_bytes());
-            out.extend_from_slice(match self {
-                Chunks::Extension => b";name=value\r\n",
-                Chunks::Quoted => b";name=\"a b\"\r\n",
-                Chunks::SpaceAfterSize => b" \r\n",
-                Chunks::TabBeforeExtension => b"\t;a\r\n",
-                Chunks::BareLfAfterSize => b"\n",
-                Chunks::BareLfInExtension => b";a\nb\r\n",
-                _ => b"\r\n",
-            });
-            out.extend_from_slice(piece);
-            out.extend_from_slice(match self {
-                Chunks::BareLfAfterData => b"\n",
-                Chunks::NoCrlfAfterData => b"",
-                _ => b"\r\n",
-            });
-        }
-        out.extend_from_slice(b"0\r\n");
-        out.extend_from_slice(match self {
-            Chunks::Trailers => b"X-Sum: 1\r\n\r\n",
-            Chunks::BareLfInTrailers => b"X-Sum: 1\n\r\n",
-            _ => b"\r\n",
-        });
-        out
-    }
-}
-
 /// One generated request.
 #[derive(Debug, Clone)]
 struct Case {
@@ -235,16 +116,7 @@ impl Case {
         let mut head = format!("{} /t?q=1 HTTP/1.1\r\nHost: h{eol}", self.method);
         let n = self.body.len();
         for length in &self.lengths {
-            let value = match length {
-                Length::Exact => n.to_string(),
-                Length::Listed => format!("{n}, {n}"),
-                Length::Plus => format!("+{n}"),
-                Length::OneMore => (n + 1).to_string(),
-                Length::Hex => format!("0x{n:x}"),
-                Length::Padded => format!(" {n} "),
-                Length::Zeros => format!("00{n}"),
-            };
-            head.push_str(&format!("Content-Length: {value}\r\n"));
+            head.push_str(&format!("Content-Length: {}\r\n", length.value(n)));
         }
         for coding in &self.codings {
             head.push_str(&format!("Transfer-Encoding: {}\r\n", coding.value()));
@@ -264,8 +136,7 @@ impl Case {
     /// framings, a coding other than `chunked` alone, a bare LF.
     fn relay_stricter(&self) -> bool {
         (!self.lengths.is_empty() && !self.codings.is_empty())
-            || (!self.codings.is_empty()
-                && (self.codings.len() > 1 || !self.codings[0].is_chunked()))
+            || !super::codings_taken(&self.codings)
             || self.bare_lf_in_head
             || (!self.codings.is_empty()
                 && !head::strict_line_ends(&self.chunks.encode(&self.body)))
@@ -273,46 +144,11 @@ impl Case {
 }
 
 fn cases() -> impl Strategy<Value = Case> {
-    let length = prop_oneof![
-        Just(Length::Exact),
-        Just(Length::Listed),
-        Just(Length::Plus),
-        Just(Length::OneMore),
-        Just(Length::Hex),
-        Just(Length::Padded),
-        Just(Length::Zeros),
-    ];
-    let coding = prop_oneof![
-        Just(Coding::Chunked),
-        Just(Coding::Mixed),
-        Just(Coding::Tab),
-        Just(Coding::Comma),
-        Just(Coding::X),
-        Just(Coding::ThenIdentity),
-        Just(Coding::Gzip),
-        Just(Coding::Identity),
-        Just(Coding::Spaces),
-    ];
-    let chunks = prop_oneof![
-        Just(Chunks::Plain),
-        Just(Chunks::Upper),
-        Just(Chunks::Zeros),
-        Just(Chunks::Extension),
-        Just(Chunks::Quoted),
-        Just(Chunks::SpaceAfterSize),
-        Just(Chunks::TabBeforeExtension),
-        Just(Chunks::Trailers),
-        Just(Chunks::BareLfAfterSize),
-        Just(Chunks::BareLfInExtension),
-        Just(Chunks::BareLfAfterData),
-        Just(Chunks::BareLfInTrailers),
-        Just(Chunks::NoCrlfAfterData),
-    ];
     (
         prop_oneof![Just("GET"), Just("POST"), Just("PUT")],
-        proptest::collection::vec(length, 0..=2),
-        proptest::collection::vec(coding, 0..=2),
-        chunks,
+        proptest::collection::vec(lengths(), 0..=2),
+        proptest::collection::vec(codings(), 0..=2),
+        chunk_forms(),
         proptest::collection::vec(b'a'..=b'z', 0..40),
         proptest::bool::weighted(0.1),
     )
