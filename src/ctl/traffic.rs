@@ -31,33 +31,25 @@ pub async fn run(
     verb: &TrafficVerb,
     json: bool,
 ) -> Result<Outcome, tonic::Status> {
-    match verb {
-        TrafficVerb::Switch { frontend, pool } => {
-            let note = format!("traffic switch {frontend} {pool}");
-            let changed =
-                change(client, frontend, Some(pool), &note, |f| share(f, pool, 100)).await?;
-            Ok(changed.map_or_else(
-                |outcome| outcome,
-                |reply| Outcome::Done(changes(&reply, json)),
-            ))
-        }
+    let (frontend, pool, percent, note) = match verb {
+        TrafficVerb::Switch { frontend, pool } => (
+            frontend,
+            pool,
+            100,
+            format!("traffic switch {frontend} {pool}"),
+        ),
         TrafficVerb::Shift {
             frontend,
             pool,
             percent,
             step: None,
             ..
-        } => {
-            let note = format!("traffic shift {frontend} {pool} {percent}");
-            let changed = change(client, frontend, Some(pool), &note, |f| {
-                share(f, pool, *percent)
-            })
-            .await?;
-            Ok(changed.map_or_else(
-                |outcome| outcome,
-                |reply| Outcome::Done(changes(&reply, json)),
-            ))
-        }
+        } => (
+            frontend,
+            pool,
+            *percent,
+            format!("traffic shift {frontend} {pool} {percent}"),
+        ),
         TrafficVerb::Shift {
             frontend,
             pool,
@@ -76,9 +68,17 @@ pub async fn run(
                 until: *until,
                 max_5xx: *max_5xx,
             };
-            walk.run(client, json).await
+            return walk.run(client, json).await;
         }
-    }
+    };
+    let changed = change(client, frontend, Some(pool), &note, |f| {
+        share(f, pool, percent)
+    })
+    .await?;
+    Ok(changed.map_or_else(
+        |outcome| outcome,
+        |reply| Outcome::Done(changes(&reply, json)),
+    ))
 }
 
 /// A canary walk's settings.

@@ -55,21 +55,10 @@ pub fn parse_request<'b, 'h>(
     headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
 ) -> Result<Option<RequestHead<'b, 'h>>, HeadError> {
     let mut request = httparse::Request::new(headers);
-    let length = match request.parse(buf) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed("malformed request head")),
+    let parsed = request.parse(buf);
+    let Some(length) = head_length(buf, parsed, "malformed request head")? else {
+        return Ok(None);
     };
-    if length > MAX_HEAD_BYTES {
-        return Err(HeadError::TooLarge);
-    }
-    if !strict_line_ends(&buf[..length]) {
-        return Err(HeadError::Malformed("a line not ended by CRLF"));
-    }
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
     else {
@@ -124,21 +113,10 @@ pub fn parse_response<'b, 'h>(
     head_request: bool,
 ) -> Result<Option<ResponseHead<'b, 'h>>, HeadError> {
     let mut response = httparse::Response::new(headers);
-    let length = match response.parse(buf) {
-        Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed("malformed response head")),
+    let parsed = response.parse(buf);
+    let Some(length) = head_length(buf, parsed, "malformed response head")? else {
+        return Ok(None);
     };
-    if length > MAX_HEAD_BYTES {
-        return Err(HeadError::TooLarge);
-    }
-    if !strict_line_ends(&buf[..length]) {
-        return Err(HeadError::Malformed("a line not ended by CRLF"));
-    }
     let Some(status) = response.code else {
         return Err(HeadError::Malformed("malformed status line"));
     };
@@ -152,6 +130,31 @@ pub fn parse_response<'b, 'h>(
         length,
         body,
     }))
+}
+
+/// The length of a head httparse has parsed from `buf` (`None`: not
+/// complete yet), once it is within the limits and its lines end in CRLF.
+fn head_length(
+    buf: &[u8],
+    parsed: httparse::Result<usize>,
+    malformed: &'static str,
+) -> Result<Option<usize>, HeadError> {
+    let length = match parsed {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed(malformed)),
+    };
+    if length > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    if !strict_line_ends(&buf[..length]) {
+        return Err(HeadError::Malformed("a line not ended by CRLF"));
+    }
+    Ok(Some(length))
 }
 
 /// Whether every LF in `bytes` follows a CR and every CR comes before an
