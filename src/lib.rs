@@ -16,8 +16,12 @@
 //!                          reused) off the apply path, publishes (arc-swap)
 //!     proxy::Engine        one listener per frontend, lock-free table reads
 //!       ├─ proxy::tcp      L4 relay, per connection
-//!       └─ proxy::http     L7 on hyper, per request; pooled backend
-//!                          connections driven by the request's own task
+//!       ├─ proxy::http     L7 on hyper, per request; pooled backend
+//!       │                  connections driven by the request's own task
+//!       └─ proxy::relay    the HTTP/1.1 relay being built (issue 19): strict
+//!                          httparse framing, tested against hyper; unused yet
+//!          routing         route (table, route_match), balance (pool),
+//!                          sticky keys, rate limits, live counters (runtime)
 //!          balance         pick a backend: prebuilt, no lock, no allocation
 //!     admin                /readyz /status /metrics /
 //! ```

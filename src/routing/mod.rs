@@ -1,6 +1,7 @@
 //! The compiled, immutable routing table the engine reads on every new
 //! connection and request, and the handle that publishes it atomically.
 
+mod pool;
 mod published;
 mod rate_limit;
 mod route_match;
@@ -8,6 +9,7 @@ mod runtime;
 mod sticky_keys;
 mod table;
 
+pub use pool::{Backend, Pool};
 pub use published::PublishedTable;
 pub use rate_limit::RateLimiter;
 pub use route_match::{HeaderCondition, HeaderEdits, LocalAnswer, RequestFacts, Split};
@@ -15,4 +17,4 @@ pub use runtime::{
     BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
 };
 pub use sticky_keys::StickyKeys;
-pub use table::{Backend, Frontend, Pool, Route, Routed, RoutingTable};
+pub use table::{Frontend, Route, Routed, RoutingTable};
