@@ -15,3 +15,5 @@ pub mod chunked;
 mod differential;
 pub mod framing;
 pub mod head;
+#[cfg(test)]
+mod smuggling;
