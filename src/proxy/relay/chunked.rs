@@ -218,6 +218,33 @@ mod tests {
         Ok(None)
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// However a body is cut into reads, the scanner finds the same
+        /// data and the same end.
+        #[test]
+        fn any_split_finds_the_same_body_and_end(
+            pieces in proptest::collection::vec(proptest::collection::vec(0u8..=255, 1..40), 0..6),
+            split in 1usize..50,
+        ) {
+            let mut input = Vec::new();
+            for piece in &pieces {
+                input.extend_from_slice(format!("{:x};e=1\r\n", piece.len()).as_bytes());
+                input.extend_from_slice(piece);
+                input.extend_from_slice(b"\r\n");
+            }
+            input.extend_from_slice(b"0\r\nX-T: 1\r\n\r\nNEXT");
+            let (body, used) = scan(&input, split).expect("valid").expect("complete");
+            proptest::prop_assert_eq!(body, pieces.concat());
+            proptest::prop_assert_eq!(&input[used..], b"NEXT");
+        }
+    }
+
     #[test]
     fn well_formed_bodies_end_where_they_end_however_they_arrive() {
         let input = b"5\r\nhello\r\nA;name=value\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\nGET /next";
