@@ -301,7 +301,10 @@ pub struct StickySpec {
     /// How long a draining backend keeps the clients pinned to it, in
     /// seconds from when the drain began (each node's clock); after it,
     /// they are sent elsewhere and pinned again, so the drain can end.
-    #[serde(default = "defaults::sticky_drain_timeout_s")]
+    #[serde(
+        default = "defaults::sticky_drain_timeout_s",
+        skip_serializing_if = "defaults::is_sticky_drain_timeout_s"
+    )]
     pub drain_timeout_s: u64,
 }
 
@@ -589,6 +592,11 @@ pub mod defaults {
     /// that a drain ends the same hour.
     pub fn sticky_drain_timeout_s() -> u64 {
         600
+    }
+    /// Left out when written (the Raft log, `ctl get`): nodes of earlier
+    /// versions read the configuration as long as the field is not set.
+    pub fn is_sticky_drain_timeout_s(value: &u64) -> bool {
+        *value == sticky_drain_timeout_s()
     }
     pub fn retries() -> u32 {
         2

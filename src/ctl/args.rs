@@ -156,6 +156,11 @@ pub enum TrafficVerb {
         /// exchanges) over a step, in percent, as all nodes count them.
         #[arg(long = "max-5xx", default_value_t = 5.0)]
         max_5xx: f64,
+        /// Walk: requests the pool must answer in a step before it counts;
+        /// a step with fewer is watched again, twice at most, then the walk
+        /// stops where it is.
+        #[arg(long, default_value_t = 20)]
+        min_requests: u64,
     },
 }
 

@@ -58,6 +58,7 @@ pub async fn run(
             every,
             until,
             max_5xx,
+            min_requests,
         } => {
             let walk = Walk {
                 frontend,
@@ -67,6 +68,7 @@ pub async fn run(
                 every: every.unwrap_or(Duration::from_secs(60)),
                 until: *until,
                 max_5xx: *max_5xx,
+                min_requests: *min_requests,
             };
             return walk.run(client, json).await;
         }
@@ -81,6 +83,10 @@ pub async fn run(
     ))
 }
 
+/// Times a step is watched for `--every` while it has seen fewer than
+/// `--min-requests` requests.
+const WATCHES: u32 = 3;
+
 /// A canary walk's settings.
 struct Walk<'a> {
     frontend: &'a str,
@@ -90,6 +96,7 @@ struct Walk<'a> {
     every: Duration,
     until: u32,
     max_5xx: f64,
+    min_requests: u64,
 }
 
 impl Walk<'_> {
@@ -111,10 +118,10 @@ impl Walk<'_> {
                 self.frontend
             )));
         };
-        let (origin_pool, origin_split) = (origin.pool.clone(), origin.split.clone());
+        let origin = (origin.pool.clone(), origin.split.clone());
+        let pool = self.pool;
         let mut percent = self.from;
         loop {
-            let pool = self.pool;
             let note = format!(
                 "traffic shift {} {pool} {percent} (walk to {}, step {})",
                 self.frontend, self.until, self.step
@@ -126,10 +133,16 @@ impl Walk<'_> {
             {
                 return Ok(outcome);
             }
-            let before = pool_answers(client, pool).await?;
-            tokio::time::sleep(self.every).await;
-            let after = pool_answers(client, pool).await?;
-            let (requests, errors) = over_step(&before, &after);
+            let (requests, errors) = match self.watch(client).await {
+                Ok(counts) => counts,
+                Err(status) => {
+                    let why = format!(
+                        "the nodes' counters could not be read ({})",
+                        status.message()
+                    );
+                    return self.roll_back(client, &origin, &why).await;
+                }
+            };
             let ratio = if requests == 0 {
                 0.0
             } else {
@@ -142,27 +155,25 @@ impl Walk<'_> {
                 );
             } else {
                 println!(
-                    "{percent:>3} %: {pool} answered {requests} requests in {}, {errors} with 5xx or failed ({ratio:.1} %)",
-                    humantime::format_duration(self.every)
+                    "{percent:>3} %: {pool} answered {requests} requests, {errors} with 5xx or failed ({ratio:.1} %)"
                 );
             }
             if ratio > self.max_5xx {
-                let note = format!(
-                    "traffic walk rolled back: {pool} answered {ratio:.1} % 5xx at {percent} %"
+                let why = format!(
+                    "{pool} answered {ratio:.1} % 5xx at {percent} %, over --max-5xx {} %",
+                    self.max_5xx
                 );
-                let restored = change(client, self.frontend, None, &note, |f| {
-                    f.pool = origin_pool.clone();
-                    f.split = origin_split.clone();
-                    Ok(())
-                })
-                .await?;
-                if let Err(outcome) = restored {
-                    return Ok(outcome);
-                }
+                return self.roll_back(client, &origin, &why).await;
+            }
+            if requests < self.min_requests {
+                // No evidence either way: the canary stays where it is.
                 return Ok(Outcome::Refused(format!(
-                    "rolled back: {pool} answered {ratio:.1} % 5xx at {percent} %, over --max-5xx {} %; \
-                     {} is back where the walk began",
-                    self.max_5xx, self.frontend
+                    "stopped at {percent} %: {pool} answered {requests} requests over {} watches of {} \
+                     (--min-requests {}); {} stays as it is",
+                    WATCHES,
+                    humantime::format_duration(self.every),
+                    self.min_requests,
+                    self.frontend
                 )));
             }
             if percent >= self.until {
@@ -173,6 +184,47 @@ impl Walk<'_> {
             }
             percent = (percent + self.step).min(self.until);
         }
+    }
+
+    /// Watches the pool for `--every`, again while it saw fewer than
+    /// `--min-requests` (up to [`WATCHES`] times): its requests, and its
+    /// 5xx answers and failed exchanges, summed over the nodes.
+    async fn watch(&self, client: &mut Client) -> Result<(u64, u64), tonic::Status> {
+        let before = pool_answers(client, self.pool).await?;
+        let mut counts = (0, 0);
+        for _ in 0..WATCHES {
+            tokio::time::sleep(self.every).await;
+            let after = pool_answers(client, self.pool).await?;
+            counts = over_step(&before, &after);
+            if counts.0 >= self.min_requests {
+                break;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Puts the frontend's pool and split back as they were before the
+    /// walk, as one more version, and says why.
+    async fn roll_back(
+        &self,
+        client: &mut Client,
+        (pool, split): &(String, Vec<SplitArm>),
+        why: &str,
+    ) -> Result<Outcome, tonic::Status> {
+        let note = format!("traffic walk rolled back: {why}");
+        let restored = change(client, self.frontend, None, &note, |f| {
+            f.pool = pool.clone();
+            f.split = split.clone();
+            Ok(())
+        })
+        .await?;
+        Ok(match restored {
+            Err(outcome) => outcome,
+            Ok(_) => Outcome::Refused(format!(
+                "rolled back: {why}; {} is back where the walk began",
+                self.frontend
+            )),
+        })
     }
 }
 
@@ -256,7 +308,9 @@ async fn pool_answers(
 /// node that restarted counts from zero).
 fn over_step(before: &HashMap<u64, (u64, u64)>, after: &HashMap<u64, (u64, u64)>) -> (u64, u64) {
     after.iter().fold((0, 0), |(requests, errors), (id, now)| {
-        let then = before.get(id).copied().unwrap_or_default();
+        let Some(&then) = before.get(id) else {
+            return (requests, errors);
+        };
         let (r, e) = if now.0 < then.0 {
             *now
         } else {

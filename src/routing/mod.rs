@@ -1,6 +1,7 @@
 //! The compiled, immutable routing table the engine reads on every new
 //! connection and request, and the handle that publishes it atomically.
 
+pub mod path;
 mod pool;
 mod published;
 mod rate_limit;
@@ -12,7 +13,7 @@ mod table;
 pub use pool::{Backend, Pool};
 pub use published::PublishedTable;
 pub use rate_limit::RateLimiter;
-pub use route_match::{HeaderCondition, HeaderEdits, LocalAnswer, RequestFacts, Split};
+pub use route_match::{HeaderCondition, HeaderEdits, LocalAnswer, RequestFacts, Split, canonical};
 pub use runtime::{
     BackendRuntime, FrontendStats, Health, HealthChange, PoolRuntime, Runtimes, now_ms,
 };

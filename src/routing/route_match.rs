@@ -121,18 +121,21 @@ impl Conditions {
         Conditions {
             header: route.header.as_ref().and_then(HeaderCondition::compile),
             query: route.query.as_ref().map(QueryCondition::compile),
+            // Validation has checked each entry; one that still does not
+            // parse matches nothing rather than everything.
             methods: route
                 .methods
                 .iter()
-                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .map(|m| Method::from_bytes(m.as_bytes()).unwrap_or(Method::CONNECT))
                 .collect(),
             source: route
                 .source
                 .iter()
-                .filter_map(|s| {
+                .map(|s| {
                     s.parse()
                         .ok()
                         .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+                        .unwrap_or(NOTHING)
                 })
                 .collect(),
         }
@@ -152,9 +155,18 @@ impl Conditions {
     }
 }
 
+/// A network no client comes from (`0.0.0.0/32`): what an entry that
+/// does not parse matches.
+const NOTHING: ipnet::IpNet = ipnet::IpNet::V4(
+    match ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, 32) {
+        Ok(net) => net,
+        Err(_) => panic!("a valid prefix"),
+    },
+);
+
 /// An IPv4 client seen through an IPv6 socket (`::ffff:a.b.c.d`) as the
 /// IPv4 address it is.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -296,9 +308,15 @@ impl Split {
             .map_or(0, |(pool, _)| *pool)
     }
 
-    /// The pools of its arms.
+    /// The pools of its arms that take requests (weight above 0): a
+    /// zeroed arm keeps no client, sticky or not.
     pub fn pools(&self) -> impl Iterator<Item = usize> + '_ {
-        self.arms.iter().map(|(pool, _)| *pool)
+        let mut below = 0;
+        self.arms.iter().filter_map(move |(pool, upto)| {
+            let weight = upto - below;
+            below = *upto;
+            (weight > 0).then_some(*pool)
+        })
     }
 }
 
@@ -390,6 +408,12 @@ mod tests {
             .collect();
         let green = draws.iter().filter(|d| ten.choose(**d) == 1).count();
         assert!((900..=1100).contains(&green), "{green}");
+        // A zeroed arm keeps no client.
+        let zero = Split::compile("f", &arms(0), &index)
+            .expect("split")
+            .expect("some");
+        assert_eq!(zero.pools().collect::<Vec<_>>(), [0]);
+        assert_eq!(ten.pools().collect::<Vec<_>>(), [1, 0]);
         // Every draw on green at 10 % stays on green at 25 %.
         assert!(
             draws

@@ -62,8 +62,9 @@ pub struct FrontendStats {
     pub rate_limited: Counter,
     /// The clients' token buckets (`rate_limit`).
     pub limiter: super::RateLimiter,
-    /// The buckets of each route's `rate_limit`, by route position.
-    route_limiters: Mutex<HashMap<usize, Arc<super::RateLimiter>>>,
+    /// The buckets of each route's `rate_limit`, by the route's identity
+    /// (a hash of its configuration).
+    route_limiters: Mutex<HashMap<u64, Arc<super::RateLimiter>>>,
     /// The frontend's name, for the labels of `http2_errors`.
     name: String,
     /// HTTP/2 connections closed for misbehaving, by reason.
@@ -76,14 +77,24 @@ impl FrontendStats {
         self.responses[class_index(status)].inc();
     }
 
-    /// The buckets of route `index`'s `rate_limit`, kept across
-    /// configuration versions while the route keeps its place.
-    pub fn route_limiter(&self, index: usize) -> Arc<super::RateLimiter> {
+    /// The buckets of the route whose configuration hashes to `route`,
+    /// kept across versions while the route is unchanged (wherever it
+    /// moves in the list).
+    pub fn route_limiter(&self, route: u64) -> Arc<super::RateLimiter> {
         let mut limiters = self
             .route_limiters
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        limiters.entry(index).or_default().clone()
+        limiters.entry(route).or_default().clone()
+    }
+
+    /// Forgets the buckets of routes not in `routes` (changed or removed).
+    pub fn keep_route_limiters(&self, routes: &[u64]) {
+        let mut limiters = self
+            .route_limiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        limiters.retain(|route, _| routes.contains(route));
     }
 
     /// Counts an HTTP/2 client connection closed for `reason`.

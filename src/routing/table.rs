@@ -131,7 +131,9 @@ impl RoutingTable {
         };
         let mut frontends = Vec::with_capacity(spec.frontends.len());
         for frontend in &spec.frontends {
+            let stats = runtimes.frontend(&frontend.name);
             let mut routes = Vec::with_capacity(frontend.routes.len());
+            let mut limited = Vec::new();
             for (i, route) in frontend.routes.iter().enumerate() {
                 let field = |name: &str| format!("frontend[{}].route[{i}].{name}", frontend.name);
                 let split = Split::compile(&field("split"), &route.split, &pool_index)?;
@@ -141,7 +143,6 @@ impl RoutingTable {
                     None if answer.is_some() => &frontend.pool,
                     None => &route.pool,
                 };
-                let stats = runtimes.frontend(&frontend.name);
                 routes.push(Route {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
@@ -152,11 +153,14 @@ impl RoutingTable {
                     answer,
                     request_edits: HeaderEdits::compile(&route.request_headers),
                     response_edits: HeaderEdits::compile(&route.response_headers),
-                    rate_limit: route
-                        .rate_limit
-                        .map(|limit| (limit, stats.route_limiter(i))),
+                    rate_limit: route.rate_limit.map(|limit| {
+                        let identity = route_identity(route);
+                        limited.push(identity);
+                        (limit, stats.route_limiter(identity))
+                    }),
                 });
             }
+            stats.keep_route_limiters(&limited);
             frontends.push(Frontend {
                 default_pool: pool_index(
                     format!("frontend[{}].pool", frontend.name),
@@ -169,7 +173,7 @@ impl RoutingTable {
                 )?,
                 spec: frontend.clone(),
                 routes,
-                stats: runtimes.frontend(&frontend.name),
+                stats,
             });
         }
         let by_name = frontends
@@ -265,6 +269,12 @@ impl Frontend {
     pub fn is_http(&self) -> bool {
         self.spec.protocol.is_http()
     }
+}
+
+/// A route's identity for its rate limit's buckets: a hash of its
+/// configuration.
+fn route_identity(route: &crate::config::RouteSpec) -> u64 {
+    crate::balance::hash_bytes(&serde_json::to_vec(route).unwrap_or_default())
 }
 
 #[cfg(test)]

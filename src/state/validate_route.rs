@@ -13,6 +13,14 @@ use crate::config::{
     FrontendSpec, HeaderMatch, HeaderRewrite, MAX_FIXED_BODY, Protocol, RouteSpec,
 };
 
+/// Request headers the balancer writes itself, after a route's edits.
+const BALANCER_WRITES: [&str; 4] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
 /// Checks route `i` of `frontend`.
 pub(super) fn validate_route(
     frontend: &FrontendSpec,
@@ -94,6 +102,27 @@ pub(super) fn validate_route(
     }
     check_rewrite(&field("request_headers"), &route.request_headers)?;
     check_rewrite(&field("response_headers"), &route.response_headers)?;
+    if let Some(name) = route
+        .request_headers
+        .set
+        .keys()
+        .chain(route.request_headers.add.keys())
+        .chain(route.request_headers.remove.iter())
+        .find(|name| BALANCER_WRITES.iter().any(|w| name.eq_ignore_ascii_case(w)))
+    {
+        return Err(StateError::invalid(
+            field("request_headers"),
+            name,
+            "Host and the X-Forwarded headers are written by the balancer",
+        ));
+    }
+    if !route.request_headers.is_empty() && (route.respond.is_some() || route.redirect.is_some()) {
+        return Err(StateError::invalid(
+            field("request_headers"),
+            "",
+            "a route that answers by itself sends no request on",
+        ));
+    }
     if let Some(limit) = route.rate_limit {
         check_rate_limit(&field("rate_limit"), limit)?;
     }
@@ -229,6 +258,13 @@ fn check_target(
                 field("redirect.location"),
                 &redirect.location,
                 "expected a URL or a path",
+            ));
+        }
+        if redirect.keep_path && redirect.location.contains(['?', '#']) {
+            return Err(StateError::invalid(
+                field("redirect.location"),
+                &redirect.location,
+                "with keep_path, the request's path and query are appended: no query or fragment here",
             ));
         }
     }

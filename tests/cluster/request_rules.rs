@@ -20,6 +20,7 @@ async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone(
            [[frontend.route]]\n  query = {{ name = \"version\", value = \"2\" }}\n  pool = \"v2\"\n\
            [[frontend.route]]\n  path_prefix = \"/admin/\"\n  source = [\"{office}/32\", \"10.0.0.0/8\"]\n  pool = \"admin\"\n\
            [[frontend.route]]\n  path_prefix = \"/admin/\"\n  respond = {{ status = 403, body = \"office network only\\n\" }}\n\
+             response_headers = {{ set = {{ cache-control = \"no-store\" }} }}\n\
            [[frontend.route]]\n  methods = [\"POST\", \"DELETE\"]\n  pool = \"writes\"\n\
            [[frontend.route]]\n  path_prefix = \"/old/\"\n  redirect = {{ location = \"https://new.example/\", status = 301, keep_path = true }}\n\
            [[frontend.route]]\n  path_prefix = \"/tagged/\"\n  pool = \"main\"\n\
@@ -58,7 +59,25 @@ async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone(
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body, "office network only\n");
     assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-store");
+    // Other spellings of the same path meet the same rules (and the
+    // backend gets the path in its one spelling).
+    for spelling in [
+        "/%61dmin/users",
+        "//admin/users",
+        "/x/../admin/users",
+        "/./admin/users",
+    ] {
+        let (status, _, _) = exchange(&anyone, "GET", &url(spelling), &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{spelling}");
+    }
     assert_eq!(main.count() + admin.count(), before);
+    let seen = exchange(&from_office, "GET", &url("//admin/./users"), &[]).await;
+    assert_eq!(backend(&seen), "admin");
+    assert_eq!(
+        admin.requests().pop().expect("request").path,
+        "/admin/users"
+    );
 
     // Method.
     let seen = exchange(&anyone, "POST", &url("/items"), &[]).await;
@@ -68,10 +87,16 @@ async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone(
     let seen = exchange(&anyone, "PUT", &url("/items/1"), &[]).await;
     assert_eq!(backend(&seen), "main");
 
-    // Redirect, keeping path and query.
+    // Redirect, keeping path and query; a target that looks like another
+    // host stays a path.
     let (status, headers, _) = exchange(&anyone, "GET", &url("/old/page?id=7"), &[]).await;
     assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
     assert_eq!(headers["location"], "https://new.example/old/page?id=7");
+    let (_, headers, _) = exchange(&anyone, "GET", &url("/old//evil.example/x"), &[]).await;
+    assert_eq!(
+        headers["location"],
+        "https://new.example/old/evil.example/x"
+    );
 
     // Header rewriting both ways.
     let (status, headers, body) = exchange(
@@ -119,16 +144,32 @@ async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone(
     );
 
     // A bad rule is refused with its field named, and changes nothing.
+    let version = node.config_version();
     let file = node.dir.join("bad.toml");
-    std::fs::write(
-        &file,
-        seed.replace("methods = [\"POST\", \"DELETE\"]", "methods = [\"post\"]"),
-    )
-    .expect("write");
-    let (code, _, err) = ctl(
-        &node.api(),
-        &["apply", "--file", file.to_str().expect("path")],
-    );
-    assert_ne!(code, 0);
-    assert!(err.contains("frontend[web].route[3].methods"), "{err}");
+    for (from, to, field) in [
+        (
+            "methods = [\"POST\", \"DELETE\"]",
+            "methods = [\"post\"]",
+            "frontend[web].route[3].methods",
+        ),
+        (
+            "set = {{ x-env = \"green\" }}",
+            "set = {{ host = \"other\" }}",
+            "frontend[web].route[5].request_headers",
+        ),
+    ] {
+        let bad = seed.replace(
+            &from.replace("{{", "{").replace("}}", "}"),
+            &to.replace("{{", "{").replace("}}", "}"),
+        );
+        assert_ne!(bad, seed, "{from}");
+        std::fs::write(&file, bad).expect("write");
+        let (code, _, err) = ctl(
+            &node.api(),
+            &["apply", "--file", file.to_str().expect("path")],
+        );
+        assert_ne!(code, 0);
+        assert!(err.contains(field), "{err}");
+    }
+    assert_eq!(node.config_version(), version);
 }

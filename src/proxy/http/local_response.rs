@@ -82,7 +82,10 @@ pub fn route_answer(answer: &LocalAnswer, target: &str) -> Response<ResponseBody
             keep_path,
         } => {
             let location = if *keep_path {
-                format!("{}{target}", location.trim_end_matches('/'))
+                // `target` is the request's normal path (one leading `/`,
+                // routing::path), so `//host` cannot come of it.
+                let base = location.strip_suffix('/').unwrap_or(location);
+                format!("{base}{target}")
             } else {
                 location.clone()
             };

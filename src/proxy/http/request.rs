@@ -1,5 +1,6 @@
 //! One HTTP request: checked, routed, balanced, sent, retried when safe.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
 use crate::config::RateLimit;
 use crate::proxy::Engine;
-use crate::routing::{Frontend, Pool, RateLimiter, RequestFacts, RoutingTable};
+use crate::routing::{Frontend, Pool, RateLimiter, RequestFacts, RoutingTable, path};
 use crate::state::HashKey;
 
 /// Most attempts a request can make (first try plus the largest `retries`).
@@ -197,9 +198,29 @@ impl RequestHandler {
                 );
             }
         }
+        // Routes match the path in one spelling, and the backend gets
+        // that spelling (routing::path).
+        let normal = match path::normalize(request.uri().path()) {
+            Cow::Owned(normal) => Some(normal),
+            Cow::Borrowed(_) => None,
+        };
+        let target = normal.as_ref().map(|normal| {
+            let query = request.uri().query();
+            PathAndQuery::try_from(match query {
+                Some(query) => format!("{normal}?{query}"),
+                None => normal.clone(),
+            })
+        });
+        let target = match target {
+            None => None,
+            Some(Ok(target)) => Some(target),
+            Some(Err(_)) => {
+                return local_response::error(StatusCode::BAD_REQUEST, "malformed path", true);
+            }
+        };
         let facts = RequestFacts {
             host: headers::request_host(&request),
-            path: request.uri().path(),
+            path: normal.as_deref().unwrap_or(request.uri().path()),
             query: request.uri().query(),
             method: request.method(),
             headers: request.headers(),
@@ -208,17 +229,22 @@ impl RequestHandler {
         let routed = frontend.route(&facts);
         let route = routed.route;
         if let Some(route) = route {
-            if let Some((limit, limiter)) = &route.rate_limit
-                && let Some(refusal) = self.over_limit(frontend, *limit, limiter)
-            {
-                return refusal;
-            }
-            if let Some(answer) = &route.answer {
-                let target = request
-                    .uri()
-                    .path_and_query()
+            let refused = route
+                .rate_limit
+                .as_ref()
+                .and_then(|(limit, limiter)| self.over_limit(frontend, *limit, limiter));
+            let answered = || {
+                let target = target
+                    .as_ref()
+                    .or(request.uri().path_and_query())
                     .map_or("/", PathAndQuery::as_str);
-                return local_response::route_answer(answer, target);
+                Some(local_response::route_answer(route.answer.as_ref()?, target))
+            };
+            if let Some(mut response) = refused.or_else(answered) {
+                if let Some(edits) = &route.response_edits {
+                    edits.apply(response.headers_mut());
+                }
+                return response;
             }
         }
         let pool = table.pool(match routed.split {
@@ -286,10 +312,8 @@ impl RequestHandler {
         let response_timeout = Duration::from_millis(frontend.spec.response_timeout_ms);
         let outgoing = Outgoing {
             method: parts.method,
-            path: parts
-                .uri
-                .path_and_query()
-                .cloned()
+            path: target
+                .or_else(|| parts.uri.path_and_query().cloned())
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
             authority,
             response_timeout: grpc::timeout(&headers)

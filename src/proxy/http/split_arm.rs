@@ -43,17 +43,36 @@ pub fn choose(
     split.choose(draw)
 }
 
-/// A client's fixed place in `0..u32::MAX`, from its address: the same
-/// on every node (the seed is fixed), so a failover keeps it.
+/// A client's fixed place in `0..u32::MAX`, from its address (an IPv4
+/// client on an IPv6 socket as its IPv4 address): FNV-1a, as Maglev's
+/// keys, then mixed (murmur3's finalizer) so neighbouring addresses
+/// spread; the same on every node, version and platform, so a failover
+/// keeps it.
 fn client_draw(client: IpAddr) -> u32 {
-    use std::hash::BuildHasher;
-    let hash = foldhash::fast::FixedState::with_seed(0x5eed_5911_7a11_0c4e).hash_one(client);
-    (hash >> 32) as u32
+    let hash = match crate::routing::canonical(client) {
+        IpAddr::V4(ip) => crate::balance::hash_bytes(&ip.octets()),
+        IpAddr::V6(ip) => crate::balance::hash_bytes(&ip.octets()),
+    };
+    let mut mixed = hash ^ (hash >> 33);
+    mixed = mixed.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    mixed ^= mixed >> 33;
+    mixed = mixed.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    mixed ^= mixed >> 33;
+    (mixed >> 32) as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_draws_the_same_however_it_came() {
+        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(client_draw(v4), client_draw(mapped));
+        // Fixed across versions: a change here moves clients between arms.
+        assert_eq!(client_draw(v4), 2_250_998_167);
+    }
 
     #[test]
     fn neighbouring_addresses_spread_evenly() {

@@ -34,6 +34,9 @@ pub enum FramingError {
     DifferingLengths,
     /// A `Transfer-Encoding` other than `chunked` alone.
     BadEncoding,
+    /// A `Transfer-Encoding` on an HTTP/1.0 message (RFC 9112 6.1: its
+    /// framing is faulty).
+    EncodingOnHttp10,
 }
 
 impl FramingError {
@@ -44,6 +47,7 @@ impl FramingError {
             FramingError::BadLength => "malformed Content-Length",
             FramingError::DifferingLengths => "differing Content-Length values",
             FramingError::BadEncoding => "Transfer-Encoding other than chunked",
+            FramingError::EncodingOnHttp10 => "Transfer-Encoding on an HTTP/1.0 message",
         }
     }
 }
@@ -55,8 +59,9 @@ struct Framing {
     chunked: bool,
 }
 
-/// Reads `Content-Length` and `Transfer-Encoding` from `headers`.
-fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, FramingError> {
+/// Reads `Content-Length` and `Transfer-Encoding` from the `headers` of
+/// an HTTP/1.`version` message.
+fn framing(version: u8, headers: &[httparse::Header<'_>]) -> Result<Framing, FramingError> {
     let mut found = Framing::default();
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
@@ -74,6 +79,9 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, FramingError> {
             // (`gzip, chunked`) would reach the backend undeclared once the
             // relay writes its own `Transfer-Encoding: chunked`, and no
             // client sends one; hyper refuses `chunked,` too.
+            if version == 0 {
+                return Err(FramingError::EncodingOnHttp10);
+            }
             if found.chunked || !header.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 return Err(FramingError::BadEncoding);
             }
@@ -83,9 +91,13 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, FramingError> {
     Ok(found)
 }
 
-/// A request's body (no `Content-Length` and no `Transfer-Encoding`: none).
-pub fn request_body(headers: &[httparse::Header<'_>]) -> Result<BodyLength, FramingError> {
-    let found = framing(headers)?;
+/// A request's body (no `Content-Length` and no `Transfer-Encoding`: none);
+/// `version`: 0 for HTTP/1.0, 1 for HTTP/1.1.
+pub fn request_body(
+    version: u8,
+    headers: &[httparse::Header<'_>],
+) -> Result<BodyLength, FramingError> {
+    let found = framing(version, headers)?;
     match (found.length, found.chunked) {
         (Some(_), true) => Err(FramingError::LengthAndEncoding),
         (Some(0), false) | (None, false) => Ok(BodyLength::Empty),
@@ -99,13 +111,14 @@ pub fn request_body(headers: &[httparse::Header<'_>]) -> Result<BodyLength, Fram
 /// headers say, or until the backend closes.
 pub fn response_body(
     head_request: bool,
+    version: u8,
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, FramingError> {
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(BodyLength::Empty);
     }
-    let found = framing(headers)?;
+    let found = framing(version, headers)?;
     match (found.length, found.chunked) {
         // RFC 9112 6.3 lets the coding win; a backend that sends both is
         // confused or hostile, and the relay does not guess.
@@ -140,7 +153,7 @@ mod tests {
     }
 
     fn request(pairs: &[(&'static str, &'static [u8])]) -> Result<BodyLength, FramingError> {
-        request_body(&headers(pairs))
+        request_body(1, &headers(pairs))
     }
 
     #[test]
@@ -169,7 +182,7 @@ mod tests {
             b"99999999999999999999",
         ] {
             let pairs = [("Content-Length", bad)];
-            let found = request_body(&headers(&pairs));
+            let found = request_body(1, &headers(&pairs));
             assert_eq!(
                 found,
                 Err(FramingError::BadLength),
@@ -198,7 +211,7 @@ mod tests {
         ] {
             let pairs = [("Transfer-Encoding", good)];
             assert_eq!(
-                request_body(&headers(&pairs)),
+                request_body(1, &headers(&pairs)),
                 Ok(BodyLength::Chunked),
                 "{:?}",
                 String::from_utf8_lossy(good)
@@ -218,7 +231,7 @@ mod tests {
         ] {
             let pairs = [("Transfer-Encoding", bad)];
             assert_eq!(
-                request_body(&headers(&pairs)),
+                request_body(1, &headers(&pairs)),
                 Err(FramingError::BadEncoding),
                 "{:?}",
                 String::from_utf8_lossy(bad)
@@ -243,21 +256,39 @@ mod tests {
             request(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")]),
             Err(FramingError::LengthAndEncoding)
         );
+        let chunked = headers(&[("Transfer-Encoding", b"chunked")]);
+        assert_eq!(
+            request_body(0, &chunked),
+            Err(FramingError::EncodingOnHttp10)
+        );
+        assert_eq!(
+            response_body(false, 0, 200, &chunked),
+            Err(FramingError::EncodingOnHttp10)
+        );
     }
 
     #[test]
     fn responses_without_a_body_by_rule_or_without_framing() {
         let framed = headers(&[("Content-Length", b"10")]);
-        assert_eq!(response_body(true, 200, &framed), Ok(BodyLength::Empty));
+        assert_eq!(response_body(true, 1, 200, &framed), Ok(BodyLength::Empty));
         for status in [100, 101, 199, 204, 304] {
-            assert_eq!(response_body(false, status, &framed), Ok(BodyLength::Empty));
+            assert_eq!(
+                response_body(false, 1, status, &framed),
+                Ok(BodyLength::Empty)
+            );
         }
         assert_eq!(
-            response_body(false, 200, &framed),
+            response_body(false, 1, 200, &framed),
             Ok(BodyLength::Length(10))
         );
-        assert_eq!(response_body(false, 200, &[]), Ok(BodyLength::UntilClose));
+        assert_eq!(
+            response_body(false, 1, 200, &[]),
+            Ok(BodyLength::UntilClose)
+        );
         let chunked = headers(&[("Transfer-Encoding", b"chunked")]);
-        assert_eq!(response_body(false, 500, &chunked), Ok(BodyLength::Chunked));
+        assert_eq!(
+            response_body(false, 1, 500, &chunked),
+            Ok(BodyLength::Chunked)
+        );
     }
 }

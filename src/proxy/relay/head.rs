@@ -78,7 +78,7 @@ pub fn parse_request<'b, 'h>(
     if hosts == 0 && version == 1 {
         return Err(HeadError::Malformed("HTTP/1.1 request without Host header"));
     }
-    let body = framing::request_body(headers).map_err(HeadError::Framing)?;
+    let body = framing::request_body(version, headers).map_err(HeadError::Framing)?;
     Ok(Some(RequestHead {
         method,
         target,
@@ -94,6 +94,8 @@ pub fn parse_request<'b, 'h>(
 pub struct ResponseHead<'b, 'h> {
     /// The status code.
     pub status: u16,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
     /// The reason phrase, as sent.
     pub reason: &'b str,
     /// The header lines, in order.
@@ -117,14 +119,16 @@ pub fn parse_response<'b, 'h>(
     let Some(length) = head_length(buf, parsed, "malformed response head")? else {
         return Ok(None);
     };
-    let Some(status) = response.code else {
+    let (Some(status), Some(version)) = (response.code, response.version) else {
         return Err(HeadError::Malformed("malformed status line"));
     };
     let reason = response.reason.unwrap_or("");
     let headers: &'h [httparse::Header<'b>] = response.headers;
-    let body = framing::response_body(head_request, status, headers).map_err(HeadError::Framing)?;
+    let body = framing::response_body(head_request, version, status, headers)
+        .map_err(HeadError::Framing)?;
     Ok(Some(ResponseHead {
         status,
+        version,
         reason,
         headers,
         length,

@@ -48,6 +48,16 @@ fn relay(input: &[u8]) -> Outcome {
             return refused(taken);
         };
         taken.push((head.method.to_string(), head.target.to_string(), body));
+        // HTTP/1.0 without keep-alive: the connection ends after it.
+        let keep_alive = head.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"keep-alive")
+        });
+        if head.version == 0 && !keep_alive {
+            return Outcome {
+                taken,
+                refused: false,
+            };
+        }
         rest = &after[used..];
     }
     Outcome {
@@ -108,12 +118,14 @@ struct Case {
     chunks: Chunks,
     body: Vec<u8>,
     bare_lf_in_head: bool,
+    http10: bool,
 }
 
 impl Case {
     fn bytes(&self) -> Vec<u8> {
         let eol = if self.bare_lf_in_head { "\n" } else { "\r\n" };
-        let mut head = format!("{} /t?q=1 HTTP/1.1\r\nHost: h{eol}", self.method);
+        let version = if self.http10 { "1.0" } else { "1.1" };
+        let mut head = format!("{} /t?q=1 HTTP/{version}\r\nHost: h{eol}", self.method);
         let n = self.body.len();
         for length in &self.lengths {
             head.push_str(&format!("Content-Length: {}\r\n", length.value(n)));
@@ -133,9 +145,11 @@ impl Case {
     }
 
     /// Where the relay refuses on purpose what hyper may take: both
-    /// framings, a coding other than `chunked` alone, a bare LF.
+    /// framings, a coding other than `chunked` alone or on HTTP/1.0, a
+    /// bare LF.
     fn relay_stricter(&self) -> bool {
         (!self.lengths.is_empty() && !self.codings.is_empty())
+            || (self.http10 && !self.codings.is_empty())
             || !super::codings_taken(&self.codings)
             || self.bare_lf_in_head
             || (!self.codings.is_empty()
@@ -151,15 +165,17 @@ fn cases() -> impl Strategy<Value = Case> {
         chunk_forms(),
         proptest::collection::vec(b'a'..=b'z', 0..40),
         proptest::bool::weighted(0.1),
+        proptest::bool::weighted(0.15),
     )
         .prop_map(
-            |(method, lengths, codings, chunks, body, bare_lf_in_head)| Case {
+            |(method, lengths, codings, chunks, body, bare_lf_in_head, http10)| Case {
                 method,
                 lengths,
                 codings,
                 chunks,
                 body,
                 bare_lf_in_head,
+                http10,
             },
         )
 }
