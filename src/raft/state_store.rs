@@ -39,6 +39,7 @@ const HEALTH: &[u8] = b"health/";
 const CERTIFICATES: &[u8] = b"certificates";
 const TICKET_KEYS: &[u8] = b"ticket_keys";
 const ACME_CHALLENGES: &[u8] = b"acme_challenges";
+const DRAINS: &[u8] = b"drains";
 /// The whole state as one document, as written before 0.8; read once and
 /// converted.
 const LEGACY: &[u8] = b"applied";
@@ -119,6 +120,7 @@ impl Legacy {
                 certificates: Arc::default(),
                 ticket_keys: Arc::default(),
                 acme_challenges: Arc::default(),
+                drains: Arc::default(),
             },
             health: self.health,
         }
@@ -235,6 +237,10 @@ impl StateStore {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
             None => Default::default(),
         };
+        let drains = match get(DRAINS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
+            None => Default::default(),
+        };
         let health = self
             .scan::<bool>(HEALTH)?
             .into_iter()
@@ -255,6 +261,7 @@ impl StateStore {
                 certificates: Arc::new(certificates),
                 ticket_keys: Arc::new(ticket_keys),
                 acme_challenges: Arc::new(acme_challenges),
+                drains: Arc::new(drains),
             },
             health,
         })
@@ -294,6 +301,9 @@ impl StateStore {
         }
         if !Arc::ptr_eq(&now.ticket_keys, &before.ticket_keys) {
             writes.put(TICKET_KEYS, &*now.ticket_keys)?;
+        }
+        if !Arc::ptr_eq(&now.drains, &before.drains) {
+            writes.put(DRAINS, &*now.drains)?;
         }
         if !Arc::ptr_eq(&now.acme_challenges, &before.acme_challenges) {
             writes.put(ACME_CHALLENGES, &*now.acme_challenges)?;
@@ -347,6 +357,7 @@ impl StateStore {
         writes.put(CERTIFICATES, &*applied.state.certificates)?;
         writes.put(TICKET_KEYS, &*applied.state.ticket_keys)?;
         writes.put(ACME_CHALLENGES, &*applied.state.acme_challenges)?;
+        writes.put(DRAINS, &*applied.state.drains)?;
         for revision in applied.state.history.revisions() {
             writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
         }

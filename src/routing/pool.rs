@@ -61,8 +61,18 @@ pub struct Backend {
     pub weight: u32,
     /// The operator's admin state.
     pub admin_state: AdminState,
+    /// When it began to drain (ms since the Unix epoch), if it is
+    /// draining.
+    pub drain_started_ms: Option<u64>,
     /// Live counters and passive health, shared across tables.
     pub runtime: Arc<BackendRuntime>,
+}
+
+/// Now, in ms since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The certificate `pool`'s `[pool.tls]` presents to its backends, if any.
@@ -98,16 +108,16 @@ impl Pool {
         let kept = match backend.admin_state {
             AdminState::Active => true,
             AdminState::Disabled => false,
-            // Until the drain's deadline, by this node's clock.
+            // Until the drain's deadline: from when the drain was
+            // committed, by this node's wall clock.
             AdminState::Draining => {
                 let deadline = self
                     .sticky
                     .as_ref()
                     .map_or(0, |s| s.drain_timeout_s.saturating_mul(1000));
                 backend
-                    .runtime
-                    .draining_for_ms(now)
-                    .is_none_or(|ms| ms < deadline)
+                    .drain_started_ms
+                    .is_none_or(|since| unix_ms().saturating_sub(since) < deadline)
             }
         };
         (kept && backend.runtime.is_usable(now)).then_some(index)
@@ -123,9 +133,10 @@ impl Pool {
     pub(super) fn compile(
         pool: &crate::config::PoolSpec,
         runtimes: &Runtimes,
-        certificates: &Certificates,
+        state: &crate::state::ClusterState,
         client_certificate: Option<StoredCertificate>,
     ) -> Result<Pool, StateError> {
+        let certificates = &state.certificates;
         let tls = match &pool.tls {
             None => None,
             Some(tls) => {
@@ -144,8 +155,8 @@ impl Pool {
             let authority = Authority::try_from(address.to_string())
                 .map_err(|_| StateError::invalid(field, &backend.address, "not an authority"))?;
             let runtime = runtimes.backend(&pool.name, address);
-            runtime.note_draining(backend.admin_state == AdminState::Draining, now_ms());
             backends.push(Backend {
+                drain_started_ms: state.drain_started_ms(&pool.name, &backend.address),
                 address,
                 sticky_id: sticky_id(&pool.name, address),
                 authority,

@@ -192,9 +192,6 @@ pub struct BackendRuntime {
     consecutive_5xx: AtomicU32,
     ejected_until_ms: AtomicU64,
     consecutive_ejections: AtomicU32,
-    /// When this node first served a version with it draining (Unix ms;
-    /// 0: not draining).
-    draining_since_ms: AtomicU64,
     /// The last change of this node's view: what, when (Unix ms), why.
     last_change: std::sync::Mutex<Option<HealthChange>>,
     pool: String,
@@ -243,26 +240,6 @@ impl BackendRuntime {
     /// ejected for failing real traffic.
     pub fn is_usable(&self, now_ms: u64) -> bool {
         self.health() == Health::Up && !self.is_ejected(now_ms)
-    }
-
-    /// Notes the admin state of a newly compiled version: a drain's clock
-    /// starts at the first version that has it draining, and stops with
-    /// the first that has it not.
-    pub fn note_draining(&self, draining: bool, now_ms: u64) {
-        if !draining {
-            self.draining_since_ms.store(0, Ordering::Relaxed);
-        } else if self.draining_since_ms.load(Ordering::Relaxed) == 0 {
-            self.draining_since_ms
-                .store(now_ms.max(1), Ordering::Relaxed);
-        }
-    }
-
-    /// How long it has been draining, by this node's clock.
-    pub fn draining_for_ms(&self, now_ms: u64) -> Option<u64> {
-        match self.draining_since_ms.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(now_ms.saturating_sub(since)),
-        }
     }
 
     /// Whether passive health has it ejected now.
@@ -600,7 +577,6 @@ impl Runtimes {
                     up_since_ms: AtomicU64::new(0),
                     consecutive_5xx: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
-                    draining_since_ms: AtomicU64::new(0),
                     consecutive_ejections: AtomicU32::new(0),
                     last_change: Default::default(),
                     pool: pool.to_string(),

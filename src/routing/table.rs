@@ -115,12 +115,7 @@ impl RoutingTable {
                 Some(same) if same.source == *pool && same.client_certificate == certificate => {
                     pools.push(Arc::clone(same))
                 }
-                _ => pools.push(Arc::new(Pool::compile(
-                    pool,
-                    runtimes,
-                    &state.certificates,
-                    certificate,
-                )?)),
+                _ => pools.push(Arc::new(Pool::compile(pool, runtimes, state, certificate)?)),
             }
         }
         let pool_index = |field: String, name: &str| {

@@ -57,6 +57,17 @@ pub struct ClusterState {
     /// token: every node answers them (whichever the validator reaches).
     #[serde(default)]
     pub acme_challenges: Arc<BTreeMap<String, String>>,
+    /// When each draining backend began to drain (`POOL ADDRESS` to ms
+    /// since the Unix epoch, as the proposing node stamped the change):
+    /// the start of `[pool.sticky] drain_timeout_s`, the same on every
+    /// node and across restarts.
+    #[serde(default)]
+    pub drains: Arc<BTreeMap<String, u64>>,
+}
+
+/// The key of a backend in [`ClusterState::drains`].
+fn drain_key(pool: &str, address: &str) -> String {
+    format!("{pool} {address}")
 }
 
 impl ClusterState {
@@ -137,6 +148,7 @@ impl ClusterState {
                 replayed: false,
             });
         }
+        self.note_drains(origin.time_ms);
         let mut changes = diff(&before, &self.spec);
         changes.extend(certificates::changes(
             &certificates_before,
@@ -156,6 +168,37 @@ impl ClusterState {
             unchanged: false,
             replayed: false,
         })
+    }
+
+    /// Starts the drain clock of backends that became draining at `now_ms`
+    /// and forgets those no longer draining.
+    fn note_drains(&mut self, now_ms: u64) {
+        let draining: Vec<String> = self
+            .spec
+            .pools
+            .iter()
+            .flat_map(|pool| {
+                pool.backends
+                    .iter()
+                    .filter(|b| b.admin_state == crate::config::AdminState::Draining)
+                    .map(move |b| drain_key(&pool.name, &b.address))
+            })
+            .collect();
+        let drains: BTreeMap<String, u64> = draining
+            .into_iter()
+            .map(|key| {
+                let since = self.drains.get(&key).copied().unwrap_or(now_ms);
+                (key, since)
+            })
+            .collect();
+        if drains != *self.drains {
+            self.drains = Arc::new(drains);
+        }
+    }
+
+    /// When backend `address` of `pool` began to drain, if it is draining.
+    pub fn drain_started_ms(&self, pool: &str, address: &str) -> Option<u64> {
+        self.drains.get(&drain_key(pool, address)).copied()
     }
 
     /// Applies one command. The change is built on a copy and validated as a
@@ -446,6 +489,50 @@ hash_key = "header:X-User"
             Err(StateError::Invalid { field, value, .. }) => (field, value),
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_drain_is_timed_from_the_change_that_began_it() {
+        let mut state = ClusterState::default();
+        let at = |time_ms| Origin {
+            time_ms,
+            caller: "test".into(),
+        };
+        let spec: ClusterSpec = toml::from_str(BASE).expect("spec");
+        let backend = spec.pools[0].backends[0].address.clone();
+        let pool = spec.pools[0].name.clone();
+        state
+            .apply(
+                Command::ApplyConfig {
+                    spec,
+                    if_version: None,
+                    note: None,
+                },
+                at(1),
+            )
+            .expect("apply");
+        let drain = |state: &mut ClusterState, admin_state, time_ms| {
+            let command = Command::SetAdminState {
+                pool: pool.clone(),
+                address: backend.clone(),
+                state: admin_state,
+            };
+            state.apply(command, at(time_ms)).expect("set");
+        };
+        assert_eq!(state.drain_started_ms(&pool, &backend), None);
+        drain(&mut state, AdminState::Draining, 100);
+        assert_eq!(state.drain_started_ms(&pool, &backend), Some(100));
+        // Another change later keeps the start.
+        drain(&mut state, AdminState::Active, 200);
+        assert_eq!(state.drain_started_ms(&pool, &backend), None);
+        drain(&mut state, AdminState::Draining, 300);
+        let weight = Command::SetWeight {
+            pool: pool.clone(),
+            address: backend.clone(),
+            weight: 7,
+        };
+        state.apply(weight, at(400)).expect("weight");
+        assert_eq!(state.drain_started_ms(&pool, &backend), Some(300));
     }
 
     #[test]
