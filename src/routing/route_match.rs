@@ -208,6 +208,27 @@ impl HeaderEdits {
         })
     }
 
+    /// `compile`, for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub fn compile_for_tests(spec: &HeaderRewrite) -> HeaderEdits {
+        HeaderEdits::compile(spec).expect("a rewrite that changes something")
+    }
+
+    /// Header names it removes.
+    pub fn removes(&self) -> &[HeaderName] {
+        &self.remove
+    }
+
+    /// Headers it sets, replacing any value.
+    pub fn sets(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.set
+    }
+
+    /// Headers it appends.
+    pub fn adds(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.add
+    }
+
     /// Makes the changes on `headers`.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {

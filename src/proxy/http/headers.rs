@@ -9,7 +9,7 @@ use http::{Request, Version};
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1),
 /// plus the legacy ones proxies still see, and `Upgrade` (upgrades are not
 /// relayed).
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

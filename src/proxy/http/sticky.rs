@@ -22,13 +22,7 @@ pub fn strip(headers: &mut HeaderMap, name: &str) {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        .map(|v| without(v, name))
         .filter(|v| !v.is_empty())
         .collect();
     headers.remove(header::COOKIE);
@@ -39,8 +33,19 @@ pub fn strip(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// A `Cookie` header value without cookie `name` (empty if it held only
+/// that).
+pub fn without(value: &str, name: &str) -> String {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Whether a `Cookie` header value holds cookie `name`.
-fn names(value: &str, name: &str) -> bool {
+pub fn names(value: &str, name: &str) -> bool {
     value
         .split(';')
         .any(|pair| pair.trim().split('=').next() == Some(name))

@@ -4,16 +4,18 @@
 //! general client and server in between (as HAProxy, Pingora and Sozu
 //! each do).
 //!
-//! What exists so far is its framing core, checked against hyper by
-//! differential tests: where a request head ends and what it says
-//! ([`head`]), where a body ends ([`framing`], [`chunked`]). No traffic
-//! goes through it yet; every connection is served by hyper
-//! (`proxy::http`).
+//! What exists so far is its framing core and its request writer, checked
+//! against hyper by differential tests: where a request head ends and
+//! what it says ([`head`]), where a body ends ([`framing`], [`chunked`]),
+//! and the head a backend gets ([`request_head`], by the hyper path's
+//! header rules). No traffic goes through it yet; every connection is
+//! served by hyper (`proxy::http`).
 
 pub mod chunked;
 #[cfg(test)]
 mod differential;
 pub mod framing;
 pub mod head;
+pub mod request_head;
 #[cfg(test)]
 mod smuggling;

@@ -4,6 +4,7 @@
 //! on purpose, it must refuse outright; everywhere else the two must read
 //! the same messages, with the same bodies, ending at the same byte.
 
+mod headers;
 mod requests;
 mod responses;
 

@@ -1,0 +1,142 @@
+//! The request head the relay writes to a backend, straight from the head
+//! it read (names and values copied once, into a buffer reused per
+//! connection), by the hyper path's rules: hop-by-hop headers and those
+//! the `Connection` header names removed, `Expect` removed, the pool's
+//! sticky cookie taken out, the route's `request_headers` edits made,
+//! `X-Forwarded-For`, `-Proto` and `-Host` written, and the framing header
+//! written anew from the framing the relay decided.
+
+use http::HeaderValue;
+
+use super::framing::BodyLength;
+use crate::proxy::http::headers::HOP_BY_HOP;
+use crate::proxy::http::sticky;
+use crate::routing::HeaderEdits;
+
+/// What the relay changes on a request's way to a backend.
+pub struct Rules<'a> {
+    /// The client's address, as an `X-Forwarded-For` entry.
+    pub client: &'a HeaderValue,
+    /// The client came over TLS.
+    pub https: bool,
+    /// The pool's sticky cookie, taken out of `Cookie`.
+    pub sticky_cookie: Option<&'a str>,
+    /// The route's `request_headers`.
+    pub edits: Option<&'a HeaderEdits>,
+}
+
+/// Writes the head of a request for `target` to `out` (cleared first).
+pub fn write(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    body: BodyLength,
+    rules: &Rules<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // Headers the `Connection` header names are this hop's too.
+    let named: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        // The usual tokens name no header of their own.
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"close")
+        })
+        .collect();
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let mut host = None;
+    for header in headers {
+        let name = header.name;
+        let dropped = HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+            || named
+                .iter()
+                .any(|n| name.as_bytes().eq_ignore_ascii_case(n))
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("x-forwarded-proto")
+            || name.eq_ignore_ascii_case("x-forwarded-host")
+            || rules.edits.is_some_and(|e| {
+                e.removes()
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n.as_str()))
+                    || e.sets()
+                        .iter()
+                        .any(|(n, _)| name.eq_ignore_ascii_case(n.as_str()))
+            });
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(header.value);
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Written once below, with the client appended.
+            forwarded_for.push(header.value);
+            continue;
+        }
+        if dropped {
+            continue;
+        }
+        if let Some(cookie) = rules.sticky_cookie
+            && name.eq_ignore_ascii_case("cookie")
+            && let Ok(value) = std::str::from_utf8(header.value)
+            && sticky::names(value, cookie)
+        {
+            let kept = sticky::without(value, cookie);
+            if !kept.is_empty() {
+                line(out, name.as_bytes(), kept.as_bytes());
+            }
+            continue;
+        }
+        line(out, name.as_bytes(), header.value);
+    }
+    if let Some(edits) = rules.edits {
+        for (name, value) in edits.sets().iter().chain(edits.adds()) {
+            line(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    // As the hyper path: the earlier proxies' entries (the first line's,
+    // as `HeaderMap::get` reads it), then the client.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(earlier) = forwarded_for.first().map(|v| v.trim_ascii())
+        && !earlier.is_empty()
+    {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(rules.client.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    line(
+        out,
+        b"x-forwarded-proto",
+        if rules.https { b"https" } else { b"http" },
+    );
+    if let Some(host) = host {
+        line(out, b"x-forwarded-host", host);
+    }
+    match body {
+        BodyLength::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyLength::Empty | BodyLength::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
