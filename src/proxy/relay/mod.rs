@@ -4,18 +4,21 @@
 //! general client and server in between (as HAProxy, Pingora and Sozu
 //! each do).
 //!
-//! What exists so far is its framing core and its request writer, checked
-//! against hyper by differential tests: where a request head ends and
-//! what it says ([`head`]), where a body ends ([`framing`], [`chunked`]),
-//! and the head a backend gets ([`request_head`], by the hyper path's
-//! header rules). No traffic goes through it yet; every connection is
-//! served by hyper (`proxy::http`).
+//! What exists so far is its framing core and its head writers, checked
+//! against hyper by differential tests: where a request or response head
+//! ends and what it says ([`head`]), where a body ends ([`framing`],
+//! [`chunked`]), and the heads a backend and a client get
+//! ([`request_head`], [`response_head`], by the hyper path's header
+//! rules). No traffic goes through it yet; every connection is served by
+//! hyper (`proxy::http`).
 
 pub mod chunked;
 #[cfg(test)]
 mod differential;
+mod fields;
 pub mod framing;
 pub mod head;
 pub mod request_head;
+pub mod response_head;
 #[cfg(test)]
 mod smuggling;

@@ -8,8 +8,8 @@
 
 use http::HeaderValue;
 
+use super::fields::{connection_named, edited_away, is_hop_by_hop, line, write_edits};
 use super::framing::BodyLength;
-use crate::proxy::http::headers::HOP_BY_HOP;
 use crate::proxy::http::sticky;
 use crate::routing::HeaderEdits;
 
@@ -40,40 +40,17 @@ pub fn write(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Headers the `Connection` header names are this hop's too.
-    let named: Vec<&[u8]> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        // The usual tokens name no header of their own.
-        .filter(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"close")
-        })
-        .collect();
+    let named = connection_named(headers);
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
     let mut host = None;
     for header in headers {
         let name = header.name;
-        let dropped = HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_str()))
-            || named
-                .iter()
-                .any(|n| name.as_bytes().eq_ignore_ascii_case(n))
+        let dropped = is_hop_by_hop(name, &named)
             || name.eq_ignore_ascii_case("content-length")
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
-            || rules.edits.is_some_and(|e| {
-                e.removes()
-                    .iter()
-                    .any(|n| name.eq_ignore_ascii_case(n.as_str()))
-                    || e.sets()
-                        .iter()
-                        .any(|(n, _)| name.eq_ignore_ascii_case(n.as_str()))
-            });
+            || edited_away(name, rules.edits);
         if name.eq_ignore_ascii_case("host") {
             host = Some(header.value);
         }
@@ -98,11 +75,7 @@ pub fn write(
         }
         line(out, name.as_bytes(), header.value);
     }
-    if let Some(edits) = rules.edits {
-        for (name, value) in edits.sets().iter().chain(edits.adds()) {
-            line(out, name.as_str().as_bytes(), value.as_bytes());
-        }
-    }
+    write_edits(out, rules.edits);
     // As the hyper path: the earlier proxies' entries (the first line's,
     // as `HeaderMap::get` reads it), then the client.
     out.extend_from_slice(b"x-forwarded-for: ");
@@ -131,12 +104,5 @@ pub fn write(
         BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }

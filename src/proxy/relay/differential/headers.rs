@@ -48,13 +48,7 @@ fn hyper_path(
     sticky_cookie: Option<&str>,
     edits: Option<&HeaderEdits>,
 ) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for h in parsed {
-        map.append(
-            HeaderName::from_bytes(h.name.as_bytes()).expect("name"),
-            HeaderValue::from_bytes(h.value).expect("value"),
-        );
-    }
+    let mut map = map_of(parsed);
     let host = map.get(header::HOST).cloned();
     headers::remove_hop_by_hop(&mut map);
     map.remove(header::EXPECT);
@@ -87,14 +81,7 @@ fn relay_path(
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut fields);
     assert!(matches!(request.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()));
-    let mut map = HeaderMap::new();
-    for h in request.headers.iter() {
-        map.append(
-            HeaderName::from_bytes(h.name.as_bytes()).expect("name"),
-            HeaderValue::from_bytes(h.value).expect("value"),
-        );
-    }
-    map
+    map_of(request.headers)
 }
 
 /// Each name's values, in order, framing headers left out.
@@ -152,5 +139,93 @@ proptest! {
         let expected = by_name(&hyper_path(parsed, &client, https, sticky_cookie, edits));
         let written = by_name(&relay_path(parsed, &client, https, sticky_cookie, edits));
         prop_assert_eq!(written, expected, "{}", head);
+    }
+}
+
+const RESPONSE_POOL: &[(&str, &str)] = &[
+    ("Connection", "close"),
+    ("Connection", "keep-alive"),
+    ("Connection", "x-drop"),
+    ("X-Drop", "1"),
+    ("Keep-Alive", "timeout=5"),
+    ("Trailer", "x-sum"),
+    ("Upgrade", "h2c"),
+    ("Proxy-Authenticate", "Basic"),
+    ("Set-Cookie", "a=1; Path=/"),
+    ("Set-Cookie", "b=2"),
+    ("Cache-Control", "max-age=60"),
+    ("X-Backend", "a"),
+    ("Content-Type", "text/plain"),
+    ("Content-Length", "3"),
+];
+
+/// The headers of a parsed head as a map, in order.
+fn map_of(parsed: &[httparse::Header<'_>]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for h in parsed {
+        map.append(
+            HeaderName::from_bytes(h.name.as_bytes()).expect("name"),
+            HeaderValue::from_bytes(h.value).expect("value"),
+        );
+    }
+    map
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_relay_writes_response_headers_as_the_hyper_path_does(
+        picks in proptest::collection::vec(0..RESPONSE_POOL.len(), 0..10),
+        pin_on in proptest::bool::ANY,
+        edits_on in proptest::bool::ANY,
+    ) {
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        for i in &picks {
+            let (name, value) = RESPONSE_POOL[*i];
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut fields);
+        prop_assert!(response.parse(head.as_bytes()).is_ok());
+        let parsed = response.headers;
+        let rewrite: HeaderRewrite = toml::from_str(
+            "remove = [\"x-backend\"]\nset = { cache-control = \"no-store\" }\nadd = { x-served-by = \"raftlb\" }\n",
+        )
+        .expect("rewrite");
+        let edits = HeaderEdits::compile_for_tests(&rewrite);
+        let edits = edits_on.then_some(&edits);
+        let pin = HeaderValue::from_static("SRV=abc; Path=/; HttpOnly");
+        let pin = pin_on.then_some(&pin);
+
+        // The hyper path: hop-by-hop out, the pin appended, the edits.
+        let mut expected = map_of(parsed);
+        headers::remove_hop_by_hop(&mut expected);
+        if let Some(pin) = pin {
+            expected.append(header::SET_COOKIE, pin.clone());
+        }
+        if let Some(edits) = edits {
+            edits.apply(&mut expected);
+        }
+
+        let mut out = Vec::new();
+        let rules = crate::proxy::relay::response_head::Rules {
+            pin,
+            edits,
+            close: false,
+            head_request: false,
+        };
+        crate::proxy::relay::response_head::write(&mut out, 200, "OK", parsed, BodyLength::Length(3), &rules);
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut written = httparse::Response::new(&mut fields);
+        prop_assert!(matches!(written.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()));
+        let mut written = map_of(written.headers);
+        written.remove(header::CONNECTION);
+        prop_assert_eq!(by_name(&written), by_name(&expected), "{}", head);
     }
 }
