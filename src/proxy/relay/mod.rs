@@ -9,9 +9,16 @@
 //! ends and what it says ([`head`]), where a body ends ([`framing`],
 //! [`chunked`]), and the heads a backend and a client get
 //! ([`request_head`], [`response_head`], by the hyper path's header
-//! rules). No traffic goes through it yet; every connection is served by
-//! hyper (`proxy::http`).
+//! rules), and how a body moves from one side to the other in bounded
+//! memory ([`body`]). No traffic goes through it yet; every connection is
+//! served by hyper (`proxy::http`). What remains is the connection loop
+//! around these: a client's heads read into a buffer reused per
+//! connection, routed and balanced by the same `routing` as the hyper
+//! path, sent on a raw pooled backend connection, retried when safe; the
+//! connection handed to hyper at a request it does not take (`Upgrade`,
+//! `Expect`, HTTP/2 backends); and a node switch back to hyper.
 
+pub mod body;
 pub mod chunked;
 #[cfg(test)]
 mod differential;
