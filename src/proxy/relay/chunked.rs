@@ -219,11 +219,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: 300,
-            failure_persistence: None,
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+        #![proptest_config(crate::proxy::relay::cases(300))]
 
         /// However a body is cut into reads, the scanner finds the same
         /// data and the same end.

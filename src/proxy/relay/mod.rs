@@ -29,3 +29,14 @@ pub mod request_head;
 pub mod response_head;
 #[cfg(test)]
 mod smuggling;
+
+/// The settings of the relay's property tests: `cases` generated inputs;
+/// failures printed, not saved (a case found becomes a named test).
+#[cfg(test)]
+fn cases(cases: u32) -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    }
+}

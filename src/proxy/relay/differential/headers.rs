@@ -105,11 +105,7 @@ fn by_name(map: &HeaderMap) -> Vec<(String, Vec<Vec<u8>>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::proxy::relay::cases(1000))]
 
     #[test]
     fn the_relay_writes_request_headers_as_the_hyper_path_does(
@@ -172,11 +168,7 @@ fn map_of(parsed: &[httparse::Header<'_>]) -> HeaderMap {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::proxy::relay::cases(1000))]
 
     #[test]
     fn the_relay_writes_response_headers_as_the_hyper_path_does(

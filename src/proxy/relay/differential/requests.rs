@@ -181,12 +181,7 @@ fn cases() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    // Failures are printed, not saved: a case found becomes a named test.
-    #![proptest_config(ProptestConfig {
-        cases: 1500,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::proxy::relay::cases(1500))]
 
     #[test]
     fn the_relay_reads_requests_as_hyper_does(case in cases()) {

@@ -251,12 +251,7 @@ fn cases() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    // Failures are printed, not saved: a case found becomes a named test.
-    #![proptest_config(ProptestConfig {
-        cases: 1000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::proxy::relay::cases(1000))]
 
     #[test]
     fn the_relay_reads_responses_as_hyper_does(case in cases()) {
