@@ -272,7 +272,7 @@ async fn a_canary_client_keeps_its_arm_by_the_sticky_cookie() {
     }
     // Shrinking the canary keeps its clients on it; new clients follow the
     // new weights.
-    let (code, out, err) = ctl(&node.api(), &["traffic", "shift", "web", "green", "1"]);
+    let (code, out, err) = ctl_served(&node, &["traffic", "shift", "web", "green", "1"]).await;
     assert_eq!(code, 0, "{out}{err}");
     for _ in 0..10 {
         assert_eq!(sticky_get(&url, Some(&on_green)).await.0, "green");

@@ -212,7 +212,7 @@ async fn a_canary_takes_its_share_a_header_forces_it_and_shift_moves_it() {
     );
 
     let endpoints = node.api();
-    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "50"]);
+    let (code, out, err) = ctl_served(&node, &["traffic", "shift", "web", "green", "50"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let at_half = green_clients(&url, &clients[..400]).await;
     let half = at_half.len();
@@ -231,10 +231,10 @@ async fn a_canary_takes_its_share_a_header_forces_it_and_shift_moves_it() {
     let (code, _, err) = ctl(&endpoints, &["traffic", "shift", "web", "blue", "10"]);
     assert_ne!(code, 0);
     assert!(err.contains("own pool"), "{err}");
-    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "0"]);
+    let (code, out, err) = ctl_served(&node, &["traffic", "shift", "web", "green", "0"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(green_clients(&url, &clients[..50]).await.is_empty());
-    let (code, out, err) = ctl(&endpoints, &["traffic", "shift", "web", "green", "100"]);
+    let (code, out, err) = ctl_served(&node, &["traffic", "shift", "web", "green", "100"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(greens(&url, 50, &[]).await, 50);
     println!("canary: {canary} of 2000 clients on green at 10 %, {half} of 400 at 50 %");
