@@ -157,6 +157,7 @@ impl ControlService for ControlApi {
                         matched_index: n.matched_index,
                         vip_held: report.as_ref().map(|r| r.vip_held),
                         cert_expires_ms: report.as_ref().and_then(|r| r.cert_expires_ms),
+                        config_version: report.as_ref().map(|r| r.config_version),
                         applied_index: report.map(|r| r.applied_index),
                     }
                 })

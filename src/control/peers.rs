@@ -128,6 +128,10 @@ pub struct NodeReport {
     /// absent).
     #[serde(default)]
     pub cert_expires_ms: Option<u64>,
+    /// The configuration version it serves (its routing table's; 0 from
+    /// nodes before 0.11).
+    #[serde(default)]
+    pub config_version: u64,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -426,6 +430,7 @@ impl ClusterControl {
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             vip_held: self.vip.status().held,
             cert_expires_ms: self.tls.as_ref().map(|tls| tls.expires_ms()),
+            config_version: self.served.version(),
         }
     }
 

@@ -458,6 +458,7 @@ mod tests {
             vip_held: Some(false),
             applied_index: Some(3),
             cert_expires_ms,
+            config_version: Some(1),
         };
         let reply = pb::StatusReply {
             id: 1,

@@ -77,10 +77,57 @@ pub async fn run(
         share(f, pool, percent)
     })
     .await?;
-    Ok(changed.map_or_else(
-        |outcome| outcome,
-        |reply| Outcome::Done(changes(&reply, json)),
-    ))
+    let reply = match changed {
+        Ok(reply) => reply,
+        Err(outcome) => return Ok(outcome),
+    };
+    let served = served_everywhere(client, reply.version).await?;
+    if json {
+        // Machine output stays one JSON document.
+        return Ok(Outcome::Done(changes(&reply, json)));
+    }
+    Ok(Outcome::Done(format!(
+        "{}\n{served}",
+        changes(&reply, json)
+    )))
+}
+
+/// Longest wait for every node to serve a change.
+const SERVED_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until every node that answers serves `version` (or
+/// [`SERVED_WAIT`] passes), and says so: how many nodes, how soon after
+/// the commit.
+async fn served_everywhere(client: &mut Client, version: u64) -> Result<String, tonic::Status> {
+    let started = std::time::Instant::now();
+    loop {
+        let request = client.request(pb::StatusRequest {}, CALL_TIMEOUT);
+        let status = client.inner.status(request).await?.into_inner();
+        let serves = |n: &&pb::NodeInfo| n.config_version.is_some_and(|v| v >= version);
+        let serving = status.nodes.iter().filter(serves).count();
+        let total = status.nodes.len();
+        let elapsed = started.elapsed();
+        if serving == total || elapsed >= SERVED_WAIT {
+            let behind: Vec<String> = status
+                .nodes
+                .iter()
+                .filter(|n| !serves(n))
+                .map(|n| n.id.to_string())
+                .collect();
+            let mut line = format!(
+                "version {version} served by {serving} of {total} nodes {} ms after the commit",
+                elapsed.as_millis()
+            );
+            if !behind.is_empty() {
+                line.push_str(&format!(
+                    " (not yet, or not answering: node {})",
+                    behind.join(", ")
+                ));
+            }
+            return Ok(line);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Times a step is watched for `--every` while it has seen fewer than

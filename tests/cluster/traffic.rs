@@ -63,6 +63,8 @@ async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() 
     let acked = Instant::now();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("green"), "{out}");
+    // ctl returns once every node serves the switch, and says so.
+    assert!(out.contains("served by 3 of 3 nodes"), "{out}");
     let version = before + 1;
     assert!(
         wait_until(Duration::from_secs(10), || cluster
@@ -97,9 +99,14 @@ async fn a_blue_green_switch_under_load_fails_nothing_and_lands_on_every_node() 
             }
         }
     }
+    let served_line = out
+        .lines()
+        .find(|l| l.contains("served by"))
+        .unwrap_or_default();
     println!(
         "blue/green switch under load: {total} requests over 3 nodes, {failed} failed; \
-         served by every node {} after the acknowledgement; {late_blue} answered by blue after",
+         ctl: {served_line}; every node's /status showed it {} after ctl returned; \
+         {late_blue} answered by blue after",
         ms(propagated)
     );
     assert_eq!(failed, 0);
