@@ -162,17 +162,31 @@ impl ClusterControl {
         let _fence = self.election.fence().await;
         let fenced = Instant::now();
         let own = self.id;
-        let follows = self
+        let view = self
             .raft
             .with_raft_state(move |state| {
                 let vote = state.vote_ref();
-                vote.is_committed()
+                let follows = vote.is_committed()
                     && vote.leader_id().term == term
                     && vote.leader_id().voted_for() == Some(leader)
-                    && (leader != own || state.server_state == ServerState::Leader)
+                    && (leader != own || state.server_state == ServerState::Leader);
+                (follows, format!("{vote} {:?}", state.server_state))
             })
-            .await
-            .unwrap_or(false);
+            .await;
+        let follows = matches!(view, Ok((true, _)));
+        if leader == own && !follows {
+            // A leader that refuses itself lets its lease lapse with no
+            // other warning (the netns drill's remaining failure).
+            crate::warn_each_second!(
+                "lease own promise refused",
+                term,
+                core = match &view {
+                    Ok((_, state)) => state.as_str(),
+                    Err(_) => "no answer from the Raft core",
+                },
+                "leader lease not confirmed: this node's own Raft core no longer says it leads in this term"
+            );
+        }
         if asked.elapsed() > lease / 2 {
             crate::warn_each_second!(
                 "promise slow",
