@@ -44,7 +44,20 @@ impl VipRole {
         // lease under a live leader (netns drill, kill round).
         let mut confirming = futures_util::stream::FuturesUnordered::new();
         let mut next_confirm = Instant::now();
+        let mut last_turn = Instant::now();
         loop {
+            // While leading, the loop turns at least every confirm_every; a
+            // longer gap means it was held up inside a turn.
+            let turn = Instant::now();
+            let gap = turn.duration_since(last_turn);
+            last_turn = turn;
+            if deadline.is_some() && gap > self.lease / 2 {
+                crate::warn_each_second!(
+                    "lease loop turned late",
+                    gap_ms = gap.as_millis() as u64,
+                    "the VIP role's loop was held up for over half the lease"
+                );
+            }
             if self.handing_over.load(Ordering::Acquire) {
                 // Held without confirmations until the hand-over ends
                 // (step_down releases it); the lease does not apply.
@@ -80,8 +93,25 @@ impl VipRole {
                 // lease runs on from it.
                 biased;
                 Some(finished) = confirming.next(), if !confirming.is_empty() => {
-                    let Ok((started, confirmed, came_back)) = finished else { continue };
+                    let (started, confirmed, came_back) = match finished {
+                        Ok(finished) => finished,
+                        Err(error) => {
+                            crate::warn_each_second!(
+                                "lease confirmation lost",
+                                %error,
+                                "a lease confirmation's task ended without an answer"
+                            );
+                            continue;
+                        }
+                    };
                     let end = started + self.lease;
+                    if confirmed && came_back >= end {
+                        crate::warn_each_second!(
+                            "lease confirmation after its lease",
+                            took_ms = came_back.duration_since(started).as_millis() as u64,
+                            "a quorum confirmed the lease only after that lease had ended"
+                        );
+                    }
                     if confirmed && came_back < end && Instant::now() >= end {
                         // In time, but read after its lease ended: the loop
                         // itself was held up (a lapse with no other warning).
