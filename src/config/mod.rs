@@ -5,7 +5,7 @@ mod node_config;
 mod route_rules;
 mod spec;
 
-pub use node_config::{ClusterBootstrap, NodeConfig, RaftTiming, VipConfig, VipMode};
+pub use node_config::{ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{
     AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,

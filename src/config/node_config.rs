@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// `worker_processes`.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// What serves HTTP/1.1 clients: the purpose-built relay (default), or
+    /// hyper for everything, for comparison and as a fallback.
+    #[serde(default, skip_serializing_if = "Http1Engine::is_default")]
+    pub http1: Http1Engine,
     /// Bootstrap settings, used only when the data dir is empty.
     pub cluster: ClusterBootstrap,
     /// The leader's virtual IP.
@@ -62,6 +66,27 @@ pub struct NodeConfig {
     /// Raft timing and log compaction.
     #[serde(default)]
     pub raft: RaftTiming,
+}
+
+/// `http1`: what serves HTTP/1.1 clients. Either way, HTTP/2 clients,
+/// upgrades (WebSocket), `Expect`, gRPC, HTTP/1.0 and pools of `h2`/`h2c`
+/// backends are served by hyper, and both share routing, balancing,
+/// header rules and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1Engine {
+    /// The HTTP/1.1 relay (`proxy::relay`): httparse heads, raw backend
+    /// connections.
+    #[default]
+    Relay,
+    /// hyper's server and client for every request.
+    Hyper,
+}
+
+impl Http1Engine {
+    fn is_default(&self) -> bool {
+        *self == Http1Engine::default()
+    }
 }
 
 /// `[admin]`: who may read the admin port (`admin_addr`). `/readyz` is

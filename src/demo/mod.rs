@@ -193,6 +193,7 @@ fn node_config(
         admin: Default::default(),
         shutdown_grace_ms: 2_000,
         worker_threads: None,
+        http1: Default::default(),
         cluster: ClusterBootstrap {
             members: members.clone(),
             seed: Some(seed.to_path_buf()),

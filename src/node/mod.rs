@@ -223,6 +223,7 @@ pub async fn start(
         vip.listening_reporter(),
         shutdown.clone(),
         connections.clone(),
+        config.http1,
     );
     tokio::spawn(engine.run());
 

@@ -38,6 +38,8 @@ pub struct Engine {
     vip_listening: Arc<watch::Sender<Option<IpAddr>>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
+    /// HTTP/1.1 clients are served by the relay (else by hyper).
+    relay: bool,
 }
 
 struct Running {
@@ -62,6 +64,7 @@ impl Engine {
         vip_listening: Arc<watch::Sender<Option<IpAddr>>>,
         shutdown: CancellationToken,
         connections: TaskTracker,
+        http1: crate::config::Http1Engine,
     ) -> Arc<Self> {
         Arc::new(Engine {
             table,
@@ -70,6 +73,7 @@ impl Engine {
             vip_listening,
             shutdown,
             connections,
+            relay: http1 == crate::config::Http1Engine::Relay,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The compiled, immutable routing table the engine reads on every new
 //! connection and request, and the handle that publishes it atomically.
 
+mod header_view;
 pub mod path;
 mod pool;
 mod published;
@@ -10,6 +11,7 @@ mod runtime;
 mod sticky_keys;
 mod table;
 
+pub use header_view::HeaderView;
 pub use pool::{Backend, Pool};
 pub use published::PublishedTable;
 pub use rate_limit::RateLimiter;

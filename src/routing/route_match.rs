@@ -24,7 +24,7 @@ pub struct RequestFacts<'a> {
     /// The method.
     pub method: &'a Method,
     /// The request's headers.
-    pub headers: &'a HeaderMap,
+    pub headers: super::HeaderView<'a>,
     /// The client's address.
     pub client: IpAddr,
 }
@@ -73,11 +73,8 @@ impl HeaderCondition {
 
     /// Whether a request with `headers` meets it (any of the header's
     /// values may).
-    pub(super) fn matches(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(&self.name)
-            .iter()
-            .any(|value| self.test.accepts(value.as_bytes()))
+    pub(super) fn matches(&self, headers: super::HeaderView<'_>) -> bool {
+        headers.any(self.name.as_str(), |value| self.test.accepts(value))
     }
 }
 
@@ -356,7 +353,7 @@ mod tests {
             path: "/",
             query,
             method,
-            headers,
+            headers: crate::routing::HeaderView::Map(headers),
             client: client.parse().expect("ip"),
         }
     }

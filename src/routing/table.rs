@@ -344,7 +344,7 @@ name = "static"
                 path,
                 query: None,
                 method: &http::Method::GET,
-                headers: &none,
+                headers: crate::routing::HeaderView::Map(&none),
                 client: IpAddr::from([127, 0, 0, 1]),
             };
             table.pool(web.route(&facts).pool).name.as_str()

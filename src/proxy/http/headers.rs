@@ -157,24 +157,13 @@ pub fn request_host<B>(request: &Request<B>) -> Option<&str> {
     Some(strip_port(host))
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its port (`[v6]:port` as `v6`).
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
         return host.split_once(']').map_or(host, |(v6, _)| &v6[1..]);
     }
     host.rsplit_once(':').map_or(host, |(name, _)| name)
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.as_bytes())
 }
 
 #[cfg(test)]
@@ -275,7 +264,10 @@ mod tests {
             .body(())
             .expect("request");
         assert_eq!(request_host(&request), Some("Example.com"));
-        assert_eq!(cookie(request.headers(), "session"), Some(&b"xyz"[..]));
+        assert_eq!(
+            crate::routing::HeaderView::Map(request.headers()).cookie("session"),
+            Some(&b"xyz"[..])
+        );
         assert_eq!(strip_port("[::1]:80"), "::1");
     }
 }

@@ -8,9 +8,9 @@ mod grpc;
 mod h2_server;
 pub(crate) mod headers;
 mod idle;
-mod local_response;
-mod request;
-mod split_arm;
+pub(crate) mod local_response;
+pub(crate) mod request;
+pub(crate) mod split_arm;
 pub(crate) mod sticky;
 mod tunnel;
 mod upstream;
@@ -27,6 +27,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Engine;
+use crate::proxy::relay::{Ended, Prefixed};
+pub use body::ResponseBody;
+#[cfg(test)]
+pub(crate) use local_response::error as local_error;
 pub use upstream::UpstreamPool;
 
 /// Largest request head (request line and headers together); larger heads
@@ -65,9 +69,32 @@ pub async fn serve<S>(
             Duration::from_millis(front.spec.idle_timeout_ms),
         )
     };
-    let activity = Arc::new(idle::Activity::default());
     stats.connections.inc();
     stats.active.inc();
+    // HTTP/1.1 goes to the relay, which hands the connection back at the
+    // first request it does not take.
+    let stream = if engine.relay && !h2 {
+        let relay = crate::proxy::relay::Connection {
+            engine,
+            frontend,
+            client,
+            client_value: headers::client_value(client.ip()),
+            upstreams: &upstreams,
+            https,
+            header_timeout,
+            idle_timeout,
+        };
+        match relay.serve(stream).await {
+            Ended::Closed => {
+                stats.active.dec();
+                return;
+            }
+            Ended::HandOff(stream) => stream,
+        }
+    } else {
+        Prefixed::new(bytes::Bytes::new(), stream)
+    };
+    let activity = Arc::new(idle::Activity::default());
     let ambiguous = Arc::new(framing_guard::AmbiguousRequests::default());
     let closing = Arc::new(tokio::sync::Notify::new());
     let handler = Arc::new(request::RequestHandler {

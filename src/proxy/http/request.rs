@@ -24,11 +24,11 @@ use super::upstream::{SendError, UpstreamPool};
 use super::{MAX_URI_BYTES, local_response};
 use crate::config::RateLimit;
 use crate::proxy::Engine;
-use crate::routing::{Frontend, Pool, RateLimiter, RequestFacts, RoutingTable, path};
+use crate::routing::{Frontend, HeaderView, Pool, RateLimiter, RequestFacts, RoutingTable, path};
 use crate::state::HashKey;
 
 /// Most attempts a request can make (first try plus the largest `retries`).
-const MAX_ATTEMPTS: usize = 9;
+pub(crate) const MAX_ATTEMPTS: usize = 9;
 
 /// Serves the requests of one client connection.
 pub struct RequestHandler {
@@ -141,31 +141,9 @@ impl RequestHandler {
     /// the frontend's rate limit.
     fn rate_limited(&self, frontend: &Frontend) -> Option<Response<ResponseBody>> {
         let limit = frontend.spec.rate_limit?;
-        self.over_limit(frontend, limit, &frontend.stats.limiter)
+        over_limit(frontend, limit, &frontend.stats.limiter, self.client.ip())
     }
 
-    /// `429 Too Many Requests` with `Retry-After`, when the client is over
-    /// `limit`, whose buckets `limiter` keeps.
-    fn over_limit(
-        &self,
-        frontend: &Frontend,
-        limit: RateLimit,
-        limiter: &RateLimiter,
-    ) -> Option<Response<ResponseBody>> {
-        let wait = limiter.take(self.client.ip(), limit).err()?;
-        frontend.stats.rate_limited.inc();
-        let mut response = local_response::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit for this address",
-            false,
-        );
-        // Whole seconds, rounded up.
-        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        Some(response)
-    }
 
     /// The answer to an ACME HTTP-01 validation request
     /// (`GET /.well-known/acme-challenge/TOKEN`) for an order under way,
@@ -223,7 +201,7 @@ impl RequestHandler {
             path: normal.as_deref().unwrap_or(request.uri().path()),
             query: request.uri().query(),
             method: request.method(),
-            headers: request.headers(),
+            headers: HeaderView::Map(request.headers()),
             client: self.client.ip(),
         };
         let routed = frontend.route(&facts);
@@ -232,7 +210,7 @@ impl RequestHandler {
             let refused = route
                 .rate_limit
                 .as_ref()
-                .and_then(|(limit, limiter)| self.over_limit(frontend, *limit, limiter));
+                .and_then(|(limit, limiter)| over_limit(frontend, *limit, limiter, self.client.ip()));
             let answered = || {
                 let target = target
                     .as_ref()
@@ -251,18 +229,18 @@ impl RequestHandler {
             Some(split) => split_arm::choose(
                 split,
                 table,
-                request.headers(),
+                HeaderView::Map(request.headers()),
                 &self.engine.table.sticky_keys(),
                 self.client.ip(),
             ),
             None => routed.pool,
         });
-        let key = affinity_key(pool, &request).map(<[u8]>::to_vec);
-        let pinned = pool.sticky.as_ref().and_then(|spec| {
-            let value = headers::cookie(request.headers(), &spec.cookie)?;
-            let keys = self.engine.table.sticky_keys();
-            pool.pinned(sticky::backend_id(spec, &pool.name, &keys, value)?)
-        });
+        let key = affinity_key(pool, HeaderView::Map(request.headers())).map(<[u8]>::to_vec);
+        let pinned = sticky::pinned(
+            pool,
+            HeaderView::Map(request.headers()),
+            &self.engine.table.sticky_keys(),
+        );
         let upgrade = tunnel::requested(&request)
             .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (parts, body) = request.into_parts();
@@ -348,16 +326,8 @@ impl RequestHandler {
         index: usize,
         headers: &mut http::HeaderMap,
     ) {
-        if let Some(spec) = &pool.sticky
-            && pinned != Some(index)
-            && let Some(value) = sticky::value(
-                spec,
-                &pool.name,
-                &self.engine.table.sticky_keys(),
-                &pool.backends[index].sticky_id,
-            )
-            && let Some(cookie) = sticky::set_cookie(spec, &value, self.https)
-        {
+        let keys = self.engine.table.sticky_keys();
+        if let Some(cookie) = sticky::pin(pool, pinned, index, &keys, self.https) {
             headers.append(header::SET_COOKIE, cookie);
         }
     }
@@ -523,6 +493,29 @@ impl RequestHandler {
     }
 }
 
+/// `429 Too Many Requests` with `Retry-After`, when `client` is over
+/// `limit`, whose buckets `limiter` keeps.
+pub(crate) fn over_limit(
+    frontend: &Frontend,
+    limit: RateLimit,
+    limiter: &RateLimiter,
+    client: std::net::IpAddr,
+) -> Option<Response<ResponseBody>> {
+    let wait = limiter.take(client, limit).err()?;
+    frontend.stats.rate_limited.inc();
+    let mut response = local_response::error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate limit for this address",
+        false,
+    );
+    // Whole seconds, rounded up.
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Some(response)
+}
+
 /// What a balancer error with `status` means, for a gRPC client.
 fn local_detail(status: StatusCode) -> &'static str {
     match status {
@@ -559,7 +552,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -568,10 +561,10 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// The bytes a Maglev pool hashes for this request; `None` means the
 /// client's IP.
-fn affinity_key<'a, B>(pool: &Pool, request: &'a Request<B>) -> Option<&'a [u8]> {
+pub(crate) fn affinity_key<'a>(pool: &Pool, headers: HeaderView<'a>) -> Option<&'a [u8]> {
     match pool.hash_key.as_ref()? {
         HashKey::SourceIp => None,
-        HashKey::Header(name) => request.headers().get(name).map(HeaderValue::as_bytes),
-        HashKey::Cookie(name) => headers::cookie(request.headers(), name),
+        HashKey::Header(name) => headers.first(name.as_str()),
+        HashKey::Cookie(name) => headers.cookie(name),
     }
 }

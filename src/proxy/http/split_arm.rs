@@ -8,16 +8,14 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
-
-use super::{headers, sticky};
-use crate::routing::{RoutingTable, Split, StickyKeys};
+use super::sticky;
+use crate::routing::{HeaderView, RoutingTable, Split, StickyKeys};
 
 /// The pool of `split` that serves a request with `headers` from `client`.
 pub fn choose(
     split: &Split,
     table: &RoutingTable,
-    request: &HeaderMap,
+    request: HeaderView<'_>,
     keys: &StickyKeys,
     client: IpAddr,
 ) -> usize {
@@ -28,7 +26,8 @@ pub fn choose(
             continue;
         };
         sticky_pools = true;
-        let kept = headers::cookie(request, &spec.cookie)
+        let kept = request
+            .cookie(&spec.cookie)
             .and_then(|value| sticky::backend_id(spec, &pool.name, keys, value))
             .is_some_and(|id| pool.has_sticky_id(id));
         if kept {

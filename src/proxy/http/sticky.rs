@@ -70,6 +70,36 @@ pub fn set_cookie(spec: &StickySpec, value: &str, https: bool) -> Option<HeaderV
     HeaderValue::from_str(&value).ok()
 }
 
+/// The `Set-Cookie` that pins a client to backend `index` of a sticky
+/// `pool`, unless its cookie already names it (`pinned`): a new client,
+/// or its backend gone (a redispatch). `None` for other pools.
+pub fn pin(
+    pool: &crate::routing::Pool,
+    pinned: Option<usize>,
+    index: usize,
+    keys: &crate::routing::StickyKeys,
+    https: bool,
+) -> Option<HeaderValue> {
+    let spec = pool.sticky.as_ref()?;
+    if pinned == Some(index) {
+        return None;
+    }
+    let value = value(spec, &pool.name, keys, &pool.backends[index].sticky_id)?;
+    set_cookie(spec, &value, https)
+}
+
+/// The backend a request's sticky cookie pins it to in `pool`, while
+/// that backend can take it.
+pub fn pinned(
+    pool: &crate::routing::Pool,
+    headers: crate::routing::HeaderView<'_>,
+    keys: &crate::routing::StickyKeys,
+) -> Option<usize> {
+    let spec = pool.sticky.as_ref()?;
+    let value = headers.cookie(&spec.cookie)?;
+    pool.pinned(backend_id(spec, &pool.name, keys, value)?)
+}
+
 /// The backend id in a request's sticky cookie value: as it is, or,
 /// for a signed pool, once its signature checks out.
 pub fn backend_id<'a>(

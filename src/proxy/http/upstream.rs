@@ -52,6 +52,8 @@ struct Inner {
     idle: Mutex<HashMap<Upstream, VecDeque<Idle>, foldhash::fast::RandomState>>,
     /// Connections to the backends of `h2` and `h2c` pools.
     h2: H2Connections,
+    /// The HTTP/1.1 relay's raw connections.
+    relay: crate::proxy::relay::backends::RelayConnections,
 }
 
 /// Where a connection goes: a backend's address, and the TLS client of
@@ -215,6 +217,11 @@ impl UpstreamPool {
         self.inner.source
     }
 
+    /// The HTTP/1.1 relay's idle connections.
+    pub fn relay(&self) -> &crate::proxy::relay::backends::RelayConnections {
+        &self.inner.relay
+    }
+
     /// A pool whose connections leave from `source`, if given.
     pub fn new(source: Option<IpAddr>) -> Self {
         UpstreamPool {
@@ -222,6 +229,7 @@ impl UpstreamPool {
                 source,
                 idle: Mutex::default(),
                 h2: H2Connections::default(),
+                relay: Default::default(),
             }),
         }
     }
@@ -326,7 +334,7 @@ impl UpstreamPool {
     /// or closed by the backend (left alone they would sit in CLOSE_WAIT
     /// until a request skipped them). Returns how many it closed.
     pub fn reap(&self, keep: impl Fn(SocketAddr) -> bool) -> usize {
-        let mut closed = self.inner.h2.reap(&keep);
+        let mut closed = self.inner.h2.reap(&keep) + self.inner.relay.reap(&keep);
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|backend, stack| {
             if !keep(backend.address) {

@@ -18,17 +18,26 @@
 //! connection handed to hyper at a request it does not take (`Upgrade`,
 //! `Expect`, HTTP/2 backends); and a node switch back to hyper.
 
+pub mod backends;
 pub mod body;
 pub mod chunked;
+mod connection;
 #[cfg(test)]
 mod differential;
+mod exchange;
 mod fields;
 pub mod framing;
 pub mod head;
+mod local;
+mod plan;
+mod prefixed;
 pub mod request_head;
 pub mod response_head;
 #[cfg(test)]
 mod smuggling;
+
+pub use connection::{Connection, Ended};
+pub use prefixed::Prefixed;
 
 /// The settings of the relay's property tests: `cases` generated inputs;
 /// failures printed, not saved (a case found becomes a named test).

@@ -1,0 +1,502 @@
+//! One request forwarded by the relay: a backend picked (the sticky one
+//! first), a pooled raw connection taken or one opened, the head written
+//! and the body streamed, the response head read, rewritten and passed
+//! on with its body; retried on another backend when that is safe, as on
+//! the hyper path: when nothing reached the backend, or when the method is
+//! idempotent and the body is still at hand (small bodies are read whole
+//! before the first attempt, so they can be sent again).
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::body::{self, BodyError, CHUNK};
+use super::framing::BodyLength;
+use super::head::{self, HeadError};
+use super::plan::Forward;
+use super::response_head;
+use crate::proxy::backend_stream::BackendStream;
+use crate::proxy::http::request::MAX_ATTEMPTS;
+use crate::proxy::http::{MAX_HEADERS, ResponseBody, local_response, sticky};
+use crate::routing::{BackendRuntime, Frontend};
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Read the next request.
+    KeepAlive,
+    /// Close the client connection.
+    Close,
+}
+
+/// An exchange's answer to the client when no backend gave one.
+pub enum Failed {
+    /// The balancer's own answer, and whether to close after it.
+    Answer(http::Response<ResponseBody>, bool),
+    /// Nothing more can be written: the response had begun, or the
+    /// client is gone.
+    Cut,
+}
+
+/// The connection's side of an exchange.
+pub struct Io<'a, C> {
+    pub client: &'a mut C,
+    /// The client's read buffer: the request's body (some of it), then
+    /// what follows.
+    pub buf: &'a mut BytesMut,
+    /// The backend's head (and a small body after it); then the
+    /// client's.
+    pub out: &'a mut Vec<u8>,
+    /// The backend's read buffer.
+    pub backend_buf: &'a mut BytesMut,
+}
+
+/// What an exchange needs of the connection besides its I/O.
+pub struct Settings<'a> {
+    pub upstreams: &'a crate::proxy::http::UpstreamPool,
+    pub client: std::net::IpAddr,
+    pub https: bool,
+    pub keys: &'a crate::routing::StickyKeys,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// The node is shutting down: close after this exchange.
+    pub closing: bool,
+}
+
+/// Forwards `request`; `Ok` once a backend's response went to the client.
+pub async fn forward<C>(
+    settings: &Settings<'_>,
+    frontend: &Frontend,
+    request: &Forward<'_>,
+    io: Io<'_, C>,
+) -> Result<After, Failed>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let Io {
+        client,
+        buf,
+        out,
+        backend_buf,
+    } = io;
+    let pool = request.pool;
+    // A small body is read whole first: it goes with the head in one
+    // write, and stays at hand for a retry.
+    let inline = match request.body {
+        BodyLength::Empty => Some(0),
+        BodyLength::Length(n) if n <= CHUNK as u64 => {
+            let n = n as usize;
+            while buf.len() < n {
+                buf.reserve(n - buf.len());
+                match tokio::time::timeout(settings.header_timeout, client.read_buf(buf)).await {
+                    Ok(Ok(read)) if read > 0 => {}
+                    Ok(_) => return Err(Failed::Cut),
+                    Err(_) => {
+                        return Err(Failed::Answer(
+                            local_response::error(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request body not received",
+                                true,
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+            Some(n)
+        }
+        _ => None,
+    };
+    let head_length = out.len();
+    if let Some(n) = inline {
+        out.extend_from_slice(&buf[..n]);
+    }
+    let connect_timeout = Duration::from_millis(frontend.spec.connect_timeout_ms);
+    let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
+    let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    let mut failure = None;
+    for attempt in 0..attempts {
+        let chosen = match request.pinned {
+            Some(index) if attempt == 0 => Some(index),
+            _ => pool.pick(request.key.as_deref(), settings.client, &tried[..attempt]),
+        };
+        let Some(index) = chosen else {
+            break;
+        };
+        tried[attempt] = index;
+        let backend = &pool.backends[index];
+        let runtime = &backend.runtime;
+        let upstream = (backend.address, pool.tls.as_ref().map_or(0, |t| t.id()));
+        runtime.requests.inc();
+        runtime.active.inc();
+        let started = Instant::now();
+        let connection = match settings.upstreams.relay().take(upstream) {
+            Some(connection) => connection,
+            None => {
+                let opened = BackendStream::open(
+                    settings.upstreams.source(),
+                    backend.address,
+                    pool.tls.as_deref(),
+                    connect_timeout,
+                )
+                .await;
+                match opened {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        runtime.active.dec();
+                        pool.record_failure(index, "connect failed");
+                        tracing::debug!(backend = %backend.address, %error, "relay connect failed");
+                        failure = Some("no backend accepted the connection");
+                        continue;
+                    }
+                }
+            }
+        };
+        backend_buf.clear();
+        let exchange = Exchange {
+            settings,
+            request,
+            runtime,
+            frontend,
+            pin: sticky::pin(pool, request.pinned, index, settings.keys, settings.https),
+            deadline: tokio::time::Instant::from_std(started) + request.response_timeout,
+        };
+        let result = match inline {
+            Some(n) => {
+                exchange
+                    .whole(connection, client, out, backend_buf, n as u64)
+                    .await
+            }
+            None => {
+                exchange
+                    .streaming(connection, client, buf, out, backend_buf)
+                    .await
+            }
+        };
+        runtime.active.dec();
+        match result {
+            Ok((after, connection, status)) => {
+                runtime.duration.observe(started.elapsed().as_secs_f64());
+                pool.record_answer(index, status);
+                if let Some(n) = inline {
+                    buf.advance(n);
+                }
+                if let Some(connection) = connection {
+                    settings.upstreams.relay().put(upstream, connection);
+                }
+                return Ok(after);
+            }
+            Err(Attempt::TimedOut) => {
+                pool.record_failure(index, "response timed out");
+                return Err(Failed::Answer(
+                    local_response::error(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "backend did not answer in time",
+                        false,
+                    ),
+                    inline.is_none(),
+                ));
+            }
+            Err(Attempt::Cut) => {
+                pool.record_failure(index, "exchange cut");
+                return Err(Failed::Cut);
+            }
+            Err(Attempt::Failed(why)) => {
+                pool.record_failure(index, why);
+                tracing::debug!(backend = %backend.address, why, "relay attempt failed");
+                failure = Some("backend connection failed");
+                // A streamed body is gone; a small one is at hand.
+                if inline.is_none() {
+                    return Err(Failed::Answer(
+                        local_response::error(StatusCode::BAD_GATEWAY, why, true),
+                        true,
+                    ));
+                }
+                if !request.idempotent {
+                    break;
+                }
+            }
+        }
+    }
+    out.truncate(head_length);
+    if let Some(n) = inline {
+        buf.advance(n);
+    }
+    let response = match failure {
+        Some(detail) => local_response::error(StatusCode::BAD_GATEWAY, detail, false),
+        None => local_response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no backend available",
+            false,
+        ),
+    };
+    // A body not sent is still unread: the connection cannot go on.
+    Err(Failed::Answer(response, inline.is_none()))
+}
+
+/// Why an attempt gave no response.
+enum Attempt {
+    /// No response head within the response timeout.
+    TimedOut,
+    /// The backend failed before its response head (`why`).
+    Failed(&'static str),
+    /// The response had begun, or the client is gone: close.
+    Cut,
+}
+
+/// The backend's response, and the connection back if it can be pooled.
+type Answered = (After, Option<BackendStream>, u16);
+
+/// One attempt on one backend connection.
+struct Exchange<'a> {
+    settings: &'a Settings<'a>,
+    request: &'a Forward<'a>,
+    runtime: &'a BackendRuntime,
+    frontend: &'a Frontend,
+    pin: Option<http::HeaderValue>,
+    deadline: tokio::time::Instant,
+}
+
+impl Exchange<'_> {
+    /// The request whole in `out` (head and a body of `body` bytes): one
+    /// write, then the response.
+    async fn whole<C>(
+        &self,
+        mut connection: BackendStream,
+        client: &mut C,
+        out: &mut Vec<u8>,
+        backend_buf: &mut BytesMut,
+        body: u64,
+    ) -> Result<Answered, Attempt>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.settings.idle_timeout;
+        match tokio::time::timeout(idle, connection.write_all(out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Attempt::Failed("request not written")),
+            Err(_) => return Err(Attempt::Failed("backend took no request for the idle timeout")),
+        }
+        self.count_request_body(body);
+        let (after, reusable, status) = self
+            .respond(&mut connection, backend_buf, client, out)
+            .await?;
+        Ok((after, reusable.then_some(connection), status))
+    }
+
+    /// A body too large to hold, streamed while the response is read (a
+    /// backend may answer before it has read the whole body).
+    async fn streaming<C>(
+        &self,
+        connection: BackendStream,
+        client: &mut C,
+        buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+        backend_buf: &mut BytesMut,
+    ) -> Result<Answered, Attempt>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.settings.idle_timeout;
+        let length = self.request.body;
+        let (mut from_backend, mut to_backend) = tokio::io::split(connection);
+        match tokio::time::timeout(idle, to_backend.write_all(out)).await {
+            Ok(Ok(())) => {}
+            _ => return Err(Attempt::Failed("request head not written")),
+        }
+        let (answered, uploaded) = {
+            let (mut from_client, mut to_client) = tokio::io::split(&mut *client);
+            let upload = body::copy(length, buf, &mut from_client, &mut to_backend, idle);
+            let download = self.respond(&mut from_backend, backend_buf, &mut to_client, out);
+            tokio::pin!(upload, download);
+            let mut uploaded = None;
+            loop {
+                tokio::select! {
+                    sent = &mut upload, if uploaded.is_none() => match sent {
+                        Ok(bytes) => {
+                            self.count_request_body(bytes);
+                            uploaded = Some(bytes);
+                        }
+                        Err(error) => {
+                            if matches!(error, BodyError::Idle) {
+                                self.frontend.stats.client_timeouts.inc();
+                            }
+                            tracing::debug!(?error, "relay: request body not passed on");
+                            return Err(Attempt::Cut);
+                        }
+                    },
+                    answered = &mut download => break (answered?, uploaded),
+                }
+            }
+        };
+        let (after, reusable, status) = answered;
+        if uploaded.is_none() {
+            // Answered before the body's end: where the next request
+            // would begin is unknown, and the backend is mid-request.
+            return Ok((After::Close, None, status));
+        }
+        let connection = from_backend.unsplit(to_backend);
+        Ok((after, reusable.then_some(connection), status))
+    }
+
+    fn count_request_body(&self, bytes: u64) {
+        self.frontend.stats.bytes_in.inc_by(bytes);
+        self.runtime.bytes_out.inc_by(bytes);
+    }
+
+    /// Reads the response head (1xx skipped), writes the client's head
+    /// and passes the body on. Returns what the client connection does
+    /// next, whether the backend connection is clean for another request,
+    /// and the status.
+    async fn respond<R, W>(
+        &self,
+        from: &mut R,
+        backend_buf: &mut BytesMut,
+        to: &mut W,
+        out: &mut Vec<u8>,
+    ) -> Result<(After, bool, u16), Attempt>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let head = loop {
+            match self.response_head(backend_buf, out) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(?error, "relay: malformed response head");
+                    return Err(Attempt::Failed("malformed response"));
+                }
+            }
+            backend_buf.reserve(CHUNK);
+            match tokio::time::timeout_at(self.deadline, from.read_buf(backend_buf)).await {
+                Ok(Ok(0)) => return Err(Attempt::Failed("backend closed before its response")),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(Attempt::Failed("backend connection failed")),
+                Err(_) => return Err(Attempt::TimedOut),
+            }
+        };
+        let idle = self.settings.idle_timeout;
+        self.frontend.stats.count_response(head.status);
+        let written = async {
+            to.write_all(out).await?;
+            to.flush().await
+        };
+        if !matches!(tokio::time::timeout(idle, written).await, Ok(Ok(()))) {
+            return Err(Attempt::Cut);
+        }
+        let sent = if head.inline {
+            head.inline_bytes
+        } else {
+            match body::copy(head.body, backend_buf, from, to, idle).await {
+                Ok(sent) => sent,
+                Err(error) => {
+                    if matches!(error, BodyError::Idle) {
+                        self.frontend.stats.server_timeouts.inc();
+                    }
+                    tracing::debug!(?error, "relay: response body not passed on");
+                    return Err(Attempt::Cut);
+                }
+            }
+        };
+        self.runtime.bytes_in.inc_by(sent);
+        self.frontend.stats.bytes_out.inc_by(sent);
+        let until_close = head.body == BodyLength::UntilClose;
+        // Bytes after the response, or a backend that closes: not pooled.
+        let reusable = !until_close && !head.backend_closes && backend_buf.is_empty();
+        let after = if until_close || self.request.close || self.settings.closing {
+            After::Close
+        } else {
+            After::KeepAlive
+        };
+        Ok((after, reusable, head.status))
+    }
+
+    /// The response head at the front of `backend_buf`, if complete:
+    /// taken off the buffer, with the client's head written to `out`
+    /// (and the body after it, when it is all there and small).
+    fn response_head(
+        &self,
+        backend_buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<ResponseHead>, HeadError> {
+        loop {
+            let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let Some(head) =
+                head::parse_response(backend_buf, &mut lines, self.request.head_request)?
+            else {
+                return Ok(None);
+            };
+            if (100..200).contains(&head.status) {
+                if head.status == 101 {
+                    // No upgrade was asked for on this path.
+                    return Err(HeadError::Malformed("101 without an upgrade"));
+                }
+                // Interim responses are not passed on (as hyper's client).
+                let length = head.length;
+                backend_buf.advance(length);
+                continue;
+            }
+            let close = self.request.close || self.settings.closing;
+            response_head::write(
+                out,
+                head.status,
+                head.reason,
+                head.headers,
+                head.body,
+                &response_head::Rules {
+                    pin: self.pin.as_ref(),
+                    edits: self.request.route.and_then(|r| r.response_edits.as_ref()),
+                    close,
+                    head_request: self.request.head_request,
+                },
+            );
+            let backend_closes = head.version == 0
+                || HeaderLines(head.headers).has_token("connection", b"close");
+            let (status, body, length) = (head.status, head.body, head.length);
+            backend_buf.advance(length);
+            let inline_bytes = match body {
+                BodyLength::Empty => Some(0),
+                BodyLength::Length(n) if n as usize <= backend_buf.len() && n as usize <= CHUNK => {
+                    out.extend_from_slice(&backend_buf[..n as usize]);
+                    backend_buf.advance(n as usize);
+                    Some(n)
+                }
+                _ => None,
+            };
+            return Ok(Some(ResponseHead {
+                status,
+                body,
+                backend_closes,
+                inline: inline_bytes.is_some(),
+                inline_bytes: inline_bytes.unwrap_or(0),
+            }));
+        }
+    }
+}
+
+/// What the relay keeps of a response head once its buffer moved on.
+struct ResponseHead {
+    status: u16,
+    body: BodyLength,
+    /// `Connection: close`, or HTTP/1.0.
+    backend_closes: bool,
+    /// The body went into the client's head write.
+    inline: bool,
+    inline_bytes: u64,
+}
+
+struct HeaderLines<'a, 'b>(&'a [httparse::Header<'b>]);
+
+impl HeaderLines<'_, '_> {
+    /// Whether a comma-separated header `name` lists `token`.
+    fn has_token(&self, name: &str, token: &[u8]) -> bool {
+        self.0
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    }
+}
