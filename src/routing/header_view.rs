@@ -17,11 +17,7 @@ pub enum HeaderView<'a> {
 impl<'a> HeaderView<'a> {
     /// The first `f(value)` that is `Some`, over the values of header
     /// `name` (any case) in order.
-    pub fn find_map<T>(
-        self,
-        name: &str,
-        mut f: impl FnMut(&'a [u8]) -> Option<T>,
-    ) -> Option<T> {
+    pub fn find_map<T>(self, name: &str, mut f: impl FnMut(&'a [u8]) -> Option<T>) -> Option<T> {
         match self {
             HeaderView::Map(map) => map.get_all(name).iter().find_map(|v| f(v.as_bytes())),
             HeaderView::Lines(lines) => lines
@@ -67,10 +63,22 @@ mod tests {
         map.append("cookie", HeaderValue::from_static("theme=dark"));
         map.append("cookie", HeaderValue::from_static("SRV=abc; lang=en"));
         let lines = [
-            httparse::Header { name: "X-Env", value: b"a" },
-            httparse::Header { name: "Cookie", value: b"theme=dark" },
-            httparse::Header { name: "x-env", value: b"b" },
-            httparse::Header { name: "cookie", value: b"SRV=abc; lang=en" },
+            httparse::Header {
+                name: "X-Env",
+                value: b"a",
+            },
+            httparse::Header {
+                name: "Cookie",
+                value: b"theme=dark",
+            },
+            httparse::Header {
+                name: "x-env",
+                value: b"b",
+            },
+            httparse::Header {
+                name: "cookie",
+                value: b"SRV=abc; lang=en",
+            },
         ];
         for view in [HeaderView::Map(&map), HeaderView::Lines(&lines)] {
             assert_eq!(view.first("X-ENV"), Some(&b"a"[..]));

@@ -187,6 +187,7 @@ fn apply(node: &Node, text: &str) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_speaks_tls_to_its_backends_verified_and_with_a_client_certificate() {
     let ca = TestCa::new();
@@ -297,4 +298,5 @@ async fn a_pool_speaks_tls_to_its_backends_verified_and_with_a_client_certificat
         log.contains("TLS handshake: invalid peer certificate"),
         "the log does not say the backend's certificate was not trusted"
     );
+}
 }

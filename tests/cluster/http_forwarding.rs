@@ -11,6 +11,7 @@ use hyper::{Request, StatusCode};
 
 use crate::fixture::*;
 
+on_both_paths! {
 #[tokio::test]
 async fn round_robin_spreads_requests_and_sets_forwarding_headers() {
     let ip = unique_ip();
@@ -77,7 +78,9 @@ async fn round_robin_spreads_requests_and_sets_forwarding_headers() {
     let two_xx = node.metric("raftlb_frontend_responses_total{frontend=\"front\",class=\"2xx\"}");
     assert_eq!(two_xx, Some(30.0));
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn routes_by_host_and_path_prefix() {
     let ip = unique_ip();
@@ -131,7 +134,9 @@ name = "assets"
         );
     }
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn maglev_keeps_a_header_key_on_one_backend() {
     let ip = unique_ip();
@@ -163,7 +168,9 @@ async fn maglev_keeps_a_header_key_on_one_backend() {
         "keys spread over all backends: {users_per_backend:?}"
     );
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn a_killed_backend_gets_no_new_requests_and_no_client_request_fails() {
     let ip = unique_ip();
@@ -230,7 +237,9 @@ async fn a_killed_backend_gets_no_new_requests_and_no_client_request_fails() {
         .clone();
     assert_eq!(dead["ejected"], true, "{dead}");
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn no_backend_gives_503_and_slow_backend_gives_504() {
     let ip = unique_ip();
@@ -261,7 +270,9 @@ async fn no_backend_gives_503_and_slow_backend_gives_504() {
     let (status, _, body) = get(&client, &node.url(8080, "/"), &[]).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn backend_connections_are_kept_alive_and_shared_by_clients() {
     let (backend, node) = HttpBackend::behind_one_node("a").await;
@@ -306,6 +317,7 @@ async fn backend_connections_are_kept_alive_and_shared_by_clients() {
     assert_eq!(answered, 80);
     let all = traffic_connections();
     assert!(all.len() <= 8, "backend connections: {}", all.len());
+}
 }
 
 /// A raw HTTP backend: `/stall` sends its head and 10 of 1,000 body bytes,
@@ -385,6 +397,7 @@ async fn raw_backend_counting(
     (address, accepted, open)
 }
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_backend_and_a_client_that_stops_reading_are_cut_at_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -457,7 +470,9 @@ async fn a_stalled_backend_and_a_client_that_stops_reading_are_cut_at_the_idle_t
     assert_eq!(accepted.load(Ordering::Relaxed), 3);
     assert!(node.log().contains("http exchange cut"), "not logged");
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_backend_closes_its_idle_pooled_connections() {
     let ip = unique_ip();
@@ -490,4 +505,5 @@ async fn removing_a_backend_closes_its_idle_pooled_connections() {
         "{} idle connections to a removed backend still open",
         open.load(Ordering::Relaxed)
     );
+}
 }

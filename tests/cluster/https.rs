@@ -170,6 +170,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
     let curl = debian_tool("curl", "curl");
@@ -375,7 +376,9 @@ async fn https_serves_the_cluster_certificates_by_sni_on_every_node() {
         );
     });
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_its_tls_session_on_the_new_vip_holder_after_a_failover() {
     let backend = HttpBackend::start("site", unique_ip()).await;
@@ -460,6 +463,7 @@ async fn a_client_resumes_its_tls_session_on_the_new_vip_holder_after_a_failover
         );
     }
 }
+}
 
 /// The first flight of a TLS client naming `sni` (none: no SNI).
 fn client_hello(sni: Option<&str>) -> Vec<u8> {
@@ -479,6 +483,7 @@ fn client_hello(sni: Option<&str>) -> Vec<u8> {
     hello
 }
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_frontend_passes_tls_through_to_the_pool_its_sni_names() {
     let ip = unique_ip();
@@ -539,7 +544,9 @@ async fn a_tcp_frontend_passes_tls_through_to_the_pool_its_sni_names() {
         assert_eq!(&answer, b"other\nPING\r\n");
     });
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_frontend_can_redirect_every_request_to_https() {
     let curl = debian_tool("curl", "curl");
@@ -578,7 +585,9 @@ async fn an_http_frontend_can_redirect_every_request_to_https() {
         "a redirected request reached the backend"
     );
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_frontend_terminates_and_relays_the_plain_bytes() {
     let backend = TcpBackend::start("echo", unique_ip()).await;
@@ -621,4 +630,5 @@ async fn a_tls_frontend_terminates_and_relays_the_plain_bytes() {
         relayed >= 9.0,
         "the plain bytes were not counted: {relayed}"
     );
+}
 }

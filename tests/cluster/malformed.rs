@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 
 use crate::fixture::*;
 
+on_both_paths! {
 #[tokio::test]
 async fn malformed_requests_get_4xx_and_are_not_forwarded() {
     let (backend, node) = HttpBackend::behind_one_node("b").await;
@@ -75,7 +76,9 @@ async fn malformed_requests_get_4xx_and_are_not_forwarded() {
     );
     assert_eq!(backend.count(), 1);
 }
+}
 
+on_both_paths! {
 #[tokio::test]
 async fn slowloris_is_cut_at_the_header_timeout() {
     let ip = unique_ip();
@@ -121,4 +124,5 @@ async fn slowloris_is_cut_at_the_header_timeout() {
         "cut too late: {closed_after:?}"
     );
     assert_eq!(backend.count(), 0);
+}
 }

@@ -7,6 +7,7 @@ use hyper::StatusCode;
 
 use crate::fixture::*;
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone() {
     let ip = unique_ip();
@@ -172,4 +173,5 @@ async fn routes_match_query_method_and_network_rewrite_headers_and_answer_alone(
         assert!(err.contains(field), "{err}");
     }
     assert_eq!(node.config_version(), version);
+}
 }

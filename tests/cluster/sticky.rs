@@ -40,6 +40,7 @@ fn pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap_or_default().to_string()
 }
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
     let ip = unique_ip();
@@ -178,7 +179,9 @@ async fn a_client_keeps_its_backend_across_requests_failover_and_drain() {
         ms(after)
     );
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_cookie_chooses_no_backend_when_signing_is_on() {
     let ip = unique_ip();
@@ -238,7 +241,9 @@ async fn a_forged_cookie_chooses_no_backend_when_signing_is_on() {
         );
     }
 }
+}
 
+on_both_paths! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_client_keeps_its_arm_by_the_sticky_cookie() {
     let ip = unique_ip();
@@ -285,4 +290,5 @@ async fn a_canary_client_keeps_its_arm_by_the_sticky_cookie() {
         new_on_green <= 6,
         "{new_on_green} of 40 new clients on green at 1 %"
     );
+}
 }

@@ -13,6 +13,7 @@ use crate::fixture::*;
 const CHUNK: usize = 256 * 1024;
 const TOTAL: u64 = 1 << 30;
 
+on_both_paths! {
 #[tokio::test]
 async fn a_1_gib_upload_streams_with_flat_memory() {
     let (_backend, node) = HttpBackend::behind_one_node("sink").await;
@@ -63,4 +64,5 @@ async fn a_1_gib_upload_streams_with_flat_memory() {
         growth_mib < 64,
         "node memory grew by {growth_mib} MiB during the upload"
     );
+}
 }

@@ -144,7 +144,6 @@ impl RequestHandler {
         over_limit(frontend, limit, &frontend.stats.limiter, self.client.ip())
     }
 
-
     /// The answer to an ACME HTTP-01 validation request
     /// (`GET /.well-known/acme-challenge/TOKEN`) for an order under way,
     /// on every node and every HTTP frontend, before routing and redirects.
@@ -207,10 +206,9 @@ impl RequestHandler {
         let routed = frontend.route(&facts);
         let route = routed.route;
         if let Some(route) = route {
-            let refused = route
-                .rate_limit
-                .as_ref()
-                .and_then(|(limit, limiter)| over_limit(frontend, *limit, limiter, self.client.ip()));
+            let refused = route.rate_limit.as_ref().and_then(|(limit, limiter)| {
+                over_limit(frontend, *limit, limiter, self.client.ip())
+            });
             let answered = || {
                 let target = target
                     .as_ref()

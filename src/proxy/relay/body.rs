@@ -27,8 +27,10 @@ pub enum BodyError {
     Read(io::Error),
     /// Writing to the receiver failed.
     Write(io::Error),
-    /// Neither side moved a byte for the idle timeout.
-    Idle,
+    /// The sender sent nothing for the idle timeout.
+    SenderIdle,
+    /// The receiver took nothing for the idle timeout.
+    ReceiverIdle,
 }
 
 /// Passes on the body framed by `length`: from `buffer` (what was read
@@ -102,7 +104,7 @@ async fn fill<R: AsyncRead + Unpin>(
     match tokio::time::timeout(idle, limited.read_buf(buffer)).await {
         Ok(Ok(n)) => Ok(n),
         Ok(Err(error)) => Err(BodyError::Read(error)),
-        Err(_) => Err(BodyError::Idle),
+        Err(_) => Err(BodyError::SenderIdle),
     }
 }
 
@@ -114,7 +116,7 @@ async fn send<W: AsyncWrite + Unpin>(
     match tokio::time::timeout(idle, to.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(BodyError::Write(error)),
-        Err(_) => Err(BodyError::Idle),
+        Err(_) => Err(BodyError::ReceiverIdle),
     }
 }
 
@@ -234,6 +236,6 @@ mod tests {
             IDLE,
         )
         .await;
-        assert!(matches!(result, Err(BodyError::Idle)));
+        assert!(matches!(result, Err(BodyError::SenderIdle)));
     }
 }

@@ -6,6 +6,7 @@
 //! idempotent and the body is still at hand (small bodies are read whole
 //! before the first attempt, so they can be sent again).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -13,6 +14,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{self, BodyError, CHUNK};
+use super::chunked::ChunkedScanner;
 use super::framing::BodyLength;
 use super::head::{self, HeadError};
 use super::plan::Forward;
@@ -107,7 +109,14 @@ where
             }
             Some(n)
         }
-        _ => None,
+        _ => {
+            // As the hyper path, the body's start is checked before a
+            // backend is chosen: a malformed first chunk never leaves.
+            if request.body == BodyLength::Chunked {
+                first_chunk(client, buf, settings.header_timeout).await?;
+            }
+            None
+        }
     };
     let head_length = out.len();
     if let Some(n) = inline {
@@ -199,9 +208,12 @@ where
                     inline.is_none(),
                 ));
             }
-            Err(Attempt::Cut) => {
-                pool.record_failure(index, "exchange cut");
-                return Err(Failed::Cut);
+            Err(Attempt::Cut) => return Err(Failed::Cut),
+            Err(Attempt::BadBody) => {
+                return Err(Failed::Answer(
+                    local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true),
+                    true,
+                ));
             }
             Err(Attempt::Failed(why)) => {
                 pool.record_failure(index, why);
@@ -236,8 +248,57 @@ where
     Err(Failed::Answer(response, inline.is_none()))
 }
 
+/// The two ends of an exchange.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Waits until `buf` holds the first chunk-size line of a chunked body,
+/// and checks it.
+async fn first_chunk<C: AsyncRead + Unpin>(
+    client: &mut C,
+    buf: &mut BytesMut,
+    wait: Duration,
+) -> Result<(), Failed> {
+    let malformed = || {
+        Failed::Answer(
+            local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true),
+            true,
+        )
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let line = buf.iter().position(|&b| b == b'\n').map(|lf| &buf[..=lf]);
+        let mut scanner = ChunkedScanner::default();
+        match scanner.feed(line.unwrap_or(buf), &mut |_| {}) {
+            Err(_) => return Err(malformed()),
+            Ok(_) if line.is_some() => return Ok(()),
+            Ok(_) => {}
+        }
+        buf.reserve(CHUNK);
+        match tokio::time::timeout_at(deadline, client.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Err(Failed::Cut),
+            Err(_) => {
+                return Err(Failed::Answer(
+                    local_response::error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received",
+                        true,
+                    ),
+                    true,
+                ));
+            }
+        }
+    }
+}
+
 /// Why an attempt gave no response.
 enum Attempt {
+    /// The request's chunked body is malformed (before any response).
+    BadBody,
     /// No response head within the response timeout.
     TimedOut,
     /// The backend failed before its response head (`why`).
@@ -277,11 +338,21 @@ impl Exchange<'_> {
         match tokio::time::timeout(idle, connection.write_all(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(Attempt::Failed("request not written")),
-            Err(_) => return Err(Attempt::Failed("backend took no request for the idle timeout")),
+            Err(_) => {
+                return Err(Attempt::Failed(
+                    "backend took no request for the idle timeout",
+                ));
+            }
         }
         self.count_request_body(body);
         let (after, reusable, status) = self
-            .respond(&mut connection, backend_buf, client, out)
+            .respond(
+                &mut connection,
+                backend_buf,
+                client,
+                out,
+                &AtomicBool::new(false),
+            )
             .await?;
         Ok((after, reusable.then_some(connection), status))
     }
@@ -306,10 +377,17 @@ impl Exchange<'_> {
             Ok(Ok(())) => {}
             _ => return Err(Attempt::Failed("request head not written")),
         }
+        let responding = AtomicBool::new(false);
         let (answered, uploaded) = {
             let (mut from_client, mut to_client) = tokio::io::split(&mut *client);
             let upload = body::copy(length, buf, &mut from_client, &mut to_backend, idle);
-            let download = self.respond(&mut from_backend, backend_buf, &mut to_client, out);
+            let download = self.respond(
+                &mut from_backend,
+                backend_buf,
+                &mut to_client,
+                out,
+                &responding,
+            );
             tokio::pin!(upload, download);
             let mut uploaded = None;
             loop {
@@ -319,11 +397,12 @@ impl Exchange<'_> {
                             self.count_request_body(bytes);
                             uploaded = Some(bytes);
                         }
+                        Err(BodyError::Chunk(error)) if !responding.load(Ordering::Relaxed) => {
+                            tracing::debug!(?error, "relay: malformed request body");
+                            return Err(Attempt::BadBody);
+                        }
                         Err(error) => {
-                            if matches!(error, BodyError::Idle) {
-                                self.frontend.stats.client_timeouts.inc();
-                            }
-                            tracing::debug!(?error, "relay: request body not passed on");
+                            self.cut(&error, Side::Client);
                             return Err(Attempt::Cut);
                         }
                     },
@@ -341,6 +420,35 @@ impl Exchange<'_> {
         Ok((after, reusable.then_some(connection), status))
     }
 
+    /// Counts and logs an exchange cut short in its body: an idle
+    /// timeout on the side that went quiet (`sender` is the body's).
+    fn cut(&self, error: &BodyError, sender: Side) {
+        let side = match (error, sender) {
+            (BodyError::SenderIdle, side) => side,
+            (BodyError::ReceiverIdle, Side::Client) => Side::Server,
+            (BodyError::ReceiverIdle, Side::Server) => Side::Client,
+            _ => {
+                tracing::debug!(?error, "relay: body not passed on");
+                return;
+            }
+        };
+        let stats = &self.frontend.stats;
+        match side {
+            Side::Client => stats.client_timeouts.inc(),
+            Side::Server => stats.server_timeouts.inc(),
+        };
+        tracing::info!(
+            frontend = %self.frontend.spec.name,
+            client = %self.settings.client,
+            side = match side {
+                Side::Client => "client",
+                Side::Server => "server",
+            },
+            idle_ms = self.settings.idle_timeout.as_millis() as u64,
+            "http exchange cut: no data from one side for the idle timeout"
+        );
+    }
+
     fn count_request_body(&self, bytes: u64) {
         self.frontend.stats.bytes_in.inc_by(bytes);
         self.runtime.bytes_out.inc_by(bytes);
@@ -356,6 +464,7 @@ impl Exchange<'_> {
         backend_buf: &mut BytesMut,
         to: &mut W,
         out: &mut Vec<u8>,
+        responding: &AtomicBool,
     ) -> Result<(After, bool, u16), Attempt>
     where
         R: AsyncRead + Unpin,
@@ -379,6 +488,7 @@ impl Exchange<'_> {
             }
         };
         let idle = self.settings.idle_timeout;
+        responding.store(true, Ordering::Relaxed);
         self.frontend.stats.count_response(head.status);
         let written = async {
             to.write_all(out).await?;
@@ -393,10 +503,7 @@ impl Exchange<'_> {
             match body::copy(head.body, backend_buf, from, to, idle).await {
                 Ok(sent) => sent,
                 Err(error) => {
-                    if matches!(error, BodyError::Idle) {
-                        self.frontend.stats.server_timeouts.inc();
-                    }
-                    tracing::debug!(?error, "relay: response body not passed on");
+                    self.cut(&error, Side::Server);
                     return Err(Attempt::Cut);
                 }
             }
@@ -453,8 +560,8 @@ impl Exchange<'_> {
                     head_request: self.request.head_request,
                 },
             );
-            let backend_closes = head.version == 0
-                || HeaderLines(head.headers).has_token("connection", b"close");
+            let backend_closes =
+                head.version == 0 || HeaderLines(head.headers).has_token("connection", b"close");
             let (status, body, length) = (head.status, head.body, head.length);
             backend_buf.advance(length);
             let inline_bytes = match body {

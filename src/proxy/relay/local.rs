@@ -59,7 +59,10 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{head}");
-        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{head}"
+        );
         assert!(head.ends_with("\r\nconnection: close"), "{head}");
         assert_eq!(body, "502 Bad Gateway: backend connection failed\n");
         let mut out = Vec::new();

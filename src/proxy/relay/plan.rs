@@ -152,9 +152,10 @@ fn decide<'t>(
     }
     let route = routed.route;
     if let Some(route) = route {
-        let refused = route.rate_limit.as_ref().and_then(|(limit, limiter)| {
-            over_limit(frontend, *limit, limiter, client.address)
-        });
+        let refused = route
+            .rate_limit
+            .as_ref()
+            .and_then(|(limit, limiter)| over_limit(frontend, *limit, limiter, client.address));
         let answered = || Some(local_response::route_answer(route.answer.as_ref()?, target));
         if let Some(mut response) = refused.or_else(answered) {
             if let Some(edits) = &route.response_edits {
