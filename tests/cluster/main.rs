@@ -22,6 +22,7 @@ mod netns_fence;
 mod raft_cluster;
 mod readme_commands;
 mod request_rules;
+mod smuggling;
 mod status_page;
 mod sticky;
 mod streaming;
