@@ -119,20 +119,22 @@ EOF
 # A one-node raftlb on 127.0.0.202 (peer 7100, API 7200, admin 7300), one
 # worker thread: writes $T/raftlb/node.toml, seeded from cluster.toml in
 # the same folder.
-write_raftlb_node_toml() {
-  mkdir -p "$T/raftlb"
-  cat > "$T/raftlb/node.toml" <<EOF
+write_raftlb_node_toml() { # [DIR under $T] [IP] [extra top-level line]
+  local dir=${1:-raftlb} ip=${2:-127.0.0.202} extra=${3:-}
+  mkdir -p "$T/$dir"
+  cat > "$T/$dir/node.toml" <<EOF
+$extra
 id = 1
-raft_addr  = "127.0.0.202:7100"
-api_addr   = "127.0.0.202:7200"
-admin_addr = "127.0.0.202:7300"
-serve_ip   = "127.0.0.202"
-data_dir   = "$T/raftlb/data"
+raft_addr  = "$ip:7100"
+api_addr   = "$ip:7200"
+admin_addr = "$ip:7300"
+serve_ip   = "$ip"
+data_dir   = "$T/$dir/data"
 shutdown_grace_ms = 1000
 worker_threads = 1
 
 [cluster]
-members = { 1 = "127.0.0.202:7100" }
+members = { 1 = "$ip:7100" }
 seed    = "cluster.toml"
 EOF
 }

@@ -34,6 +34,7 @@
 #                file; python sink :9003 (CPU 0) for the bulk and idle tests
 #   127.0.0.202  raftlb single-node cluster (worker_threads = 1, CPU 1):
 #                http :8101/:8102, tcp :8103/:8104, tcp :8105 -> sink
+#   127.0.0.206  the same with `http1 = "hyper"` (HTTP only): the relay's baseline
 #   127.0.0.203  HAProxy (nbthread 1, CPU 1): http :8201/:8202, tcp :8203/:8204
 #   127.0.0.204  nginx proxy (1 worker, CPU 1): http :8301/:8302, tcp (stream) :8303/:8304
 #   127.0.0.205  Envoy (--concurrency 1, CPU 1): http :8401/:8402, tcp :8403/:8404
@@ -187,6 +188,24 @@ track $RAFTLB_PID
 if ! wait_http http://127.0.0.202:7300/readyz 30; then
   say "raftlb did not become ready within 30 s; its log:"
   cat "$T/raftlb/node.log"
+  exit 1
+fi
+
+# The same node with HTTP/1.1 served by hyper (node.toml `http1 = "hyper"`),
+# the relay's baseline in the same run.
+write_raftlb_node_toml raftlb-hyper 127.0.0.206 'http1 = "hyper"'
+{
+  printf '[[frontend]]\nname     = "http-small"\nport     = 8101\nprotocol = "http"\npool     = "small"\n\n'
+  printf '[[frontend]]\nname     = "http-big"\nport     = 8102\nprotocol = "http"\npool     = "big"\n'
+  pool_toml small 127.0.0.201:9001
+  pool_toml big 127.0.0.201:9002
+} > "$T/raftlb-hyper/cluster.toml"
+(cd "$T/raftlb-hyper" && RUST_LOG=warn exec taskset -c 1 "$RAFTLB" node --config node.toml) > "$T/raftlb-hyper/node.log" 2>&1 &
+HYPER_PID=$!
+track $HYPER_PID
+if ! wait_http http://127.0.0.206:7300/readyz 30; then
+  say "raftlb (http1 = hyper) did not become ready within 30 s; its log:"
+  cat "$T/raftlb-hyper/node.log"
   exit 1
 fi
 
@@ -384,6 +403,7 @@ fi
 # name | small URL | big URL | PIDs whose CPU is the balancer's
 TARGETS=("direct|http://127.0.0.201:9001/|http://127.0.0.201:9002/big.bin|")
 TARGETS+=("raftlb http|http://127.0.0.202:8101/|http://127.0.0.202:8102/big.bin|$RAFTLB_PID")
+TARGETS+=("raftlb hyper|http://127.0.0.206:8101/|http://127.0.0.206:8102/big.bin|$HYPER_PID")
 TARGETS+=("raftlb tcp|http://127.0.0.202:8103/|http://127.0.0.202:8104/big.bin|$RAFTLB_PID")
 TARGETS+=("haproxy http|http://127.0.0.203:8201/|http://127.0.0.203:8202/big.bin|$HAPROXY_PID")
 TARGETS+=("haproxy tcp|http://127.0.0.203:8203/|http://127.0.0.203:8204/big.bin|$HAPROXY_PID")
