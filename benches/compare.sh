@@ -21,6 +21,7 @@
 #   SKIP_ENVOY=1 leave Envoy out; SKIP_EXTRAS=1 leave out the extra measurements;
 #   SKIP_HTTPS=1 leave out the HTTPS cases (benches/compare_https.sh, run last)
 #   SKIP_H2=1    leave out the HTTP/2 and gRPC cases (benches/compare_h2.sh, after them)
+#   CASES        the HTTP cases to run (default "small big close")
 #   ONLY         keep only the targets whose name matches this regex, e.g.
 #                ONLY='direct|raftlb|haproxy' (before/after figures of a change)
 #
@@ -437,7 +438,7 @@ for t in "${TARGETS[@]}"; do
   done
 done
 
-CASES=(small big close)
+read -r -a CASES <<< "${CASES:-small big close}"
 run_wrk() { # CASE URL SECONDS OUTFILE
   local hdr=()
   [ "$1" = close ] && hdr=(-H "Connection: close")

@@ -94,6 +94,47 @@ pub async fn serve<S>(
     } else {
         Prefixed::new(bytes::Bytes::new(), stream)
     };
+    // Boxed: a connection the relay serves to its end never carries
+    // hyper's (much larger) state.
+    let settings = HyperSettings {
+        header_timeout,
+        idle_timeout,
+        https,
+        h2,
+    };
+    Box::pin(serve_on_hyper(
+        engine, frontend, stream, client, upstreams, &stats, settings,
+    ))
+    .await;
+    stats.active.dec();
+}
+
+/// What hyper's side of a connection is set up with.
+struct HyperSettings {
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    https: bool,
+    h2: bool,
+}
+
+/// Serves a client connection on hyper.
+async fn serve_on_hyper<S>(
+    engine: &Arc<Engine>,
+    frontend: &str,
+    stream: S,
+    client: SocketAddr,
+    upstreams: UpstreamPool,
+    stats: &Arc<crate::routing::FrontendStats>,
+    settings: HyperSettings,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let HyperSettings {
+        header_timeout,
+        idle_timeout,
+        https,
+        h2,
+    } = settings;
     let activity = Arc::new(idle::Activity::default());
     let ambiguous = Arc::new(framing_guard::AmbiguousRequests::default());
     let closing = Arc::new(tokio::sync::Notify::new());
@@ -117,7 +158,7 @@ pub async fn serve<S>(
     let result = if h2 {
         h2_server::serve(
             engine,
-            &stats,
+            stats,
             stream,
             service,
             &activity,
@@ -176,5 +217,4 @@ pub async fn serve<S>(
     if let Some(tunnel) = tunnels.take_tunnel() {
         tunnel.await;
     }
-    stats.active.dec();
 }

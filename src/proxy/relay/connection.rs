@@ -105,7 +105,7 @@ impl Connection<'_> {
                     frontend.stats.count_response(response.status().as_u16());
                     local::write(&mut out, &response, true, false);
                     let _ = self.write(&mut stream, &out).await;
-                    self.close(stream).await;
+                    self.close(stream, true).await;
                     return Ended::Closed;
                 }
             };
@@ -114,12 +114,15 @@ impl Connection<'_> {
             }
             frontend.stats.requests.inc();
             buf.advance(length);
-            let after = match plan {
+            // `linger`: when closing, the client may still be sending
+            // (a body left unread, pipelined requests).
+            let (after, linger) = match plan {
                 Plan::HandOff => unreachable!("handed off above"),
                 Plan::Answer { response, close } => {
                     frontend.stats.count_response(response.status().as_u16());
                     let close = close || self.engine.shutdown.is_cancelled();
-                    self.answer(&mut stream, &mut out, &response, close).await
+                    let after = self.answer(&mut stream, &mut out, &response, close).await;
+                    (after, close)
                 }
                 Plan::Forward(request) => {
                     let settings = exchange::Settings {
@@ -138,12 +141,14 @@ impl Connection<'_> {
                         backend_buf: &mut backend_buf,
                     };
                     match exchange::forward(&settings, frontend, &request, io).await {
-                        Ok(after) => after,
-                        Err(Failed::Cut) => After::Close,
-                        Err(Failed::Answer(response, close)) => {
+                        Ok(after) => (after, !buf.is_empty()),
+                        // The client is gone, or its response broke off.
+                        Err(Failed::Cut) => (After::Close, false),
+                        Err(Failed::Answer(response, unread)) => {
                             frontend.stats.count_response(response.status().as_u16());
-                            let close = close || request.close || settings.closing;
-                            self.answer(&mut stream, &mut out, &response, close).await
+                            let close = unread || request.close || settings.closing;
+                            let after = self.answer(&mut stream, &mut out, &response, close).await;
+                            (after, unread || !buf.is_empty())
                         }
                     }
                 }
@@ -153,7 +158,7 @@ impl Connection<'_> {
                 .duration
                 .observe(started.elapsed().as_secs_f64());
             if after == After::Close {
-                self.close(stream).await;
+                self.close(stream, linger).await;
                 return Ended::Closed;
             }
         }
@@ -217,13 +222,24 @@ impl Connection<'_> {
         }
     }
 
-    /// Ends the connection: our side shut, then what the client still
-    /// sends read and dropped for a while, so that closing with unread
-    /// bytes does not reset the connection under the last answer.
-    async fn close<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
+    /// Ends the connection: our side shut; with `linger`, what the client
+    /// still sends is then read and dropped for a while, so that closing
+    /// with unread bytes does not reset the connection under the last
+    /// answer (as HAProxy and nginx linger).
+    async fn close<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S, linger: bool) {
+        if !linger && !self.https {
+            // Closing the socket sends its FIN: no `shutdown` call needed.
+            return;
+        }
+        // TLS: `close_notify` first.
         let _ = tokio::time::timeout(self.idle_timeout, stream.shutdown()).await;
+        if !linger {
+            return;
+        }
         let linger = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: a buffer here would make every connection's
+            // future this much larger.
+            let mut sink = vec![0u8; 4096];
             let mut read = 0;
             while read < LINGER_BYTES {
                 match stream.read(&mut sink).await {

@@ -144,12 +144,14 @@ where
         let connection = match settings.upstreams.relay().take(upstream) {
             Some(connection) => connection,
             None => {
-                let opened = BackendStream::open(
+                // Boxed, as the streaming path below: rarer paths do not
+                // make every connection's future larger.
+                let opened = Box::pin(BackendStream::open(
                     settings.upstreams.source(),
                     backend.address,
                     pool.tls.as_deref(),
                     connect_timeout,
-                )
+                ))
                 .await;
                 match opened {
                     Ok(connection) => connection,
@@ -178,11 +180,7 @@ where
                     .whole(connection, client, out, backend_buf, n as u64)
                     .await
             }
-            None => {
-                exchange
-                    .streaming(connection, client, buf, out, backend_buf)
-                    .await
-            }
+            None => Box::pin(exchange.streaming(connection, client, buf, out, backend_buf)).await,
         };
         runtime.active.dec();
         match result {
