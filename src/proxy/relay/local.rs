@@ -26,7 +26,7 @@ pub fn write(out: &mut Vec<u8>, response: &Response<ResponseBody>, close: bool, 
         }
         super::fields::line(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    super::fields::line(out, b"content-length", body.len().to_string().as_bytes());
+    super::fields::number_line(out, b"content-length", body.len() as u64);
     if close {
         super::fields::line(out, b"connection", b"close");
     }

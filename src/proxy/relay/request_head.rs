@@ -8,7 +8,9 @@
 
 use http::HeaderValue;
 
-use super::fields::{connection_named, edited_away, is_hop_by_hop, line, write_edits};
+use super::fields::{
+    connection_named, edited_away, is_hop_by_hop, line, number_line, write_edits,
+};
 use super::framing::BodyLength;
 use crate::proxy::http::sticky;
 use crate::routing::HeaderEdits;
@@ -97,9 +99,7 @@ pub fn write(
     }
     match body {
         BodyLength::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            number_line(out, b"content-length", n);
         }
         BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyLength::Empty | BodyLength::UntilClose => {}

@@ -8,7 +8,9 @@
 
 use http::HeaderValue;
 
-use super::fields::{connection_named, edited_away, is_hop_by_hop, line, write_edits};
+use super::fields::{
+    connection_named, edited_away, is_hop_by_hop, line, number, number_line, write_edits,
+};
 use super::framing::BodyLength;
 use crate::routing::HeaderEdits;
 
@@ -37,7 +39,7 @@ pub fn write(
 ) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    number(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -58,7 +60,7 @@ pub fn write(
     }
     write_edits(out, rules.edits);
     match body {
-        BodyLength::Length(n) => line(out, b"content-length", n.to_string().as_bytes()),
+        BodyLength::Length(n) => number_line(out, b"content-length", n),
         BodyLength::Chunked => line(out, b"transfer-encoding", b"chunked"),
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
