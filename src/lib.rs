@@ -16,10 +16,13 @@
 //!                          reused) off the apply path, publishes (arc-swap)
 //!     proxy::Engine        one listener per frontend, lock-free table reads
 //!       ├─ proxy::tcp      L4 relay, per connection
-//!       ├─ proxy::http     L7 on hyper, per request; pooled backend
-//!       │                  connections driven by the request's own task
-//!       └─ proxy::relay    the HTTP/1.1 relay being built (issue 19): strict
-//!                          httparse framing, tested against hyper; unused yet
+//!       ├─ proxy::relay    L7 HTTP/1.1: httparse heads in a per-connection
+//!       │                  buffer, strict framing, raw pooled backend
+//!       │                  connections; hands a connection to hyper at the
+//!       │                  first request it does not take (HTTP/1.0,
+//!       │                  Upgrade, Expect, gRPC, h2 pools)
+//!       └─ proxy::http     L7 on hyper: HTTP/2, and all of HTTP/1.1 with
+//!                          `http1 = "hyper"`; shares routing and headers
 //!          routing         route (table, route_match), balance (pool),
 //!                          sticky keys, rate limits, live counters (runtime)
 //!          balance         pick a backend: prebuilt, no lock, no allocation

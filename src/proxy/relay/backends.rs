@@ -24,10 +24,13 @@ const MAX_IDLE_PER_BACKEND: usize = 512;
 /// plain TCP).
 pub type Upstream = (SocketAddr, u64);
 
+/// Idle connections to one backend, with the time each went idle.
+type IdleList = Vec<(BackendStream, Instant)>;
+
 /// Idle connections by backend.
 #[derive(Default)]
 pub struct RelayConnections {
-    idle: Mutex<HashMap<Upstream, Vec<(BackendStream, Instant)>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<Upstream, IdleList, foldhash::fast::RandomState>>,
 }
 
 impl RelayConnections {

@@ -53,7 +53,7 @@ enum NoHead {
     /// requests: close without a word.
     Quiet,
     /// A head refused outright: answer, then close.
-    Refused(http::Response<ResponseBody>),
+    Refused(Box<http::Response<ResponseBody>>),
 }
 
 impl Connection<'_> {
@@ -83,12 +83,12 @@ impl Connection<'_> {
                         Ok(Some(planned)) => break Ok(planned),
                         Ok(None) => {}
                         Err(error) => {
-                            break Err(NoHead::Refused(local_response::error(
+                            break Err(NoHead::Refused(Box::new(local_response::error(
                                 StatusCode::from_u16(error.status())
                                     .unwrap_or(StatusCode::BAD_REQUEST),
                                 &refusal(error),
                                 true,
-                            )));
+                            ))));
                         }
                     }
                 }
@@ -185,11 +185,11 @@ impl Connection<'_> {
             Ok(Ok(n)) if n > 0 => Ok(()),
             Ok(_) => Err(NoHead::Quiet),
             Err(_) if between => Err(NoHead::Quiet),
-            Err(_) => Err(NoHead::Refused(local_response::error(
+            Err(_) => Err(NoHead::Refused(Box::new(local_response::error(
                 StatusCode::REQUEST_TIMEOUT,
                 "request head not received in time",
                 true,
-            ))),
+            )))),
         }
     }
 

@@ -36,7 +36,7 @@ pub enum After {
 /// An exchange's answer to the client when no backend gave one.
 pub enum Failed {
     /// The balancer's own answer, and whether to close after it.
-    Answer(http::Response<ResponseBody>, bool),
+    Answer(Box<http::Response<ResponseBody>>, bool),
     /// Nothing more can be written: the response had begun, or the
     /// client is gone.
     Cut,
@@ -97,11 +97,11 @@ where
                     Ok(_) => return Err(Failed::Cut),
                     Err(_) => {
                         return Err(Failed::Answer(
-                            local_response::error(
+                            Box::new(local_response::error(
                                 StatusCode::REQUEST_TIMEOUT,
                                 "request body not received",
                                 true,
-                            ),
+                            )),
                             true,
                         ));
                     }
@@ -198,18 +198,22 @@ where
             Err(Attempt::TimedOut) => {
                 pool.record_failure(index, "response timed out");
                 return Err(Failed::Answer(
-                    local_response::error(
+                    Box::new(local_response::error(
                         StatusCode::GATEWAY_TIMEOUT,
                         "backend did not answer in time",
                         false,
-                    ),
+                    )),
                     inline.is_none(),
                 ));
             }
             Err(Attempt::Cut) => return Err(Failed::Cut),
             Err(Attempt::BadBody) => {
                 return Err(Failed::Answer(
-                    local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true),
+                    Box::new(local_response::error(
+                        StatusCode::BAD_REQUEST,
+                        "malformed request body",
+                        true,
+                    )),
                     true,
                 ));
             }
@@ -220,7 +224,7 @@ where
                 // A streamed body is gone; a small one is at hand.
                 if inline.is_none() {
                     return Err(Failed::Answer(
-                        local_response::error(StatusCode::BAD_GATEWAY, why, true),
+                        Box::new(local_response::error(StatusCode::BAD_GATEWAY, why, true)),
                         true,
                     ));
                 }
@@ -243,7 +247,7 @@ where
         ),
     };
     // A body not sent is still unread: the connection cannot go on.
-    Err(Failed::Answer(response, inline.is_none()))
+    Err(Failed::Answer(Box::new(response), inline.is_none()))
 }
 
 /// The two ends of an exchange.
@@ -262,7 +266,11 @@ async fn first_chunk<C: AsyncRead + Unpin>(
 ) -> Result<(), Failed> {
     let malformed = || {
         Failed::Answer(
-            local_response::error(StatusCode::BAD_REQUEST, "malformed request body", true),
+            Box::new(local_response::error(
+                StatusCode::BAD_REQUEST,
+                "malformed request body",
+                true,
+            )),
             true,
         )
     };
@@ -281,11 +289,11 @@ async fn first_chunk<C: AsyncRead + Unpin>(
             Ok(_) => return Err(Failed::Cut),
             Err(_) => {
                 return Err(Failed::Answer(
-                    local_response::error(
+                    Box::new(local_response::error(
                         StatusCode::REQUEST_TIMEOUT,
                         "request body not received",
                         true,
-                    ),
+                    )),
                     true,
                 ));
             }

@@ -1,22 +1,25 @@
-//! The HTTP/1.1 relay of issue 19, being built: a purpose-built path for
-//! HTTP/1.1 between clients and backends that parses heads with httparse
-//! into buffers reused per connection and forwards bodies without hyper's
-//! general client and server in between (as HAProxy, Pingora and Sozu
-//! each do).
+//! The HTTP/1.1 relay (issue 19): a purpose-built path for HTTP/1.1
+//! between clients and backends, as HAProxy, Pingora and Sozu each have
+//! one. Heads are parsed by httparse in place, in a buffer kept for the
+//! connection's life; bodies move by their framing in bounded memory;
+//! backends are raw pooled keep-alive connections.
 //!
-//! What exists so far is its framing core and its head writers, checked
-//! against hyper by differential tests: where a request or response head
-//! ends and what it says ([`head`]), where a body ends ([`framing`],
-//! [`chunked`]), and the heads a backend and a client get
-//! ([`request_head`], [`response_head`], by the hyper path's header
-//! rules), and how a body moves from one side to the other in bounded
-//! memory ([`body`]). No traffic goes through it yet; every connection is
-//! served by hyper (`proxy::http`). What remains is the connection loop
-//! around these: a client's heads read into a buffer reused per
-//! connection, routed and balanced by the same `routing` as the hyper
-//! path, sent on a raw pooled backend connection, retried when safe; the
-//! connection handed to hyper at a request it does not take (`Upgrade`,
-//! `Expect`, HTTP/2 backends); and a node switch back to hyper.
+//! - `connection`: the loop over one client connection; hands it to hyper
+//!   ([`Prefixed`], with what was read) at the first request it does not
+//!   take.
+//! - `plan`: what a request comes to (answer, hand off, forward), by the
+//!   hyper path's routing, splits, sticky pins and rate limits; writes the
+//!   backend's head.
+//! - `exchange`: one forwarded request: backend picked, connection taken
+//!   ([`backends`]) or opened, body sent, response passed on, retried when
+//!   safe.
+//! - [`head`], [`framing`], [`chunked`]: where heads and bodies end,
+//!   strictly; [`request_head`], [`response_head`], `local`: the heads
+//!   written; [`body`]: moving a body.
+//!
+//! Checked against hyper by differential tests (`differential/`) and named
+//! smuggling cases (`smuggling.rs`, and `tests/cluster/smuggling.rs`
+//! through a node).
 
 pub mod backends;
 pub mod body;

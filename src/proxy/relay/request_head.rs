@@ -8,9 +8,7 @@
 
 use http::HeaderValue;
 
-use super::fields::{
-    connection_named, edited_away, is_hop_by_hop, line, number_line, write_edits,
-};
+use super::fields::{connection_named, edited_away, is_hop_by_hop, line, number_line, write_edits};
 use super::framing::BodyLength;
 use crate::proxy::http::sticky;
 use crate::routing::HeaderEdits;
