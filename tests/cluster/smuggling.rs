@@ -142,12 +142,9 @@ async fn bytes_after_an_upgrade_request_are_read_as_requests_when_the_backend_re
 }
 }
 
-on_both_paths! {
-#[tokio::test]
-async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
-    // A backend that writes more than its response (a second, unasked
-    // one): its connection must not be reused, or the next request gets
-    // the leftover as its answer.
+/// A raw backend that answers every request head with `answer`, as it
+/// is; the number of connections it accepted.
+async fn scripted_backend(answer: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind((unique_ip(), 0)).await.expect("bind");
     let address = listener.local_addr().expect("address");
     let connections = Arc::new(AtomicUsize::new(0));
@@ -166,8 +163,6 @@ async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
                         }
                     }
                     head.clear();
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
-                                   HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil";
                     if stream.write_all(answer).await.is_err() {
                         return;
                     }
@@ -175,6 +170,20 @@ async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
             });
         }
     });
+    (address, connections)
+}
+
+on_both_paths! {
+#[tokio::test]
+async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
+    // A backend that writes more than its response (a second, unasked
+    // one): its connection must not be reused, or the next request gets
+    // the leftover as its answer.
+    let (address, connections) = scripted_backend(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
+          HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+    )
+    .await;
     let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
     let mut stream = connect(&node).await;
     for _ in 0..3 {
@@ -187,6 +196,113 @@ async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
     }
     // Each request had a connection of its own.
     assert_eq!(connections.load(Ordering::Relaxed), 3);
+}
+}
+
+on_both_paths! {
+#[tokio::test]
+async fn an_empty_answer_keeps_its_framing() {
+    // `Content-Length: 0` from the backend must reach the client as a
+    // length (without one, a client reads until the connection closes);
+    // and a request's own `Content-Length: 0` reaches the backend.
+    let (address, _) = scripted_backend(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n").await;
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
+    let mut stream = connect(&node).await;
+    stream
+        .write_all(b"POST /new HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&head));
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 201"), "{head}");
+    assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+
+    let backend = HttpBackend::start("b", unique_ip()).await;
+    let node = Node::start(&guarded(backend.address)).await;
+    let (answer, _) = raw_exchange(
+        node.frontend(8080),
+        b"POST /empty HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = backend.requests();
+    assert_eq!(
+        seen[0].headers.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+}
+}
+
+on_both_paths! {
+#[tokio::test]
+async fn a_small_body_is_consumed_whatever_the_backend_answers() {
+    // A request whose body is held whole for retries, answered 504 by
+    // the node (the backend is too slow): its body must not be read as
+    // the next request.
+    let backend = HttpBackend::start_with(
+        "slow",
+        unique_ip(),
+        BackendBehaviour {
+            delay: Duration::from_secs(3),
+            ..BackendBehaviour::default()
+        },
+    )
+    .await;
+    let node = Node::start(&one_frontend(
+        "http",
+        8080,
+        "round_robin",
+        &[backend.address],
+        "response_timeout_ms = 300\nretries = 0",
+    ))
+    .await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut stream = connect(&node).await;
+    stream
+        .write_all(
+            format!(
+                "POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let (answers, _) = responses(&mut stream, 2).await;
+    let statuses: Vec<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["504"], "{answers:?}");
+    let paths: Vec<String> = backend.requests().into_iter().map(|r| r.path).collect();
+    assert!(!paths.contains(&"/smuggled".to_string()), "{paths:?}");
+}
+}
+
+on_both_paths! {
+#[tokio::test]
+async fn local_answers_to_head_have_no_body_and_honour_connection_close() {
+    let backend = HttpBackend::start("b", unique_ip()).await;
+    let node = Node::start(&guarded(backend.address)).await;
+    let (answer, closed) = raw_exchange(
+        node.frontend(8080),
+        b"HEAD /blocked/a HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /blocked/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(closed, "Connection: close on a local answer left the connection open");
+    let (first, rest) = answer.split_once("\r\n\r\n").expect("a head");
+    assert!(first.starts_with("HTTP/1.1 403"), "{answer}");
+    // The HEAD's answer ends at its head: the next answer follows at once.
+    assert!(rest.starts_with("HTTP/1.1 403"), "{answer:?}");
+    assert!(rest.ends_with("blocked\n"), "{answer:?}");
+    assert_eq!(backend.count(), 0);
 }
 }
 

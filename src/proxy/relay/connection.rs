@@ -66,6 +66,13 @@ impl Connection<'_> {
         let mut out = Vec::with_capacity(1024);
         let mut backend_buf = BytesMut::new();
         loop {
+            let deadline = tokio::time::Instant::now() + self.header_timeout;
+            // The next request's first bytes before the table is read: a
+            // keep-alive client's request is routed by the table of the
+            // moment it came, not of the moment the last one ended.
+            if buf.is_empty() && self.read_more(&mut stream, &mut buf, deadline).await.is_err() {
+                return Ended::Closed;
+            }
             let table = self.engine.table.load_full();
             let Some(frontend) = table.frontend(self.frontend) else {
                 return Ended::Closed;
@@ -76,7 +83,6 @@ impl Connection<'_> {
                 value: &self.client_value,
                 https: self.https,
             };
-            let deadline = tokio::time::Instant::now() + self.header_timeout;
             let planned = loop {
                 if !buf.is_empty() {
                     match plan::plan(&buf, &table, frontend, &keys, &client, &mut out) {
@@ -118,10 +124,16 @@ impl Connection<'_> {
             // (a body left unread, pipelined requests).
             let (after, linger) = match plan {
                 Plan::HandOff => unreachable!("handed off above"),
-                Plan::Answer { response, close } => {
+                Plan::Answer {
+                    response,
+                    close,
+                    head,
+                } => {
                     frontend.stats.count_response(response.status().as_u16());
                     let close = close || self.engine.shutdown.is_cancelled();
-                    let after = self.answer(&mut stream, &mut out, &response, close).await;
+                    let after = self
+                        .answer(&mut stream, &mut out, &response, close, head)
+                        .await;
                     (after, close)
                 }
                 Plan::Forward(request) => {
@@ -132,7 +144,7 @@ impl Connection<'_> {
                         keys: &keys,
                         header_timeout: self.header_timeout,
                         idle_timeout: self.idle_timeout,
-                        closing: self.engine.shutdown.is_cancelled(),
+                        shutdown: &self.engine.shutdown,
                     };
                     let io = exchange::Io {
                         client: &mut stream,
@@ -141,13 +153,17 @@ impl Connection<'_> {
                         backend_buf: &mut backend_buf,
                     };
                     match exchange::forward(&settings, frontend, &request, io).await {
+                        Ok(After::CloseUnread) => (After::Close, true),
                         Ok(after) => (after, !buf.is_empty()),
                         // The client is gone, or its response broke off.
                         Err(Failed::Cut) => (After::Close, false),
                         Err(Failed::Answer(response, unread)) => {
                             frontend.stats.count_response(response.status().as_u16());
-                            let close = unread || request.close || settings.closing;
-                            let after = self.answer(&mut stream, &mut out, &response, close).await;
+                            let close =
+                                unread || request.close || self.engine.shutdown.is_cancelled();
+                            let after = self
+                                .answer(&mut stream, &mut out, &response, close, request.head_request)
+                                .await;
                             (after, unread || !buf.is_empty())
                         }
                     }
@@ -157,7 +173,7 @@ impl Connection<'_> {
                 .stats
                 .duration
                 .observe(started.elapsed().as_secs_f64());
-            if after == After::Close {
+            if after != After::KeepAlive {
                 self.close(stream, linger).await;
                 return Ended::Closed;
             }
@@ -200,11 +216,12 @@ impl Connection<'_> {
         out: &mut Vec<u8>,
         response: &http::Response<ResponseBody>,
         close: bool,
+        head: bool,
     ) -> After
     where
         S: AsyncWrite + Unpin,
     {
-        local::write(out, response, close, false);
+        local::write(out, response, close, head);
         match self.write(stream, out).await {
             Ok(()) if !close => After::KeepAlive,
             _ => After::Close,

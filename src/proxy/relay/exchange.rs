@@ -31,6 +31,9 @@ pub enum After {
     KeepAlive,
     /// Close the client connection.
     Close,
+    /// Close it while the client may still be sending (its body was not
+    /// read to the end): linger, so the answer is not lost to a reset.
+    CloseUnread,
 }
 
 /// An exchange's answer to the client when no backend gave one.
@@ -63,8 +66,9 @@ pub struct Settings<'a> {
     pub keys: &'a crate::routing::StickyKeys,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
-    /// The node is shutting down: close after this exchange.
-    pub closing: bool,
+    /// Cancelled when the node shuts down: an exchange then closes its
+    /// connection after its response.
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
 }
 
 /// Forwards `request`; `Ok` once a backend's response went to the client.
@@ -118,9 +122,11 @@ where
             None
         }
     };
-    let head_length = out.len();
     if let Some(n) = inline {
+        // `out` keeps the body for every attempt; the client's buffer
+        // moves on to what follows it, whatever comes of the exchange.
         out.extend_from_slice(&buf[..n]);
+        buf.advance(n);
     }
     let connect_timeout = Duration::from_millis(frontend.spec.connect_timeout_ms);
     let attempts = (frontend.spec.retries as usize + 1).min(MAX_ATTEMPTS);
@@ -187,9 +193,6 @@ where
             Ok((after, connection, status)) => {
                 runtime.duration.observe(started.elapsed().as_secs_f64());
                 pool.record_answer(index, status);
-                if let Some(n) = inline {
-                    buf.advance(n);
-                }
                 if let Some(connection) = connection {
                     settings.upstreams.relay().put(upstream, connection);
                 }
@@ -217,12 +220,13 @@ where
                     true,
                 ));
             }
-            Err(Attempt::Failed(why)) => {
+            Err(Attempt::Failed(why, body_intact)) => {
                 pool.record_failure(index, why);
                 tracing::debug!(backend = %backend.address, why, "relay attempt failed");
                 failure = Some("backend connection failed");
-                // A streamed body is gone; a small one is at hand.
-                if inline.is_none() {
+                // A streamed body is gone once it began; a small one is
+                // at hand.
+                if !body_intact {
                     return Err(Failed::Answer(
                         Box::new(local_response::error(StatusCode::BAD_GATEWAY, why, true)),
                         true,
@@ -233,10 +237,6 @@ where
                 }
             }
         }
-    }
-    out.truncate(head_length);
-    if let Some(n) = inline {
-        buf.advance(n);
     }
     let response = match failure {
         Some(detail) => local_response::error(StatusCode::BAD_GATEWAY, detail, false),
@@ -307,8 +307,9 @@ enum Attempt {
     BadBody,
     /// No response head within the response timeout.
     TimedOut,
-    /// The backend failed before its response head (`why`).
-    Failed(&'static str),
+    /// The backend failed before its response head (`why`); whether the
+    /// request's body is still whole at hand (for a retry).
+    Failed(&'static str, bool),
     /// The response had begun, or the client is gone: close.
     Cut,
 }
@@ -343,10 +344,11 @@ impl Exchange<'_> {
         let idle = self.settings.idle_timeout;
         match tokio::time::timeout(idle, connection.write_all(out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Attempt::Failed("request not written")),
+            Ok(Err(_)) => return Err(Attempt::Failed("request not written", true)),
             Err(_) => {
                 return Err(Attempt::Failed(
                     "backend took no request for the idle timeout",
+                    true,
                 ));
             }
         }
@@ -381,7 +383,7 @@ impl Exchange<'_> {
         let (mut from_backend, mut to_backend) = tokio::io::split(connection);
         match tokio::time::timeout(idle, to_backend.write_all(out)).await {
             Ok(Ok(())) => {}
-            _ => return Err(Attempt::Failed("request head not written")),
+            _ => return Err(Attempt::Failed("request head not written", true)),
         }
         let responding = AtomicBool::new(false);
         let (answered, uploaded) = {
@@ -395,32 +397,43 @@ impl Exchange<'_> {
                 &responding,
             );
             tokio::pin!(upload, download);
+            // `None` while the body goes; `Some(false)`: the backend
+            // stopped taking it (it may be answering early, a 413 say).
             let mut uploaded = None;
             loop {
                 tokio::select! {
                     sent = &mut upload, if uploaded.is_none() => match sent {
                         Ok(bytes) => {
                             self.count_request_body(bytes);
-                            uploaded = Some(bytes);
+                            uploaded = Some(true);
                         }
                         Err(BodyError::Chunk(error)) if !responding.load(Ordering::Relaxed) => {
                             tracing::debug!(?error, "relay: malformed request body");
                             return Err(Attempt::BadBody);
+                        }
+                        Err(BodyError::Write(error)) => {
+                            tracing::debug!(%error, "relay: backend stopped taking the body");
+                            uploaded = Some(false);
                         }
                         Err(error) => {
                             self.cut(&error, Side::Client);
                             return Err(Attempt::Cut);
                         }
                     },
-                    answered = &mut download => break (answered?, uploaded),
+                    answered = &mut download => break (answered, uploaded),
                 }
             }
         };
-        let (after, reusable, status) = answered;
-        if uploaded.is_none() {
+        let (after, reusable, status) = match answered {
+            Ok(answered) => answered,
+            // Part of the body went: it cannot be sent again.
+            Err(Attempt::Failed(why, _)) => return Err(Attempt::Failed(why, false)),
+            Err(other) => return Err(other),
+        };
+        if uploaded != Some(true) {
             // Answered before the body's end: where the next request
             // would begin is unknown, and the backend is mid-request.
-            return Ok((After::Close, None, status));
+            return Ok((After::CloseUnread, None, status));
         }
         let connection = from_backend.unsplit(to_backend);
         Ok((after, reusable.then_some(connection), status))
@@ -482,14 +495,14 @@ impl Exchange<'_> {
                 Ok(None) => {}
                 Err(error) => {
                     tracing::debug!(?error, "relay: malformed response head");
-                    return Err(Attempt::Failed("malformed response"));
+                    return Err(Attempt::Failed("malformed response", true));
                 }
             }
             backend_buf.reserve(CHUNK);
             match tokio::time::timeout_at(self.deadline, from.read_buf(backend_buf)).await {
-                Ok(Ok(0)) => return Err(Attempt::Failed("backend closed before its response")),
+                Ok(Ok(0)) => return Err(Attempt::Failed("backend closed before its response", true)),
                 Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Err(Attempt::Failed("backend connection failed")),
+                Ok(Err(_)) => return Err(Attempt::Failed("backend connection failed", true)),
                 Err(_) => return Err(Attempt::TimedOut),
             }
         };
@@ -519,7 +532,7 @@ impl Exchange<'_> {
         let until_close = head.body == BodyLength::UntilClose;
         // Bytes after the response, or a backend that closes: not pooled.
         let reusable = !until_close && !head.backend_closes && backend_buf.is_empty();
-        let after = if until_close || self.request.close || self.settings.closing {
+        let after = if until_close || head.close {
             After::Close
         } else {
             After::KeepAlive
@@ -552,7 +565,7 @@ impl Exchange<'_> {
                 backend_buf.advance(length);
                 continue;
             }
-            let close = self.request.close || self.settings.closing;
+            let close = self.request.close || self.settings.shutdown.is_cancelled();
             response_head::write(
                 out,
                 head.status,
@@ -580,6 +593,7 @@ impl Exchange<'_> {
                 _ => None,
             };
             return Ok(Some(ResponseHead {
+                close,
                 status,
                 body,
                 backend_closes,
@@ -592,6 +606,8 @@ impl Exchange<'_> {
 
 /// What the relay keeps of a response head once its buffer moved on.
 struct ResponseHead {
+    /// The client's head says `Connection: close`.
+    close: bool,
     status: u16,
     body: BodyLength,
     /// `Connection: close`, or HTTP/1.0.

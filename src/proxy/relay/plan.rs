@@ -22,10 +22,12 @@ use crate::routing::{Frontend, HeaderView, Pool, Route, RoutingTable, StickyKeys
 pub enum Plan<'t> {
     /// Forward it; the backend's head is in the output buffer.
     Forward(Forward<'t>),
-    /// Answer it alone; `close`: then close the connection.
+    /// Answer it alone; `close`: then close the connection; `head`: the
+    /// request was a HEAD (no body in the answer).
     Answer {
         response: Response<ResponseBody>,
         close: bool,
+        head: bool,
     },
     /// Hand the connection, this request included, to hyper.
     HandOff,
@@ -106,6 +108,18 @@ fn decide<'t>(
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
         return refuse(StatusCode::BAD_REQUEST, "malformed method");
     };
+    let close = lines.any("connection", |v| {
+        v.split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
+    // A local answer: the connection closes after it when the client asked,
+    // or when the request's body was not read (what follows the head is not
+    // known to be a request).
+    let answer = |response: Response<ResponseBody>| Plan::Answer {
+        close: close || head.body != BodyLength::Empty || super::local::asks_close(&response),
+        head: method == Method::HEAD,
+        response,
+    };
     let (path, query) = match head.target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (head.target, None),
@@ -148,7 +162,7 @@ fn decide<'t>(
     if let Some(limit) = frontend.spec.rate_limit
         && let Some(response) = over_limit(frontend, limit, &frontend.stats.limiter, client.address)
     {
-        return answer(response, head.body);
+        return answer(response);
     }
     let route = routed.route;
     if let Some(route) = route {
@@ -161,7 +175,7 @@ fn decide<'t>(
             if let Some(edits) = &route.response_edits {
                 edits.apply(response.headers_mut());
             }
-            return answer(response, head.body);
+            return answer(response);
         }
     }
     request_head::write(
@@ -185,26 +199,15 @@ fn decide<'t>(
         idempotent: is_idempotent(&method),
         head_request: method == Method::HEAD,
         body: head.body,
-        close: lines.any("connection", |v| {
-            v.split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-        }),
+        close,
         response_timeout: Duration::from_millis(frontend.spec.response_timeout_ms),
     })
-}
-
-/// A local answer; the connection closes after it when the request's body
-/// was not read (what follows the head is not known to be a request).
-fn answer<'t>(response: Response<ResponseBody>, body: BodyLength) -> Plan<'t> {
-    Plan::Answer {
-        close: body != BodyLength::Empty || super::local::asks_close(&response),
-        response,
-    }
 }
 
 fn refuse<'t>(status: StatusCode, why: &str) -> Plan<'t> {
     Plan::Answer {
         response: local_response::error(status, why, true),
         close: true,
+        head: false,
     }
 }

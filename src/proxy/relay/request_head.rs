@@ -100,6 +100,14 @@ pub fn write(
             number_line(out, b"content-length", n);
         }
         BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // `Content-Length: 0` stays: some servers want a length on POST.
+        BodyLength::Empty
+            if headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("content-length")) =>
+        {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");

@@ -27,6 +27,11 @@ pub struct Rules<'a> {
     pub head_request: bool,
 }
 
+/// Whether a response with `status` can carry a body (not 1xx, 204, 304).
+fn may_have_body(status: u16) -> bool {
+    !((100..200).contains(&status) || status == 204 || status == 304)
+}
+
 /// Writes the head of a response with `status` and `reason` to `out`
 /// (cleared first).
 pub fn write(
@@ -62,6 +67,11 @@ pub fn write(
     match body {
         BodyLength::Length(n) => number_line(out, b"content-length", n),
         BodyLength::Chunked => line(out, b"transfer-encoding", b"chunked"),
+        // An empty body that the status allows must still be framed, or
+        // the client reads until the connection closes.
+        BodyLength::Empty if may_have_body(status) && !rules.head_request => {
+            line(out, b"content-length", b"0");
+        }
         BodyLength::Empty | BodyLength::UntilClose => {}
     }
     if rules.close || body == BodyLength::UntilClose {
