@@ -507,3 +507,37 @@ async fn removing_a_backend_closes_its_idle_pooled_connections() {
     );
 }
 }
+
+on_both_paths! {
+#[tokio::test]
+async fn a_keep_alive_request_is_routed_by_the_table_of_its_time() {
+    // A client that keeps its connection open across a configuration
+    // change gets the new routing on its next request.
+    let ip = unique_ip();
+    let (a, b) = (
+        HttpBackend::start("a", ip).await,
+        HttpBackend::start("b", ip).await,
+    );
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &[a.address], "")).await;
+    let mut stream = tokio::net::TcpStream::connect(node.frontend(8080))
+        .await
+        .expect("connect");
+    async fn ask(stream: &mut tokio::net::TcpStream) -> String {
+        tokio::io::AsyncWriteExt::write_all(stream, b"GET /which HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        read_responses_open(stream, 1).await
+    }
+    assert!(ask(&mut stream).await.starts_with('a'));
+    node.reload(&one_frontend("http", 8080, "round_robin", &[b.address], ""))
+        .await;
+    // Once a new connection sees the change, the open one does too.
+    let fresh = client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while get(&fresh, &node.url(8080, "/new"), &[]).await.1 != "b" {
+        assert!(std::time::Instant::now() < deadline, "the change never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ask(&mut stream).await.starts_with('b'));
+}
+}

@@ -23,68 +23,6 @@ fn guarded(backend: std::net::SocketAddr) -> String {
     )
 }
 
-/// Reads from `stream` until `count` responses with `Content-Length`
-/// bodies have come (or the connection ends, or 5 s pass): their status
-/// lines and bodies, and whether the node then closed the connection.
-async fn responses(stream: &mut TcpStream, count: usize) -> (Vec<(String, String)>, bool) {
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut closed = false;
-    let parsed = loop {
-        let parsed = parse_responses(&bytes);
-        if parsed.len() >= count {
-            break parsed;
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                closed = true;
-                break parse_responses(&bytes);
-            }
-            Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
-            Err(_) => break parse_responses(&bytes),
-        }
-    };
-    if !closed {
-        // Closed at once after the last answer, or left open.
-        closed = matches!(
-            tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut chunk)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        );
-    }
-    (parsed, closed)
-}
-
-/// Complete responses (status line, body) at the front of `bytes`.
-fn parse_responses(mut bytes: &[u8]) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(head)) = response.parse(bytes) else {
-            return found;
-        };
-        let status = response.code.unwrap_or(0);
-        let length = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        let length = if (100..200).contains(&status) {
-            0
-        } else {
-            length
-        };
-        if bytes.len() < head + length {
-            return found;
-        }
-        let body = String::from_utf8_lossy(&bytes[head..head + length]).into_owned();
-        found.push((status.to_string(), body));
-        bytes = &bytes[head + length..];
-    }
-}
-
 async fn connect(node: &Node) -> TcpStream {
     TcpStream::connect(node.frontend(8080))
         .await
@@ -110,7 +48,7 @@ async fn a_body_left_unread_by_a_local_answer_is_never_read_as_a_request() {
         )
         .await
         .expect("write");
-    let (answers, _) = responses(&mut stream, 2).await;
+    let (answers, _) = read_responses(&mut stream, 2).await;
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!(answers[0], ("403".to_string(), "blocked\n".to_string()));
     assert_eq!(backend.count(), 0, "{:?}", backend.requests());
@@ -134,7 +72,7 @@ async fn bytes_after_an_upgrade_request_are_read_as_requests_when_the_backend_re
         )
         .await
         .expect("write");
-    let (answers, _) = responses(&mut stream, 2).await;
+    let (answers, _) = read_responses(&mut stream, 2).await;
     let statuses: Vec<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(statuses, ["200", "403"], "{answers:?}");
     let paths: Vec<String> = backend.requests().into_iter().map(|r| r.path).collect();
@@ -191,7 +129,7 @@ async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
-        let (answers, _) = responses(&mut stream, 1).await;
+        let (answers, _) = read_responses(&mut stream, 1).await;
         assert_eq!(answers, [("200".to_string(), "ok".to_string())]);
     }
     // Each request had a connection of its own.
@@ -277,7 +215,7 @@ async fn a_small_body_is_consumed_whatever_the_backend_answers() {
         )
         .await
         .expect("write");
-    let (answers, _) = responses(&mut stream, 2).await;
+    let (answers, _) = read_responses(&mut stream, 2).await;
     let statuses: Vec<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(statuses, ["504"], "{answers:?}");
     let paths: Vec<String> = backend.requests().into_iter().map(|r| r.path).collect();
@@ -321,7 +259,7 @@ async fn pipelined_requests_are_answered_in_order() {
         )
         .await
         .expect("write");
-    let (answers, closed) = responses(&mut stream, 4).await;
+    let (answers, closed) = read_responses(&mut stream, 4).await;
     let statuses: Vec<&str> = answers.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(statuses, ["200", "200", "403", "200"], "{answers:?}");
     assert!(closed, "Connection: close was not honoured");
@@ -347,10 +285,10 @@ async fn expect_100_continue_gets_its_interim_answer_before_the_body() {
         .write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         .await
         .expect("write");
-    let (interim, _) = responses(&mut stream, 1).await;
+    let (interim, _) = read_responses(&mut stream, 1).await;
     assert_eq!(interim.first().map(|(s, _)| s.as_str()), Some("100"), "{interim:?}");
     stream.write_all(b"hello").await.expect("body");
-    let (answers, _) = responses(&mut stream, 1).await;
+    let (answers, _) = read_responses(&mut stream, 1).await;
     assert_eq!(answers.first().map(|(s, _)| s.as_str()), Some("200"), "{answers:?}");
     let seen = backend.requests();
     assert_eq!(seen.len(), 1);

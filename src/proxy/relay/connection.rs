@@ -70,7 +70,12 @@ impl Connection<'_> {
             // The next request's first bytes before the table is read: a
             // keep-alive client's request is routed by the table of the
             // moment it came, not of the moment the last one ended.
-            if buf.is_empty() && self.read_more(&mut stream, &mut buf, deadline).await.is_err() {
+            if buf.is_empty()
+                && self
+                    .read_more(&mut stream, &mut buf, deadline)
+                    .await
+                    .is_err()
+            {
                 return Ended::Closed;
             }
             let table = self.engine.table.load_full();
@@ -162,7 +167,13 @@ impl Connection<'_> {
                             let close =
                                 unread || request.close || self.engine.shutdown.is_cancelled();
                             let after = self
-                                .answer(&mut stream, &mut out, &response, close, request.head_request)
+                                .answer(
+                                    &mut stream,
+                                    &mut out,
+                                    &response,
+                                    close,
+                                    request.head_request,
+                                )
                                 .await;
                             (after, unread || !buf.is_empty())
                         }

@@ -500,7 +500,9 @@ impl Exchange<'_> {
             }
             backend_buf.reserve(CHUNK);
             match tokio::time::timeout_at(self.deadline, from.read_buf(backend_buf)).await {
-                Ok(Ok(0)) => return Err(Attempt::Failed("backend closed before its response", true)),
+                Ok(Ok(0)) => {
+                    return Err(Attempt::Failed("backend closed before its response", true));
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => return Err(Attempt::Failed("backend connection failed", true)),
                 Err(_) => return Err(Attempt::TimedOut),
