@@ -24,6 +24,9 @@ use crate::proxy::http::request::MAX_ATTEMPTS;
 use crate::proxy::http::{MAX_HEADERS, ResponseBody, local_response, sticky};
 use crate::routing::{BackendRuntime, Frontend};
 
+/// Room for a response head, on top of [`CHUNK`], when reading one.
+const HEAD_ROOM: usize = 4096;
+
 /// What the connection does after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
@@ -498,7 +501,9 @@ impl Exchange<'_> {
                     return Err(Attempt::Failed("malformed response", true));
                 }
             }
-            backend_buf.reserve(CHUNK);
+            // Room for a head and a [`CHUNK`] body after it: a response
+            // of that size is read at once and goes out in one write.
+            backend_buf.reserve(CHUNK + HEAD_ROOM);
             match tokio::time::timeout_at(self.deadline, from.read_buf(backend_buf)).await {
                 Ok(Ok(0)) => {
                     return Err(Attempt::Failed("backend closed before its response", true));
