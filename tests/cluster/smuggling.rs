@@ -329,3 +329,56 @@ async fn obfuscated_transfer_encodings_are_refused_and_chunked_in_any_spelling_i
     let bodies: Vec<u64> = backend.requests().iter().map(|r| r.body_bytes).collect();
     assert_eq!(bodies, [5, 5, 5]);
 }
+
+on_both_paths! {
+#[tokio::test]
+async fn an_early_answer_to_an_upload_reaches_the_client() {
+    // A backend that refuses a large upload at once (413) and closes
+    // without reading it: the client gets the 413, not a reset.
+    let listener = TcpListener::bind((unique_ip(), 0)).await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+                    .await;
+            });
+        }
+    });
+    let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
+    let stream = connect(&node).await;
+    let (mut read, mut write) = stream.into_split();
+    let size = 64 * 1024 * 1024;
+    let upload = tokio::spawn(async move {
+        let head = format!("PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+        write.write_all(head.as_bytes()).await.expect("head");
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), read.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    upload.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(answer.ends_with("too large"), "{answer:?}");
+}
+}
