@@ -11,8 +11,8 @@
 //!   hyper path's routing, splits, sticky pins and rate limits; writes the
 //!   backend's head.
 //! - `exchange`: one forwarded request: backend picked, connection taken
-//!   ([`backends`]) or opened, body sent, response passed on, retried when
-//!   safe.
+//!   ([`backends`]) or opened, retried when safe; `attempt`: one try on
+//!   one connection (body sent, response passed on).
 //! - [`head`], [`framing`], [`chunked`]: where heads and bodies end,
 //!   strictly; [`request_head`], [`response_head`], `local`: the heads
 //!   written; [`body`]: moving a body.
@@ -21,6 +21,7 @@
 //! smuggling cases (`smuggling.rs`, and `tests/cluster/smuggling.rs`
 //! through a node).
 
+mod attempt;
 pub mod backends;
 pub mod body;
 pub mod chunked;
