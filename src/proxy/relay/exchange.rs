@@ -43,6 +43,14 @@ pub enum Failed {
     Cut,
 }
 
+impl Failed {
+    /// The balancer's answer with `status`, after which the connection
+    /// closes (the request's body was not read whole).
+    fn closing(status: StatusCode, why: &str) -> Failed {
+        Failed::Answer(Box::new(local_response::error(status, why, true)), true)
+    }
+}
+
 /// The connection's side of an exchange.
 pub struct Io<'a, C> {
     pub client: &'a mut C,
@@ -92,22 +100,9 @@ where
         BodyLength::Empty => Some(0),
         BodyLength::Length(n) if n <= CHUNK as u64 => {
             let n = n as usize;
+            let deadline = tokio::time::Instant::now() + settings.header_timeout;
             while buf.len() < n {
-                buf.reserve(n - buf.len());
-                match tokio::time::timeout(settings.header_timeout, client.read_buf(buf)).await {
-                    Ok(Ok(read)) if read > 0 => {}
-                    Ok(_) => return Err(Failed::Cut),
-                    Err(_) => {
-                        return Err(Failed::Answer(
-                            Box::new(local_response::error(
-                                StatusCode::REQUEST_TIMEOUT,
-                                "request body not received",
-                                true,
-                            )),
-                            true,
-                        ));
-                    }
-                }
+                read_body(client, buf, deadline).await?;
             }
             Some(n)
         }
@@ -209,13 +204,9 @@ where
             }
             Err(Attempt::Cut) => return Err(Failed::Cut),
             Err(Attempt::BadBody) => {
-                return Err(Failed::Answer(
-                    Box::new(local_response::error(
-                        StatusCode::BAD_REQUEST,
-                        "malformed request body",
-                        true,
-                    )),
-                    true,
+                return Err(Failed::closing(
+                    StatusCode::BAD_REQUEST,
+                    "malformed request body",
                 ));
             }
             Err(Attempt::Failed(why, body_intact)) => {
@@ -225,10 +216,7 @@ where
                 // A streamed body is gone once it began; a small one is
                 // at hand.
                 if !body_intact {
-                    return Err(Failed::Answer(
-                        Box::new(local_response::error(StatusCode::BAD_GATEWAY, why, true)),
-                        true,
-                    ));
+                    return Err(Failed::closing(StatusCode::BAD_GATEWAY, why));
                 }
                 if !request.idempotent {
                     break;
@@ -255,39 +243,37 @@ async fn first_chunk<C: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     wait: Duration,
 ) -> Result<(), Failed> {
-    let malformed = || {
-        Failed::Answer(
-            Box::new(local_response::error(
-                StatusCode::BAD_REQUEST,
-                "malformed request body",
-                true,
-            )),
-            true,
-        )
-    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let line = buf.iter().position(|&b| b == b'\n').map(|lf| &buf[..=lf]);
         let mut scanner = ChunkedScanner::default();
         match scanner.feed(line.unwrap_or(buf), &mut |_| {}) {
-            Err(_) => return Err(malformed()),
+            Err(_) => {
+                return Err(Failed::closing(
+                    StatusCode::BAD_REQUEST,
+                    "malformed request body",
+                ));
+            }
             Ok(_) if line.is_some() => return Ok(()),
             Ok(_) => {}
         }
-        buf.reserve(CHUNK);
-        match tokio::time::timeout_at(deadline, client.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Err(Failed::Cut),
-            Err(_) => {
-                return Err(Failed::Answer(
-                    Box::new(local_response::error(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body not received",
-                        true,
-                    )),
-                    true,
-                ));
-            }
-        }
+        read_body(client, buf, deadline).await?;
+    }
+}
+
+/// Reads more of a request's body into `buf`, by `deadline`.
+async fn read_body<C: AsyncRead + Unpin>(
+    client: &mut C,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+) -> Result<(), Failed> {
+    buf.reserve(CHUNK);
+    match tokio::time::timeout_at(deadline, client.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        Ok(_) => Err(Failed::Cut),
+        Err(_) => Err(Failed::closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received",
+        )),
     }
 }
