@@ -127,13 +127,41 @@ impl Listener {
                         continue;
                     }
                 },
-                () = self.stop.cancelled() => break,
+                () = self.stop.cancelled() => {
+                    self.accept_queued(&engine, &upstreams, &termination);
+                    break;
+                }
             };
             self.open.count.fetch_add(1, Ordering::AcqRel);
             let slot = ConnectionSlot(self.open.clone());
             self.spawn_connection(&engine, stream, client, slot, &upstreams, &termination);
         }
         tracing::debug!(frontend = %self.frontend, "listener stopped");
+    }
+
+    /// Takes the connections the kernel has already queued, before the
+    /// socket closes: closing it would reset them, though their clients
+    /// connected while this node listened there (a VIP released and taken
+    /// back at once, say). Not on shutdown, which takes no new connection.
+    fn accept_queued(
+        &self,
+        engine: &Arc<Engine>,
+        upstreams: &http::UpstreamPool,
+        termination: &Option<Termination>,
+    ) {
+        if engine.shutdown.is_cancelled() {
+            return;
+        }
+        let queued = take_queued(&self.socket, BACKLOG);
+        let taken = queued.len();
+        for (stream, client) in queued {
+            self.open.count.fetch_add(1, Ordering::AcqRel);
+            let slot = ConnectionSlot(self.open.clone());
+            self.spawn_connection(engine, stream, client, slot, upstreams, termination);
+        }
+        if taken > 0 {
+            tracing::info!(frontend = %self.frontend, taken, "listener closing: took the connections already queued");
+        }
     }
 
     fn spawn_connection(
@@ -200,6 +228,26 @@ impl Listener {
             }
         }
     }
+}
+
+/// The connections queued on `listener` now, at most `most`: straight
+/// from the socket, as tokio's accept waits for its driver to have seen
+/// the queue readable, which it may not have yet.
+fn take_queued(listener: &TcpListener, most: u32) -> Vec<(TcpStream, SocketAddr)> {
+    let socket = socket2::SockRef::from(listener);
+    let mut taken = Vec::new();
+    for _ in 0..most {
+        let Ok((connection, address)) = socket.accept() else {
+            break;
+        };
+        let (Some(client), Ok(())) = (address.as_socket(), connection.set_nonblocking(true)) else {
+            continue;
+        };
+        if let Ok(stream) = TcpStream::from_std(connection.into()) {
+            taken.push((stream, client));
+        }
+    }
+    taken
 }
 
 /// For an `http` frontend with `h2c`: how long to wait for a client's
@@ -321,6 +369,32 @@ async fn reap_idle(
         let closed = upstreams.reap(|backend| backends.contains(&backend));
         if closed > 0 {
             tracing::debug!(closed, "idle backend connections closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn connections_queued_at_close_are_taken_not_reset() {
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(address).await.expect("connect"));
+        }
+        let queued = take_queued(&listener, BACKLOG);
+        assert_eq!(queued.len(), 3);
+        drop(listener);
+        for ((mut stream, client), mut near) in queued.into_iter().zip(clients) {
+            assert_eq!(client, near.local_addr().expect("local"));
+            stream.write_all(b"served").await.expect("write");
+            let mut got = [0u8; 6];
+            near.read_exact(&mut got).await.expect("read");
+            assert_eq!(&got, b"served");
         }
     }
 }
