@@ -157,15 +157,7 @@ async fn dry_run_if_version_and_rollback() {
 async fn draining_under_load_finishes_open_requests_and_fails_none() {
     let ip = unique_ip();
     let fast = HttpBackend::start("fast", ip).await;
-    let slow = HttpBackend::start_with(
-        "slow",
-        ip,
-        BackendBehaviour {
-            delay: Duration::from_millis(400),
-            ..Default::default()
-        },
-    )
-    .await;
+    let slow = HttpBackend::start_slow(ip, Duration::from_millis(400)).await;
     let seed = one_frontend(
         "http",
         8080,

@@ -241,15 +241,7 @@ fn metric_sum(node: &Node, family: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_attacks_are_cut_off_counted_and_others_served() {
-    let backend = HttpBackend::start_with(
-        "slow",
-        unique_ip(),
-        BackendBehaviour {
-            delay: Duration::from_millis(50),
-            ..Default::default()
-        },
-    )
-    .await;
+    let backend = HttpBackend::start_slow(unique_ip(), Duration::from_millis(50)).await;
     let node = Node::start(&one_frontend(
         "http",
         8080,

@@ -243,15 +243,7 @@ on_both_paths! {
 #[tokio::test]
 async fn no_backend_gives_503_and_slow_backend_gives_504() {
     let ip = unique_ip();
-    let slow = HttpBackend::start_with(
-        "slow",
-        ip,
-        BackendBehaviour {
-            delay: Duration::from_secs(3),
-            ..Default::default()
-        },
-    )
-    .await;
+    let slow = HttpBackend::start_slow(ip, Duration::from_secs(3)).await;
     let text = format!(
         "{}\n[[pool]]\nname = \"empty\"\n\n[[frontend]]\nname = \"nothing\"\nport = 8081\nprotocol = \"http\"\npool = \"empty\"\n",
         one_frontend(

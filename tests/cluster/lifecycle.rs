@@ -115,15 +115,7 @@ async fn draining_and_disabled_backends_get_no_new_requests() {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let ip = unique_ip();
-    let slow = HttpBackend::start_with(
-        "slow",
-        ip,
-        BackendBehaviour {
-            delay: Duration::from_millis(800),
-            ..Default::default()
-        },
-    )
-    .await;
+    let slow = HttpBackend::start_slow(ip, Duration::from_millis(800)).await;
     let mut node = Node::start(&one_frontend(
         "http",
         8080,

@@ -186,15 +186,7 @@ async fn a_small_body_is_consumed_whatever_the_backend_answers() {
     // A request whose body is held whole for retries, answered 504 by
     // the node (the backend is too slow): its body must not be read as
     // the next request.
-    let backend = HttpBackend::start_with(
-        "slow",
-        unique_ip(),
-        BackendBehaviour {
-            delay: Duration::from_secs(3),
-            ..BackendBehaviour::default()
-        },
-    )
-    .await;
+    let backend = HttpBackend::start_slow(unique_ip(), Duration::from_secs(3)).await;
     let node = Node::start(&one_frontend(
         "http",
         8080,
