@@ -195,12 +195,7 @@ fi
 # The same node with HTTP/1.1 served by hyper (node.toml `http1 = "hyper"`),
 # the relay's baseline in the same run.
 write_raftlb_node_toml raftlb-hyper 127.0.0.206 'http1 = "hyper"'
-{
-  printf '[[frontend]]\nname     = "http-small"\nport     = 8101\nprotocol = "http"\npool     = "small"\n\n'
-  printf '[[frontend]]\nname     = "http-big"\nport     = 8102\nprotocol = "http"\npool     = "big"\n'
-  pool_toml small 127.0.0.201:9001
-  pool_toml big 127.0.0.201:9002
-} > "$T/raftlb-hyper/cluster.toml"
+cp "$T/raftlb/cluster.toml" "$T/raftlb-hyper/cluster.toml"   # only its http frontends are measured
 (cd "$T/raftlb-hyper" && RUST_LOG=warn exec taskset -c 1 "$RAFTLB" node --config node.toml) > "$T/raftlb-hyper/node.log" 2>&1 &
 HYPER_PID=$!
 track $HYPER_PID

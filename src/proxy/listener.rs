@@ -132,9 +132,7 @@ impl Listener {
                     break;
                 }
             };
-            self.open.count.fetch_add(1, Ordering::AcqRel);
-            let slot = ConnectionSlot(self.open.clone());
-            self.spawn_connection(&engine, stream, client, slot, &upstreams, &termination);
+            self.spawn_connection(&engine, stream, client, &upstreams, &termination);
         }
         tracing::debug!(frontend = %self.frontend, "listener stopped");
     }
@@ -155,9 +153,7 @@ impl Listener {
         let queued = take_queued(&self.socket, BACKLOG);
         let taken = queued.len();
         for (stream, client) in queued {
-            self.open.count.fetch_add(1, Ordering::AcqRel);
-            let slot = ConnectionSlot(self.open.clone());
-            self.spawn_connection(engine, stream, client, slot, upstreams, termination);
+            self.spawn_connection(engine, stream, client, upstreams, termination);
         }
         if taken > 0 {
             tracing::info!(frontend = %self.frontend, taken, "listener closing: took the connections already queued");
@@ -169,10 +165,12 @@ impl Listener {
         engine: &Arc<Engine>,
         stream: TcpStream,
         client: SocketAddr,
-        slot: ConnectionSlot,
         upstreams: &http::UpstreamPool,
         termination: &Option<Termination>,
     ) {
+        // The connection holds a slot of `max_connections` until it ends.
+        self.open.count.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot(self.open.clone());
         let _ = stream.set_nodelay(true);
         let tracker = engine.connections.clone();
         let engine = engine.clone();

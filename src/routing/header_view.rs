@@ -37,6 +37,16 @@ impl<'a> HeaderView<'a> {
         self.find_map(name, |v| test(v).then_some(())).is_some()
     }
 
+    /// Whether a comma-separated header `name` lists `token` (any case),
+    /// as `Connection: keep-alive, close` lists `close`.
+    pub fn has_token(self, name: &str, token: &[u8]) -> bool {
+        self.any(name, |value| {
+            value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    }
+
     /// The value of cookie `name` in the `Cookie` headers.
     pub fn cookie(self, name: &str) -> Option<&'a [u8]> {
         self.find_map("cookie", |value| {
@@ -88,6 +98,8 @@ mod tests {
             assert_eq!(view.cookie("lang"), Some(&b"en"[..]));
             assert_eq!(view.cookie("srv"), None);
             assert_eq!(view.first("host"), None);
+            assert!(view.has_token("x-env", b"B"));
+            assert!(!view.has_token("cookie", b"lang"));
         }
     }
 }

@@ -81,8 +81,13 @@ async fn bytes_after_an_upgrade_request_are_read_as_requests_when_the_backend_re
 }
 
 /// A raw backend that answers every request head with `answer`, as it
-/// is; the number of connections it accepted.
-async fn scripted_backend(answer: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// is (`keep_alive`: then waits for the next head; else closes at once,
+/// whatever the client still sends); the number of connections it
+/// accepted.
+async fn scripted_backend(
+    answer: &'static [u8],
+    keep_alive: bool,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind((unique_ip(), 0)).await.expect("bind");
     let address = listener.local_addr().expect("address");
     let connections = Arc::new(AtomicUsize::new(0));
@@ -101,7 +106,7 @@ async fn scripted_backend(answer: &'static [u8]) -> (std::net::SocketAddr, Arc<A
                         }
                     }
                     head.clear();
-                    if stream.write_all(answer).await.is_err() {
+                    if stream.write_all(answer).await.is_err() || !keep_alive {
                         return;
                     }
                 }
@@ -120,6 +125,7 @@ async fn bytes_a_backend_sends_after_its_response_never_reach_a_client() {
     let (address, connections) = scripted_backend(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
           HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+        true,
     )
     .await;
     let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
@@ -143,7 +149,7 @@ async fn an_empty_answer_keeps_its_framing() {
     // `Content-Length: 0` from the backend must reach the client as a
     // length (without one, a client reads until the connection closes);
     // and a request's own `Content-Length: 0` reaches the backend.
-    let (address, _) = scripted_backend(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n").await;
+    let (address, _) = scripted_backend(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", true).await;
     let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
     let mut stream = connect(&node).await;
     stream
@@ -328,25 +334,11 @@ async fn an_early_answer_to_an_upload_reaches_the_client() {
     // without reading it: the client gets the 413, not a reset. Relay
     // only: on the hyper path, hyper's client reports the failed body
     // write instead of the answer now and then (a 502).
-    let listener = TcpListener::bind((unique_ip(), 0)).await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte).await {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
-                    .await;
-            });
-        }
-    });
+    let (address, _) = scripted_backend(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+        false,
+    )
+    .await;
     let node = Node::start(&one_frontend("http", 8080, "round_robin", &[address], "")).await;
     let stream = connect(&node).await;
     let (mut read, mut write) = stream.into_split();

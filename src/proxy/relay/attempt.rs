@@ -10,14 +10,15 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::{self, BodyError, CHUNK};
-use super::exchange::{After, Settings};
+use super::connection::Connection;
+use super::exchange::After;
 use super::framing::BodyLength;
 use super::head::{self, HeadError};
 use super::plan::Forward;
 use super::response_head;
 use crate::proxy::backend_stream::BackendStream;
 use crate::proxy::http::MAX_HEADERS;
-use crate::routing::{BackendRuntime, Frontend};
+use crate::routing::{BackendRuntime, Frontend, HeaderView};
 
 /// Room for a response head, on top of [`CHUNK`], when reading one.
 const HEAD_ROOM: usize = 4096;
@@ -47,7 +48,8 @@ pub(super) type Answered = (After, Option<BackendStream>, u16);
 
 /// One attempt on one backend connection.
 pub(super) struct Exchange<'a> {
-    pub(super) settings: &'a Settings<'a>,
+    /// The client's side.
+    pub(super) client_conn: &'a Connection<'a>,
     pub(super) request: &'a Forward<'a>,
     pub(super) runtime: &'a BackendRuntime,
     pub(super) frontend: &'a Frontend,
@@ -71,7 +73,7 @@ impl Exchange<'_> {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let idle = self.settings.idle_timeout;
+        let idle = self.client_conn.idle_timeout;
         match tokio::time::timeout(idle, connection.write_all(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(Attempt::Failed("request not written", true)),
@@ -108,7 +110,7 @@ impl Exchange<'_> {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let idle = self.settings.idle_timeout;
+        let idle = self.client_conn.idle_timeout;
         let length = self.request.body;
         let (mut from_backend, mut to_backend) = tokio::io::split(connection);
         match tokio::time::timeout(idle, to_backend.write_all(out)).await {
@@ -188,12 +190,12 @@ impl Exchange<'_> {
         };
         tracing::info!(
             frontend = %self.frontend.spec.name,
-            client = %self.settings.client,
+            client = %self.client_conn.client,
             side = match side {
                 Side::Client => "client",
                 Side::Server => "server",
             },
-            idle_ms = self.settings.idle_timeout.as_millis() as u64,
+            idle_ms = self.client_conn.idle_timeout.as_millis() as u64,
             "http exchange cut: no data from one side for the idle timeout"
         );
     }
@@ -240,7 +242,7 @@ impl Exchange<'_> {
                 Err(_) => return Err(Attempt::TimedOut),
             }
         };
-        let idle = self.settings.idle_timeout;
+        let idle = self.client_conn.idle_timeout;
         responding.store(true, Ordering::Relaxed);
         self.frontend.stats.count_response(head.status);
         let written = async {
@@ -299,7 +301,7 @@ impl Exchange<'_> {
                 backend_buf.advance(length);
                 continue;
             }
-            let close = self.request.close || self.settings.shutdown.is_cancelled();
+            let close = self.request.close || self.client_conn.engine.shutdown.is_cancelled();
             response_head::write(
                 out,
                 head.status,
@@ -313,8 +315,8 @@ impl Exchange<'_> {
                     head_request: self.request.head_request,
                 },
             );
-            let backend_closes =
-                head.version == 0 || HeaderLines(head.headers).has_token("connection", b"close");
+            let backend_closes = head.version == 0
+                || HeaderView::Lines(head.headers).has_token("connection", b"close");
             let (status, body, length) = (head.status, head.body, head.length);
             backend_buf.advance(length);
             let inline_bytes = match body {
@@ -349,17 +351,4 @@ struct ResponseHead {
     /// The body went into the client's head write.
     inline: bool,
     inline_bytes: u64,
-}
-
-struct HeaderLines<'a, 'b>(&'a [httparse::Header<'b>]);
-
-impl HeaderLines<'_, '_> {
-    /// Whether a comma-separated header `name` lists `token`.
-    fn has_token(&self, name: &str, token: &[u8]) -> bool {
-        self.0
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| h.value.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    }
 }

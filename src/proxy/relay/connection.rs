@@ -83,21 +83,16 @@ impl Connection<'_> {
                 return Ended::Closed;
             };
             let keys = self.engine.table.sticky_keys();
-            let client = plan::Client {
-                address: self.client.ip(),
-                value: &self.client_value,
-                https: self.https,
-            };
             let planned = loop {
                 if !buf.is_empty() {
-                    match plan::plan(&buf, &table, frontend, &keys, &client, &mut out) {
+                    match plan::plan(&buf, &table, frontend, &keys, self, &mut out) {
                         Ok(Some(planned)) => break Ok(planned),
                         Ok(None) => {}
                         Err(error) => {
                             break Err(NoHead::Refused(Box::new(local_response::error(
                                 StatusCode::from_u16(error.status())
                                     .unwrap_or(StatusCode::BAD_REQUEST),
-                                &refusal(error),
+                                error.reason(),
                                 true,
                             ))));
                         }
@@ -142,22 +137,13 @@ impl Connection<'_> {
                     (after, close)
                 }
                 Plan::Forward(request) => {
-                    let settings = exchange::Settings {
-                        upstreams: self.upstreams,
-                        client: self.client.ip(),
-                        https: self.https,
-                        keys: &keys,
-                        header_timeout: self.header_timeout,
-                        idle_timeout: self.idle_timeout,
-                        shutdown: &self.engine.shutdown,
-                    };
                     let io = exchange::Io {
                         client: &mut stream,
                         buf: &mut buf,
                         out: &mut out,
                         backend_buf: &mut backend_buf,
                     };
-                    match exchange::forward(&settings, frontend, &request, io).await {
+                    match exchange::forward(self, &keys, frontend, &request, io).await {
                         Ok(After::CloseUnread) => (After::Close, true),
                         Ok(after) => (after, !buf.is_empty()),
                         // The client is gone, or its response broke off.
@@ -277,16 +263,5 @@ impl Connection<'_> {
             }
         };
         let _ = tokio::time::timeout(LINGER, linger).await;
-    }
-}
-
-/// The reason a refused head is given.
-fn refusal(error: super::head::HeadError) -> String {
-    use super::head::HeadError;
-    match error {
-        HeadError::Malformed(why) => why.to_string(),
-        HeadError::Framing(framing) => framing.reason().to_string(),
-        HeadError::UriTooLong => "request target too long".to_string(),
-        HeadError::TooLarge => "request head too large".to_string(),
     }
 }

@@ -15,12 +15,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::attempt::{Attempt, Exchange};
 use super::body::CHUNK;
 use super::chunked::ChunkedScanner;
+use super::connection::Connection;
 use super::framing::BodyLength;
 use super::plan::Forward;
 use crate::proxy::backend_stream::BackendStream;
 use crate::proxy::http::request::MAX_ATTEMPTS;
 use crate::proxy::http::{ResponseBody, local_response, sticky};
-use crate::routing::Frontend;
+use crate::routing::{Frontend, StickyKeys};
 
 /// What the connection does after an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,22 +65,10 @@ pub struct Io<'a, C> {
     pub backend_buf: &'a mut BytesMut,
 }
 
-/// What an exchange needs of the connection besides its I/O.
-pub struct Settings<'a> {
-    pub upstreams: &'a crate::proxy::http::UpstreamPool,
-    pub client: std::net::IpAddr,
-    pub https: bool,
-    pub keys: &'a crate::routing::StickyKeys,
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// Cancelled when the node shuts down: an exchange then closes its
-    /// connection after its response.
-    pub shutdown: &'a tokio_util::sync::CancellationToken,
-}
-
 /// Forwards `request`; `Ok` once a backend's response went to the client.
 pub async fn forward<C>(
-    settings: &Settings<'_>,
+    client_conn: &Connection<'_>,
+    keys: &StickyKeys,
     frontend: &Frontend,
     request: &Forward<'_>,
     io: Io<'_, C>,
@@ -100,7 +89,7 @@ where
         BodyLength::Empty => Some(0),
         BodyLength::Length(n) if n <= CHUNK as u64 => {
             let n = n as usize;
-            let deadline = tokio::time::Instant::now() + settings.header_timeout;
+            let deadline = tokio::time::Instant::now() + client_conn.header_timeout;
             while buf.len() < n {
                 read_body(client, buf, deadline).await?;
             }
@@ -110,7 +99,7 @@ where
             // As the hyper path, the body's start is checked before a
             // backend is chosen: a malformed first chunk never leaves.
             if request.body == BodyLength::Chunked {
-                first_chunk(client, buf, settings.header_timeout).await?;
+                first_chunk(client, buf, client_conn.header_timeout).await?;
             }
             None
         }
@@ -128,7 +117,11 @@ where
     for attempt in 0..attempts {
         let chosen = match request.pinned {
             Some(index) if attempt == 0 => Some(index),
-            _ => pool.pick(request.key.as_deref(), settings.client, &tried[..attempt]),
+            _ => pool.pick(
+                request.key.as_deref(),
+                client_conn.client.ip(),
+                &tried[..attempt],
+            ),
         };
         let Some(index) = chosen else {
             break;
@@ -140,13 +133,13 @@ where
         runtime.requests.inc();
         runtime.active.inc();
         let started = Instant::now();
-        let connection = match settings.upstreams.relay().take(upstream) {
+        let connection = match client_conn.upstreams.relay().take(upstream) {
             Some(connection) => connection,
             None => {
                 // Boxed, as the streaming path below: rarer paths do not
                 // make every connection's future larger.
                 let opened = Box::pin(BackendStream::open(
-                    settings.upstreams.source(),
+                    client_conn.upstreams.source(),
                     backend.address,
                     pool.tls.as_deref(),
                     connect_timeout,
@@ -166,11 +159,11 @@ where
         };
         backend_buf.clear();
         let exchange = Exchange {
-            settings,
+            client_conn,
             request,
             runtime,
             frontend,
-            pin: sticky::pin(pool, request.pinned, index, settings.keys, settings.https),
+            pin: sticky::pin(pool, request.pinned, index, keys, client_conn.https),
             deadline: tokio::time::Instant::from_std(started) + request.response_timeout,
         };
         let result = match inline {
@@ -187,7 +180,7 @@ where
                 runtime.duration.observe(started.elapsed().as_secs_f64());
                 pool.record_answer(index, status);
                 if let Some(connection) = connection {
-                    settings.upstreams.relay().put(upstream, connection);
+                    client_conn.upstreams.relay().put(upstream, connection);
                 }
                 return Ok(after);
             }

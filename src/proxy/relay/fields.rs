@@ -61,37 +61,7 @@ pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `n` in decimal (no allocation, unlike `to_string`).
-pub fn number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// Writes `name: n` and CRLF.
+/// Writes `name: n` and CRLF (no allocation, unlike `to_string`).
 pub fn number_line(out: &mut Vec<u8>, name: &[u8], n: u64) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    number(out, n);
-    out.extend_from_slice(b"\r\n");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn numbers_are_written_in_decimal() {
-        for n in [0, 7, 10, 204, 16_384, u64::MAX] {
-            let mut out = Vec::new();
-            super::number(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-        }
-    }
+    line(out, name, itoa::Buffer::new().format(n).as_bytes());
 }

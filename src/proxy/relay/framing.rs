@@ -106,6 +106,11 @@ pub fn request_body(
     }
 }
 
+/// Whether a response with `status` can carry a body (not 1xx, 204, 304).
+pub fn status_allows_body(status: u16) -> bool {
+    !((100..200).contains(&status) || status == 204 || status == 304)
+}
+
 /// A response's body, for a request that was a HEAD or not: none for
 /// HEAD, 1xx, 204 and 304 whatever the head says; else as its framing
 /// headers say, or until the backend closes.
@@ -115,7 +120,7 @@ pub fn response_body(
     status: u16,
     headers: &[httparse::Header<'_>],
 ) -> Result<BodyLength, FramingError> {
-    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+    if head_request || !status_allows_body(status) {
         return Ok(BodyLength::Empty);
     }
     let found = framing(version, headers)?;

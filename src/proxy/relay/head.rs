@@ -29,6 +29,16 @@ impl HeadError {
             HeadError::TooLarge => 431,
         }
     }
+
+    /// The reason the client is given.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HeadError::Malformed(why) => why,
+            HeadError::Framing(framing) => framing.reason(),
+            HeadError::UriTooLong => "request target too long",
+            HeadError::TooLarge => "request head too large",
+        }
+    }
 }
 
 /// A request head, borrowed from the buffer it was read into.

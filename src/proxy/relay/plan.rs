@@ -9,8 +9,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
+use super::connection::Connection;
 use super::framing::BodyLength;
 use super::head::{self, HeadError};
 use super::request_head;
@@ -51,14 +52,6 @@ pub struct Forward<'t> {
     pub response_timeout: Duration,
 }
 
-/// What a plan needs of the connection.
-pub struct Client<'a> {
-    pub address: std::net::IpAddr,
-    /// The client's address as an `X-Forwarded-For` entry.
-    pub value: &'a HeaderValue,
-    pub https: bool,
-}
-
 /// A head read from the front of `buf`, and what comes of it; `Ok(None)`
 /// until the head is complete; `Err` for a head refused outright.
 pub fn plan<'t>(
@@ -66,7 +59,7 @@ pub fn plan<'t>(
     table: &'t RoutingTable,
     frontend: &'t Frontend,
     keys: &StickyKeys,
-    client: &Client<'_>,
+    conn: &Connection<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Option<(usize, Plan<'t>)>, HeadError> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -75,7 +68,7 @@ pub fn plan<'t>(
     };
     Ok(Some((
         head.length,
-        decide(&head, table, frontend, keys, client, out),
+        decide(&head, table, frontend, keys, conn, out),
     )))
 }
 
@@ -84,7 +77,7 @@ fn decide<'t>(
     table: &'t RoutingTable,
     frontend: &'t Frontend,
     keys: &StickyKeys,
-    client: &Client<'_>,
+    conn: &Connection<'_>,
     out: &mut Vec<u8>,
 ) -> Plan<'t> {
     let lines = HeaderView::Lines(head.headers);
@@ -108,10 +101,7 @@ fn decide<'t>(
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
         return refuse(StatusCode::BAD_REQUEST, "malformed method");
     };
-    let close = lines.any("connection", |v| {
-        v.split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    });
+    let close = lines.has_token("connection", b"close");
     // A local answer: the connection closes after it when the client asked,
     // or when the request's body was not read (what follows the head is not
     // known to be a request).
@@ -149,18 +139,19 @@ fn decide<'t>(
         query,
         method: &method,
         headers: lines,
-        client: client.address,
+        client: conn.client.ip(),
     };
     let routed = frontend.route(&facts);
     let pool = table.pool(match routed.split {
-        Some(split) => split_arm::choose(split, table, lines, keys, client.address),
+        Some(split) => split_arm::choose(split, table, lines, keys, conn.client.ip()),
         None => routed.pool,
     });
     if pool.protocol.is_h2() {
         return Plan::HandOff;
     }
     if let Some(limit) = frontend.spec.rate_limit
-        && let Some(response) = over_limit(frontend, limit, &frontend.stats.limiter, client.address)
+        && let Some(response) =
+            over_limit(frontend, limit, &frontend.stats.limiter, conn.client.ip())
     {
         return answer(response);
     }
@@ -169,7 +160,7 @@ fn decide<'t>(
         let refused = route
             .rate_limit
             .as_ref()
-            .and_then(|(limit, limiter)| over_limit(frontend, *limit, limiter, client.address));
+            .and_then(|(limit, limiter)| over_limit(frontend, *limit, limiter, conn.client.ip()));
         let answered = || Some(local_response::route_answer(route.answer.as_ref()?, target));
         if let Some(mut response) = refused.or_else(answered) {
             if let Some(edits) = &route.response_edits {
@@ -185,8 +176,8 @@ fn decide<'t>(
         head.headers,
         head.body,
         &request_head::Rules {
-            client: client.value,
-            https: client.https,
+            client: &conn.client_value,
+            https: conn.https,
             sticky_cookie: pool.sticky.as_ref().map(|s| s.cookie.as_str()),
             edits: route.and_then(|r| r.request_edits.as_ref()),
         },

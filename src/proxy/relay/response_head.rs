@@ -8,10 +8,8 @@
 
 use http::HeaderValue;
 
-use super::fields::{
-    connection_named, edited_away, is_hop_by_hop, line, number, number_line, write_edits,
-};
-use super::framing::BodyLength;
+use super::fields::{connection_named, edited_away, is_hop_by_hop, line, number_line, write_edits};
+use super::framing::{BodyLength, status_allows_body};
 use crate::routing::HeaderEdits;
 
 /// What the relay changes on a response's way to the client.
@@ -27,11 +25,6 @@ pub struct Rules<'a> {
     pub head_request: bool,
 }
 
-/// Whether a response with `status` can carry a body (not 1xx, 204, 304).
-fn may_have_body(status: u16) -> bool {
-    !((100..200).contains(&status) || status == 204 || status == 304)
-}
-
 /// Writes the head of a response with `status` and `reason` to `out`
 /// (cleared first).
 pub fn write(
@@ -44,7 +37,7 @@ pub fn write(
 ) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    number(out, u64::from(status));
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -69,7 +62,7 @@ pub fn write(
         BodyLength::Chunked => line(out, b"transfer-encoding", b"chunked"),
         // An empty body that the status allows must still be framed, or
         // the client reads until the connection closes.
-        BodyLength::Empty if may_have_body(status) && !rules.head_request => {
+        BodyLength::Empty if status_allows_body(status) && !rules.head_request => {
             line(out, b"content-length", b"0");
         }
         BodyLength::Empty | BodyLength::UntilClose => {}

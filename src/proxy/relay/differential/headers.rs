@@ -41,6 +41,24 @@ const POOL: &[(&str, &str)] = &[
 ];
 
 /// The hyper path's headers for the same request.
+/// A head: `first` lines, then the header lines of `pool` that `picks`
+/// names, in order.
+fn head_of(first: &str, pool: &[(&str, &str)], picks: &[usize]) -> String {
+    let mut head = format!("{first}\r\n");
+    for &i in picks {
+        let (name, value) = pool[i];
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// A route's header edits, from their TOML.
+fn edits_of(text: &str) -> HeaderEdits {
+    let rewrite: HeaderRewrite = toml::from_str(text).expect("rewrite");
+    HeaderEdits::compile_for_tests(&rewrite)
+}
+
 fn hyper_path(
     parsed: &[httparse::Header<'_>],
     client: &HeaderValue,
@@ -114,21 +132,14 @@ proptest! {
         sticky_on in proptest::bool::ANY,
         edits_on in proptest::bool::ANY,
     ) {
-        let mut head = String::from("GET / HTTP/1.1\r\nHost: app.example:8080\r\n");
-        for i in &picks {
-            let (name, value) = POOL[*i];
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
+        let head = head_of("GET / HTTP/1.1\r\nHost: app.example:8080", POOL, &picks);
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut fields);
         prop_assert!(request.parse(head.as_bytes()).is_ok());
         let parsed = request.headers;
-        let rewrite: HeaderRewrite = toml::from_str(
+        let edits = edits_of(
             "remove = [\"x-debug\"]\nset = { x-env = \"green\" }\nadd = { via = \"raftlb\" }\n",
-        )
-        .expect("rewrite");
-        let edits = HeaderEdits::compile_for_tests(&rewrite);
+        );
         let edits = edits_on.then_some(&edits);
         let sticky_cookie = sticky_on.then_some("SRV");
         let client = HeaderValue::from_static("192.0.2.9");
@@ -176,21 +187,14 @@ proptest! {
         pin_on in proptest::bool::ANY,
         edits_on in proptest::bool::ANY,
     ) {
-        let mut head = String::from("HTTP/1.1 200 OK\r\n");
-        for i in &picks {
-            let (name, value) = RESPONSE_POOL[*i];
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
+        let head = head_of("HTTP/1.1 200 OK", RESPONSE_POOL, &picks);
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut fields);
         prop_assert!(response.parse(head.as_bytes()).is_ok());
         let parsed = response.headers;
-        let rewrite: HeaderRewrite = toml::from_str(
+        let edits = edits_of(
             "remove = [\"x-backend\"]\nset = { cache-control = \"no-store\" }\nadd = { x-served-by = \"raftlb\" }\n",
-        )
-        .expect("rewrite");
-        let edits = HeaderEdits::compile_for_tests(&rewrite);
+        );
         let edits = edits_on.then_some(&edits);
         let pin = HeaderValue::from_static("SRV=abc; Path=/; HttpOnly");
         let pin = pin_on.then_some(&pin);
