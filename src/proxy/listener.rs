@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::lazy_stream::LazyTcpStream;
 use super::{Engine, http, tcp};
 use crate::config::Protocol;
 
@@ -26,11 +28,16 @@ struct Termination {
     handshakes: Arc<tokio::sync::Semaphore>,
 }
 
+/// A listening socket, accepted from without tokio's `TcpListener`: that
+/// registers every connection with the poller, which a
+/// [`LazyTcpStream`] does only when it must.
+pub type ListeningSocket = AsyncFd<std::net::TcpListener>;
+
 /// A bound frontend socket and what to do with its connections.
 pub struct Listener {
     frontend: String,
     protocol: Protocol,
-    socket: TcpListener,
+    socket: ListeningSocket,
     stop: CancellationToken,
     open: Arc<OpenConnections>,
 }
@@ -55,23 +62,31 @@ impl Drop for ConnectionSlot {
 impl Listener {
     /// Binds `address` with address reuse, so a restarted node can listen
     /// again at once while old connections linger in TIME_WAIT.
-    pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-        let socket = if address.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_nodelay(true)?;
-        socket.bind(address)?;
-        socket.listen(BACKLOG)
+    pub fn bind(address: SocketAddr) -> std::io::Result<ListeningSocket> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM.nonblocking().cloexec(),
+            Some(socket2::Protocol::TCP),
+        )?;
+        if address.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(BACKLOG as i32)?;
+        let listener: std::net::TcpListener = socket.into();
+        // SAFETY: a `TcpListener` owns its descriptor, open until dropped.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+        Ok(registered?)
     }
 
     /// A listener for `frontend` that runs until `stop`.
     pub fn new(
         frontend: String,
         protocol: Protocol,
-        socket: TcpListener,
+        socket: ListeningSocket,
         stop: CancellationToken,
     ) -> Self {
         Listener {
@@ -118,7 +133,7 @@ impl Listener {
                 }
             }
             let (stream, client) = tokio::select! {
-                accepted = self.socket.accept() => match accepted {
+                accepted = accept(&self.socket) => match accepted {
                     Ok(pair) => pair,
                     Err(error) => {
                         // Usually out of file descriptors: back off briefly.
@@ -163,7 +178,7 @@ impl Listener {
     fn spawn_connection(
         &self,
         engine: &Arc<Engine>,
-        stream: TcpStream,
+        stream: std::net::TcpStream,
         client: SocketAddr,
         upstreams: &http::UpstreamPool,
         termination: &Option<Termination>,
@@ -172,6 +187,46 @@ impl Listener {
         self.open.count.fetch_add(1, Ordering::AcqRel);
         let slot = ConnectionSlot(self.open.clone());
         let _ = stream.set_nodelay(true);
+        // Clear-text HTTP joins the poller when it must wait; the others
+        // join at once (for a handshake, or to wait both ways for L4).
+        if self.protocol != Protocol::Http {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    self.spawn_registered(engine, stream, client, upstreams, termination, slot)
+                }
+                Err(error) => {
+                    tracing::warn!(frontend = %self.frontend, %error, "connection not registered")
+                }
+            }
+            return;
+        }
+        let upstreams = upstreams.clone();
+        let engine = engine.clone();
+        let frontend = self.frontend.clone();
+        engine.connections.clone().spawn(async move {
+            let mut stream = LazyTcpStream::new(stream);
+            let h2 = match h2c_wait(&engine, &frontend) {
+                Some(wait) => match stream.registered() {
+                    Ok(registered) => opens_with_h2_preface(registered, wait).await,
+                    Err(_) => return,
+                },
+                None => false,
+            };
+            http::serve(&engine, &frontend, stream, client, upstreams, false, h2).await;
+            drop(slot);
+        });
+    }
+
+    /// Spawns the task of a connection that waits from the start.
+    fn spawn_registered(
+        &self,
+        engine: &Arc<Engine>,
+        stream: TcpStream,
+        client: SocketAddr,
+        upstreams: &http::UpstreamPool,
+        termination: &Option<Termination>,
+        slot: ConnectionSlot,
+    ) {
         let tracker = engine.connections.clone();
         let engine = engine.clone();
         let frontend = self.frontend.clone();
@@ -198,17 +253,6 @@ impl Listener {
                     drop(slot);
                 });
             }
-            Protocol::Http => {
-                let upstreams = upstreams.clone();
-                tracker.spawn(async move {
-                    let h2 = match h2c_wait(&engine, &frontend) {
-                        Some(wait) => opens_with_h2_preface(&stream, wait).await,
-                        None => false,
-                    };
-                    http::serve(&engine, &frontend, stream, client, upstreams, false, h2).await;
-                    drop(slot);
-                });
-            }
             Protocol::Https => {
                 let (upstreams, termination) = (upstreams.clone(), termination.clone());
                 tracker.spawn(async move {
@@ -224,28 +268,39 @@ impl Listener {
                     drop(slot);
                 });
             }
+            Protocol::Http => unreachable!("clear-text HTTP is spawned unregistered"),
         }
     }
 }
 
-/// The connections queued on `listener` now, at most `most`: straight
-/// from the socket, as tokio's accept waits for its driver to have seen
-/// the queue readable, which it may not have yet.
-fn take_queued(listener: &TcpListener, most: u32) -> Vec<(TcpStream, SocketAddr)> {
-    let socket = socket2::SockRef::from(listener);
-    let mut taken = Vec::new();
-    for _ in 0..most {
-        let Ok((connection, address)) = socket.accept() else {
-            break;
-        };
-        let (Some(client), Ok(())) = (address.as_socket(), connection.set_nonblocking(true)) else {
-            continue;
-        };
-        if let Ok(stream) = TcpStream::from_std(connection.into()) {
-            taken.push((stream, client));
+/// Waits for the next connection on `listener`.
+async fn accept(listener: &ListeningSocket) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        if let Ok(accepted) = ready.try_io(|listener| accept_now(listener.get_ref())) {
+            return accepted;
         }
     }
-    taken
+}
+
+/// A connection queued on `listener`, non-blocking; `WouldBlock` if none.
+fn accept_now(
+    listener: &std::net::TcpListener,
+) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    let (connection, address) =
+        socket2::SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    let client = address
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("a TCP client without an IP address"))?;
+    Ok((connection.into(), client))
+}
+
+/// The connections queued on `listener` now, at most `most`: straight
+/// from the socket, as the poller may not have seen them yet.
+fn take_queued(listener: &ListeningSocket, most: u32) -> Vec<(std::net::TcpStream, SocketAddr)> {
+    (0..most)
+        .map_while(|_| accept_now(listener.get_ref()).ok())
+        .collect()
 }
 
 /// For an `http` frontend with `h2c`: how long to wait for a client's
@@ -379,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn connections_queued_at_close_are_taken_not_reset() {
         let listener = Listener::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
-        let address = listener.local_addr().expect("address");
+        let address = listener.get_ref().local_addr().expect("address");
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(TcpStream::connect(address).await.expect("connect"));
@@ -387,8 +442,9 @@ mod tests {
         let queued = take_queued(&listener, BACKLOG);
         assert_eq!(queued.len(), 3);
         drop(listener);
-        for ((mut stream, client), mut near) in queued.into_iter().zip(clients) {
+        for ((stream, client), mut near) in queued.into_iter().zip(clients) {
             assert_eq!(client, near.local_addr().expect("local"));
+            let mut stream = TcpStream::from_std(stream).expect("register");
             stream.write_all(b"served").await.expect("write");
             let mut got = [0u8; 6];
             near.read_exact(&mut got).await.expect("read");

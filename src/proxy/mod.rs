@@ -4,6 +4,7 @@
 
 pub mod backend_stream;
 pub mod http;
+mod lazy_stream;
 mod listener;
 pub mod maybe_tls;
 pub mod relay;
