@@ -47,6 +47,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the BIRD 2 configuration for a node with `[vip] mode =
+    /// "bgp"`: its BGP session to the router (from `[bgp]`), BFD if asked,
+    /// and the VIP exported only from the interface raftlb owns.
+    ///
+    /// Example: raftlb bird-config --config node.toml > /etc/bird/bird.conf
+    BirdConfig {
+        /// Path of node.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Drive a cluster through its control API.
     Ctl(Box<raftlb::ctl::CtlArgs>),
     /// Certificates for mutual TLS between nodes and clients.
@@ -108,6 +118,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::BirdConfig { config } => {
+            let config = match raftlb::config::NodeConfig::load(&config) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("raftlb: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let (Some(bgp), Some(vip)) = (&config.bgp, config.vip.address) else {
+                eprintln!(
+                    "raftlb: bird-config needs [vip] mode = \"bgp\", vip.address and a [bgp] section"
+                );
+                return ExitCode::FAILURE;
+            };
+            print!(
+                "{}",
+                raftlb::vip::bgp::bird::config(bgp, vip, bgp.router_id(config.serve_ip))
+            );
+            ExitCode::SUCCESS
+        }
         Command::Node { config } => {
             let config = match raftlb::config::NodeConfig::load(&config) {
                 Ok(config) => config,

@@ -162,6 +162,9 @@ pub struct Metrics {
     pub leader_confirmed: Gauge,
     /// 1 while this node holds the VIP.
     pub vip_held: Gauge,
+    /// `[vip] mode = "bgp"`: 1 while this node announces the VIP (eligible,
+    /// BIRD's session established).
+    pub bgp_announcing: Gauge,
     /// When this node's TLS certificate expires, Unix seconds (0: no TLS).
     pub tls_cert_expiry: Gauge,
     /// When each certificate `https` frontends serve expires, Unix seconds.
@@ -226,6 +229,7 @@ impl Metrics {
             tls_cert_expiry: Gauge::default(),
             certificate_expiry: Family::default(),
             vip_held: Gauge::default(),
+            bgp_announcing: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
             vip_last_acquire: Gauge::default(),
@@ -398,6 +402,11 @@ impl Metrics {
             "vip_held",
             "1 while this node holds the virtual IP",
             m.vip_held.clone(),
+        );
+        r.register(
+            "bgp_announcing",
+            "1 while this node announces the virtual IP through BIRD (vip.mode = bgp)",
+            m.bgp_announcing.clone(),
         );
         r.register(
             "vip_acquisitions",

@@ -1,10 +1,12 @@
 //! Files an operator writes: `node.toml` (one node) and `cluster.toml` (what
 //! the whole cluster serves).
 
+mod bgp_config;
 mod node_config;
 mod route_rules;
 mod spec;
 
+pub use bgp_config::BgpConfig;
 pub use node_config::{ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{

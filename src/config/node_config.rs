@@ -63,6 +63,9 @@ pub struct NodeConfig {
     /// The leader's virtual IP.
     #[serde(default)]
     pub vip: VipConfig,
+    /// `[bgp]`: the BGP session for `[vip] mode = "bgp"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<super::BgpConfig>,
     /// Raft timing and log compaction.
     #[serde(default)]
     pub raft: RaftTiming,
@@ -258,6 +261,9 @@ pub enum VipMode {
     Netlink,
     /// Run operator commands on acquire and release.
     Script,
+    /// Every eligible node announces the VIP through its local BIRD
+    /// (ECMP at the router); `[bgp]` says how.
+    Bgp,
     /// No VIP.
     #[default]
     None,
@@ -368,6 +374,12 @@ impl NodeConfig {
             VipMode::Netlink if self.vip.interface.is_none() => {
                 return Err("vip.interface: required when vip.mode = \"netlink\"".into());
             }
+            VipMode::Bgp => match &self.bgp {
+                None => {
+                    return Err("bgp: a [bgp] section is required when vip.mode = \"bgp\"".into());
+                }
+                Some(bgp) => bgp.check(self.serve_ip)?,
+            },
             VipMode::Script if self.vip.on_acquire.is_none() || self.vip.on_release.is_none() => {
                 return Err(
                     "vip.on_acquire, vip.on_release: both required when vip.mode = \"script\""

@@ -56,6 +56,10 @@ pub enum PeerQuery {
         leader: NodeId,
         /// The leader's lease.
         lease_ms: u64,
+        /// Whether the leader's lease, from an earlier confirmation, runs
+        /// now: a follower that promises it is on the quorum's side.
+        #[serde(default)]
+        confirmed: bool,
     },
 }
 
@@ -185,10 +189,16 @@ impl ClusterControl {
                 term,
                 leader,
                 lease_ms,
-            } => PeerAnswer::Promised(
-                self.promise(term, leader, Duration::from_millis(lease_ms))
-                    .await,
-            ),
+                confirmed,
+            } => {
+                let promised = self
+                    .promise(term, leader, Duration::from_millis(lease_ms))
+                    .await;
+                if promised && confirmed {
+                    self.election.promised_confirmed_leader();
+                }
+                PeerAnswer::Promised(promised)
+            }
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
                 if self.campaign().await {

@@ -203,6 +203,7 @@ fn node_config(
             address: Some(DEMO_VIP),
             ..VipConfig::default()
         },
+        bgp: None,
         raft: Default::default(),
     }
 }

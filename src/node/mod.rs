@@ -46,6 +46,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::served::ServedConfig;
 use crate::tls::ClusterTls;
 use crate::vip::VipRole;
+use crate::vip::bgp::BgpSpeaker;
 use crate::vip::{Holder, NetlinkHolder, ScriptHooks};
 
 /// sled's page cache; the default (1 GiB) is far more than a
@@ -90,6 +91,8 @@ pub struct RunningNode {
     /// The node's handle on the cluster.
     pub control: Arc<ClusterControl>,
     vip: Arc<VipRole>,
+    /// `[vip] mode = "bgp"`: this node's announcement.
+    bgp: Option<Arc<BgpSpeaker>>,
     vip_stop: CancellationToken,
     /// How long followers refuse votes after a leader's last heartbeat
     /// (the minimum election timeout; see raft::election).
@@ -216,10 +219,32 @@ pub async fn start(
         Duration::from_millis(config.raft.heartbeat_ms),
         served.metrics(),
     ));
+    let bgp = match (&config.vip.mode, &config.bgp, config.vip.address) {
+        (VipMode::Bgp, Some(bgp), Some(address)) => Some(Arc::new(
+            BgpSpeaker::open(
+                address,
+                bgp.clone(),
+                lease,
+                Duration::from_millis(config.raft.heartbeat_ms),
+                served.metrics(),
+            )
+            .await
+            .map_err(invalid)?,
+        )),
+        _ => None,
+    };
+    // In BGP mode every node listens on the VIP for good.
+    let listen_on = match &bgp {
+        Some(speaker) => {
+            vip.set_bgp(speaker.clone());
+            speaker.listen_on()
+        }
+        None => vip.watch(),
+    };
     let engine = Engine::new(
         served.table().clone(),
         config.serve_ip,
-        vip.watch(),
+        listen_on,
         vip.listening_reporter(),
         shutdown.clone(),
         connections.clone(),
@@ -343,6 +368,9 @@ pub async fn start(
         let (vip, control, stop) = (vip.clone(), control.clone(), vip_stop.clone());
         tokio::spawn(async move { vip.run(control, stop).await });
     }
+    if let Some(speaker) = &bgp {
+        tokio::spawn(speaker.clone().run(control.clone(), vip_stop.clone()));
+    }
     {
         let (vip, stop) = (vip.clone(), servers.clone());
         tokio::spawn(async move { vip.answer_neighbours(stop).await });
@@ -384,6 +412,7 @@ pub async fn start(
     Ok(RunningNode {
         control,
         vip,
+        bgp,
         vip_stop,
         vote_lease: Duration::from_millis(config.raft.election_timeout_min_ms),
         seed_path: config.cluster.seed.clone(),
@@ -410,7 +439,9 @@ async fn vip_holder(config: &NodeConfig) -> Result<(Option<IpAddr>, Holder), Nod
         return Ok((None, Holder::Bind));
     };
     let holder = match vip.mode {
-        VipMode::None => return Ok((None, Holder::Bind)),
+        // Every node announces (see `vip::bgp`); the leader's role keeps
+        // only its lease.
+        VipMode::None | VipMode::Bgp => return Ok((None, Holder::Bind)),
         VipMode::Bind => Holder::Bind,
         VipMode::Netlink => {
             let interface = vip.interface.as_deref().unwrap_or_default();

@@ -72,6 +72,11 @@ impl RunningNode {
     /// Stops accepting, lets open requests and connections finish within
     /// the grace period, reports what had to be cut, then stops Raft.
     pub async fn shutdown(self) {
+        // BGP mode: withdraw first, and take new connections while the
+        // router moves the flows elsewhere; then drain.
+        if let Some(bgp) = &self.bgp {
+            bgp.withdraw_for_drain().await;
+        }
         // Hand over first, so another node takes over while this one
         // finishes its open connections: release the VIP, stop Raft (no more
         // heartbeats), and once the followers' vote lease has run out, ask
@@ -126,6 +131,10 @@ impl RunningNode {
             );
         } else {
             tracing::info!("all connections finished");
+        }
+        // Only now: open connections to the VIP needed it local.
+        if let Some(bgp) = &self.bgp {
+            bgp.restore_host().await;
         }
         self.servers.cancel();
     }

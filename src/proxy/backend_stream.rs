@@ -30,7 +30,10 @@ impl BackendStream {
             let stream = connect_from(source, backend).await?;
             match tls {
                 None => Ok(BackendStream::Plain(stream)),
-                Some(tls) => match tls.connect(backend, stream).await {
+                // Boxed: the handshake's state is large, and would
+                // otherwise sit in the task of every connection that
+                // may open a backend.
+                Some(tls) => match Box::pin(tls.connect(backend, stream)).await {
                     Ok(stream) => Ok(BackendStream::Tls(Box::new(stream))),
                     Err(error) => Err(io::Error::new(
                         error.kind(),

@@ -20,6 +20,7 @@
 //! `neighbours` announces and answers for the VIP on the wire; `hooks` runs
 //! the script mode's commands in order.
 
+pub mod bgp;
 pub mod garp;
 mod hooks;
 mod lease_loop;
@@ -78,6 +79,9 @@ pub struct VipStatus {
     pub fence_margin_ms: Option<u64>,
     /// The lease, in ms.
     pub lease_ms: u64,
+    /// `mode = "bgp"`: this node's announcement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<bgp::BgpStatus>,
 }
 
 /// The role on one node.
@@ -118,6 +122,8 @@ pub struct VipRole {
     last_acquire_gauge: Gauge,
     last_release_gauge: Gauge,
     margin_gauge: Gauge,
+    /// `mode = "bgp"`: the announcement, whose state `/status` shows.
+    bgp: std::sync::OnceLock<Arc<bgp::BgpSpeaker>>,
 }
 
 impl VipRole {
@@ -175,7 +181,13 @@ impl VipRole {
             last_acquire_gauge: metrics.vip_last_acquire.clone(),
             last_release_gauge: metrics.vip_last_release.clone(),
             margin_gauge: metrics.vip_fence_margin.clone(),
+            bgp: std::sync::OnceLock::new(),
         }
+    }
+
+    /// `mode = "bgp"`: the node's announcement, shown in `/status`.
+    pub fn set_bgp(&self, speaker: Arc<bgp::BgpSpeaker>) {
+        let _ = self.bgp.set(speaker);
     }
 
     /// Where the engine reports the VIP it listens on (see `listening`).
@@ -208,6 +220,7 @@ impl VipRole {
             }
             _ => status.held = false,
         }
+        status.bgp = self.bgp.get().map(|speaker| speaker.status());
         status
     }
 

@@ -29,7 +29,7 @@ use super::{garp, ndp};
 pub const ADDRESS_LIFETIME_S: u32 = 1;
 
 /// CAP_NET_ADMIN's bit in the capability sets.
-const CAP_NET_ADMIN: u32 = 12;
+pub(super) const CAP_NET_ADMIN: u32 = 12;
 /// CAP_NET_RAW's bit.
 const CAP_NET_RAW: u32 = 13;
 
@@ -150,15 +150,7 @@ impl NetlinkHolder {
     }
 
     async fn is_present_on(&self, index: u32) -> bool {
-        self.handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(self.address)
-            .execute()
-            .try_next()
-            .await
-            .is_ok_and(|found| found.is_some())
+        has_address(&self.handle, index, self.address).await
     }
 
     /// Adds the VIP to the interface, or renews it there. The address is
@@ -167,20 +159,7 @@ impl NetlinkHolder {
     /// holding it, the kernel itself removes it shortly after, so a dead
     /// holder's kernel does not go on answering ARP for the VIP.
     pub async fn add(&self) -> Result<(), String> {
-        let mut request = self
-            .handle
-            .address()
-            .add(self.address_index, self.address, host_prefix(self.address))
-            .replace();
-        let mut lifetime = CacheInfo::default();
-        lifetime.ifa_preferred = ADDRESS_LIFETIME_S;
-        lifetime.ifa_valid = ADDRESS_LIFETIME_S;
-        request
-            .message_mut()
-            .attributes
-            .push(AddressAttribute::CacheInfo(lifetime));
-        request
-            .execute()
+        add_host_address(&self.handle, self.address_index, self.address)
             .await
             .map_err(|e| format!("adding {} to {}: {e}", self.address, self.interface))
     }
@@ -191,24 +170,9 @@ impl NetlinkHolder {
     }
 
     async fn remove_from(&self, index: u32) -> Result<(), String> {
-        let message = match self.address {
-            IpAddr::V4(address) => AddressMessageBuilder::<Ipv4Addr>::new()
-                .index(index)
-                .address(address, host_prefix(self.address))
-                .build(),
-            IpAddr::V6(address) => AddressMessageBuilder::<Ipv6Addr>::new()
-                .index(index)
-                .address(address, host_prefix(self.address))
-                .build(),
-        };
-        match self.handle.address().del(message).execute().await {
-            Ok(()) => Ok(()),
-            Err(_) if !self.is_present_on(index).await => Ok(()),
-            Err(e) => Err(format!(
-                "removing {} from {}: {e}",
-                self.address, self.interface
-            )),
-        }
+        remove_host_address(&self.handle, index, self.address)
+            .await
+            .map_err(|e| format!("removing {} from {}: {e}", self.address, self.interface))
     }
 
     /// A socket ready to announce the VIP, a gratuitous ARP (IPv4) or an
@@ -346,6 +310,80 @@ impl std::os::fd::AsRawFd for NeighbourSocket {
 }
 
 /// The prefix length of `address` alone: how the VIP sits on `lo`.
+/// Adds `address` as a host address (/32, /128) to interface `index`, or
+/// renews it there, with a lifetime of [`ADDRESS_LIFETIME_S`]: unless it is
+/// renewed, the kernel removes it by itself (a holder that died or froze).
+pub(super) async fn add_host_address(
+    handle: &Handle,
+    index: u32,
+    address: IpAddr,
+) -> Result<(), rtnetlink::Error> {
+    let mut request = handle
+        .address()
+        .add(index, address, host_prefix(address))
+        .replace();
+    let mut lifetime = CacheInfo::default();
+    lifetime.ifa_preferred = ADDRESS_LIFETIME_S;
+    lifetime.ifa_valid = ADDRESS_LIFETIME_S;
+    request
+        .message_mut()
+        .attributes
+        .push(AddressAttribute::CacheInfo(lifetime));
+    request.execute().await
+}
+
+/// Adds `address` as a host address to interface `index` with no
+/// lifetime (already there is fine).
+pub(super) async fn add_host_address_for_good(
+    handle: &Handle,
+    index: u32,
+    address: IpAddr,
+) -> Result<(), rtnetlink::Error> {
+    handle
+        .address()
+        .add(index, address, host_prefix(address))
+        .replace()
+        .execute()
+        .await
+}
+
+/// Removes host address `address` from interface `index` (already gone
+/// is fine).
+pub(super) async fn remove_host_address(
+    handle: &Handle,
+    index: u32,
+    address: IpAddr,
+) -> Result<(), rtnetlink::Error> {
+    let message = match address {
+        IpAddr::V4(address) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(address, host_prefix(address.into()))
+            .build(),
+        IpAddr::V6(address) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(address, host_prefix(address.into()))
+            .build(),
+    };
+    match handle.address().del(message).execute().await {
+        Ok(()) => Ok(()),
+        Err(_) if !has_address(handle, index, address).await => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether interface `index` has `address` now.
+pub(super) async fn has_address(handle: &Handle, index: u32, address: IpAddr) -> bool {
+    handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .set_address_filter(address)
+        .execute()
+        .try_next()
+        .await
+        .is_ok_and(|found| found.is_some())
+}
+
 fn host_prefix(address: IpAddr) -> u8 {
     if address.is_ipv4() { 32 } else { 128 }
 }
@@ -375,7 +413,7 @@ fn write_sysctl(interface: &str, name: &str, value: &str) -> Result<(), String> 
 /// partition healed (netns drill: a renewal took 85 ms, and the process
 /// ran nothing for 116 ms). Requests reach the connection over a channel;
 /// the node's tasks only wait for the answers.
-async fn connection_on_own_thread() -> Result<Handle, String> {
+pub(super) async fn connection_on_own_thread() -> Result<Handle, String> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("raftlb-netlink".into())
@@ -410,7 +448,7 @@ async fn connection_on_own_thread() -> Result<Handle, String> {
 }
 
 /// Whether this process has capability `bit` in its effective set.
-fn has_capability(bit: u32) -> bool {
+pub(super) fn has_capability(bit: u32) -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };

@@ -1,0 +1,246 @@
+//! `[vip] mode = "bgp"`: every eligible node announces the VIP through
+//! its local BIRD, and the router spreads flows over them (ECMP), as
+//! MetalLB's BGP mode or Katran do. raftlb speaks no BGP: BIRD does
+//! ([`bird`]), learning the VIP from an interface this process owns
+//! ([`device`]).
+//!
+//! What the cluster adds is the fence: a node announces only while it is
+//! eligible, that is
+//! - healthy: every frontend's default pool has a backend its own checks
+//!   pass;
+//! - in the quorum, within its lease: the leader while its lease runs;
+//!   a follower for a lease after it last promised a leader whose lease a
+//!   quorum had confirmed (so a node cut off from the quorum withdraws
+//!   within a lease, though its BGP session to the router stays up);
+//! - not draining (SIGTERM, where it withdraws first and drains after).
+//!
+//! Every node also keeps the VIP on `lo`, so the kernel takes traffic for
+//! it whether or not this node announces it: flows the router still sends
+//! during a withdrawal are served, not reset.
+
+pub mod bird;
+mod device;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AdminState, BgpConfig, CheckKind};
+use crate::control::{ClusterControl, unix_millis};
+use crate::routing::{Health, RoutingTable};
+use device::AnnounceDevice;
+
+/// How often a held announcement's address is renewed (its lifetime is
+/// one second).
+const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// How often BIRD is asked for the session's state.
+const SESSION_POLL: Duration = Duration::from_secs(1);
+
+/// What `/status` shows of the announcement.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BgpStatus {
+    /// Eligible, and BIRD's session to the router is established.
+    pub announcing: bool,
+    /// Why not: `unhealthy`, `no quorum`, `draining`, `BIRD: <state>`.
+    pub why_not: Vec<String>,
+    /// Unix ms of the last change of `announcing`.
+    pub since_ms: Option<u64>,
+    /// BIRD's session state (`Established`, `Active`, …) or why unknown.
+    pub session: String,
+    /// The router.
+    pub peer: String,
+    /// The interface the announcement lives on.
+    pub device: String,
+}
+
+/// One node's announcement of the VIP.
+pub struct BgpSpeaker {
+    config: BgpConfig,
+    device: AnnounceDevice,
+    draining: AtomicBool,
+    status: Mutex<BgpStatus>,
+    /// BIRD's last answer: session established.
+    established: AtomicBool,
+    lease: Duration,
+    every: Duration,
+    announcing_gauge: Gauge,
+    /// The VIP, for good: every node's engine listens on it.
+    listen_on: tokio::sync::watch::Sender<Option<IpAddr>>,
+}
+
+impl BgpSpeaker {
+    /// Creates the announcing interface and puts the VIP on `lo`;
+    /// refuses to start without the privileges.
+    pub async fn open(
+        vip: IpAddr,
+        config: BgpConfig,
+        lease: Duration,
+        every: Duration,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, String> {
+        let device = AnnounceDevice::open(&config.device, vip).await?;
+        device.accept_on_loopback().await?;
+        let status = BgpStatus {
+            peer: config.peer.to_string(),
+            device: device.name().to_string(),
+            session: "not read yet".into(),
+            ..BgpStatus::default()
+        };
+        tracing::info!(vip = %vip, device = device.name(), peer = %config.peer, "BGP mode: announcing through the local BIRD while eligible");
+        Ok(BgpSpeaker {
+            config,
+            device,
+            draining: AtomicBool::new(false),
+            status: Mutex::new(status),
+            established: AtomicBool::new(false),
+            lease,
+            every,
+            announcing_gauge: metrics.bgp_announcing.clone(),
+            listen_on: tokio::sync::watch::channel(Some(vip)).0,
+        })
+    }
+
+    /// Where the engine listens: the VIP, on every node, for good.
+    pub fn listen_on(&self) -> tokio::sync::watch::Receiver<Option<IpAddr>> {
+        self.listen_on.subscribe()
+    }
+
+    /// The announcement now, for `/status`.
+    pub fn status(&self) -> BgpStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Withdraws for good and waits `withdraw_wait_ms` while the router
+    /// moves new flows to the other nodes; this node still serves what
+    /// reaches it meanwhile. Then the caller drains.
+    pub async fn withdraw_for_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        if let Err(error) = self.device.withdraw().await {
+            tracing::error!(%error, "cannot withdraw the VIP");
+        }
+        self.set_announcing(false, vec!["draining".into()]);
+        let wait = Duration::from_millis(self.config.withdraw_wait_ms);
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "VIP withdrawn; waiting for the router before draining"
+        );
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Why this node may not announce now (empty: it may).
+    fn why_not(&self, control: &ClusterControl) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            why.push("draining".into());
+        }
+        if !(control.vip.leader_confirmed()
+            || control
+                .election
+                .promised_confirmed_leader_within(self.lease))
+        {
+            why.push("no quorum".into());
+        }
+        if let Some(pool) = unhealthy_pool(&control.served.table().load()) {
+            why.push(format!("unhealthy: pool {pool} has no backend up"));
+        }
+        why
+    }
+
+    /// Runs the announcement until `stop`, then withdraws.
+    pub async fn run(self: Arc<Self>, control: Arc<ClusterControl>, stop: CancellationToken) {
+        tokio::spawn(self.clone().poll_session(stop.clone()));
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            let mut why = self.why_not(&control);
+            if why.is_empty() {
+                if renewed.is_none_or(|at| at.elapsed() >= RENEW_EVERY) {
+                    match self.device.announce().await {
+                        Ok(()) => renewed = Some(Instant::now()),
+                        Err(error) => {
+                            crate::warn_each_second!("bgp announce failed", %error, "cannot announce the VIP");
+                        }
+                    }
+                }
+            } else if renewed.take().is_some()
+                && let Err(error) = self.device.withdraw().await
+            {
+                tracing::error!(%error, "cannot withdraw the VIP");
+            }
+            if renewed.is_some() && !self.established.load(Ordering::Acquire) {
+                let session = self.status().session;
+                why.push(format!("BIRD: {session}"));
+            }
+            self.set_announcing(why.is_empty() && renewed.is_some(), why);
+        }
+        if let Err(error) = self.device.withdraw().await {
+            tracing::error!(%error, "cannot withdraw the VIP");
+        }
+        self.set_announcing(false, vec!["stopped".into()]);
+    }
+
+    fn set_announcing(&self, announcing: bool, why_not: Vec<String>) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if status.announcing != announcing || status.since_ms.is_none() {
+            tracing::info!(announcing, why_not = ?why_not, "BGP announcement changed");
+            status.since_ms = Some(unix_millis());
+        }
+        status.announcing = announcing;
+        status.why_not = why_not;
+        self.announcing_gauge.set(i64::from(announcing));
+    }
+
+    /// Reads BIRD's session state every [`SESSION_POLL`].
+    async fn poll_session(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(SESSION_POLL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let session = bird::session_state(&self.config.bird_socket)
+                .await
+                .unwrap_or_else(|error| error);
+            self.established
+                .store(session == "Established", Ordering::Release);
+            self.status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .session = session;
+        }
+    }
+
+    /// Removes the VIP from `lo` at exit.
+    pub async fn restore_host(&self) {
+        if let Err(error) = self.device.stop_accepting_on_loopback().await {
+            tracing::warn!(%error, "cannot remove the VIP from lo");
+        }
+    }
+}
+
+/// A frontend's default pool with no backend this node's checks pass, if
+/// any.
+fn unhealthy_pool(table: &RoutingTable) -> Option<&str> {
+    table.frontends.iter().find_map(|frontend| {
+        let pool = table.pools.get(frontend.default_pool)?;
+        let up = pool.backends.iter().any(|backend| {
+            backend.admin_state == AdminState::Active
+                && (pool.health.check == CheckKind::None || backend.runtime.health() == Health::Up)
+        });
+        (!up).then_some(pool.name.as_str())
+    })
+}
