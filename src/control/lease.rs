@@ -100,7 +100,6 @@ impl ClusterControl {
                     term,
                     leader: control.id,
                     lease_ms: within.as_millis() as u64,
-                    confirmed: control.vip.leader_confirmed(),
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
                 let answer = tokio::time::timeout(

@@ -56,10 +56,6 @@ pub enum PeerQuery {
         leader: NodeId,
         /// The leader's lease.
         lease_ms: u64,
-        /// Whether the leader's lease, from an earlier confirmation, runs
-        /// now: a follower that promises it is on the quorum's side.
-        #[serde(default)]
-        confirmed: bool,
     },
 }
 
@@ -189,16 +185,10 @@ impl ClusterControl {
                 term,
                 leader,
                 lease_ms,
-                confirmed,
-            } => {
-                let promised = self
-                    .promise(term, leader, Duration::from_millis(lease_ms))
-                    .await;
-                if promised && confirmed {
-                    self.election.promised_confirmed_leader();
-                }
-                PeerAnswer::Promised(promised)
-            }
+            } => PeerAnswer::Promised(
+                self.promise(term, leader, Duration::from_millis(lease_ms))
+                    .await,
+            ),
             PeerQuery::Campaign => {
                 tracing::info!("asked to campaign by the leader handing over");
                 if self.campaign().await {
@@ -323,7 +313,7 @@ impl ClusterControl {
             .await
     }
 
-    pub(super) async fn ask_within(
+    pub async fn ask_within(
         &self,
         raft_addr: &str,
         query: &PeerQuery,

@@ -50,10 +50,6 @@ pub struct ElectionTimer {
     last: Mutex<Instant>,
     /// The last sign of a live leader: a heartbeat, or a lease promised.
     leader_contact: Mutex<Option<Instant>>,
-    /// When this node last promised a leader whose lease a quorum had
-    /// confirmed (it said so in the request): the follower's sign that it
-    /// is on the quorum's side (`[vip] mode = "bgp"`).
-    confirmed_leader_promised: Mutex<Option<Instant>>,
     /// Taken by a promise, a vote and a campaign, one at a time.
     fence: tokio::sync::Mutex<()>,
     /// When this node last campaigned.
@@ -77,7 +73,6 @@ impl ElectionTimer {
             last: Mutex::new(now),
             // A promise made before a restart is forgotten: keep it anyway.
             leader_contact: Mutex::new(Some(now)),
-            confirmed_leader_promised: Mutex::new(None),
             fence: tokio::sync::Mutex::new(()),
             campaigned: Mutex::new(None),
             asking: AtomicBool::new(false),
@@ -101,23 +96,6 @@ impl ElectionTimer {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.reset();
-    }
-
-    /// This node promised a leader that holds a confirmed lease.
-    pub fn promised_confirmed_leader(&self) {
-        *self
-            .confirmed_leader_promised
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-    }
-
-    /// Whether this node promised a confirmed leader less than `within`
-    /// ago.
-    pub fn promised_confirmed_leader_within(&self, within: Duration) -> bool {
-        self.confirmed_leader_promised
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|at| at.elapsed() < within)
     }
 
     /// Waits for this node's turn to promise, vote or campaign.

@@ -87,16 +87,8 @@ impl NetlinkHolder {
                 LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
                 _ => None,
             });
-        let address_index = handle
-            .link()
-            .get()
-            .match_name("lo".to_string())
-            .execute()
-            .try_next()
+        let address_index = link_index(&handle, "lo")
             .await
-            .ok()
-            .flatten()
-            .map(|lo| lo.header.index)
             .ok_or("no loopback interface \"lo\"")?;
         let host_bits = host_prefix(address);
         if let Some(prefix_len) = prefix_len.filter(|p| *p != host_bits) {
@@ -369,6 +361,20 @@ pub(super) async fn remove_host_address(
         Err(_) if !has_address(handle, index, address).await => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// The index of interface `name`, if there is one.
+pub(super) async fn link_index(handle: &Handle, name: &str) -> Option<u32> {
+    handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .ok()
+        .flatten()
+        .map(|link| link.header.index)
 }
 
 /// Whether interface `index` has `address` now.

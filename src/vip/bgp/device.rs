@@ -14,7 +14,6 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
-use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkUnspec};
 
 use crate::vip::netlink;
@@ -43,16 +42,8 @@ impl AnnounceDevice {
         }
         let tun = open_tun(name).map_err(|e| format!("bgp.device {name:?}: {e}"))?;
         let handle = netlink::connection_on_own_thread().await?;
-        let index = handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_next()
+        let index = netlink::link_index(&handle, name)
             .await
-            .ok()
-            .flatten()
-            .map(|link| link.header.index)
             .ok_or_else(|| format!("bgp.device {name:?}: not found after creating it"))?;
         handle
             .link()
@@ -101,16 +92,8 @@ impl AnnounceDevice {
     }
 
     async fn loopback(&self) -> Result<u32, String> {
-        self.handle
-            .link()
-            .get()
-            .match_name("lo".to_string())
-            .execute()
-            .try_next()
+        netlink::link_index(&self.handle, "lo")
             .await
-            .ok()
-            .flatten()
-            .map(|lo| lo.header.index)
             .ok_or_else(|| "no loopback interface \"lo\"".to_string())
     }
 

@@ -8,10 +8,11 @@
 //! eligible, that is
 //! - healthy: every frontend's default pool has a backend its own checks
 //!   pass;
-//! - in the quorum, within its lease: the leader while its lease runs;
-//!   a follower for a lease after it last promised a leader whose lease a
-//!   quorum had confirmed (so a node cut off from the quorum withdraws
-//!   within a lease, though its BGP session to the router stays up);
+//! - in the quorum, within its lease: a majority of voters, itself
+//!   included, answered it within the last lease ([`quorum`]; no leader
+//!   needed, so an election does not withdraw the cluster, and a node cut
+//!   off from the others withdraws within a lease though its BGP session
+//!   to the router stays up);
 //! - not draining (SIGTERM, where it withdraws first and drains after).
 //!
 //! Every node also keeps the VIP on `lo`, so the kernel takes traffic for
@@ -20,6 +21,7 @@
 
 pub mod bird;
 mod device;
+mod quorum;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,7 @@ use crate::config::{AdminState, BgpConfig, CheckKind};
 use crate::control::{ClusterControl, unix_millis};
 use crate::routing::{Health, RoutingTable};
 use device::AnnounceDevice;
+use quorum::QuorumWatch;
 
 /// How often a held announcement's address is renewed (its lifetime is
 /// one second).
@@ -64,6 +67,7 @@ pub struct BgpSpeaker {
     config: BgpConfig,
     device: AnnounceDevice,
     draining: AtomicBool,
+    quorum: Arc<QuorumWatch>,
     status: Mutex<BgpStatus>,
     /// BIRD's last answer: session established.
     established: AtomicBool,
@@ -97,6 +101,7 @@ impl BgpSpeaker {
             config,
             device,
             draining: AtomicBool::new(false),
+            quorum: Arc::default(),
             status: Mutex::new(status),
             established: AtomicBool::new(false),
             lease,
@@ -142,11 +147,7 @@ impl BgpSpeaker {
         if self.draining.load(Ordering::Acquire) {
             why.push("draining".into());
         }
-        if !(control.vip.leader_confirmed()
-            || control
-                .election
-                .promised_confirmed_leader_within(self.lease))
-        {
+        if !self.quorum.reaches_quorum(control, self.lease) {
             why.push("no quorum".into());
         }
         if let Some(pool) = unhealthy_pool(&control.served.table().load()) {
@@ -158,6 +159,12 @@ impl BgpSpeaker {
     /// Runs the announcement until `stop`, then withdraws.
     pub async fn run(self: Arc<Self>, control: Arc<ClusterControl>, stop: CancellationToken) {
         tokio::spawn(self.clone().poll_session(stop.clone()));
+        tokio::spawn(self.quorum.clone().run(
+            control.clone(),
+            self.every,
+            self.lease,
+            stop.clone(),
+        ));
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewed: Option<Instant> = None;
