@@ -165,6 +165,9 @@ pub struct Metrics {
     /// `[vip] mode = "bgp"`: 1 while this node announces the VIP (eligible,
     /// BIRD's session established).
     pub bgp_announcing: Gauge,
+    /// `[vip] mode = "bgp"`: 1 while BIRD's session to the router is
+    /// established (read every second).
+    pub bgp_session_established: Gauge,
     /// When this node's TLS certificate expires, Unix seconds (0: no TLS).
     pub tls_cert_expiry: Gauge,
     /// When each certificate `https` frontends serve expires, Unix seconds.
@@ -230,6 +233,7 @@ impl Metrics {
             certificate_expiry: Family::default(),
             vip_held: Gauge::default(),
             bgp_announcing: Gauge::default(),
+            bgp_session_established: Gauge::default(),
             vip_acquisitions: Counter::default(),
             vip_releases: Counter::default(),
             vip_last_acquire: Gauge::default(),
@@ -407,6 +411,11 @@ impl Metrics {
             "bgp_announcing",
             "1 while this node announces the virtual IP through BIRD (vip.mode = bgp)",
             m.bgp_announcing.clone(),
+        );
+        r.register(
+            "bgp_session_established",
+            "1 while BIRD's BGP session to the router is established (vip.mode = bgp)",
+            m.bgp_session_established.clone(),
         );
         r.register(
             "vip_acquisitions",

@@ -158,6 +158,17 @@ impl ControlService for ControlApi {
                         vip_held: report.as_ref().map(|r| r.vip_held),
                         cert_expires_ms: report.as_ref().and_then(|r| r.cert_expires_ms),
                         config_version: report.as_ref().map(|r| r.config_version),
+                        bgp_announcing: report
+                            .as_ref()
+                            .and_then(|r| Some(r.bgp.as_ref()?.announcing)),
+                        bgp_why_not: report
+                            .as_ref()
+                            .and_then(|r| Some(r.bgp.as_ref()?.why_not.clone()))
+                            .unwrap_or_default(),
+                        bgp_session: report
+                            .as_ref()
+                            .and_then(|r| Some(r.bgp.as_ref()?.session.clone()))
+                            .unwrap_or_default(),
                         applied_index: report.map(|r| r.applied_index),
                     }
                 })

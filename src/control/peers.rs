@@ -132,6 +132,9 @@ pub struct NodeReport {
     /// nodes before 0.11).
     #[serde(default)]
     pub config_version: u64,
+    /// `[vip] mode = "bgp"`: its announcement.
+    #[serde(default)]
+    pub bgp: Option<crate::vip::bgp::BgpStatus>,
 }
 
 /// One node's count of in-flight connections to a backend.
@@ -429,6 +432,7 @@ impl ClusterControl {
             api_addr: self.api_addr.clone(),
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             vip_held: self.vip.status().held,
+            bgp: self.vip.status().bgp,
             cert_expires_ms: self.tls.as_ref().map(|tls| tls.expires_ms()),
             config_version: self.served.version(),
         }

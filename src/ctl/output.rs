@@ -46,6 +46,8 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
                     "id": n.id, "raft_addr": n.raft_addr, "api_addr": n.api_addr,
                     "membership": n.membership, "matched_index": n.matched_index,
                     "applied_index": n.applied_index, "vip_held": n.vip_held,
+                    "bgp_announcing": n.bgp_announcing, "bgp_why_not": n.bgp_why_not,
+                    "bgp_session": n.bgp_session,
                     "cert_expires_ms": n.cert_expires_ms,
                 })
             })
@@ -55,7 +57,10 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
             "leader": status.leader, "term": status.term,
             "last_log_index": status.last_log_index, "applied_index": status.applied_index,
             "config_version": status.config_version, "nodes": nodes,
-            "vip": { "address": status.vip_address, "holders": vip_holders(status) },
+            "vip": {
+                "address": status.vip_address, "holders": vip_holders(status),
+                "announced_by": bgp_announcers(status),
+            },
         })
         .to_string();
     }
@@ -82,10 +87,12 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
                 },
                 n.applied_index
                     .map_or("no answer".into(), |applied| applied.to_string()),
-                match n.vip_held {
-                    Some(true) => "held".into(),
-                    Some(false) => "no".into(),
-                    None => "no answer".into(),
+                match (n.bgp_announcing, n.vip_held) {
+                    (Some(true), _) => "announced".into(),
+                    (Some(false), _) => format!("withdrawn: {}", n.bgp_why_not.join(", ")),
+                    (None, Some(true)) => "held".into(),
+                    (None, Some(false)) => "no".into(),
+                    (None, None) => "no answer".into(),
                 },
                 match (n.cert_expires_ms, n.applied_index) {
                     (Some(expires), _) => days_left(expires, now_ms),
@@ -113,7 +120,12 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
         })
         .collect();
     let holders = vip_holders(status);
+    let bgp = status.nodes.iter().any(|n| n.bgp_announcing.is_some());
     let vip = match (status.vip_address.as_str(), holders.as_slice()) {
+        (address, _) if bgp => format!(
+            "VIP {address} (BGP, every eligible node): announced by nodes {:?}",
+            bgp_announcers(status)
+        ),
         ("", _) => "VIP: none configured".to_string(),
         (address, []) => format!("VIP {address}: held by no node"),
         (address, [one]) => format!("VIP {address}: held by node {one}"),
@@ -146,6 +158,16 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
             rows
         )
     )
+}
+
+/// The nodes that say they announce the VIP (`[vip] mode = "bgp"`).
+fn bgp_announcers(status: &pb::StatusReply) -> Vec<u64> {
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.bgp_announcing == Some(true))
+        .map(|n| n.id)
+        .collect()
 }
 
 /// The nodes that say they hold the VIP.
@@ -459,6 +481,9 @@ mod tests {
             applied_index: Some(3),
             cert_expires_ms,
             config_version: Some(1),
+            bgp_announcing: None,
+            bgp_why_not: Vec::new(),
+            bgp_session: String::new(),
         };
         let reply = pb::StatusReply {
             id: 1,

@@ -69,7 +69,8 @@ pub struct VipStatus {
     pub address: Option<String>,
     /// Whether this node holds it now.
     pub held: bool,
-    /// `standby`, `holding` or `disabled`.
+    /// `standby`, `holding`, `disabled`, or `bgp` (every eligible node
+    /// announces it; see `bgp`).
     pub state: &'static str,
     /// Unix ms of the last acquisition.
     pub last_acquire_ms: Option<u64>,
@@ -221,6 +222,10 @@ impl VipRole {
             _ => status.held = false,
         }
         status.bgp = self.bgp.get().map(|speaker| speaker.status());
+        if let Some(bgp) = &status.bgp {
+            status.address = Some(bgp.address.clone());
+            status.state = "bgp";
+        }
         status
     }
 

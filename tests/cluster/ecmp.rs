@@ -111,7 +111,8 @@ async fn gets(client: &str, target: SocketAddr, n: usize) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ecmp_spreads_flows_and_withdraws_killed_cut_off_frozen_and_terminated_nodes() {
+async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains_the_leader_without_a_failure()
+ {
     let pid = std::process::id();
     let tag = format!("rl{}e", pid % 100_000);
     if !can_build_namespaces(&tag) {
@@ -365,6 +366,24 @@ async fn ecmp_spreads_flows_and_withdraws_killed_cut_off_frozen_and_terminated_n
         bgp["why_not"].to_string().contains("no quorum") && bgp["session"] == "Established",
         "the cut-off node's status: {bgp}"
     );
+    // ctl status says which nodes announce, and the cut-off node says why
+    // it does not.
+    for (endpoint, wanted) in [
+        (nodes[0].api(), "announced by nodes [1, 2]"),
+        (nodes[2].api(), "withdrawn: no quorum"),
+    ] {
+        let shown = until(Duration::from_secs(5), || {
+            let (code, out, _) = ctl(&endpoint, &["status"]);
+            code == 0 && out.contains(wanted)
+        })
+        .await;
+        assert!(
+            shown.is_some(),
+            "ctl status at {endpoint} during the partition, without {wanted:?}: {}",
+            ctl(&endpoint, &["status"]).1
+        );
+    }
+    assert_eq!(nodes[0].metric("raftlb_bgp_session_established"), Some(1.0));
     cut(false);
     let healed = until(Duration::from_secs(20), || {
         next_hops(&router_ns, vip) == all
@@ -392,7 +411,7 @@ async fn ecmp_spreads_flows_and_withdraws_killed_cut_off_frozen_and_terminated_n
     .await;
     assert!(thawed.is_some(), "the thawed node never announced again");
 
-    // SIGTERM of a node (two stay, a quorum): it withdraws first, serves what the router still
+    // SIGTERM of the leader (two stay, a quorum): it withdraws first, serves what the router still
     // sends it, and drains after; new connections meanwhile all succeed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
@@ -410,9 +429,26 @@ async fn ecmp_spreads_flows_and_withdraws_killed_cut_off_frozen_and_terminated_n
             (sent, failed)
         })
     };
-    nodes[1].signal("TERM");
+    // The leader: the others elect a new one meanwhile, and must go on
+    // announcing through the election.
+    let mut leader = None;
+    until(Duration::from_secs(10), || {
+        leader = nodes.iter().position(|n| {
+            n.try_status()
+                .is_some_and(|status| status["role"] == "leader")
+        });
+        leader.is_some()
+    })
+    .await;
+    let leader = leader.expect("a leader");
+    nodes[leader].signal("TERM");
     let termed = Instant::now();
-    let last: Vec<String> = vec![all[0].clone(), all[2].clone()];
+    let last: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, hop)| hop.clone())
+        .collect();
     let withdrawn = until(Duration::from_secs(10), || {
         next_hops(&router_ns, vip) == last
     })
@@ -423,7 +459,7 @@ async fn ecmp_spreads_flows_and_withdraws_killed_cut_off_frozen_and_terminated_n
         "the draining node's route stayed at the router: {:?}",
         next_hops(&router_ns, vip)
     );
-    let exit = nodes[1].wait_exit(Duration::from_secs(15)).await;
+    let exit = nodes[leader].wait_exit(Duration::from_secs(15)).await;
     eprintln!("ecmp: SIGTERM to exit: {:?}", termed.elapsed());
     assert_eq!(exit, Some(0), "the draining node's exit");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -45,9 +45,12 @@ const RENEW_EVERY: Duration = Duration::from_millis(250);
 /// How often BIRD is asked for the session's state.
 const SESSION_POLL: Duration = Duration::from_secs(1);
 
-/// What `/status` shows of the announcement.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What `/status` shows of the announcement (and `ctl status`, through
+/// the node's report to its peers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BgpStatus {
+    /// The VIP.
+    pub address: String,
     /// Eligible, and BIRD's session to the router is established.
     pub announcing: bool,
     /// Why not: `unhealthy`, `no quorum`, `draining`, `BIRD: <state>`.
@@ -74,6 +77,7 @@ pub struct BgpSpeaker {
     lease: Duration,
     every: Duration,
     announcing_gauge: Gauge,
+    session_gauge: Gauge,
     /// The VIP, for good: every node's engine listens on it.
     listen_on: tokio::sync::watch::Sender<Option<IpAddr>>,
 }
@@ -91,6 +95,7 @@ impl BgpSpeaker {
         let device = AnnounceDevice::open(&config.device, vip).await?;
         device.accept_on_loopback().await?;
         let status = BgpStatus {
+            address: vip.to_string(),
             peer: config.peer.to_string(),
             device: device.name().to_string(),
             session: "not read yet".into(),
@@ -107,6 +112,7 @@ impl BgpSpeaker {
             lease,
             every,
             announcing_gauge: metrics.bgp_announcing.clone(),
+            session_gauge: metrics.bgp_session_established.clone(),
             listen_on: tokio::sync::watch::channel(Some(vip)).0,
         })
     }
@@ -222,8 +228,9 @@ impl BgpSpeaker {
             let session = bird::session_state(&self.config.bird_socket)
                 .await
                 .unwrap_or_else(|error| error);
-            self.established
-                .store(session == "Established", Ordering::Release);
+            let established = session == "Established";
+            self.established.store(established, Ordering::Release);
+            self.session_gauge.set(i64::from(established));
             self.status
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
