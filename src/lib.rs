@@ -27,6 +27,10 @@
 //!                          sticky keys, rate limits, live counters (runtime)
 //!          balance         pick a backend: prebuilt, no lock, no allocation
 //!     admin                /readyz /status /metrics /
+//!     vip::VipRole         the leader's lease; the VIP on the leader
+//!                          (bind, netlink, script modes)
+//!     vip::bgp             or on every eligible node: an address on an
+//!                          interface the process owns, exported by BIRD
 //! ```
 //!
 //! `config` holds the file formats (`node.toml`, `cluster.toml`), `node`
