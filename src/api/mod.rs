@@ -589,6 +589,15 @@ impl ControlService for ControlApi {
         }
     }
 
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeReply>, Status> {
+        let pb::DrainNodeRequest { id, drain } = request.into_inner();
+        let draining = self.control.drain_node(id, drain).await?;
+        Ok(Response::new(pb::DrainNodeReply { id, draining }))
+    }
+
     async fn remove_node(
         &self,
         request: Request<pb::RemoveNodeRequest>,

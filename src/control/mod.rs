@@ -2,6 +2,7 @@
 //! the leader (a follower forwards them over the peer port), membership
 //! changes, and the cluster's status as this node sees it.
 
+mod drain;
 mod error;
 mod health_votes;
 mod lease;

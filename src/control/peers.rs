@@ -26,6 +26,12 @@ pub enum PeerQuery {
     Campaign,
     /// Whether this node holds the VIP now.
     Vip,
+    /// `[vip] mode = "bgp"`: withdraw and take no new flows (`true`), or
+    /// announce again when eligible (`false`).
+    Drain {
+        /// Drain or undrain.
+        drain: bool,
+    },
     /// This node's own report of itself (`ctl status`).
     Report,
     /// This node's traffic figures (`ctl top`).
@@ -66,6 +72,7 @@ impl PeerQuery {
             PeerQuery::ActiveConnections { .. } => "active_connections",
             PeerQuery::Campaign => "campaign",
             PeerQuery::Vip => "vip",
+            PeerQuery::Drain { .. } => "drain",
             PeerQuery::Report => "report",
             PeerQuery::Traffic => "traffic",
             PeerQuery::PreVote { .. } => "pre_vote",
@@ -109,6 +116,8 @@ pub enum PeerAnswer {
     Report(NodeReport),
     /// The node's traffic figures.
     Traffic(crate::traffic::Traffic),
+    /// Whether the node drains now; `None`: it is not in BGP mode.
+    Draining(Option<bool>),
 }
 
 /// What a node says of itself.
@@ -159,6 +168,7 @@ impl ClusterControl {
                 PeerAnswer::Active(self.served.active_connections(&pool, address))
             }
             PeerQuery::Vip => PeerAnswer::VipHeld(self.vip.status().held),
+            PeerQuery::Drain { drain } => PeerAnswer::Draining(self.vip.drain_bgp(drain)),
             PeerQuery::Report => PeerAnswer::Report(self.report()),
             PeerQuery::Traffic => PeerAnswer::Traffic(self.traffic()),
             PeerQuery::PreVote {
@@ -299,7 +309,8 @@ impl ClusterControl {
                     | PeerAnswer::Noted
                     | PeerAnswer::Promised(_)
                     | PeerAnswer::Report(_)
-                    | PeerAnswer::Traffic(_),
+                    | PeerAnswer::Traffic(_)
+                    | PeerAnswer::Draining(_),
                 )
                 | None => NodeConnections {
                     node,

@@ -258,6 +258,31 @@ pub enum Verb {
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(ClusterVerb),
+    /// One node's part in `[vip] mode = "bgp"`.
+    #[command(subcommand)]
+    Node(NodeVerb),
+}
+
+/// `raftlb ctl node` verbs.
+#[derive(Debug, Subcommand)]
+pub enum NodeVerb {
+    /// Withdraw the node's announcement of the VIP: the router sends its
+    /// new flows to the other nodes, and its open connections go on (for
+    /// maintenance; a SIGTERM does the same before it drains). Not kept
+    /// across a restart of the node.
+    ///
+    /// Example: raftlb ctl node drain 3
+    Drain {
+        /// The node id.
+        id: u64,
+    },
+    /// Announce the VIP again (once the node is eligible).
+    ///
+    /// Example: raftlb ctl node undrain 3
+    Undrain {
+        /// The node id.
+        id: u64,
+    },
 }
 
 /// `raftlb ctl backend` verbs.

@@ -14,7 +14,9 @@ mod top;
 mod traffic;
 mod watch;
 
-pub use args::{BackendVerb, CertFiles, CertVerb, ClusterVerb, CtlArgs, TrafficVerb, Verb};
+pub use args::{
+    BackendVerb, CertFiles, CertVerb, ClusterVerb, CtlArgs, NodeVerb, TrafficVerb, Verb,
+};
 pub(crate) use errors::{
     code_name, connection_lost, describe, error_chain, failed_why, is_unreachable,
 };
@@ -199,6 +201,17 @@ fn unsettled(status: &pb::StatusReply) -> Option<String> {
     if status.vip_address.is_empty() {
         return None;
     }
+    // BGP mode: every node announces, once eligible.
+    if status.nodes.iter().any(|n| n.bgp_announcing.is_some()) {
+        let withdrawn: Vec<u64> = status
+            .nodes
+            .iter()
+            .filter(|n| n.bgp_announcing != Some(true))
+            .map(|n| n.id)
+            .collect();
+        return (!withdrawn.is_empty())
+            .then(|| format!("nodes {withdrawn:?} do not announce the VIP"));
+    }
     let holders: Vec<u64> = status
         .nodes
         .iter()
@@ -353,6 +366,12 @@ async fn call(mut client: Client, args: &CtlArgs) -> Result<Outcome, tonic::Stat
             let request = client.request(pb::TransferLeaderRequest { target: *id }, CALL_TIMEOUT);
             let reply = client.inner.transfer_leader(request).await?.into_inner();
             Outcome::Done(output::transferred(&reply, json))
+        }
+        Verb::Node(node_verb @ (NodeVerb::Drain { id } | NodeVerb::Undrain { id })) => {
+            let drain = matches!(node_verb, NodeVerb::Drain { .. });
+            let request = client.request(pb::DrainNodeRequest { id: *id, drain }, CALL_TIMEOUT);
+            let reply = client.inner.drain_node(request).await?.into_inner();
+            Outcome::Done(output::drained(&reply, json))
         }
         Verb::Cluster(ClusterVerb::RemoveNode { id }) => {
             let request = client.request(pb::RemoveNodeRequest { id: *id }, CALL_TIMEOUT);

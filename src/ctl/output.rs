@@ -180,6 +180,21 @@ fn vip_holders(status: &pb::StatusReply) -> Vec<u64> {
         .collect()
 }
 
+/// `ctl node drain|undrain`.
+pub fn drained(reply: &pb::DrainNodeReply, json: bool) -> String {
+    if json {
+        return serde_json::json!({ "id": reply.id, "draining": reply.draining }).to_string();
+    }
+    if reply.draining {
+        format!(
+            "node {} withdraws the VIP: new flows go to the other nodes",
+            reply.id
+        )
+    } else {
+        format!("node {} announces the VIP again once eligible", reply.id)
+    }
+}
+
 /// `ctl cluster transfer-leader`.
 pub fn transferred(reply: &pb::TransferLeaderReply, json: bool) -> String {
     if json {

@@ -191,6 +191,14 @@ impl VipRole {
         let _ = self.bgp.set(speaker);
     }
 
+    /// `mode = "bgp"`: withdraws (`drain`) or announces again when
+    /// eligible; whether it drains now (`None`: not in BGP mode).
+    pub fn drain_bgp(&self, drain: bool) -> Option<bool> {
+        let speaker = self.bgp.get()?;
+        speaker.set_draining(drain);
+        Some(drain)
+    }
+
     /// Where the engine reports the VIP it listens on (see `listening`).
     pub fn listening_reporter(&self) -> Arc<watch::Sender<Option<IpAddr>>> {
         self.listening.clone()

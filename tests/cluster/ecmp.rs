@@ -411,6 +411,39 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     .await;
     assert!(thawed.is_some(), "the thawed node never announced again");
 
+    // ctl node drain: node 2 withdraws and takes no new flows; undrained,
+    // it announces again.
+    let endpoint = nodes[0].api();
+    let (code, out, err) = ctl(&endpoint, &["node", "drain", "2"]);
+    assert_eq!(code, 0, "ctl node drain: {out}{err}");
+    let without_2: Vec<String> = vec![all[0].clone(), all[2].clone()];
+    let drained = until(Duration::from_secs(5), || {
+        next_hops(&router_ns, vip) == without_2
+    })
+    .await;
+    assert!(drained.is_some(), "a drained node still announced");
+    assert!(
+        nodes[1].status()["vip"]["bgp"]["why_not"]
+            .to_string()
+            .contains("draining")
+    );
+    let before = requests(&nodes[1..2]);
+    assert_eq!(gets(&client_ns, target, 30).await, 30);
+    assert_eq!(
+        requests(&nodes[1..2]),
+        before,
+        "a drained node took new flows"
+    );
+    let (code, out, err) = ctl(&endpoint, &["node", "undrain", "2"]);
+    assert_eq!(code, 0, "ctl node undrain: {out}{err}");
+    let undrained = until(Duration::from_secs(5), || next_hops(&router_ns, vip) == all).await;
+    assert!(
+        undrained.is_some(),
+        "an undrained node did not announce again"
+    );
+    let (code, out, err) = ctl(&endpoint, &["status", "--wait"]);
+    assert_eq!(code, 0, "ctl status --wait in BGP mode: {out}{err}");
+
     // SIGTERM of the leader (two stay, a quorum): it withdraws first, serves what the router still
     // sends it, and drains after; new connections meanwhile all succeed.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -147,6 +147,14 @@ impl BgpSpeaker {
         tokio::time::sleep(wait).await;
     }
 
+    /// Drains (withdraws at the next turn, new flows go elsewhere, open
+    /// ones go on) or stops draining (`ctl node drain|undrain`).
+    pub fn set_draining(&self, drain: bool) {
+        if self.draining.swap(drain, Ordering::AcqRel) != drain {
+            tracing::info!(drain, "BGP announcement: drain set by the operator");
+        }
+    }
+
     /// Why this node may not announce now (empty: it may).
     fn why_not(&self, control: &ClusterControl) -> Vec<String> {
         let mut why = Vec::new();
