@@ -180,7 +180,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     for id in 1..=3u8 {
         router_conf.push_str(&format!(
             "protocol bgp node{id} {{ local as {ROUTER_AS}; neighbor {} as {NODE_AS}; \
-             hold time 9; keepalive time 3; connect retry time 1; bfd on; \
+             hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 5; bfd on; \
              ipv4 {{ import all; export none; }}; }}\n",
             host(10 + id)
         ));
@@ -411,6 +411,32 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     .await;
     assert!(thawed.is_some(), "the thawed node never announced again");
 
+    // Node 3's whole machine gone from the network (its link cut): its
+    // BIRD cannot withdraw; the router's BFD (100 ms x 3) notices.
+    Netns::run(&["link", "set", &net.veth(3), "down"]);
+    let cut_at = Instant::now();
+    let withdrawn = until(Duration::from_secs(10), || {
+        next_hops(&router_ns, vip) == two
+    })
+    .await;
+    eprintln!(
+        "ecmp: link cut to withdrawal at the router (BFD): {:?}",
+        withdrawn.map(|_| cut_at.elapsed())
+    );
+    Netns::run(&["link", "set", &net.veth(3), "up"]);
+    assert!(
+        withdrawn.is_some(),
+        "a node whose link was cut stayed in the route"
+    );
+    let back = until(Duration::from_secs(30), || {
+        next_hops(&router_ns, vip) == all
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "the node whose link came back never announced again"
+    );
+
     // ctl node drain: node 2 withdraws and takes no new flows; undrained,
     // it announces again.
     let endpoint = nodes[0].api();
@@ -492,6 +518,20 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
         "the draining node's route stayed at the router: {:?}",
         next_hops(&router_ns, vip)
     );
+    // The draining node's last new connection: its counter, read until it
+    // stops answering.
+    let series = "raftlb_frontend_connections_total{frontend=\"front\"}";
+    let (mut count, mut last_new) = (nodes[leader].metric(series), termed.elapsed());
+    while let Some(now) = nodes[leader].metric(series) {
+        if Some(now) != count {
+            (count, last_new) = (Some(now), termed.elapsed());
+        }
+        if termed.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("ecmp: SIGTERM to the draining node's last new connection: {last_new:?}");
     let exit = nodes[leader].wait_exit(Duration::from_secs(15)).await;
     eprintln!("ecmp: SIGTERM to exit: {:?}", termed.elapsed());
     assert_eq!(exit, Some(0), "the draining node's exit");

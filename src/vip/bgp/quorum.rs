@@ -33,13 +33,7 @@ impl QuorumWatch {
     /// a majority of every configuration (one, or two while membership
     /// changes).
     pub fn reaches_quorum(&self, control: &ClusterControl, within: Duration) -> bool {
-        let membership = control
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .clone();
+        let membership = membership(control);
         let answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
         let mut reached: BTreeSet<NodeId> = answered
             .iter()
@@ -69,13 +63,7 @@ impl QuorumWatch {
                 _ = check.tick() => {}
                 () = stop.cancelled() => return,
             }
-            let membership = control
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .clone();
+            let membership = membership(&control);
             let voters: HashMap<(NodeId, String), ()> = membership
                 .voter_ids()
                 .filter(|id| *id != control.id)
@@ -121,4 +109,15 @@ impl QuorumWatch {
             tokio::time::sleep_until(asked + every).await;
         }
     }
+}
+
+/// The cluster's membership now.
+fn membership(control: &ClusterControl) -> openraft::Membership<NodeId, crate::raft::ClusterNode> {
+    control
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone()
 }
