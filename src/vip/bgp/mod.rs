@@ -266,3 +266,48 @@ fn unhealthy_pool(table: &RoutingTable) -> Option<&str> {
         (!up).then_some(pool.name.as_str())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::routing::Runtimes;
+    use crate::state::{ClusterState, Command};
+
+    fn table(check: &str, admin_state: &str) -> RoutingTable {
+        let text = format!(
+            "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"web\"\n\n\
+             [[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"{check}\"\n  rise = 1\n  fall = 1\n\
+             \x20 [[pool.backend]]\n  address = \"127.0.0.1:9000\"\n  admin_state = \"{admin_state}\"\n"
+        );
+        let mut state = ClusterState::default();
+        state
+            .dispatch(Command::ApplyConfig {
+                spec: toml::from_str(&text).expect("parses"),
+                if_version: None,
+                note: None,
+            })
+            .expect("valid");
+        RoutingTable::compile(
+            &state,
+            &Runtimes::new(Arc::new(Metrics::new()), Default::default()),
+            None,
+        )
+        .expect("compiles")
+    }
+
+    #[test]
+    fn a_node_is_unhealthy_while_a_default_pool_has_no_backend_up() {
+        let checked = table("tcp", "active");
+        // Not checked yet: not eligible until the first check passes.
+        assert_eq!(unhealthy_pool(&checked), Some("web"));
+        let backend = &checked.pools[0].backends[0].runtime;
+        backend.record_check(Ok(()), 1, 1);
+        assert_eq!(unhealthy_pool(&checked), None);
+        backend.record_check(Err("refused".into()), 1, 1);
+        assert_eq!(unhealthy_pool(&checked), Some("web"));
+        // Unchecked pools count as up; a disabled backend never does.
+        assert_eq!(unhealthy_pool(&table("none", "active")), None);
+        assert_eq!(unhealthy_pool(&table("none", "disabled")), Some("web"));
+    }
+}
