@@ -50,8 +50,17 @@ fn default_withdraw_wait_ms() -> u64 {
 }
 
 impl BgpConfig {
-    /// Checks the section; `serve_ip` gives the default router id.
-    pub fn check(&self, serve_ip: IpAddr) -> Result<(), String> {
+    /// Checks the section for `vip`; `serve_ip` gives the default router
+    /// id.
+    pub fn check(&self, serve_ip: IpAddr, vip: Option<IpAddr>) -> Result<(), String> {
+        if let Some(vip) = vip
+            && vip.is_ipv4() != self.peer.is_ipv4()
+        {
+            return Err(format!(
+                "bgp.peer: {} and the VIP {vip} are not of one IP version (the session carries the VIP's family)",
+                self.peer
+            ));
+        }
         if self.local_as == 0 || self.peer_as == 0 {
             return Err("bgp.local_as, bgp.peer_as: AS numbers start at 1".into());
         }
@@ -83,5 +92,36 @@ impl BgpConfig {
             (None, IpAddr::V4(ip)) => ip,
             (None, IpAddr::V6(_)) => Ipv4Addr::UNSPECIFIED,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bgp(peer: &str) -> BgpConfig {
+        toml::from_str(&format!(
+            "local_as = 65001\npeer = \"{peer}\"\npeer_as = 65000\n"
+        ))
+        .expect("bgp")
+    }
+
+    #[test]
+    fn the_section_is_checked_field_by_field() {
+        let serve: IpAddr = "10.0.0.11".parse().expect("ip");
+        let vip4: IpAddr = "10.0.9.9".parse().expect("ip");
+        let vip6: IpAddr = "fd00::9".parse().expect("ip");
+        assert!(bgp("10.0.0.1").check(serve, Some(vip4)).is_ok());
+        let mixed = bgp("10.0.0.1").check(serve, Some(vip6)).expect_err("mixed");
+        assert!(mixed.starts_with("bgp.peer:"), "{mixed}");
+        let mut long = bgp("10.0.0.1");
+        long.device = "a-name-longer-than-15".into();
+        assert!(
+            long.check(serve, Some(vip4))
+                .expect_err("long")
+                .starts_with("bgp.device:")
+        );
+        let no_id = bgp("fd00::1").check("::".parse().expect("ip"), Some(vip6));
+        assert!(no_id.expect_err("no id").starts_with("bgp.router_id:"));
     }
 }

@@ -378,7 +378,7 @@ impl NodeConfig {
                 None => {
                     return Err("bgp: a [bgp] section is required when vip.mode = \"bgp\"".into());
                 }
-                Some(bgp) => bgp.check(self.serve_ip)?,
+                Some(bgp) => bgp.check(self.serve_ip, self.vip.address)?,
             },
             VipMode::Script if self.vip.on_acquire.is_none() || self.vip.on_release.is_none() => {
                 return Err(

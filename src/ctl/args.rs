@@ -267,9 +267,10 @@ pub enum Verb {
 #[derive(Debug, Subcommand)]
 pub enum NodeVerb {
     /// Withdraw the node's announcement of the VIP: the router sends its
-    /// new flows to the other nodes, and its open connections go on (for
-    /// maintenance; a SIGTERM does the same before it drains). Not kept
-    /// across a restart of the node.
+    /// new flows to the other nodes; its open connections last as long as
+    /// the router still sends them here (a stateless multipath router
+    /// moves them at once). For maintenance; a SIGTERM withdraws the same
+    /// way before it drains. Not kept across a restart of the node.
     ///
     /// Example: raftlb ctl node drain 3
     Drain {

@@ -206,7 +206,8 @@ fn unsettled(status: &pb::StatusReply) -> Option<String> {
         let withdrawn: Vec<u64> = status
             .nodes
             .iter()
-            .filter(|n| n.bgp_announcing != Some(true))
+            // A node drained on purpose is settled too.
+            .filter(|n| n.bgp_announcing != Some(true) && n.bgp_why_not != ["draining"])
             .map(|n| n.id)
             .collect();
         return (!withdrawn.is_empty())

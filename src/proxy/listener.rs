@@ -68,9 +68,6 @@ impl Listener {
             socket2::Type::STREAM.nonblocking().cloexec(),
             Some(socket2::Protocol::TCP),
         )?;
-        if address.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
         socket.set_reuse_address(true)?;
         socket.set_tcp_nodelay(true)?;
         socket.bind(&address.into())?;

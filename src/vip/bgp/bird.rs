@@ -49,14 +49,12 @@ pub fn config(bgp: &BgpConfig, vip: IpAddr, router_id: std::net::Ipv4Addr) -> St
         let _ = writeln!(
             text,
             "\nprotocol bfd {{\n\
-             \x20   neighbor {peer};\n\
              \x20   interface \"*\" {{\n\
              \x20       min rx interval 100 ms;\n\
              \x20       min tx interval 100 ms;\n\
              \x20       multiplier 3;\n\
              \x20   }};\n\
-             }}",
-            peer = bgp.peer,
+             }}"
         );
     }
     let _ = writeln!(

@@ -42,6 +42,9 @@ use quorum::QuorumWatch;
 /// How often a held announcement's address is renewed (its lifetime is
 /// one second).
 const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// How long an added address lives unless renewed (the kernel's
+/// lifetime).
+const ANNOUNCED_FOR: Duration = Duration::from_secs(crate::vip::netlink::ADDRESS_LIFETIME_S as u64);
 /// How often BIRD is asked for the session's state.
 const SESSION_POLL: Duration = Duration::from_secs(1);
 
@@ -70,6 +73,11 @@ pub struct BgpSpeaker {
     config: BgpConfig,
     device: AnnounceDevice,
     draining: AtomicBool,
+    /// Withdrawn for good (SIGTERM): no undrain takes it back.
+    stopping: AtomicBool,
+    /// Held across deciding and acting, by the loop and by a withdrawal
+    /// for good, so no renewal lands after that withdrawal.
+    turn: tokio::sync::Mutex<()>,
     quorum: Arc<QuorumWatch>,
     status: Mutex<BgpStatus>,
     /// BIRD's last answer: session established.
@@ -106,6 +114,8 @@ impl BgpSpeaker {
             config,
             device,
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            turn: tokio::sync::Mutex::new(()),
             quorum: Arc::default(),
             status: Mutex::new(status),
             established: AtomicBool::new(false),
@@ -134,9 +144,12 @@ impl BgpSpeaker {
     /// moves new flows to the other nodes; this node still serves what
     /// reaches it meanwhile. Then the caller drains.
     pub async fn withdraw_for_drain(&self) {
-        self.draining.store(true, Ordering::Release);
-        if let Err(error) = self.device.withdraw().await {
-            tracing::error!(%error, "cannot withdraw the VIP");
+        {
+            let _turn = self.turn.lock().await;
+            self.stopping.store(true, Ordering::Release);
+            if let Err(error) = self.device.withdraw().await {
+                tracing::error!(%error, "cannot withdraw the VIP");
+            }
         }
         self.set_announcing(false, vec!["draining".into()]);
         let wait = Duration::from_millis(self.config.withdraw_wait_ms);
@@ -158,8 +171,11 @@ impl BgpSpeaker {
     /// Why this node may not announce now (empty: it may).
     fn why_not(&self, control: &ClusterControl) -> Vec<String> {
         let mut why = Vec::new();
-        if self.draining.load(Ordering::Acquire) {
+        if self.draining.load(Ordering::Acquire) || self.stopping.load(Ordering::Acquire) {
             why.push("draining".into());
+        }
+        if control.served.version() == 0 {
+            why.push("no configuration yet".into());
         }
         if !self.quorum.reaches_quorum(control, self.lease) {
             why.push("no quorum".into());
@@ -187,6 +203,7 @@ impl BgpSpeaker {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => break,
             }
+            let _turn = self.turn.lock().await;
             let mut why = self.why_not(&control);
             if why.is_empty() {
                 if renewed.is_none_or(|at| at.elapsed() >= RENEW_EVERY) {
@@ -196,6 +213,11 @@ impl BgpSpeaker {
                             crate::warn_each_second!("bgp announce failed", %error, "cannot announce the VIP");
                         }
                     }
+                }
+                // Not renewed within the address's lifetime: it is gone.
+                if renewed.is_some_and(|at| at.elapsed() >= ANNOUNCED_FOR) {
+                    renewed = None;
+                    why.push("cannot add the address (see the log)".into());
                 }
             } else if renewed.take().is_some()
                 && let Err(error) = self.device.withdraw().await

@@ -41,10 +41,14 @@ impl QuorumWatch {
             .map(|(id, _)| *id)
             .collect();
         reached.insert(control.id);
-        membership
-            .get_joint_config()
-            .iter()
-            .all(|voters| 2 * voters.intersection(&reached).count() > voters.len())
+        // A node not (or no longer) in the cluster is in no quorum; nor is
+        // one that knows no configuration yet.
+        let configs = membership.get_joint_config();
+        membership.get_node(&control.id).is_some()
+            && !configs.is_empty()
+            && configs.iter().all(|voters| {
+                !voters.is_empty() && 2 * voters.intersection(&reached).count() > voters.len()
+            })
     }
 
     /// Asks every other voter every `every` until `stop`, each answer
