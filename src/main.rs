@@ -84,6 +84,13 @@ enum Command {
     },
 }
 
+/// `node.toml`, checked; `None` once the error is printed.
+fn load_node_config(path: &std::path::Path) -> Option<raftlb::config::NodeConfig> {
+    raftlb::config::NodeConfig::load(path)
+        .map_err(|error| eprintln!("raftlb: {error}"))
+        .ok()
+}
+
 /// Default log filter. openraft logs every failed RPC to a peer that is
 /// down, several times a second, at error level; raftlb logs each change
 /// of a peer's reachability and of the leader once instead. rustls warns
@@ -119,12 +126,8 @@ fn main() -> ExitCode {
             }
         },
         Command::BirdConfig { config } => {
-            let config = match raftlb::config::NodeConfig::load(&config) {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("raftlb: {error}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(config) = load_node_config(&config) else {
+                return ExitCode::FAILURE;
             };
             let (Some(bgp), Some(vip)) = (&config.bgp, config.vip.address) else {
                 eprintln!(
@@ -139,12 +142,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Node { config } => {
-            let config = match raftlb::config::NodeConfig::load(&config) {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("raftlb: {error}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(config) = load_node_config(&config) else {
+                return ExitCode::FAILURE;
             };
             run_server(config.worker_threads, async move {
                 let node = raftlb::node::start(&config, None).await?;

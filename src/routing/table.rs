@@ -273,6 +273,28 @@ fn route_identity(route: &crate::config::RouteSpec) -> u64 {
 }
 
 #[cfg(test)]
+impl RoutingTable {
+    /// The table of a `cluster.toml` text, compiled as a node would (with
+    /// fresh counters), for unit tests here and elsewhere.
+    pub(crate) fn compiled_for_tests(text: &str) -> RoutingTable {
+        let mut state = ClusterState::default();
+        state
+            .dispatch(crate::state::Command::ApplyConfig {
+                spec: toml::from_str(text).expect("parses"),
+                if_version: None,
+                note: None,
+            })
+            .expect("valid");
+        RoutingTable::compile(
+            &state,
+            &Runtimes::new(Arc::new(crate::metrics::Metrics::new()), Default::default()),
+            None,
+        )
+        .expect("compiles")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::net::IpAddr;
 
@@ -281,23 +303,6 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::routing::now_ms;
     use crate::state::Command;
-
-    fn compiled(text: &str) -> RoutingTable {
-        let mut state = ClusterState::default();
-        state
-            .dispatch(Command::ApplyConfig {
-                spec: toml::from_str(text).expect("parses"),
-                if_version: None,
-                note: None,
-            })
-            .expect("valid");
-        RoutingTable::compile(
-            &state,
-            &Runtimes::new(Arc::new(Metrics::new()), Default::default()),
-            None,
-        )
-        .expect("compiles")
-    }
 
     const TEXT: &str = r#"
 [[frontend]]
@@ -335,7 +340,7 @@ name = "static"
 
     #[test]
     fn routes_by_host_and_prefix_first_match_wins() {
-        let table = compiled(TEXT);
+        let table = RoutingTable::compiled_for_tests(TEXT);
         let web = table.frontend("web").expect("frontend");
         let none = http::HeaderMap::new();
         let pool = |host, path| {
@@ -358,7 +363,7 @@ name = "static"
 
     #[test]
     fn only_active_backends_are_picked() {
-        let table = compiled(TEXT);
+        let table = RoutingTable::compiled_for_tests(TEXT);
         let web = &table.pools[0];
         let client = IpAddr::from([127, 0, 0, 1]);
         for _ in 0..10 {
@@ -372,7 +377,7 @@ name = "static"
         let text = TEXT
             .replace("  admin_state = \"draining\"\n", "")
             .replace("  admin_state = \"disabled\"\n", "");
-        let table = compiled(&text);
+        let table = RoutingTable::compiled_for_tests(&text);
         let web = &table.pools[0];
         let client = IpAddr::from([127, 0, 0, 1]);
         web.record_failure(0, "test");
@@ -400,7 +405,7 @@ name = "static"
             "[[pool]]\nname = \"web\"\n",
             "[[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"tcp\"\n  rise = 2\n",
         );
-        let table = compiled(&text);
+        let table = RoutingTable::compiled_for_tests(&text);
         let web = &table.pools[0];
         let client = IpAddr::from([127, 0, 0, 1]);
         web.backends[0].runtime.record_check(Ok(()), 2, 3);
@@ -424,7 +429,7 @@ name = "static"
                 "[[pool]]\nname = \"web\"\n",
                 "[[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"tcp\"\n  rise = 1\n  fall = 1\n  slow_start_ms = 60000\n",
             );
-        let table = compiled(&text);
+        let table = RoutingTable::compiled_for_tests(&text);
         let web = &table.pools[0];
         for backend in &web.backends {
             backend.runtime.record_check(Ok(()), 1, 1);
@@ -468,7 +473,7 @@ name = "static"
     #[test]
     fn round_robin_around_a_draining_backend_stays_even() {
         let text = TEXT.replace("admin_state = \"disabled\"", "admin_state = \"active\"");
-        let table = compiled(&text);
+        let table = RoutingTable::compiled_for_tests(&text);
         let web = &table.pools[0];
         assert_eq!(web.backends[1].admin_state, AdminState::Draining);
         let client = IpAddr::from([127, 0, 0, 1]);

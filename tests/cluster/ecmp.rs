@@ -76,18 +76,9 @@ fn next_hops(router: &str, vip: Ipv4Addr) -> Vec<String> {
     hops
 }
 
-/// Polls `ready` every 10 ms until it holds or `within` passed; how long
-/// it took.
-async fn until(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if ready() {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
+/// How often the router's table is looked at: the figures are to within
+/// it.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Requests each node's frontend counted.
 fn requests(nodes: &[Node]) -> Vec<f64> {
@@ -200,31 +191,17 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     let members: Vec<(u64, IpAddr)> = (1..=3u8)
         .map(|id| (u64::from(id), IpAddr::V4(host(10 + id))))
         .collect();
-    let mut nodes: Vec<Node> = members
-        .iter()
-        .map(|(id, ip)| {
-            let socket = dir.join(format!("n{id}.ctl"));
-            let options = NodeOptions {
-                vip_section: Some(format!("mode = \"bgp\"\naddress = \"{vip}\"\n")),
-                sections: format!(
-                    "[bgp]\nlocal_as = {NODE_AS}\npeer = \"{}\"\npeer_as = {ROUTER_AS}\nbfd = true\n\
-                     bird_socket = \"{}\"\nwithdraw_wait_ms = 500\n",
-                    host(1),
-                    socket.display()
-                ),
-                ..Default::default()
-            };
-            let mut node = Node::create(*id, *ip, &members, &seed, &options);
-            node.netns = Some(format!("{tag}n{id}"));
-            node
-        })
-        .collect();
-    for node in &mut nodes {
-        node.launch();
-    }
-    for node in &nodes {
-        node.wait_ready().await;
-    }
+    let mut nodes = launch_in_netns(&tag, &members, &seed, |id| NodeOptions {
+        vip_section: Some(format!("mode = \"bgp\"\naddress = \"{vip}\"\n")),
+        sections: format!(
+            "[bgp]\nlocal_as = {NODE_AS}\npeer = \"{}\"\npeer_as = {ROUTER_AS}\nbfd = true\n\
+             bird_socket = \"{}\"\nwithdraw_wait_ms = 500\n",
+            host(1),
+            dir.join(format!("n{id}.ctl")).display()
+        ),
+        ..Default::default()
+    })
+    .await;
     for node in &nodes {
         let out = Command::new(env!("CARGO_BIN_EXE_raftlb"))
             .args(["bird-config", "--config"])
@@ -247,7 +224,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
 
     // Every node announces: three next hops at the router.
     let all: Vec<String> = (1..=3u8).map(|id| host(10 + id).to_string()).collect();
-    let spread_in = until(Duration::from_secs(30), || {
+    let spread_in = time_until(Duration::from_secs(30), POLL, || {
         next_hops(&router_ns, vip) == all
     })
     .await;
@@ -268,7 +245,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
             let bgp = &node.status()["vip"]["bgp"];
             bgp["announcing"] == true && bgp["session"] == "Established"
         };
-        let shown = until(Duration::from_secs(5), announcing).await;
+        let shown = time_until(Duration::from_secs(5), POLL, announcing).await;
         assert!(
             shown.is_some(),
             "node {}: {}",
@@ -303,7 +280,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     nodes[0].kill9();
     let killed = Instant::now();
     let rest: Vec<String> = all[1..].to_vec();
-    let withdrawn = until(Duration::from_secs(10), || {
+    let withdrawn = time_until(Duration::from_secs(10), POLL, || {
         next_hops(&router_ns, vip) == rest
     })
     .await;
@@ -324,7 +301,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     // The killed node back: it announces again once it is in the quorum.
     nodes[0].launch();
     nodes[0].wait_ready().await;
-    let back = until(Duration::from_secs(20), || {
+    let back = time_until(Duration::from_secs(20), POLL, || {
         next_hops(&router_ns, vip) == all
     })
     .await;
@@ -348,7 +325,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     cut(true);
     let partitioned = Instant::now();
     let two: Vec<String> = all[..2].to_vec();
-    let withdrawn = until(Duration::from_secs(10), || {
+    let withdrawn = time_until(Duration::from_secs(10), POLL, || {
         next_hops(&router_ns, vip) == two
     })
     .await;
@@ -372,7 +349,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
         (nodes[0].api(), "announced by nodes [1, 2]"),
         (nodes[2].api(), "withdrawn: no quorum"),
     ] {
-        let shown = until(Duration::from_secs(5), || {
+        let shown = time_until(Duration::from_secs(5), POLL, || {
             let (code, out, _) = ctl(&endpoint, &["status"]);
             code == 0 && out.contains(wanted)
         })
@@ -385,7 +362,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     }
     assert_eq!(nodes[0].metric("raftlb_bgp_session_established"), Some(1.0));
     cut(false);
-    let healed = until(Duration::from_secs(20), || {
+    let healed = time_until(Duration::from_secs(20), POLL, || {
         next_hops(&router_ns, vip) == all
     })
     .await;
@@ -395,7 +372,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     // its BIRD keeps the session up.
     nodes[2].signal("STOP");
     let frozen = Instant::now();
-    let withdrawn = until(Duration::from_secs(10), || {
+    let withdrawn = time_until(Duration::from_secs(10), POLL, || {
         next_hops(&router_ns, vip) == two
     })
     .await;
@@ -405,7 +382,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     );
     nodes[2].signal("CONT");
     assert!(withdrawn.is_some(), "a frozen node still announced");
-    let thawed = until(Duration::from_secs(20), || {
+    let thawed = time_until(Duration::from_secs(20), POLL, || {
         next_hops(&router_ns, vip) == all
     })
     .await;
@@ -415,7 +392,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     // BIRD cannot withdraw; the router's BFD (100 ms x 3) notices.
     Netns::run(&["link", "set", &net.veth(3), "down"]);
     let cut_at = Instant::now();
-    let withdrawn = until(Duration::from_secs(10), || {
+    let withdrawn = time_until(Duration::from_secs(10), POLL, || {
         next_hops(&router_ns, vip) == two
     })
     .await;
@@ -428,7 +405,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
         withdrawn.is_some(),
         "a node whose link was cut stayed in the route"
     );
-    let back = until(Duration::from_secs(30), || {
+    let back = time_until(Duration::from_secs(30), POLL, || {
         next_hops(&router_ns, vip) == all
     })
     .await;
@@ -443,7 +420,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     let (code, out, err) = ctl(&endpoint, &["node", "drain", "2"]);
     assert_eq!(code, 0, "ctl node drain: {out}{err}");
     let without_2: Vec<String> = vec![all[0].clone(), all[2].clone()];
-    let drained = until(Duration::from_secs(5), || {
+    let drained = time_until(Duration::from_secs(5), POLL, || {
         next_hops(&router_ns, vip) == without_2
     })
     .await;
@@ -462,7 +439,10 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     );
     let (code, out, err) = ctl(&endpoint, &["node", "undrain", "2"]);
     assert_eq!(code, 0, "ctl node undrain: {out}{err}");
-    let undrained = until(Duration::from_secs(5), || next_hops(&router_ns, vip) == all).await;
+    let undrained = time_until(Duration::from_secs(5), POLL, || {
+        next_hops(&router_ns, vip) == all
+    })
+    .await;
     assert!(
         undrained.is_some(),
         "an undrained node did not announce again"
@@ -491,7 +471,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
     // The leader: the others elect a new one meanwhile, and must go on
     // announcing through the election.
     let mut leader = None;
-    until(Duration::from_secs(10), || {
+    time_until(Duration::from_secs(10), POLL, || {
         leader = nodes.iter().position(|n| {
             n.try_status()
                 .is_some_and(|status| status["role"] == "leader")
@@ -508,7 +488,7 @@ async fn ecmp_spreads_flows_withdraws_killed_cut_off_and_frozen_nodes_and_drains
         .filter(|(i, _)| *i != leader)
         .map(|(_, hop)| hop.clone())
         .collect();
-    let withdrawn = until(Duration::from_secs(10), || {
+    let withdrawn = time_until(Duration::from_secs(10), POLL, || {
         next_hops(&router_ns, vip) == last
     })
     .await;

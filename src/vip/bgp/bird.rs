@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use crate::config::BgpConfig;
 
+/// BIRD's word for an established BGP session.
+pub const ESTABLISHED: &str = "Established";
+
 /// The BGP protocol's name in the generated configuration.
 pub const SESSION: &str = "raftlb_uplink";
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AdminState, BgpConfig, CheckKind};
+use crate::config::{AdminState, BgpConfig};
 use crate::control::{ClusterControl, unix_millis};
 use crate::routing::{Health, RoutingTable};
 use device::AnnounceDevice;
@@ -80,8 +80,6 @@ pub struct BgpSpeaker {
     turn: tokio::sync::Mutex<()>,
     quorum: Arc<QuorumWatch>,
     status: Mutex<BgpStatus>,
-    /// BIRD's last answer: session established.
-    established: AtomicBool,
     lease: Duration,
     every: Duration,
     announcing_gauge: Gauge,
@@ -118,7 +116,6 @@ impl BgpSpeaker {
             turn: tokio::sync::Mutex::new(()),
             quorum: Arc::default(),
             status: Mutex::new(status),
-            established: AtomicBool::new(false),
             lease,
             every,
             announcing_gauge: metrics.bgp_announcing.clone(),
@@ -224,9 +221,11 @@ impl BgpSpeaker {
             {
                 tracing::error!(%error, "cannot withdraw the VIP");
             }
-            if renewed.is_some() && !self.established.load(Ordering::Acquire) {
+            if renewed.is_some() {
                 let session = self.status().session;
-                why.push(format!("BIRD: {session}"));
+                if session != bird::ESTABLISHED {
+                    why.push(format!("BIRD: {session}"));
+                }
             }
             self.set_announcing(why.is_empty() && renewed.is_some(), why);
         }
@@ -258,9 +257,8 @@ impl BgpSpeaker {
             let session = bird::session_state(&self.config.bird_socket)
                 .await
                 .unwrap_or_else(|error| error);
-            let established = session == "Established";
-            self.established.store(established, Ordering::Release);
-            self.session_gauge.set(i64::from(established));
+            self.session_gauge
+                .set(i64::from(session == bird::ESTABLISHED));
             self.status
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -277,13 +275,12 @@ impl BgpSpeaker {
 }
 
 /// A frontend's default pool with no backend this node's checks pass, if
-/// any.
+/// any (the backends of an unchecked pool count as up from the start).
 fn unhealthy_pool(table: &RoutingTable) -> Option<&str> {
     table.frontends.iter().find_map(|frontend| {
         let pool = table.pools.get(frontend.default_pool)?;
         let up = pool.backends.iter().any(|backend| {
-            backend.admin_state == AdminState::Active
-                && (pool.health.check == CheckKind::None || backend.runtime.health() == Health::Up)
+            backend.admin_state == AdminState::Active && backend.runtime.health() == Health::Up
         });
         (!up).then_some(pool.name.as_str())
     })
@@ -292,30 +289,13 @@ fn unhealthy_pool(table: &RoutingTable) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::routing::Runtimes;
-    use crate::state::{ClusterState, Command};
 
     fn table(check: &str, admin_state: &str) -> RoutingTable {
-        let text = format!(
+        RoutingTable::compiled_for_tests(&format!(
             "[[frontend]]\nname = \"web\"\nport = 8080\nprotocol = \"http\"\npool = \"web\"\n\n\
              [[pool]]\nname = \"web\"\n  [pool.health]\n  check = \"{check}\"\n  rise = 1\n  fall = 1\n\
              \x20 [[pool.backend]]\n  address = \"127.0.0.1:9000\"\n  admin_state = \"{admin_state}\"\n"
-        );
-        let mut state = ClusterState::default();
-        state
-            .dispatch(Command::ApplyConfig {
-                spec: toml::from_str(&text).expect("parses"),
-                if_version: None,
-                note: None,
-            })
-            .expect("valid");
-        RoutingTable::compile(
-            &state,
-            &Runtimes::new(Arc::new(Metrics::new()), Default::default()),
-            None,
-        )
-        .expect("compiles")
+        ))
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! the others elect the next, they still reach each other and keep
 //! announcing; a node cut off from the others stops within a lease.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,16 +68,13 @@ impl QuorumWatch {
                 () = stop.cancelled() => return,
             }
             let membership = membership(&control);
-            let voters: HashMap<(NodeId, String), ()> = membership
+            let voters: HashSet<(NodeId, String)> = membership
                 .voter_ids()
                 .filter(|id| *id != control.id)
-                .filter_map(|id| {
-                    let node = membership.get_node(&id)?;
-                    Some(((id, node.raft_addr.clone()), ()))
-                })
+                .filter_map(|id| Some((id, membership.get_node(&id)?.raft_addr.clone())))
                 .collect();
-            probes.retain(|peer, _| voters.contains_key(peer));
-            for peer in voters.into_keys() {
+            probes.retain(|peer, _| voters.contains(peer));
+            for peer in voters {
                 if probes.contains_key(&peer) {
                     continue;
                 }
