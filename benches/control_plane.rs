@@ -133,6 +133,7 @@ fn config(pools: usize, per_pool: usize) -> pb::ClusterConfig {
                 ),
                 weight: 256,
                 admin_state: Default::default(),
+                discovered: None,
             });
         }
         spec.pools.push(pool);

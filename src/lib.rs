@@ -33,7 +33,8 @@
 //!                          interface the process owns, exported by BIRD
 //! ```
 //!
-//! `config` holds the file formats (`node.toml`, `cluster.toml`), `node`
+//! `discovery` is the leader's DNS lookups for `[pool.discovery]` pools,
+//! committed as backend changes through Raft. `config` holds the file formats (`node.toml`, `cluster.toml`), `node`
 //! wires one node together and handles signals, `ctl` is the operator's
 //! client, `demo` runs a cluster with demo backends in one process,
 //! `metrics` registers the Prometheus families, `log_limit` keeps
@@ -50,6 +51,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod discovery;
 pub mod events;
 pub mod health;
 pub mod latency;

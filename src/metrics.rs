@@ -101,6 +101,15 @@ pub struct PoolLabels {
     pub pool: String,
 }
 
+/// Labels of DNS lookups by result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// Pool name.
+    pub pool: String,
+    /// `ok`, or why it failed: `timeout`, `SERVFAIL`, `NXDOMAIN`, …
+    pub result: String,
+}
+
 type HistogramFamily<L> = Family<L, LatencyHistogram>;
 
 /// Response classes, indexed by the first digit of the status minus one.
@@ -158,6 +167,13 @@ pub struct Metrics {
     pub health_checks: Family<BackendResultLabels, Counter>,
     /// Picks made while every backend of the pool was down (fail open).
     pub pool_panic_picks: Family<PoolLabels, Counter>,
+    /// `[pool.discovery]` lookups this node made (the leader), by result.
+    pub discovery_lookups: Family<LookupLabels, Counter>,
+    /// 1 while a discovered pool's lookups fail and its last good set is
+    /// kept (the cluster state's record, the same on every node).
+    pub discovery_stale: Family<PoolLabels, Gauge>,
+    /// Discovered backends in each pool.
+    pub discovery_backends: Family<PoolLabels, Gauge>,
     /// 1 while this node leads within a lease confirmed by a quorum.
     pub leader_confirmed: Gauge,
     /// 1 while this node holds the VIP.
@@ -228,6 +244,9 @@ impl Metrics {
             backend_health: Family::default(),
             health_checks: Family::default(),
             pool_panic_picks: Family::default(),
+            discovery_lookups: Family::default(),
+            discovery_stale: Family::default(),
+            discovery_backends: Family::default(),
             leader_confirmed: Gauge::default(),
             tls_cert_expiry: Gauge::default(),
             certificate_expiry: Family::default(),
@@ -361,6 +380,21 @@ impl Metrics {
             "pool_panic_picks",
             "Backends picked while every backend of the pool was down (fail open)",
             m.pool_panic_picks.clone(),
+        );
+        r.register(
+            "discovery_lookups",
+            "DNS lookups of [pool.discovery] names made by this node (the leader), by result",
+            m.discovery_lookups.clone(),
+        );
+        r.register(
+            "discovery_stale",
+            "1 while a discovered pool's lookups fail and its last good set is kept",
+            m.discovery_stale.clone(),
+        );
+        r.register(
+            "discovery_backends",
+            "Backends of the pool taken from DNS",
+            m.discovery_backends.clone(),
         );
         r.register(
             "state_written_bytes",

@@ -188,6 +188,19 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
                         .get_or_create(&labels)
                         .set((info.not_after_ms / 1000) as i64);
                 }
+                metrics.discovery_stale.clear();
+                metrics.discovery_backends.clear();
+                for view in crate::state::discovery::views(&admin.control.served.state()) {
+                    let labels = crate::metrics::PoolLabels { pool: view.pool };
+                    metrics
+                        .discovery_stale
+                        .get_or_create(&labels)
+                        .set(i64::from(view.stale_since_ms.is_some()));
+                    metrics
+                        .discovery_backends
+                        .get_or_create(&labels)
+                        .set(view.backends as i64);
+                }
                 metrics.encode()
             },
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

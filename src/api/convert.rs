@@ -6,9 +6,10 @@
 //! is `state::validate`'s alone.
 
 use crate::config::{
-    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, FixedResponse, FrontendSpec,
-    HeaderMatch, HeaderRewrite, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec, Protocol,
-    RateLimit, Redirect, RouteSpec, SplitArm, StickySpec, defaults,
+    AdminState, Algorithm, BackendSpec, CheckKind, ClusterSpec, DiscoverySpec, FixedResponse,
+    FrontendSpec, HeaderMatch, HeaderRewrite, HealthSpec, PoolProtocol, PoolSpec, PoolTlsSpec,
+    Protocol, RateLimit, RecordType, Redirect, RouteSpec, SplitArm, StickySpec, defaults,
+    discovery_defaults,
 };
 use crate::proto::v1 as pb;
 use crate::state::StateError;
@@ -180,6 +181,7 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
                 address: b.address.clone(),
                 weight: Some(b.weight),
                 admin_state: Some(b.admin_state.as_str().to_string()),
+                discovered: b.discovered.clone(),
             })
             .collect(),
         tls: p.tls.as_ref().map(|t| pb::PoolTls {
@@ -197,6 +199,15 @@ fn pool_to_proto(p: &PoolSpec) -> pb::Pool {
             max_age_s: s.max_age_s,
             signed: s.signed,
             drain_timeout_s: Some(s.drain_timeout_s),
+        }),
+        discovery: p.discovery.as_ref().map(|d| pb::Discovery {
+            name: d.name.clone(),
+            r#type: d.record_type.as_str().to_string(),
+            port: d.port.map(u32::from),
+            resolvers: d.resolvers.clone(),
+            interval_ms: Some(d.interval_ms),
+            weight: d.weight,
+            remove_after: Some(d.remove_after),
         }),
     }
 }
@@ -303,8 +314,13 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
             admin_state: parse_or::<AdminState>(&field, b.admin_state.as_deref())?,
             weight: b.weight.unwrap_or_else(defaults::weight),
             address: b.address,
+            discovered: b.discovered,
         });
     }
+    let discovery = p
+        .discovery
+        .map(|d| discovery_from_proto(&p.name, d))
+        .transpose()?;
     Ok(PoolSpec {
         name: p.name,
         algorithm,
@@ -329,6 +345,32 @@ fn pool_from_proto(p: pb::Pool) -> Result<PoolSpec, StateError> {
                 .drain_timeout_s
                 .unwrap_or_else(defaults::sticky_drain_timeout_s),
         }),
+        discovery,
+    })
+}
+
+fn discovery_from_proto(pool: &str, d: pb::Discovery) -> Result<DiscoverySpec, StateError> {
+    let at = |field: &str| format!("pool[{pool}].discovery.{field}");
+    let record_type = parse_name::<RecordType>(&at("type"), &d.r#type)?;
+    let port = d
+        .port
+        .map(|port| {
+            u16::try_from(port)
+                .map_err(|_| StateError::invalid(at("port"), port, "must be 1 to 65535"))
+        })
+        .transpose()?;
+    Ok(DiscoverySpec {
+        name: d.name,
+        record_type,
+        port,
+        resolvers: d.resolvers,
+        interval_ms: d
+            .interval_ms
+            .unwrap_or_else(discovery_defaults::interval_ms),
+        weight: d.weight,
+        remove_after: d
+            .remove_after
+            .unwrap_or_else(discovery_defaults::remove_after),
     })
 }
 
@@ -418,6 +460,17 @@ protocol = "h2c"
   address = "127.0.0.1:9001"
   weight = 3
   admin_state = "draining"
+  [[pool.backend]]
+  address = "127.0.0.7:8080"
+  discovered = "web.shop.svc.cluster.local"
+  [pool.discovery]
+  name = "web.shop.svc.cluster.local"
+  type = "AAAA"
+  port = 8080
+  resolvers = ["10.96.0.10:53", "10.96.0.11"]
+  interval_ms = 2500
+  weight = 7
+  remove_after = 5
 [[pool]]
 name = "api"
 algorithm = "maglev"

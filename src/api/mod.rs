@@ -139,6 +139,17 @@ impl ControlService for ControlApi {
             applied_index: status.applied_index,
             config_version: status.config_version,
             leader_confirmed: status.leader_confirmed,
+            discovery: crate::state::discovery::views(&self.control.served.state())
+                .into_iter()
+                .map(|v| pb::DiscoveryState {
+                    pool: v.pool,
+                    name: v.name,
+                    r#type: v.record_type.to_string(),
+                    backends: v.backends as u32,
+                    stale_since_ms: v.stale_since_ms,
+                    stale_reason: v.stale_reason.unwrap_or_default(),
+                })
+                .collect(),
             nodes: status
                 .nodes
                 .into_iter()
@@ -240,6 +251,7 @@ impl ControlService for ControlApi {
                 address: r.address.clone(),
                 weight: r.weight.unwrap_or_else(crate::config::defaults::weight),
                 admin_state: state,
+                discovered: None,
             },
         };
         self.change(&request, command, &r.request_id).await

@@ -2,11 +2,13 @@
 //! the whole cluster serves).
 
 mod bgp_config;
+mod discovery;
 mod node_config;
 mod route_rules;
 mod spec;
 
 pub use bgp_config::BgpConfig;
+pub use discovery::{DiscoverySpec, RecordType, TTL_FLOOR_MS, defaults as discovery_defaults};
 pub use node_config::{ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode};
 pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{

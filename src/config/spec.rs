@@ -269,6 +269,9 @@ pub struct PoolSpec {
     /// first served it, by a cookie the balancer inserts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky: Option<StickySpec>,
+    /// `[pool.discovery]`: more backends, taken from DNS by the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<super::DiscoverySpec>,
 }
 
 /// `[pool.sticky]`: as HAProxy's `cookie NAME insert indirect httponly`.
@@ -479,6 +482,11 @@ pub struct BackendSpec {
     /// Whether the backend takes new traffic.
     #[serde(default)]
     pub admin_state: AdminState,
+    /// The DNS name this backend was found under (`[pool.discovery]`);
+    /// absent for a backend the operator wrote. Discovered backends belong
+    /// to the discovery: a configuration applied keeps the current ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<String>,
 }
 
 /// An operator's decision about a backend, independent of its health.

@@ -77,6 +77,7 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
             address: address.to_string(),
             weight: 1,
             admin_state: Default::default(),
+            discovered: None,
         });
     }
     let seed = root.join("cluster.toml");
@@ -326,6 +327,7 @@ fn demo_spec(port: u16, backends: Vec<BackendSpec>) -> ClusterSpec {
             tls: None,
             protocol: Default::default(),
             sticky: None,
+            discovery: None,
         }],
         certificates: Vec::new(),
     }

@@ -344,6 +344,7 @@ pub async fn start(
     tokio::spawn(stall_watch::run(lease / 2, shutdown.clone()));
     tokio::spawn(ticket_rotation::run(control.clone(), shutdown.clone()));
     tokio::spawn(acme::run(control.clone(), shutdown.clone()));
+    tokio::spawn(crate::discovery::run(control.clone(), shutdown.clone()));
     if let Some(tls) = &tls {
         // New certificate files are picked up within seconds without a
         // SIGHUP too (a renewal agent that writes them in place).

@@ -40,6 +40,7 @@ const CERTIFICATES: &[u8] = b"certificates";
 const TICKET_KEYS: &[u8] = b"ticket_keys";
 const ACME_CHALLENGES: &[u8] = b"acme_challenges";
 const DRAINS: &[u8] = b"drains";
+const STALE_DISCOVERIES: &[u8] = b"stale_discoveries";
 /// The whole state as one document, as written before 0.8; read once and
 /// converted.
 const LEGACY: &[u8] = b"applied";
@@ -121,6 +122,7 @@ impl Legacy {
                 ticket_keys: Arc::default(),
                 acme_challenges: Arc::default(),
                 drains: Arc::default(),
+                stale_discoveries: Arc::default(),
             },
             health: self.health,
         }
@@ -197,18 +199,21 @@ impl StateStore {
 
     fn read(&self) -> Result<AppliedState, StorageError> {
         let get = |k: &[u8]| self.tree.get(k).map_err(read_error);
+        // A part written as one document, or its default when absent.
+        fn part<T: serde::de::DeserializeOwned + Default>(
+            bytes: Option<sled::IVec>,
+        ) -> Result<T, StorageError> {
+            bytes.map_or_else(
+                || Ok(T::default()),
+                |bytes| serde_json::from_slice(&bytes).map_err(read_error),
+            )
+        }
         let Some(meta) = get(META)? else {
             return Ok(AppliedState::default());
         };
         let meta: Meta = serde_json::from_slice(&meta).map_err(read_error)?;
-        let frontends: Vec<FrontendSpec> = match get(FRONTENDS)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Vec::new(),
-        };
-        let order: Vec<String> = match get(POOL_ORDER)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Vec::new(),
-        };
+        let frontends: Vec<FrontendSpec> = part(get(FRONTENDS)?)?;
+        let order: Vec<String> = part(get(POOL_ORDER)?)?;
         let mut pools = Vec::with_capacity(order.len());
         for name in &order {
             let bytes = get(&key(POOL, name.as_bytes()))?
@@ -225,22 +230,11 @@ impl StateStore {
             .into_iter()
             .map(|(_, a)| Arc::new(a))
             .collect();
-        let certificates = match get(CERTIFICATES)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Default::default(),
-        };
-        let ticket_keys = match get(TICKET_KEYS)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Default::default(),
-        };
-        let acme_challenges = match get(ACME_CHALLENGES)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Default::default(),
-        };
-        let drains = match get(DRAINS)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(read_error)?,
-            None => Default::default(),
-        };
+        let certificates = part(get(CERTIFICATES)?)?;
+        let ticket_keys = part(get(TICKET_KEYS)?)?;
+        let acme_challenges = part(get(ACME_CHALLENGES)?)?;
+        let drains = part(get(DRAINS)?)?;
+        let stale_discoveries = part(get(STALE_DISCOVERIES)?)?;
         let health = self
             .scan::<bool>(HEALTH)?
             .into_iter()
@@ -262,6 +256,7 @@ impl StateStore {
                 ticket_keys: Arc::new(ticket_keys),
                 acme_challenges: Arc::new(acme_challenges),
                 drains: Arc::new(drains),
+                stale_discoveries: Arc::new(stale_discoveries),
             },
             health,
         })
@@ -307,6 +302,9 @@ impl StateStore {
         }
         if !Arc::ptr_eq(&now.acme_challenges, &before.acme_challenges) {
             writes.put(ACME_CHALLENGES, &*now.acme_challenges)?;
+        }
+        if !Arc::ptr_eq(&now.stale_discoveries, &before.stale_discoveries) {
+            writes.put(STALE_DISCOVERIES, &*now.stale_discoveries)?;
         }
         if !Arc::ptr_eq(&now.history, &before.history) {
             let newest_on_disk = before.history.revisions().next_back().map(|r| r.version);
@@ -358,6 +356,7 @@ impl StateStore {
         writes.put(TICKET_KEYS, &*applied.state.ticket_keys)?;
         writes.put(ACME_CHALLENGES, &*applied.state.acme_challenges)?;
         writes.put(DRAINS, &*applied.state.drains)?;
+        writes.put(STALE_DISCOVERIES, &*applied.state.stale_discoveries)?;
         for revision in applied.state.history.revisions() {
             writes.put(key(REVISION, &revision.version.to_be_bytes()), revision)?;
         }

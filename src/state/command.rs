@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::certificates::StoredCertificate;
+use super::discovery::{Found, Stale};
 use super::ticket_keys::TicketKey;
 use crate::config::{AdminState, BackendSpec, ClusterSpec};
 
@@ -97,6 +98,24 @@ pub enum Command {
         /// same one).
         key: TicketKey,
     },
+    /// The backends a pool's DNS name gives now (the leader, when a
+    /// lookup changed the set): they replace the pool's discovered ones.
+    SetDiscovered {
+        /// Pool name.
+        pool: String,
+        /// The name looked up; refused if the pool no longer follows it.
+        name: String,
+        /// What the lookup found, sorted.
+        found: Vec<Found>,
+    },
+    /// A pool's lookups fail (`stale`: since when and why; its last good
+    /// set is kept) or answer again (`None`). No configuration change.
+    SetDiscoveryStale {
+        /// Pool name.
+        pool: String,
+        /// The failure, or none.
+        stale: Option<Stale>,
+    },
 }
 
 impl Command {
@@ -144,6 +163,29 @@ impl Command {
             }
             Command::RotateTicketKeys { key } => {
                 format!("rotate session-ticket keys (new key {})", &key.id[..8])
+            }
+            Command::SetDiscovered { pool, name, found } => {
+                const LISTED: usize = 4;
+                let mut listed: Vec<&str> = found
+                    .iter()
+                    .take(LISTED)
+                    .map(|f| f.address.as_str())
+                    .collect();
+                let more = format!("{} more", found.len().saturating_sub(LISTED));
+                if found.len() > LISTED {
+                    listed.push(&more);
+                }
+                format!("pool {pool} from DNS {name}: {}", listed.join(", "))
+            }
+            Command::SetDiscoveryStale {
+                pool,
+                stale: Some(stale),
+            } => format!(
+                "lookups of {} for pool {pool} fail ({}): last set kept",
+                stale.name, stale.reason
+            ),
+            Command::SetDiscoveryStale { pool, stale: None } => {
+                format!("lookups for pool {pool} answer again")
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod certificates;
 mod command;
 mod diff;
+pub mod discovery;
 mod error;
 mod history;
 mod requests;
@@ -63,6 +64,10 @@ pub struct ClusterState {
     /// node and across restarts.
     #[serde(default)]
     pub drains: Arc<BTreeMap<String, u64>>,
+    /// Pools whose DNS lookups fail, by pool name (`[pool.discovery]`):
+    /// each keeps its last good set meanwhile.
+    #[serde(default)]
+    pub stale_discoveries: Arc<discovery::StaleDiscoveries>,
 }
 
 /// The key of a backend in [`ClusterState::drains`].
@@ -230,6 +235,15 @@ impl ClusterState {
                 self.ticket_keys = Arc::new(ticket_keys::rotated(&self.ticket_keys, key));
                 return Ok(self.version);
             }
+            Command::SetDiscoveryStale { pool, stale } => {
+                // Not configuration either.
+                let stales = Arc::make_mut(&mut self.stale_discoveries);
+                match stale {
+                    Some(stale) => stales.insert(pool, stale),
+                    None => stales.remove(&pool),
+                };
+                return Ok(self.version);
+            }
             other => other,
         };
         let next = self.next_spec(command)?;
@@ -238,6 +252,9 @@ impl ClusterState {
         }
         validate(&next)?;
         check_client_certificates(&next, &self.certificates)?;
+        if let Some(kept) = discovery::prune_stale(&next, &self.stale_discoveries) {
+            self.stale_discoveries = Arc::new(kept);
+        }
         self.spec = Arc::new(next);
         self.version += 1;
         debug_assert!(validate(&self.spec).is_ok(), "state must stay valid");
@@ -315,9 +332,16 @@ impl ClusterState {
     }
 
     fn next_spec(&self, command: Command) -> Result<ClusterSpec, StateError> {
-        let mut spec = match &command {
-            Command::ApplyConfig { .. } | Command::Rollback { .. } => ClusterSpec::default(),
-            _ => ClusterSpec::clone(&self.spec),
+        // A whole configuration (applied or rolled back to) keeps the
+        // backends DNS gave for the records it still follows.
+        let whole = matches!(
+            command,
+            Command::ApplyConfig { .. } | Command::Rollback { .. }
+        );
+        let mut spec = if whole {
+            ClusterSpec::default()
+        } else {
+            ClusterSpec::clone(&self.spec)
         };
         match command {
             Command::Rollback { version } => {
@@ -379,14 +403,29 @@ impl ClusterState {
                 address,
                 state,
             } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
+            Command::SetDiscovered { pool, name, found } => {
+                let target = pool_mut(&mut spec, &pool)?;
+                if target.discovery.as_ref().is_none_or(|d| d.name != name) {
+                    return Err(StateError::invalid(
+                        format!("pool[{pool}].discovery.name"),
+                        name,
+                        "the pool no longer follows this name",
+                    ));
+                }
+                discovery::replace_discovered(target, &name, found);
+            }
             Command::PutCertificate { .. }
             | Command::RemoveCertificate { .. }
             | Command::RenewCertificate { .. }
             | Command::PutAcmeChallenge { .. }
             | Command::RemoveAcmeChallenge { .. }
-            | Command::RotateTicketKeys { .. } => {
-                unreachable!("certificates are dispatched on their own")
+            | Command::RotateTicketKeys { .. }
+            | Command::SetDiscoveryStale { .. } => {
+                unreachable!("dispatched on their own")
             }
+        }
+        if whole {
+            discovery::keep_discovered(&self.spec, &mut spec);
         }
         Ok(spec)
     }

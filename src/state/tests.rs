@@ -302,6 +302,7 @@ fn incremental_commands_change_one_backend() {
             address: "127.0.0.1:9003".into(),
             weight: 5,
             admin_state: AdminState::Active,
+            discovered: None,
         },
     };
     assert_eq!(state.dispatch(add.clone()), Ok(2));

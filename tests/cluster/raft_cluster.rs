@@ -210,11 +210,13 @@ async fn a_follower_behind_a_purged_log_recovers_by_snapshot() {
                 address: format!("127.1.{}.{}:9", i / 250, i % 250 + 1),
                 weight: 1,
                 admin_state: Default::default(),
+                discovered: None,
             })
             .collect(),
         tls: None,
         protocol: Default::default(),
         sticky: None,
+        discovery: None,
     });
     let mut version = 0;
     for weight in 2..=13 {
@@ -388,6 +390,7 @@ async fn nothing_acknowledged_is_lost_while_leaders_are_killed() {
             tls: None,
             protocol: Default::default(),
             sticky: None,
+            discovery: None,
         });
         let mut attempts = 0;
         loop {

@@ -1,0 +1,525 @@
+//! Backends found in DNS (`[pool.discovery]`), on the state's side: the
+//! leader's lookups change them through [`super::Command::SetDiscovered`],
+//! one committed version per change of the set; the state records which
+//! pools' lookups fail ([`Stale`]); and a configuration applied or rolled
+//! back keeps the discovered backends of the records it still follows, so
+//! they belong to DNS, not to versions of the file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterState, StateError};
+use crate::config::{AdminState, BackendSpec, ClusterSpec, DiscoverySpec, PoolSpec, RecordType};
+
+/// One backend a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Found {
+    /// `IP:PORT`.
+    pub address: String,
+    /// From the SRV record, or the pool's `[pool.discovery] weight`.
+    pub weight: u32,
+}
+
+/// A pool whose lookups fail: its last good set is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stale {
+    /// The name whose lookups fail.
+    pub name: String,
+    /// The first failure after the last answer, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// `timeout`, `SERVFAIL`, `NXDOMAIN`, `no records`, …
+    pub reason: String,
+}
+
+/// Stale pools, by pool name.
+pub type StaleDiscoveries = BTreeMap<String, Stale>;
+
+/// Makes `found` the discovered backends of `pool` under `name`. A
+/// backend found again keeps its admin state (an operator's drain or
+/// disable stands); its weight is DNS's. An address the operator wrote
+/// into the pool stays the operator's.
+pub(super) fn replace_discovered(pool: &mut PoolSpec, name: &str, found: Vec<Found>) {
+    let mut before: HashMap<String, AdminState> = HashMap::new();
+    pool.backends.retain(|b| {
+        if b.discovered.is_none() {
+            return true;
+        }
+        before.insert(b.address.clone(), b.admin_state);
+        false
+    });
+    let written: HashSet<String> = pool.backends.iter().map(|b| b.address.clone()).collect();
+    for f in found {
+        if written.contains(&f.address) {
+            continue;
+        }
+        pool.backends.push(BackendSpec {
+            admin_state: before.get(&f.address).copied().unwrap_or_default(),
+            address: f.address,
+            weight: f.weight,
+            discovered: Some(name.to_string()),
+        });
+    }
+}
+
+/// Gives `next` (a configuration being applied or rolled back to) the
+/// discovered backends `current` has for the records each pool still
+/// follows; backends marked discovered in `next` itself (a file written
+/// by `ctl get config`) are dropped for them.
+pub(super) fn keep_discovered(current: &ClusterSpec, next: &mut ClusterSpec) {
+    for pool in &mut next.pools {
+        pool.backends.retain(|b| b.discovered.is_none());
+        let Some(discovery) = &pool.discovery else {
+            continue;
+        };
+        let Some(old) = current.pools.iter().find(|p| p.name == pool.name) else {
+            continue;
+        };
+        if !old
+            .discovery
+            .as_ref()
+            .is_some_and(|d| d.same_records(discovery))
+        {
+            continue;
+        }
+        let written: HashSet<&str> = pool.backends.iter().map(|b| b.address.as_str()).collect();
+        let kept: Vec<BackendSpec> = old
+            .backends
+            .iter()
+            .filter(|b| b.discovered.is_some() && !written.contains(b.address.as_str()))
+            .cloned()
+            .collect();
+        pool.backends.extend(kept);
+    }
+}
+
+/// Forgets stale marks of pools that no longer follow the name.
+pub(super) fn prune_stale(
+    spec: &ClusterSpec,
+    stale: &StaleDiscoveries,
+) -> Option<StaleDiscoveries> {
+    let follows = |pool: &str, name: &str| {
+        spec.pools
+            .iter()
+            .any(|p| p.name == pool && p.discovery.as_ref().is_some_and(|d| d.name == name))
+    };
+    if stale.iter().all(|(pool, s)| follows(pool, &s.name)) {
+        return None;
+    }
+    Some(
+        stale
+            .iter()
+            .filter(|(pool, s)| follows(pool, &s.name))
+            .map(|(pool, s)| (pool.clone(), s.clone()))
+            .collect(),
+    )
+}
+
+/// Checks a pool's `[pool.discovery]` and its discovered backends.
+pub(super) fn validate(pool: &PoolSpec) -> Result<(), StateError> {
+    let at = |field: &str| format!("pool[{}].discovery.{field}", pool.name);
+    for backend in pool.backends.iter().filter(|b| b.discovered.is_some()) {
+        let name = backend.discovered.as_deref().unwrap_or_default();
+        if pool.discovery.as_ref().is_none_or(|d| d.name != name) {
+            return Err(StateError::invalid(
+                format!(
+                    "pool[{}].backend[{}].discovered",
+                    pool.name, backend.address
+                ),
+                name,
+                "the pool discovers no such name",
+            ));
+        }
+    }
+    let Some(discovery) = &pool.discovery else {
+        return Ok(());
+    };
+    check_name(&at("name"), &discovery.name)?;
+    match (discovery.record_type, discovery.port) {
+        (RecordType::Srv, Some(port)) => {
+            return Err(StateError::invalid(
+                at("port"),
+                port,
+                "SRV records carry their own ports: leave port out",
+            ));
+        }
+        (RecordType::A | RecordType::Aaaa, None | Some(0)) => {
+            return Err(StateError::invalid(
+                at("port"),
+                discovery.port.unwrap_or(0),
+                "A and AAAA records need the backends' port (1 to 65535)",
+            ));
+        }
+        _ => {}
+    }
+    match (discovery.record_type, discovery.weight) {
+        (RecordType::Srv, Some(weight)) => {
+            return Err(StateError::invalid(
+                at("weight"),
+                weight,
+                "SRV records carry their own weights: leave weight out",
+            ));
+        }
+        (_, Some(weight)) => super::validate::check_weight(&at("weight"), weight)?,
+        (_, None) => {}
+    }
+    if discovery.resolvers.len() > MAX_RESOLVERS {
+        return Err(StateError::invalid(
+            at("resolvers"),
+            discovery.resolvers.len(),
+            format!("at most {MAX_RESOLVERS} name servers"),
+        ));
+    }
+    for resolver in &discovery.resolvers {
+        if resolver_address(resolver).is_none() {
+            return Err(StateError::invalid(
+                at("resolvers"),
+                resolver,
+                "expected IP or IP:PORT, such as 10.96.0.10 or [fd00::a]:53",
+            ));
+        }
+    }
+    if !(MIN_INTERVAL_MS..=3_600_000).contains(&discovery.interval_ms) {
+        return Err(StateError::invalid(
+            at("interval_ms"),
+            discovery.interval_ms,
+            format!("must be {MIN_INTERVAL_MS} ms to 1 h"),
+        ));
+    }
+    if !(1..=100).contains(&discovery.remove_after) {
+        return Err(StateError::invalid(
+            at("remove_after"),
+            discovery.remove_after,
+            "must be 1 to 100",
+        ));
+    }
+    Ok(())
+}
+
+/// The shortest `interval_ms`.
+pub const MIN_INTERVAL_MS: u64 = 100;
+/// Most name servers one pool may name.
+pub const MAX_RESOLVERS: usize = 8;
+
+/// A `resolvers` entry as a socket address (port 53 when left out).
+pub fn resolver_address(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`
+/// (SRV's `_http._tcp`), each 1 to 63 bytes, 253 in all; a final dot
+/// allowed.
+fn check_name(field: &str, name: &str) -> Result<(), StateError> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if bare.is_empty() || bare.len() > 253 || !bare.split('.').all(label_ok) {
+        return Err(StateError::invalid(
+            field,
+            name,
+            "not a DNS name (labels of letters, digits, '-' and '_', joined by dots)",
+        ));
+    }
+    Ok(())
+}
+
+/// The found set of a lookup, as the state holds it for `pool` now.
+pub fn current_found(pool: &PoolSpec) -> Vec<Found> {
+    let mut found: Vec<Found> = pool
+        .backends
+        .iter()
+        .filter(|b| b.discovered.is_some())
+        .map(|b| Found {
+            address: b.address.clone(),
+            weight: b.weight,
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A pool that takes backends from DNS, as `ctl status` and `/status`
+/// show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiscoveryView {
+    /// Pool name.
+    pub pool: String,
+    /// The name followed.
+    pub name: String,
+    /// `A`, `AAAA` or `SRV`.
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    /// Discovered backends in the pool now.
+    pub backends: usize,
+    /// While lookups fail: since when (ms since the Unix epoch).
+    pub stale_since_ms: Option<u64>,
+    /// And why.
+    pub stale_reason: Option<String>,
+}
+
+/// Every pool that takes backends from DNS, in file order.
+pub fn views(state: &ClusterState) -> Vec<DiscoveryView> {
+    discovered_pools(&state.spec)
+        .map(|(pool, discovery)| {
+            let stale = state
+                .stale_discoveries
+                .get(&pool.name)
+                .filter(|s| s.name == discovery.name);
+            DiscoveryView {
+                pool: pool.name.clone(),
+                name: discovery.name.clone(),
+                record_type: discovery.record_type.as_str(),
+                backends: pool
+                    .backends
+                    .iter()
+                    .filter(|b| b.discovered.is_some())
+                    .count(),
+                stale_since_ms: stale.map(|s| s.since_ms),
+                stale_reason: stale.map(|s| s.reason.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The pools that take backends from DNS, with their settings.
+pub fn discovered_pools(spec: &ClusterSpec) -> impl Iterator<Item = (&PoolSpec, &DiscoverySpec)> {
+    spec.pools
+        .iter()
+        .filter_map(|p| p.discovery.as_ref().map(|d| (p, d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ClusterState, Command, Origin};
+
+    fn state() -> ClusterState {
+        let spec: ClusterSpec = toml::from_str(
+            r#"
+[[frontend]]
+name = "web"
+port = 8080
+protocol = "http"
+pool = "web"
+[[pool]]
+name = "web"
+  [[pool.backend]]
+  address = "127.0.0.1:9001"
+  [pool.discovery]
+  name = "web.test"
+  type = "A"
+  port = 9000
+"#,
+        )
+        .expect("spec");
+        let mut state = ClusterState::default();
+        state
+            .apply(
+                Command::ApplyConfig {
+                    spec,
+                    if_version: None,
+                    note: None,
+                },
+                Origin {
+                    time_ms: 0,
+                    caller: "test".into(),
+                },
+            )
+            .expect("applies");
+        state
+    }
+
+    fn found(addresses: &[&str]) -> Vec<Found> {
+        addresses
+            .iter()
+            .map(|a| Found {
+                address: a.to_string(),
+                weight: 2,
+            })
+            .collect()
+    }
+
+    fn discover(state: &mut ClusterState, addresses: &[&str]) -> Result<u64, StateError> {
+        state
+            .apply(
+                Command::SetDiscovered {
+                    pool: "web".into(),
+                    name: "web.test".into(),
+                    found: found(addresses),
+                },
+                Origin {
+                    time_ms: 1,
+                    caller: "dns web.test".into(),
+                },
+            )
+            .map(|a| a.version)
+    }
+
+    fn addresses(state: &ClusterState) -> Vec<(String, Option<String>, AdminState)> {
+        state.spec.pools[0]
+            .backends
+            .iter()
+            .map(|b| (b.address.clone(), b.discovered.clone(), b.admin_state))
+            .collect()
+    }
+
+    #[test]
+    fn a_change_of_the_set_is_one_version_and_the_same_set_none() {
+        let mut state = state();
+        assert_eq!(
+            discover(&mut state, &["127.0.0.2:9000", "127.0.0.3:9000"]),
+            Ok(2)
+        );
+        assert_eq!(
+            discover(&mut state, &["127.0.0.2:9000", "127.0.0.3:9000"]),
+            Ok(2)
+        );
+        assert_eq!(discover(&mut state, &["127.0.0.3:9000"]), Ok(3));
+        let last = state.history.revisions().last().expect("revision").clone();
+        assert_eq!(last.origin.caller, "dns web.test");
+        assert_eq!(last.summary, "-1 backend");
+        assert_eq!(last.command, "pool web from DNS web.test: 127.0.0.3:9000");
+        assert_eq!(
+            addresses(&state),
+            vec![
+                ("127.0.0.1:9001".into(), None, AdminState::Active),
+                (
+                    "127.0.0.3:9000".into(),
+                    Some("web.test".into()),
+                    AdminState::Active
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_operators_drain_stands_and_a_written_address_stays_the_operators() {
+        let mut state = state();
+        discover(&mut state, &["127.0.0.2:9000"]).expect("found");
+        state
+            .dispatch(Command::SetAdminState {
+                pool: "web".into(),
+                address: "127.0.0.2:9000".into(),
+                state: AdminState::Draining,
+            })
+            .expect("drains");
+        discover(&mut state, &["127.0.0.2:9000", "127.0.0.1:9001"]).expect("found");
+        assert_eq!(
+            addresses(&state),
+            vec![
+                ("127.0.0.1:9001".into(), None, AdminState::Active),
+                (
+                    "127.0.0.2:9000".into(),
+                    Some("web.test".into()),
+                    AdminState::Draining
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_applied_file_keeps_the_discovered_backends_unless_it_follows_other_records() {
+        let mut state = state();
+        discover(&mut state, &["127.0.0.2:9000"]).expect("found");
+        let version = state.version;
+        // The same file again (as `ctl get config` prints it, or without
+        // the discovered backends): nothing changes.
+        let mut same = ClusterSpec::clone(&state.spec);
+        let apply = |spec: ClusterSpec| Command::ApplyConfig {
+            spec,
+            if_version: None,
+            note: None,
+        };
+        assert_eq!(state.dispatch(apply(same.clone())), Ok(version));
+        same.pools[0].backends.truncate(1);
+        assert_eq!(state.dispatch(apply(same.clone())), Ok(version));
+        // A rollback to before the lookup keeps them too.
+        assert_eq!(
+            state.dispatch(Command::Rollback { version: 1 }),
+            Ok(version)
+        );
+        // Another port: other records, the old backends go.
+        let mut other = same;
+        other.pools[0].discovery.as_mut().expect("discovery").port = Some(9100);
+        state.dispatch(apply(other)).expect("applies");
+        assert_eq!(
+            addresses(&state),
+            vec![("127.0.0.1:9001".into(), None, AdminState::Active)]
+        );
+    }
+
+    #[test]
+    fn a_lookup_for_a_name_the_pool_left_is_refused() {
+        let mut state = state();
+        let refused = state.dispatch(Command::SetDiscovered {
+            pool: "web".into(),
+            name: "old.test".into(),
+            found: found(&["127.0.0.2:9000"]),
+        });
+        assert!(
+            matches!(refused, Err(StateError::Invalid { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_field() {
+        let check = |extra: &str| {
+            let text = format!(
+                "[[pool]]\nname = \"web\"\n  [pool.discovery]\n  name = \"web.test\"\n{extra}"
+            );
+            let spec: ClusterSpec = toml::from_str(&text).expect("parses");
+            crate::state::validate(&spec).map_err(|e| e.to_string())
+        };
+        assert!(check("type = \"A\"\nport = 80\n").is_ok());
+        assert!(check("type = \"SRV\"\n").is_ok());
+        for (extra, field) in [
+            ("type = \"A\"\n", "discovery.port"),
+            ("type = \"SRV\"\nport = 80\n", "discovery.port"),
+            ("type = \"SRV\"\nweight = 3\n", "discovery.weight"),
+            ("type = \"A\"\nport = 80\nweight = 0\n", "discovery.weight"),
+            (
+                "type = \"A\"\nport = 80\nresolvers = [\"dns\"]\n",
+                "discovery.resolvers",
+            ),
+            (
+                "type = \"A\"\nport = 80\ninterval_ms = 5\n",
+                "discovery.interval_ms",
+            ),
+            (
+                "type = \"A\"\nport = 80\nremove_after = 0\n",
+                "discovery.remove_after",
+            ),
+        ] {
+            let error = check(extra).expect_err(extra);
+            assert!(error.contains(field), "{extra}: {error}");
+        }
+        let bad_name: ClusterSpec = toml::from_str(
+            "[[pool]]\nname = \"web\"\n  [pool.discovery]\n  name = \"web..test\"\n  type = \"A\"\n  port = 80\n",
+        )
+        .expect("parses");
+        assert!(crate::state::validate(&bad_name).is_err());
+    }
+
+    #[test]
+    fn resolvers_default_to_port_53() {
+        assert_eq!(
+            resolver_address("10.96.0.10"),
+            Some("10.96.0.10:53".parse().expect("address"))
+        );
+        assert_eq!(
+            resolver_address("[fd00::a]:5353"),
+            Some("[fd00::a]:5353".parse().expect("address"))
+        );
+        assert_eq!(resolver_address("dns.example"), None);
+    }
+}
