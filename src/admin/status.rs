@@ -66,6 +66,8 @@ pub struct Status {
     session_ticket_keys: usize,
     frontends: Vec<FrontendStatus>,
     backends: Vec<BackendStatus>,
+    /// Pools that take backends from DNS, and whether their lookups fail.
+    discovery: Vec<crate::state::discovery::DiscoveryView>,
 }
 
 #[derive(Serialize)]
@@ -133,6 +135,7 @@ impl AdminState {
             vip: self.vip.status(),
             cert_expires_ms: self.control.tls.as_ref().map(|tls| tls.expires_ms()),
             session_ticket_keys: self.control.served.state().ticket_keys.len(),
+            discovery: crate::state::discovery::views(&self.control.served.state()),
             frontends,
             backends,
         }
@@ -184,6 +187,19 @@ impl AdminState {
                 alerts.push(format!(
                     "pool {} is in panic mode: no backend is healthy, traffic goes to all of them",
                     pool.name
+                ));
+            }
+        }
+        for d in &node.discovery {
+            if let (Some(since), Some(reason)) = (d.stale_since_ms, &d.stale_reason) {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since);
+                alerts.push(format!(
+                    "pool {}: DNS lookups of {} fail ({reason}), stale since {} ({} s): its last {} discovered backends are kept",
+                    d.pool,
+                    d.name,
+                    humantime::format_rfc3339_seconds(at),
+                    now_ms.saturating_sub(since) / 1000,
+                    d.backends
                 ));
             }
         }

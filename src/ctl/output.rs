@@ -61,6 +61,10 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
                 "address": status.vip_address, "holders": vip_holders(status),
                 "announced_by": bgp_announcers(status),
             },
+            "discovery": status.discovery.iter().map(|d| serde_json::json!({
+                "pool": d.pool, "name": d.name, "type": d.r#type, "backends": d.backends,
+                "stale_since_ms": d.stale_since_ms, "stale_reason": d.stale_reason,
+            })).collect::<Vec<_>>(),
         })
         .to_string();
     }
@@ -139,8 +143,13 @@ fn status_at(status: &pb::StatusReply, json: bool, now_ms: u64) -> String {
     } else {
         status.role.clone()
     };
+    let discovery: String = status
+        .discovery
+        .iter()
+        .map(|d| discovery_line(d, now_ms))
+        .collect();
     format!(
-        "answered by node {} ({role}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n{warnings}\n{}",
+        "answered by node {} ({role}); leader {leader}, term {}, applied index {}, config version {}\n{vip}\n{discovery}{warnings}\n{}",
         status.id,
         status.term,
         status.applied_index,
@@ -213,6 +222,23 @@ pub fn transferred(reply: &pb::TransferLeaderReply, json: bool) -> String {
     )
 }
 
+/// One pool that takes backends from DNS, for `ctl status`.
+fn discovery_line(d: &pb::DiscoveryState, now_ms: u64) -> String {
+    let head = format!(
+        "pool {}: {} backends from DNS {} {}",
+        d.pool, d.backends, d.r#type, d.name
+    );
+    match d.stale_since_ms {
+        None => format!("{head}\n"),
+        Some(since) => format!(
+            "{head}: STALE since {} ({} s): lookups fail ({}), the last set is kept\n",
+            utc(since),
+            now_ms.saturating_sub(since) / 1000,
+            d.stale_reason
+        ),
+    }
+}
+
 /// `ctl get [what]`.
 pub fn config(
     version: u64,
@@ -263,7 +289,7 @@ pub fn config(
                 .collect(),
         ),
         Some("backends") => table(
-            &["pool", "address", "weight", "admin_state", "health"],
+            &["pool", "address", "weight", "admin_state", "health", "source"],
             backend_rows(spec, health)
                 .into_iter()
                 .map(|b| {
@@ -273,6 +299,8 @@ pub fn config(
                         b.weight.to_string(),
                         b.admin_state,
                         b.health,
+                        b.discovered
+                            .map_or_else(|| "config".to_string(), |name| format!("dns {name}")),
                     ]
                 })
                 .collect(),
@@ -292,6 +320,9 @@ struct BackendRow {
     admin_state: String,
     /// The committed (majority) health, `-` when not checked or not known.
     health: String,
+    /// The DNS name it was found under; absent for a written backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovered: Option<String>,
 }
 
 fn backend_rows(
@@ -310,6 +341,7 @@ fn backend_rows(
                     .get(&format!("{}/{}", p.name, b.address))
                     .cloned()
                     .unwrap_or_else(|| "-".into()),
+                discovered: b.discovered.clone(),
             })
         })
         .collect()

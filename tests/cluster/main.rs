@@ -6,6 +6,7 @@ mod backend_tls;
 mod certificate_files;
 mod control_api;
 mod control_plane;
+mod discovery;
 mod ecmp;
 mod failover;
 mod first_hour;

@@ -1,0 +1,325 @@
+//! Backends from DNS (`[pool.discovery]`): a real name server (unbound)
+//! whose records the test changes while three nodes serve.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::fixture::*;
+
+/// The addresses of `pool`'s backends in `node`'s routing table (what it
+/// forwards to); `None` if it does not answer.
+fn served(node: &Node, pool: &str) -> Option<BTreeSet<String>> {
+    let status = node.try_status()?;
+    Some(
+        status["backends"]
+            .as_array()?
+            .iter()
+            .filter(|b| b["pool"] == pool)
+            .filter_map(|b| Some(b["address"].as_str()?.to_string()))
+            .collect(),
+    )
+}
+
+/// How long until every running node serves exactly `want` in `pool`.
+async fn every_node_serves(cluster: &Cluster, pool: &str, want: &[SocketAddr]) -> Duration {
+    let want: BTreeSet<String> = want.iter().map(SocketAddr::to_string).collect();
+    let took = time_until(Duration::from_secs(15), Duration::from_millis(10), || {
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .all(|n| served(n, pool).as_ref() == Some(&want))
+    })
+    .await;
+    took.unwrap_or_else(|| {
+        let seen: Vec<_> = cluster.nodes.iter().map(|n| served(n, pool)).collect();
+        cluster.dump_logs();
+        panic!("not every node serves {want:?} in pool {pool}: {seen:?}")
+    })
+}
+
+/// `pool`'s discovery entry in `node`'s `/status`.
+fn discovery_status(node: &Node, pool: &str) -> Option<serde_json::Value> {
+    node.try_status()?["discovery"]
+        .as_array()?
+        .iter()
+        .find(|d| d["pool"] == pool)
+        .cloned()
+}
+
+/// Waits until every running node shows `pool` stale for `reason`
+/// (`None`: not stale).
+async fn every_node_shows_stale(cluster: &Cluster, pool: &str, reasons: &[&str]) {
+    let shown = wait_until(Duration::from_secs(15), || {
+        cluster.nodes.iter().filter(|n| n.is_running()).all(|n| {
+            let reason = discovery_status(n, pool)
+                .and_then(|d| d["stale_reason"].as_str().map(str::to_string));
+            match reason {
+                None => reasons.is_empty(),
+                Some(reason) => reasons.contains(&reason.as_str()),
+            }
+        })
+    })
+    .await;
+    assert!(
+        shown,
+        "pool {pool} not shown stale for {reasons:?}: {:?}",
+        cluster
+            .nodes
+            .iter()
+            .map(|n| discovery_status(n, pool))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn a_record(name: &str, backend: &HttpBackend) -> String {
+    format!("{name} 1 IN A {}", backend.address.ip())
+}
+
+fn srv_record(target: &str, backend: &HttpBackend, weight: u16) -> String {
+    format!(
+        "_http._tcp.api.test. 1 IN SRV 0 {weight} {} {target}",
+        backend.address.port()
+    )
+}
+
+/// Which backends answer `n` GETs through `node`'s frontend on `port`.
+async fn answering(node: &Node, port: u16, n: usize) -> BTreeSet<String> {
+    let client = client();
+    let mut names = BTreeSet::new();
+    for _ in 0..n {
+        let (status, backend, body) = get(&client, &node.url(port, "/"), &[]).await;
+        assert_eq!(status, hyper::StatusCode::OK, "node {}: {body}", node.id);
+        names.insert(backend);
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_follow_a_and_srv_records_on_every_node_and_keep_their_last_set_when_dns_fails() {
+    // Three web backends on one port at three addresses (A records give
+    // addresses only), two api backends found by SRV.
+    let w1 = HttpBackend::start("w1", unique_ip()).await;
+    let port = w1.address.port();
+    let at = |b: &HttpBackend| SocketAddr::new(unique_ip(), b.address.port());
+    let w2 = HttpBackend::start_at("w2", at(&w1), BackendBehaviour::default()).await;
+    let w3 = HttpBackend::start_at("w3", at(&w1), BackendBehaviour::default()).await;
+    let s1 = HttpBackend::start("s1", unique_ip()).await;
+    let s2 = HttpBackend::start("s2", unique_ip()).await;
+    let web = "web.test.";
+    let api = "_http._tcp.api.test.";
+    let mut dns = DnsServer::start(
+        "test.",
+        &[
+            &a_record(web, &w1),
+            &a_record(web, &w2),
+            &srv_record("s1.test.", &s1, 10),
+            &a_record("s1.test.", &s1),
+        ],
+    );
+    let toml = format!(
+        r#"
+[[frontend]]
+name = "web"
+port = 8080
+protocol = "http"
+pool = "web"
+[[frontend]]
+name = "api"
+port = 8081
+protocol = "http"
+pool = "api"
+[[pool]]
+name = "web"
+  [pool.discovery]
+  name = "web.test"
+  type = "A"
+  port = {port}
+  resolvers = ["{dns}"]
+  interval_ms = 200
+  remove_after = 2
+[[pool]]
+name = "api"
+algorithm = "weighted_round_robin"
+  [pool.discovery]
+  name = "_http._tcp.api.test"
+  type = "SRV"
+  resolvers = ["{dns}"]
+  interval_ms = 200
+  remove_after = 1
+"#,
+        dns = dns.address
+    );
+    let mut cluster = Cluster::start(3, &toml).await;
+    let endpoints = cluster.endpoints();
+
+    // The first answers, on every node, and traffic by them.
+    every_node_serves(&cluster, "web", &[w1.address, w2.address]).await;
+    every_node_serves(&cluster, "api", &[s1.address]).await;
+    for node in &cluster.nodes {
+        assert_eq!(answering(node, 8080, 6).await, BTreeSet::from(["w1".into(), "w2".into()]));
+    }
+    let (code, listing, _) = ctl(&endpoints, &["get", "backends"]);
+    assert_eq!(code, 0);
+    let row = listing
+        .lines()
+        .find(|l| l.contains(&w2.address.to_string()))
+        .unwrap_or_else(|| panic!("no row for w2: {listing}"));
+    assert!(row.contains("dns web.test"), "{listing}");
+
+    // An A record added: every node forwards to it.
+    dns.set(web, &[&a_record(web, &w1), &a_record(web, &w2), &a_record(web, &w3)]);
+    let added = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
+    for node in &cluster.nodes {
+        assert!(answering(node, 8080, 6).await.contains("w3"), "node {}", node.id);
+    }
+
+    // SRV: a second target with its own port and weight.
+    dns.set("s2.test.", &[&a_record("s2.test.", &s2)]);
+    dns.set(
+        api,
+        &[&srv_record("s1.test.", &s1, 10), &srv_record("s2.test.", &s2, 30)],
+    );
+    let srv_added = every_node_serves(&cluster, "api", &[s1.address, s2.address]).await;
+    let (_, json, _) = ctl(&endpoints, &["get", "backends", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let weight_of = |backend: &HttpBackend| {
+        listed["backends"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["address"] == backend.address.to_string()))
+            .map(|r| (r["weight"].as_u64(), r["discovered"].as_str().map(str::to_string)))
+    };
+    let srv_name = Some("_http._tcp.api.test".to_string());
+    assert_eq!(weight_of(&s1), Some((Some(10), srv_name.clone())), "{json}");
+    assert_eq!(weight_of(&s2), Some((Some(30), srv_name)), "{json}");
+    assert_eq!(
+        answering(&cluster.nodes[0], 8081, 8).await,
+        BTreeSet::from(["s1".into(), "s2".into()])
+    );
+    // A target's record gone: the set follows (remove_after = 1).
+    dns.set(api, &[&srv_record("s2.test.", &s2, 30)]);
+    let srv_removed = every_node_serves(&cluster, "api", &[s2.address]).await;
+
+    // A record removed while a long request to its backend runs: the
+    // request finishes; no new one goes there.
+    let node = &cluster.nodes[0];
+    let mut upload = tokio::net::TcpStream::connect(node.frontend(8080))
+        .await
+        .expect("connect");
+    let body_len = 256 * 1024;
+    upload
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nHost: web\r\nContent-Length: {body_len}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("head");
+    upload.write_all(&vec![b'x'; 64 * 1024]).await.expect("part");
+    let mut busy = None;
+    let found = wait_until(Duration::from_secs(10), || {
+        busy = node.try_status().and_then(|s| {
+            s["backends"].as_array()?.iter().find_map(|b| {
+                (b["pool"] == "web" && b["active_connections"].as_i64() > Some(0))
+                    .then(|| b["address"].as_str().map(str::to_string))
+                    .flatten()
+            })
+        });
+        busy.is_some()
+    })
+    .await;
+    assert!(found, "the upload reached no backend");
+    let busy = busy.expect("busy backend");
+    let all = [&w1, &w2, &w3];
+    let (gone, kept): (Vec<&HttpBackend>, Vec<&HttpBackend>) = all
+        .into_iter()
+        .partition(|b| b.address.to_string() == busy);
+    let records: Vec<String> = kept.iter().map(|b| a_record(web, b)).collect();
+    dns.set(web, &records.iter().map(String::as_str).collect::<Vec<_>>());
+    let kept_addresses: Vec<SocketAddr> = kept.iter().map(|b| b.address).collect();
+    let removed = every_node_serves(&cluster, "web", &kept_addresses).await;
+    upload
+        .write_all(&vec![b'x'; body_len - 64 * 1024])
+        .await
+        .expect("rest");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = upload.read(&mut buffer).await.expect("read");
+            answer.extend_from_slice(&buffer[..n]);
+            if n == 0 || String::from_utf8_lossy(&answer).contains(&format!("{body_len}\n")) {
+                break;
+            }
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(read.is_ok(), "the long request did not finish: {answer:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("POST /upload {body_len}")),
+        "the long request was cut: {answer:?}"
+    );
+    let gone_name = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|body| body.split_whitespace().next())
+        .map(str::to_string)
+        .expect("backend name");
+    let before = gone[0].count();
+    for node in &cluster.nodes {
+        assert!(!answering(node, 8080, 6).await.contains(&gone_name), "node {}", node.id);
+    }
+    assert_eq!(gone[0].count(), before, "a new request went to the removed backend");
+
+    // NXDOMAIN: the last set is kept and shown stale on every node.
+    dns.set(web, &[]);
+    every_node_shows_stale(&cluster, "web", &["NXDOMAIN"]).await;
+    every_node_serves(&cluster, "web", &kept_addresses).await;
+    let (_, status, _) = ctl(&endpoints, &["status"]);
+    assert!(
+        status.contains("pool web: 2 backends from DNS A web.test: STALE since"),
+        "{status}"
+    );
+    dns.set(web, &records.iter().map(String::as_str).collect::<Vec<_>>());
+    every_node_shows_stale(&cluster, "web", &[]).await;
+
+    // The name server gone: still the last set, stale, and the metric.
+    dns.kill();
+    every_node_shows_stale(&cluster, "web", &["unreachable", "timeout"]).await;
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.metric("raftlb_discovery_stale{pool=\"web\"}"),
+            Some(1.0),
+            "node {}",
+            node.id
+        );
+        assert_eq!(answering(node, 8080, 4).await.len(), 2, "node {}", node.id);
+    }
+    dns.restart();
+    every_node_shows_stale(&cluster, "web", &[]).await;
+
+    // The leader killed: the new one looks up within an interval of its
+    // election.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    cluster.nodes[leader].kill9();
+    dns.set(web, &[&a_record(web, &w1), &a_record(web, &w2), &a_record(web, &w3)]);
+    let resumed = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
+
+    // Every change is in the history, the name as its caller.
+    let (_, history, _) = ctl(&cluster.endpoints(), &["history"]);
+    assert!(history.contains("dns web.test"), "{history}");
+    assert!(history.contains("dns _http._tcp.api.test"), "{history}");
+    eprintln!(
+        "DNS change to every node forwarding (interval 200 ms): A added {}, SRV target added {}, \
+         SRV target removed (remove_after 1) {}, A removed (remove_after 2) {}, \
+         after the leader's kill -9 {}",
+        ms(added),
+        ms(srv_added),
+        ms(srv_removed),
+        ms(removed),
+        ms(resumed)
+    );
+}
