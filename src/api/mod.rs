@@ -440,7 +440,13 @@ impl ControlService for ControlApi {
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let request = request.into_inner();
-        address("raft_addr", &request.raft_addr)?;
+        crate::config::check_peer_address(&request.raft_addr).map_err(|why| {
+            Status::from(ControlError::from(StateError::invalid(
+                "raft_addr",
+                &request.raft_addr,
+                why,
+            )))
+        })?;
         if !request.api_addr.is_empty() {
             address("api_addr", &request.api_addr)?;
         }

@@ -9,7 +9,9 @@ mod spec;
 
 pub use bgp_config::BgpConfig;
 pub use discovery::{DiscoverySpec, RecordType, TTL_FLOOR_MS, defaults as discovery_defaults};
-pub use node_config::{ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode};
+pub use node_config::{
+    ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode, check_peer_address,
+};
 pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{
     AcmeFile, AdminState, Algorithm, BackendSpec, CertificateFile, CheckKind, ClusterSpec,

@@ -185,8 +185,11 @@ fn default_keep_logs() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterBootstrap {
-    /// Node id to peer address, for every first member.
-    pub members: BTreeMap<String, SocketAddr>,
+    /// Node id to peer address, for every first member: `IP:PORT`, or
+    /// `NAME:PORT` where the name is looked up at each connect (a
+    /// Kubernetes StatefulSet's `raftlb-0.raftlb-peers:7100`, whose pod
+    /// addresses change).
+    pub members: BTreeMap<String, String>,
     /// `cluster.toml` committed at bootstrap, relative to `node.toml`.
     #[serde(default)]
     pub seed: Option<PathBuf>,
@@ -273,6 +276,30 @@ fn default_serve_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
+/// A peer address: `IP:PORT` (`[IPv6]:PORT`) or `NAME:PORT`.
+pub fn check_peer_address(text: &str) -> Result<(), &'static str> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let expected = "expected IP:PORT or NAME:PORT";
+    let (name, port) = text.rsplit_once(':').ok_or(expected)?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or("the port must be 1 to 65535")?;
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(expected);
+    }
+    Ok(())
+}
+
 fn default_api_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7200))
 }
@@ -311,15 +338,17 @@ impl NodeConfig {
     }
 
     /// The first members as ids, checking that each key is a number.
-    pub fn members(&self) -> Result<BTreeMap<u64, SocketAddr>, String> {
+    pub fn members(&self) -> Result<BTreeMap<u64, String>, String> {
         self.cluster
             .members
             .iter()
-            .map(|(id, addr)| match id.parse::<u64>() {
-                Ok(id) => Ok((id, *addr)),
-                Err(_) => Err(format!(
-                    "cluster.members: key {id:?} is not a node id (a positive number)"
-                )),
+            .map(|(id, addr)| {
+                let id = id.parse::<u64>().map_err(|_| {
+                    format!("cluster.members: key {id:?} is not a node id (a positive number)")
+                })?;
+                check_peer_address(addr)
+                    .map_err(|why| format!("cluster.members: {id} = {addr:?}: {why}"))?;
+                Ok((id, addr.clone()))
             })
             .collect()
     }
@@ -493,6 +522,28 @@ address = "127.0.0.100"
                 .expect_err("no [tls]")
                 .starts_with("admin.tls")
         );
+    }
+
+    #[test]
+    fn members_are_addresses_or_names_with_ports() {
+        for good in [
+            "127.0.0.1:7100",
+            "[fd00::1]:7100",
+            "raftlb-0.raftlb-peers.lb.svc.cluster.local:7100",
+            "localhost:7100",
+        ] {
+            assert_eq!(check_peer_address(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "raftlb-0",
+            "raftlb-0:0",
+            "raftlb-0:http",
+            "a..b:7100",
+            "-a:7100",
+            ":7100",
+        ] {
+            assert!(check_peer_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

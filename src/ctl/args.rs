@@ -373,7 +373,7 @@ pub enum ClusterVerb {
     AddNode {
         /// New node id.
         id: u64,
-        /// Its peer address.
+        /// Its peer address: IP:PORT, or NAME:PORT (looked up at each connect).
         raft_addr: String,
         /// Its control API address.
         api_addr: String,

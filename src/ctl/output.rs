@@ -289,7 +289,14 @@ pub fn config(
                 .collect(),
         ),
         Some("backends") => table(
-            &["pool", "address", "weight", "admin_state", "health", "source"],
+            &[
+                "pool",
+                "address",
+                "weight",
+                "admin_state",
+                "health",
+                "source",
+            ],
             backend_rows(spec, health)
                 .into_iter()
                 .map(|b| {

@@ -100,8 +100,13 @@ async fn run_in(root: &std::path::Path, options: &DemoOptions) -> Result<(), Dem
     };
     crate::tls::bootstrap::init(&certs, &node_specs, &[admin]).map_err(DemoError::Setup)?;
 
-    let members: BTreeMap<String, SocketAddr> = (1..=options.nodes)
-        .map(|id| (id.to_string(), SocketAddr::new(node_ip(id), 7100)))
+    let members: BTreeMap<String, String> = (1..=options.nodes)
+        .map(|id| {
+            (
+                id.to_string(),
+                SocketAddr::new(node_ip(id), 7100).to_string(),
+            )
+        })
         .collect();
     let mut nodes = Vec::new();
     for id in 1..=options.nodes {
@@ -172,7 +177,7 @@ fn node_ip(id: u8) -> IpAddr {
 fn node_config(
     id: u8,
     root: &std::path::Path,
-    members: &BTreeMap<String, SocketAddr>,
+    members: &BTreeMap<String, String>,
     seed: &std::path::Path,
 ) -> NodeConfig {
     let ip = node_ip(id);

@@ -22,7 +22,7 @@ use crate::state::certificates::StoredCertificate;
 pub(super) async fn bootstrap(
     raft: &Raft,
     id: NodeId,
-    members: &BTreeMap<NodeId, std::net::SocketAddr>,
+    members: &BTreeMap<NodeId, String>,
 ) -> Result<(), NodeError> {
     let initialized = raft
         .is_initialized()
@@ -48,7 +48,7 @@ pub(super) async fn bootstrap(
             (
                 *id,
                 ClusterNode {
-                    raft_addr: addr.to_string(),
+                    raft_addr: addr.clone(),
                     api_addr: String::new(),
                 },
             )

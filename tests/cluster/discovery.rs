@@ -160,7 +160,10 @@ algorithm = "weighted_round_robin"
     every_node_serves(&cluster, "web", &[w1.address, w2.address]).await;
     every_node_serves(&cluster, "api", &[s1.address]).await;
     for node in &cluster.nodes {
-        assert_eq!(answering(node, 8080, 6).await, BTreeSet::from(["w1".into(), "w2".into()]));
+        assert_eq!(
+            answering(node, 8080, 6).await,
+            BTreeSet::from(["w1".into(), "w2".into()])
+        );
     }
     let (code, listing, _) = ctl(&endpoints, &["get", "backends"]);
     assert_eq!(code, 0);
@@ -171,17 +174,31 @@ algorithm = "weighted_round_robin"
     assert!(row.contains("dns web.test"), "{listing}");
 
     // An A record added: every node forwards to it.
-    dns.set(web, &[&a_record(web, &w1), &a_record(web, &w2), &a_record(web, &w3)]);
+    dns.set(
+        web,
+        &[
+            &a_record(web, &w1),
+            &a_record(web, &w2),
+            &a_record(web, &w3),
+        ],
+    );
     let added = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
     for node in &cluster.nodes {
-        assert!(answering(node, 8080, 6).await.contains("w3"), "node {}", node.id);
+        assert!(
+            answering(node, 8080, 6).await.contains("w3"),
+            "node {}",
+            node.id
+        );
     }
 
     // SRV: a second target with its own port and weight.
     dns.set("s2.test.", &[&a_record("s2.test.", &s2)]);
     dns.set(
         api,
-        &[&srv_record("s1.test.", &s1, 10), &srv_record("s2.test.", &s2, 30)],
+        &[
+            &srv_record("s1.test.", &s1, 10),
+            &srv_record("s2.test.", &s2, 30),
+        ],
     );
     let srv_added = every_node_serves(&cluster, "api", &[s1.address, s2.address]).await;
     let (_, json, _) = ctl(&endpoints, &["get", "backends", "--json"]);
@@ -189,8 +206,16 @@ algorithm = "weighted_round_robin"
     let weight_of = |backend: &HttpBackend| {
         listed["backends"]
             .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["address"] == backend.address.to_string()))
-            .map(|r| (r["weight"].as_u64(), r["discovered"].as_str().map(str::to_string)))
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["address"] == backend.address.to_string())
+            })
+            .map(|r| {
+                (
+                    r["weight"].as_u64(),
+                    r["discovered"].as_str().map(str::to_string),
+                )
+            })
     };
     let srv_name = Some("_http._tcp.api.test".to_string());
     assert_eq!(weight_of(&s1), Some((Some(10), srv_name.clone())), "{json}");
@@ -217,7 +242,10 @@ algorithm = "weighted_round_robin"
         )
         .await
         .expect("head");
-    upload.write_all(&vec![b'x'; 64 * 1024]).await.expect("part");
+    upload
+        .write_all(&vec![b'x'; 64 * 1024])
+        .await
+        .expect("part");
     let mut busy = None;
     let found = wait_until(Duration::from_secs(10), || {
         busy = node.try_status().and_then(|s| {
@@ -233,9 +261,8 @@ algorithm = "weighted_round_robin"
     assert!(found, "the upload reached no backend");
     let busy = busy.expect("busy backend");
     let all = [&w1, &w2, &w3];
-    let (gone, kept): (Vec<&HttpBackend>, Vec<&HttpBackend>) = all
-        .into_iter()
-        .partition(|b| b.address.to_string() == busy);
+    let (gone, kept): (Vec<&HttpBackend>, Vec<&HttpBackend>) =
+        all.into_iter().partition(|b| b.address.to_string() == busy);
     let records: Vec<String> = kept.iter().map(|b| a_record(web, b)).collect();
     dns.set(web, &records.iter().map(String::as_str).collect::<Vec<_>>());
     let kept_addresses: Vec<SocketAddr> = kept.iter().map(|b| b.address).collect();
@@ -270,9 +297,17 @@ algorithm = "weighted_round_robin"
         .expect("backend name");
     let before = gone[0].count();
     for node in &cluster.nodes {
-        assert!(!answering(node, 8080, 6).await.contains(&gone_name), "node {}", node.id);
+        assert!(
+            !answering(node, 8080, 6).await.contains(&gone_name),
+            "node {}",
+            node.id
+        );
     }
-    assert_eq!(gone[0].count(), before, "a new request went to the removed backend");
+    assert_eq!(
+        gone[0].count(),
+        before,
+        "a new request went to the removed backend"
+    );
 
     // NXDOMAIN: the last set is kept and shown stale on every node.
     dns.set(web, &[]);
@@ -305,7 +340,14 @@ algorithm = "weighted_round_robin"
     // election.
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     cluster.nodes[leader].kill9();
-    dns.set(web, &[&a_record(web, &w1), &a_record(web, &w2), &a_record(web, &w3)]);
+    dns.set(
+        web,
+        &[
+            &a_record(web, &w1),
+            &a_record(web, &w2),
+            &a_record(web, &w3),
+        ],
+    );
     let resumed = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
 
     // Every change is in the history, the name as its caller.

@@ -468,3 +468,73 @@ async fn nothing_acknowledged_is_lost_while_leaders_are_killed() {
         seen.values().map(Vec::len).sum::<usize>()
     );
 }
+
+/// Members named `NAME:PORT` (a StatefulSet's `raftlb-0.raftlb-peers:7100`)
+/// are looked up at each connect: here `localhost`, one port per node.
+#[tokio::test]
+async fn members_given_by_name_form_a_cluster_and_fail_over() {
+    let ip = unique_ip();
+    let a = HttpBackend::start("a", ip).await;
+    let b = HttpBackend::start("b", ip).await;
+    let seed = one_frontend("http", 8080, "round_robin", &[a.address], "");
+    let mut cluster = Cluster::create(3, &seed, &NodeOptions::default());
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        })
+        .collect();
+    let members: Vec<String> = ports
+        .iter()
+        .zip(&cluster.nodes)
+        .map(|(port, node)| format!("{} = \"localhost:{port}\"", node.id))
+        .collect();
+    for (node, port) in cluster.nodes.iter().zip(&ports) {
+        let path = node.dir.join("node.toml");
+        let text = std::fs::read_to_string(&path).expect("node.toml");
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("raft_addr") {
+                    format!("raft_addr = \"127.0.0.1:{port}\"")
+                } else if line.starts_with("members") {
+                    format!("members = {{ {} }}", members.join(", "))
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, text.join("\n")).expect("node.toml");
+    }
+    for node in &mut cluster.nodes {
+        node.launch();
+    }
+    for node in &cluster.nodes {
+        node.wait_ready().await;
+    }
+    let old = cluster.wait_leader(Duration::from_secs(10)).await;
+    let (_, listing, _) = ctl(&cluster.endpoints(), &["status"]);
+    assert!(
+        listing.contains(&format!("localhost:{}", ports[0])),
+        "{listing}"
+    );
+    cluster.nodes[old].kill9();
+    let new = cluster.wait_leader(Duration::from_secs(10)).await;
+    assert_ne!(new, old);
+    let spec: ClusterSpec =
+        toml::from_str(&one_frontend("http", 8080, "round_robin", &[b.address], "")).expect("spec");
+    let endpoints: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(Node::api)
+        .collect();
+    apply_spec(&endpoints, &spec)
+        .await
+        .expect("a write after the failover");
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        wait_serving(node, "b").await;
+    }
+}
