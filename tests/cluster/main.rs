@@ -16,6 +16,7 @@ mod http2_grpc;
 mod http2_limits;
 mod http_forwarding;
 mod https;
+mod kubernetes_example;
 mod lifecycle;
 mod malformed;
 mod mutual_tls;

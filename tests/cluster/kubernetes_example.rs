@@ -1,0 +1,253 @@
+//! A rehearsal of `cluster-examples/kubernetes` without Kubernetes: its
+//! own `node.toml.in` and `cluster.toml`, and certificates made as its
+//! `deploy.sh` makes them, run by three nodes in network namespaces whose
+//! `resolv.conf` names a cluster DNS (unbound) that answers the
+//! StatefulSet's peer names and the application's headless service as
+//! CoreDNS would. Root only (namespaces, port 53).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::fixture::*;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster-examples/kubernetes");
+const PEERS: &str = "raftlb-peers.lb.svc.cluster.local";
+const APP: &str = "web.shop.svc.cluster.local.";
+
+/// The pool's backends in `node`'s routing table.
+fn served(node: &Node) -> Option<BTreeSet<String>> {
+    let status = node.try_status()?;
+    Some(
+        status["backends"]
+            .as_array()?
+            .iter()
+            .filter_map(|b| Some(b["address"].as_str()?.to_string()))
+            .collect(),
+    )
+}
+
+async fn every_node_serves(nodes: &[Node], want: &[Ipv4Addr]) {
+    let want: BTreeSet<String> = want.iter().map(|ip| format!("{ip}:80")).collect();
+    let all = wait_until(Duration::from_secs(30), || {
+        nodes.iter().all(|n| served(n).as_ref() == Some(&want))
+    })
+    .await;
+    if !all {
+        for node in nodes {
+            node.dump_log();
+        }
+    }
+    assert!(
+        all,
+        "not every node serves {want:?}: {:?}",
+        nodes.iter().map(served).collect::<Vec<_>>()
+    );
+}
+
+/// The example's `node.toml.in` for pod ordinal `id - 1`, its paths in
+/// `dir` instead of the pod's mounts.
+fn node_toml(id: u64, dir: &Path, certs: &Path) -> String {
+    let template = std::fs::read_to_string(format!("{EXAMPLE}/node.toml.in")).expect("template");
+    template
+        .replace("@ID@", &id.to_string())
+        .replace("/etc/raftlb/tls/", &format!("{}/", certs.display()))
+        .replace(
+            "/etc/raftlb/cluster.toml",
+            &dir.join("cluster.toml").display().to_string(),
+        )
+        .replace("/var/lib/raftlb", &dir.join("data").display().to_string())
+}
+
+fn a_record(name: &str, ip: Ipv4Addr) -> String {
+    format!("{name} 5 IN A {ip}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_example_runs_on_cluster_dns_and_survives_a_rescheduled_pod() {
+    let pid = std::process::id();
+    let tag = format!("rl{}k", pid % 100_000);
+    if !can_build_namespaces(&tag) {
+        println!(
+            "drill kubernetes example: SKIPPED (needs root, iproute2 and permission to create network namespaces)"
+        );
+        return;
+    }
+    let subnet = 100 + (pid % 100) as u8 + 7;
+    let host = |last: u8| Ipv4Addr::new(10, subnet, 0, last);
+    let pods: Vec<(String, Ipv4Addr)> = (1..=3u8)
+        .map(|id| (format!("{tag}n{id}"), host(10 + id)))
+        .collect();
+    let net = Netns::create(&tag, host(1), &pods);
+    let _resolv = ResolvConf::write(&pods, host(1));
+
+    // The application's pods: HTTP servers on port 80, each at its own
+    // address on the bridge.
+    let mut app = Vec::new();
+    for (name, last) in [("web-a", 201), ("web-b", 202), ("web-c", 203)] {
+        Netns::run(&[
+            "addr",
+            "add",
+            &format!("{}/32", host(last)),
+            "dev",
+            &net.bridge,
+        ]);
+        let address = SocketAddr::new(IpAddr::V4(host(last)), 80);
+        app.push(HttpBackend::start_at(name, address, BackendBehaviour::default()).await);
+    }
+    let peer = |ordinal: u64| format!("raftlb-{ordinal}.{PEERS}.");
+    let mut dns = DnsServer::start_at(
+        SocketAddr::new(IpAddr::V4(host(1)), 53),
+        "cluster.local.",
+        &[
+            &a_record(&peer(0), host(11)),
+            &a_record(&peer(1), host(12)),
+            &a_record(&peer(2), host(13)),
+            &a_record(APP, host(201)),
+            &a_record(APP, host(202)),
+        ],
+    );
+
+    // Certificates as deploy.sh makes them.
+    let root = std::env::temp_dir().join(format!("raftlb-k8s-{pid}"));
+    let certs = root.join("certs");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_raftlb"))
+        .args(["certs", "init", "--out"])
+        .arg(&certs)
+        .args((0..3).flat_map(|o| {
+            [
+                "--node".to_string(),
+                format!("{}={}", o + 1, peer(o).trim_end_matches('.')),
+            ]
+        }))
+        .args(["--client", "admin"])
+        .output()
+        .expect("raftlb certs init");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    // One pod per namespace, with the example's own files.
+    let cluster_toml =
+        std::fs::read_to_string(format!("{EXAMPLE}/cluster.toml")).expect("cluster.toml");
+    let members: Vec<(u64, IpAddr)> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ip))| (i as u64 + 1, IpAddr::V4(*ip)))
+        .collect();
+    let mut nodes: Vec<Node> = members
+        .iter()
+        .map(|&(id, ip)| {
+            let mut node = Node::create(id, ip, &members, &cluster_toml, &NodeOptions::default());
+            std::fs::write(node.dir.join("node.toml"), node_toml(id, &node.dir, &certs))
+                .expect("node.toml");
+            node.netns = Some(format!("{tag}n{id}"));
+            node
+        })
+        .collect();
+    for node in &mut nodes {
+        node.launch();
+    }
+    for node in &nodes {
+        node.wait_ready().await;
+    }
+
+    // Every pod serves the application's ready pods, found in DNS.
+    every_node_serves(&nodes, &[host(201), host(202)]).await;
+    let client = client();
+    for node in &nodes {
+        let mut seen = BTreeSet::new();
+        for _ in 0..6 {
+            let (status, backend, body) = get(&client, &node.url(8080, "/"), &[]).await;
+            assert_eq!(status, hyper::StatusCode::OK, "node {}: {body}", node.id);
+            seen.insert(backend);
+        }
+        assert_eq!(seen, BTreeSet::from(["web-a".into(), "web-b".into()]));
+    }
+
+    // raftlb-1 (a follower, if it is one) rescheduled: the same volume, a
+    // new address under the same name. The others reach it by its name.
+    let leader_id = nodes[0].status()["leader"].as_u64().expect("leader");
+    let moved = nodes
+        .iter()
+        .position(|n| n.id != leader_id)
+        .expect("a follower");
+    let (ns, old_ip) = pods[moved].clone();
+    let new_ip = host(20 + moved as u8 + 1);
+    nodes[moved].kill9();
+    Netns::run(&[
+        "-n",
+        &ns,
+        "addr",
+        "del",
+        &format!("{old_ip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    Netns::run(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{new_ip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    dns.set(
+        &peer(moved as u64),
+        &[&a_record(&peer(moved as u64), new_ip)],
+    );
+    nodes[moved].ip = IpAddr::V4(new_ip);
+    nodes[moved].admin = SocketAddr::new(IpAddr::V4(new_ip), 7300);
+    nodes[moved].launch();
+    nodes[moved].wait_ready().await;
+
+    // The application scales: a pod added, one gone. The leader commits
+    // it, and the moved pod serves it too.
+    dns.set(APP, &[&a_record(APP, host(202)), &a_record(APP, host(203))]);
+    every_node_serves(&nodes, &[host(202), host(203)]).await;
+    println!(
+        "kubernetes example rehearsal: node {} moved from {old_ip} to {new_ip} under {}; every pod follows the app's DNS",
+        nodes[moved].id,
+        peer(moved as u64)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `/etc/netns/NAME/resolv.conf` for each namespace (what `ip netns exec`
+/// shows its programs as `/etc/resolv.conf`): a pod's, with the cluster
+/// DNS, its search domains and `ndots:5`. Removed on drop.
+struct ResolvConf(Vec<std::path::PathBuf>);
+
+impl ResolvConf {
+    fn write(namespaces: &[(String, Ipv4Addr)], nameserver: Ipv4Addr) -> ResolvConf {
+        let dirs = namespaces
+            .iter()
+            .map(|(name, _)| {
+                let dir = Path::new("/etc/netns").join(name);
+                std::fs::create_dir_all(&dir).expect("/etc/netns");
+                std::fs::write(
+                    dir.join("resolv.conf"),
+                    format!(
+                        "search lb.svc.cluster.local svc.cluster.local cluster.local\n\
+                         nameserver {nameserver}\noptions ndots:5\n"
+                    ),
+                )
+                .expect("resolv.conf");
+                dir
+            })
+            .collect();
+        ResolvConf(dirs)
+    }
+}
+
+impl Drop for ResolvConf {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
