@@ -10,11 +10,13 @@ peers=raftlb-peers.$ns.svc.cluster.local
 
 kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
 
-# Mutual TLS: one certificate per node naming its stable peer name, and an
-# admin client certificate for raftlb ctl. Kept in certs/ (git-ignored):
-# running again keeps the CA and adds only what is missing.
+# Mutual TLS: one certificate per node naming its stable peer name (and
+# 127.0.0.1, for raftlb ctl through kubectl port-forward), and an admin
+# client certificate for raftlb ctl. Kept in certs/ (git-ignored): running
+# again keeps the CA and adds only what is missing.
 raftlb certs init --out "$here/certs" \
-  --node "1=raftlb-0.$peers" --node "2=raftlb-1.$peers" --node "3=raftlb-2.$peers" \
+  --node "1=raftlb-0.$peers,127.0.0.1" --node "2=raftlb-1.$peers,127.0.0.1" \
+  --node "3=raftlb-2.$peers,127.0.0.1" \
   --client admin
 kubectl -n "$ns" create secret generic raftlb-tls \
   --from-file="$here/certs/ca.pem" \

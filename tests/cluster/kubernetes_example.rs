@@ -111,6 +111,7 @@ async fn the_kubernetes_example_runs_on_cluster_dns_and_survives_a_rescheduled_p
 
     // Certificates as deploy.sh makes them.
     let root = std::env::temp_dir().join(format!("raftlb-k8s-{pid}"));
+    let _ = std::fs::remove_dir_all(&root);
     let certs = root.join("certs");
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_raftlb"))
         .args(["certs", "init", "--out"])
@@ -118,7 +119,8 @@ async fn the_kubernetes_example_runs_on_cluster_dns_and_survives_a_rescheduled_p
         .args((0..3).flat_map(|o| {
             [
                 "--node".to_string(),
-                format!("{}={}", o + 1, peer(o).trim_end_matches('.')),
+                // The peer name, and 127.0.0.1 for ctl through a port-forward.
+                format!("{}={},127.0.0.1", o + 1, peer(o).trim_end_matches('.')),
             ]
         }))
         .args(["--client", "admin"])
@@ -167,6 +169,26 @@ async fn the_kubernetes_example_runs_on_cluster_dns_and_survives_a_rescheduled_p
         }
         assert_eq!(seen, BTreeSet::from(["web-a".into(), "web-b".into()]));
     }
+
+    // raftlb ctl as through `kubectl port-forward`: inside a pod's
+    // namespace, to 127.0.0.1, with the admin certificate.
+    let listing = std::process::Command::new("ip")
+        .args(["netns", "exec", &pods[0].0, env!("CARGO_BIN_EXE_raftlb")])
+        .args(["ctl", "--endpoint", "127.0.0.1:7200", "--ca"])
+        .arg(certs.join("ca.pem"))
+        .arg("--cert")
+        .arg(certs.join("admin.pem"))
+        .arg("--key")
+        .arg(certs.join("admin-key.pem"))
+        .args(["get", "backends"])
+        .output()
+        .expect("raftlb ctl");
+    let listing = String::from_utf8_lossy(&listing.stdout).to_string()
+        + &String::from_utf8_lossy(&listing.stderr);
+    assert!(
+        listing.contains(&format!("{}:80", host(201))) && listing.contains(&format!("dns {APP}")),
+        "{listing}"
+    );
 
     // raftlb-1 (a follower, if it is one) rescheduled: the same volume, a
     // new address under the same name. The others reach it by its name.
