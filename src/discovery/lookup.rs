@@ -75,6 +75,20 @@ impl Lookup {
         })
     }
 
+    /// [`Lookup::run`], given up as a timeout after four queries' time
+    /// (an SRV answer's targets are looked up in turn).
+    pub async fn run_within(&self) -> Result<Answer, Failure> {
+        let limit = lookup_timeout(&self.spec) * 4;
+        tokio::time::timeout(limit, self.run())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure {
+                    reason: "timeout",
+                    detail: format!("{}: no answer within {limit:?}", self.spec.name),
+                })
+            })
+    }
+
     /// Looks the name up once.
     pub async fn run(&self) -> Result<Answer, Failure> {
         self.resolver.clear_cache();
@@ -127,7 +141,8 @@ impl Lookup {
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
-                RData::SRV(srv) if !srv.target.is_root() => Some(srv.clone()),
+                // "." as the target: no such service there; port 0: none.
+                RData::SRV(srv) if !srv.target.is_root() && srv.port != 0 => Some(srv.clone()),
                 _ => None,
             })
             .collect();

@@ -24,20 +24,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::ServerState;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DiscoverySpec, TTL_FLOOR_MS};
-use crate::control::{ClusterControl, unix_millis};
+use crate::control::{ClusterControl, ControlError, unix_millis};
 use crate::metrics::LookupLabels;
 use crate::state::Command;
-use crate::state::discovery::{Stale, current_found, discovered_pools};
+use crate::state::discovery::{Stale, current_found, discovered_pools, without_written};
 use damping::Absences;
 use lookup::{Answer, Failure, Lookup};
 
 /// How often the loop looks at the schedule and the Raft role.
 const TICK: Duration = Duration::from_millis(50);
+/// After a commit the state refused (the set or the settings changed
+/// meanwhile), the next lookup comes this soon.
+const RETRY: Duration = Duration::from_millis(100);
+/// Commits refused in a row before the pool shows stale (an answer the
+/// state cannot take, such as more backends than a pool holds).
+const REFUSALS: u32 = 3;
 
 /// One pool followed by this node while it leads.
 struct Watch {
@@ -47,6 +53,7 @@ struct Watch {
     due: Instant,
     running: bool,
     absences: Absences,
+    refusals: u32,
 }
 
 impl Watch {
@@ -57,6 +64,7 @@ impl Watch {
             due: Instant::now(),
             running: false,
             absences: Absences::new(),
+            refusals: 0,
         }
     }
 }
@@ -68,27 +76,42 @@ type Done = (String, DiscoverySpec, Result<Answer, Failure>);
 pub async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
     let mut watches: HashMap<String, Watch> = HashMap::new();
     let mut lookups: JoinSet<Done> = JoinSet::new();
+    let mut running: HashMap<Id, String> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let done = tokio::select! {
             _ = tick.tick() => None,
-            Some(Ok(done)) = lookups.join_next(), if !lookups.is_empty() => Some(done),
+            Some(joined) = lookups.join_next_with_id(), if !lookups.is_empty() => Some(joined),
             () = stop.cancelled() => return,
         };
         if control.raft.metrics().borrow().state != ServerState::Leader {
             watches.clear();
             lookups.abort_all();
+            running.clear();
             continue;
         }
-        if let Some((pool, spec, result)) = done {
-            let Some(watch) = watches.get_mut(&pool).filter(|w| w.spec == spec) else {
-                continue; // the pool changed meanwhile: its new watch looks again
-            };
-            watch.running = false;
-            watch.due = Instant::now() + next_lookup(&spec, result.as_ref().ok());
-            settle(&control, &pool, watch, result).await;
-            continue;
+        match done {
+            Some(Ok((id, (pool, spec, result)))) => {
+                running.remove(&id);
+                let Some(watch) = watches.get_mut(&pool).filter(|w| w.spec == spec) else {
+                    continue; // the pool changed meanwhile: its new watch looks again
+                };
+                watch.running = false;
+                watch.due = Instant::now() + next_lookup(&spec, result.as_ref().ok());
+                settle(&control, &pool, watch, result).await;
+                continue;
+            }
+            Some(Err(error)) => {
+                // A lookup that panicked: the pool is looked up again.
+                let pool = running.remove(&error.id());
+                if let Some(watch) = pool.and_then(|pool| watches.get_mut(&pool)) {
+                    watch.running = false;
+                    watch.due = Instant::now() + Duration::from_millis(watch.spec.interval_ms);
+                }
+                continue;
+            }
+            None => {}
         }
         follow_the_configuration(&control, &mut watches);
         for (pool, watch) in &mut watches {
@@ -96,17 +119,19 @@ pub async fn run(control: Arc<ClusterControl>, stop: CancellationToken) {
                 continue;
             }
             watch.running = true;
-            let (pool, spec, lookup) = (pool.clone(), watch.spec.clone(), watch.lookup.clone());
-            lookups.spawn(async move {
+            let (pool_name, spec, lookup) =
+                (pool.clone(), watch.spec.clone(), watch.lookup.clone());
+            let handle = lookups.spawn(async move {
                 let result = match lookup {
-                    Ok(lookup) => lookup.run().await,
+                    Ok(lookup) => lookup.run_within().await,
                     Err(detail) => Err(Failure {
                         reason: "error",
                         detail,
                     }),
                 };
-                (pool, spec, result)
+                (pool_name, spec, result)
             });
+            running.insert(handle.id(), pool.clone());
         }
     }
 }
@@ -144,12 +169,13 @@ async fn settle(
     watch: &mut Watch,
     result: Result<Answer, Failure>,
 ) {
-    let metrics = control.served.metrics();
     let result_label = match &result {
         Ok(_) => "ok",
         Err(failure) => failure.reason,
     };
-    metrics
+    control
+        .served
+        .metrics()
         .discovery_lookups
         .get_or_create(&LookupLabels {
             pool: pool.to_string(),
@@ -157,64 +183,101 @@ async fn settle(
         })
         .inc();
     let state = control.served.state();
-    let Some(current) = state.spec.pools.iter().find(|p| p.name == pool) else {
-        return;
+    let Some(current) = state
+        .spec
+        .pools
+        .iter()
+        .find(|p| p.name == pool && p.discovery.as_ref() == Some(&watch.spec))
+    else {
+        return; // the settings changed since the lookup began
     };
     let stale_now = state.stale_discoveries.get(pool);
     let name = &watch.spec.name;
     let caller = format!("dns {name}");
-    match result {
-        Ok(answer) => {
-            let before = current_found(current);
-            let next = damping::next_set(
-                &before,
-                &answer.found,
-                &mut watch.absences,
-                watch.spec.remove_after,
-            );
-            if next != before {
-                let command = Command::SetDiscovered {
-                    pool: pool.to_string(),
-                    name: name.clone(),
-                    found: next,
-                };
-                match control.write(command, caller.clone(), None).await {
-                    Ok(applied) => tracing::info!(
-                        pool, name = %name, version = applied.version,
-                        "discovered backends changed"
-                    ),
-                    Err(error) => crate::warn_limited!(
-                        format!("discovery commit {pool}"), pool, %error,
-                        "could not commit the discovered backends"
-                    ),
-                }
-            }
-            if stale_now.is_some() {
-                mark_stale(control, pool, None, caller).await;
-            }
-        }
+    let answer = match result {
+        Ok(answer) => answer,
         Err(failure) => {
             crate::warn_limited!(
-                format!("discovery lookup {pool}"), pool, name = %name, reason = failure.reason,
-                detail = %failure.detail, "DNS lookup failed: the last set is kept"
+                format!("discovery lookup {pool}"), pool, name = %name,
+                reason = failure.reason, detail = %failure.detail,
+                "DNS lookup failed: the last set is kept"
             );
-            let same = stale_now.is_some_and(|s| s.name == *name && s.reason == failure.reason);
-            if !same {
-                let since_ms = stale_now
-                    .filter(|s| s.name == *name)
-                    .map_or_else(unix_millis, |s| s.since_ms);
-                let stale = Stale {
-                    name: name.clone(),
-                    since_ms,
-                    reason: failure.reason.to_string(),
-                };
-                mark_stale(control, pool, Some(stale), caller).await;
+            mark_stale(
+                control,
+                pool,
+                watch,
+                stale_now,
+                Some(failure.reason),
+                caller,
+            )
+            .await;
+            return;
+        }
+    };
+    let before = current_found(current);
+    let counted = watch.absences.clone();
+    let next = damping::next_set(
+        &before,
+        &without_written(current, answer.found),
+        &mut watch.absences,
+        watch.spec.remove_after,
+    );
+    if next != before {
+        let command = Command::SetDiscovered {
+            pool: pool.to_string(),
+            discovery: watch.spec.clone(),
+            expected: before,
+            found: next,
+        };
+        match control.write(command, caller.clone(), None).await {
+            Ok(applied) => {
+                watch.refusals = 0;
+                tracing::info!(
+                    pool, name = %name, version = applied.version,
+                    "discovered backends changed"
+                );
+            }
+            Err(error) => {
+                // This answer did not count: the next one counts instead.
+                watch.absences = counted;
+                watch.refusals += 1;
+                crate::warn_limited!(
+                    format!("discovery commit {pool}"), pool, %error,
+                    "could not commit the discovered backends; looking up again"
+                );
+                if matches!(error, ControlError::Refused(_)) && watch.refusals >= REFUSALS {
+                    mark_stale(control, pool, watch, stale_now, Some("refused"), caller).await;
+                } else {
+                    watch.due = Instant::now() + RETRY;
+                }
+                return;
             }
         }
     }
+    mark_stale(control, pool, watch, stale_now, None, caller).await;
 }
 
-async fn mark_stale(control: &ClusterControl, pool: &str, stale: Option<Stale>, caller: String) {
+/// Records that the pool's lookups fail for `reason` (kept since the
+/// first failure), or answer again (`None`); writes only a change.
+async fn mark_stale(
+    control: &ClusterControl,
+    pool: &str,
+    watch: &Watch,
+    stale_now: Option<&Stale>,
+    reason: Option<&str>,
+    caller: String,
+) {
+    let name = &watch.spec.name;
+    let stale = reason.map(|reason| Stale {
+        name: name.clone(),
+        since_ms: stale_now
+            .filter(|s| s.name == *name)
+            .map_or_else(unix_millis, |s| s.since_ms),
+        reason: reason.to_string(),
+    });
+    if stale.as_ref() == stale_now {
+        return;
+    }
     let command = Command::SetDiscoveryStale {
         pool: pool.to_string(),
         stale,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::certificates::StoredCertificate;
 use super::discovery::{Found, Stale};
 use super::ticket_keys::TicketKey;
-use crate::config::{AdminState, BackendSpec, ClusterSpec};
+use crate::config::{AdminState, BackendSpec, ClusterSpec, DiscoverySpec};
 
 /// One change to the served configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,12 +100,18 @@ pub enum Command {
     },
     /// The backends a pool's DNS name gives now (the leader, when a
     /// lookup changed the set): they replace the pool's discovered ones.
+    /// Refused unless the pool's `[pool.discovery]` is still `discovery`
+    /// and its discovered set still `expected`, so a lookup made for other
+    /// settings, or on a set that changed meanwhile (another leader's
+    /// commit), changes nothing.
     SetDiscovered {
         /// Pool name.
         pool: String,
-        /// The name looked up; refused if the pool no longer follows it.
-        name: String,
-        /// What the lookup found, sorted.
+        /// The settings the lookup was made with.
+        discovery: DiscoverySpec,
+        /// The discovered set the change was computed from, sorted.
+        expected: Vec<Found>,
+        /// The new set, sorted.
         found: Vec<Found>,
     },
     /// A pool's lookups fail (`stale`: since when and why; its last good
@@ -164,7 +170,13 @@ impl Command {
             Command::RotateTicketKeys { key } => {
                 format!("rotate session-ticket keys (new key {})", &key.id[..8])
             }
-            Command::SetDiscovered { pool, name, found } => {
+            Command::SetDiscovered {
+                pool,
+                discovery,
+                found,
+                ..
+            } => {
+                let name = &discovery.name;
                 const LISTED: usize = 4;
                 let mut listed: Vec<&str> = found
                     .iter()

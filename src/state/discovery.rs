@@ -63,6 +63,45 @@ pub(super) fn replace_discovered(pool: &mut PoolSpec, name: &str, found: Vec<Fou
     }
 }
 
+/// Refuses a [`super::Command::SetDiscovered`] made for other settings
+/// than the pool's now, or computed from another set than its current one.
+pub(super) fn check_unchanged(
+    pool: &PoolSpec,
+    discovery: &DiscoverySpec,
+    expected: &[Found],
+) -> Result<(), StateError> {
+    if pool.discovery.as_ref() != Some(discovery) {
+        return Err(StateError::invalid(
+            format!("pool[{}].discovery", pool.name),
+            &discovery.name,
+            "the pool's discovery settings changed since the lookup",
+        ));
+    }
+    if current_found(pool) != expected {
+        return Err(StateError::invalid(
+            format!("pool[{}].discovery", pool.name),
+            &discovery.name,
+            "the pool's discovered backends changed since the lookup",
+        ));
+    }
+    Ok(())
+}
+
+/// What a lookup's answer comes to for `pool`: the found backends less
+/// the addresses the operator wrote into the pool (those stay theirs).
+pub fn without_written(pool: &PoolSpec, found: Vec<Found>) -> Vec<Found> {
+    let written: HashSet<&str> = pool
+        .backends
+        .iter()
+        .filter(|b| b.discovered.is_none())
+        .map(|b| b.address.as_str())
+        .collect();
+    found
+        .into_iter()
+        .filter(|f| !written.contains(f.address.as_str()))
+        .collect()
+}
+
 /// Gives `next` (a configuration being applied or rolled back to) the
 /// discovered backends `current` has for the records each pool still
 /// follows; backends marked discovered in `next` itself (a file written
@@ -348,14 +387,21 @@ name = "web"
             .collect()
     }
 
+    /// A lookup's commit, as the leader makes it from the state now.
+    fn lookup(state: &ClusterState, addresses: &[&str]) -> Command {
+        let pool = &state.spec.pools[0];
+        Command::SetDiscovered {
+            pool: "web".into(),
+            discovery: pool.discovery.clone().expect("discovery"),
+            expected: current_found(pool),
+            found: found(addresses),
+        }
+    }
+
     fn discover(state: &mut ClusterState, addresses: &[&str]) -> Result<u64, StateError> {
         state
             .apply(
-                Command::SetDiscovered {
-                    pool: "web".into(),
-                    name: "web.test".into(),
-                    found: found(addresses),
-                },
+                lookup(state, addresses),
                 Origin {
                     time_ms: 1,
                     caller: "dns web.test".into(),
@@ -458,16 +504,74 @@ name = "web"
     }
 
     #[test]
-    fn a_lookup_for_a_name_the_pool_left_is_refused() {
+    fn a_lookup_made_for_other_settings_or_on_another_set_is_refused() {
         let mut state = state();
-        let refused = state.dispatch(Command::SetDiscovered {
-            pool: "web".into(),
-            name: "old.test".into(),
-            found: found(&["127.0.0.2:9000"]),
-        });
+        // Made before the port changed.
+        let old_port = lookup(&state, &["127.0.0.2:9000"]);
+        let mut spec = ClusterSpec::clone(&state.spec);
+        spec.pools[0].discovery.as_mut().expect("discovery").port = Some(9100);
+        state
+            .dispatch(Command::ApplyConfig {
+                spec,
+                if_version: None,
+                note: None,
+            })
+            .expect("applies");
+        let refused = state.dispatch(old_port);
         assert!(
             matches!(refused, Err(StateError::Invalid { .. })),
             "{refused:?}"
+        );
+        // Computed on a set another commit (a former leader's) changed.
+        let stale = lookup(&state, &["127.0.0.2:9100"]);
+        discover(&mut state, &["127.0.0.3:9100"]).expect("found");
+        let refused = state.dispatch(stale);
+        assert!(
+            matches!(refused, Err(StateError::Invalid { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(current_found(&state.spec.pools[0]).len(), 1);
+    }
+
+    #[test]
+    fn an_answer_less_the_written_addresses_changes_nothing_twice() {
+        let mut state = state();
+        let pool = state.spec.pools[0].clone();
+        let answer = without_written(&pool, found(&["127.0.0.1:9001", "127.0.0.2:9000"]));
+        assert_eq!(answer, found(&["127.0.0.2:9000"]));
+        let version = discover(&mut state, &["127.0.0.2:9000"]).expect("found");
+        let pool = state.spec.pools[0].clone();
+        let again = without_written(&pool, found(&["127.0.0.1:9001", "127.0.0.2:9000"]));
+        assert_eq!(again, current_found(&pool), "nothing to commit");
+        assert_eq!(discover(&mut state, &["127.0.0.2:9000"]), Ok(version));
+    }
+
+    #[test]
+    fn a_backend_added_by_hand_goes_before_the_discovered_ones() {
+        let mut state = state();
+        discover(&mut state, &["127.0.0.2:9000"]).expect("found");
+        state
+            .dispatch(Command::AddBackend {
+                pool: "web".into(),
+                backend: BackendSpec {
+                    address: "127.0.0.1:9002".into(),
+                    weight: 1,
+                    admin_state: AdminState::Active,
+                    discovered: None,
+                },
+            })
+            .expect("added");
+        let version = state.version;
+        // So the configuration as `ctl get config` prints it applies as
+        // no change.
+        let same = ClusterSpec::clone(&state.spec);
+        assert_eq!(
+            state.dispatch(Command::ApplyConfig {
+                spec: same,
+                if_version: None,
+                note: None,
+            }),
+            Ok(version)
         );
     }
 

@@ -386,7 +386,14 @@ impl ClusterState {
                         what: format!("backend {} in pool {pool:?}", backend.address),
                     });
                 }
-                target.backends.push(backend);
+                // Written backends first, discovered ones after (as a
+                // configuration applied lists them).
+                let at = target
+                    .backends
+                    .iter()
+                    .position(|b| b.discovered.is_some())
+                    .unwrap_or(target.backends.len());
+                target.backends.insert(at, backend);
             }
             Command::RemoveBackend { pool, address } => {
                 let target = pool_mut(&mut spec, &pool)?;
@@ -403,16 +410,15 @@ impl ClusterState {
                 address,
                 state,
             } => backend_mut(&mut spec, &pool, &address)?.admin_state = state,
-            Command::SetDiscovered { pool, name, found } => {
+            Command::SetDiscovered {
+                pool,
+                discovery,
+                expected,
+                found,
+            } => {
                 let target = pool_mut(&mut spec, &pool)?;
-                if target.discovery.as_ref().is_none_or(|d| d.name != name) {
-                    return Err(StateError::invalid(
-                        format!("pool[{pool}].discovery.name"),
-                        name,
-                        "the pool no longer follows this name",
-                    ));
-                }
-                discovery::replace_discovered(target, &name, found);
+                discovery::check_unchanged(target, &discovery, &expected)?;
+                discovery::replace_discovered(target, &discovery.name, found);
             }
             Command::PutCertificate { .. }
             | Command::RemoveCertificate { .. }

@@ -86,6 +86,35 @@ fn srv_record(target: &str, backend: &HttpBackend, weight: u16) -> String {
     )
 }
 
+/// Waits for `lookups` more successful lookups of `pool` by the leader
+/// (the leader's `raftlb_discovery_lookups_total`), and checks that no
+/// node's configuration version moved meanwhile: an unchanged answer
+/// writes nothing.
+async fn unchanged_answers_write_nothing(cluster: &Cluster, pool: &str, lookups: f64) {
+    let leader = &cluster.nodes[cluster.wait_leader(Duration::from_secs(10)).await];
+    let series = format!("raftlb_discovery_lookups_total{{pool=\"{pool}\",result=\"ok\"}}");
+    let versions = |cluster: &Cluster| -> Vec<Option<u64>> {
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(Node::config_version)
+            .collect()
+    };
+    let before = versions(cluster);
+    let start = leader.metric(&series).unwrap_or(0.0);
+    let looked = wait_until(Duration::from_secs(15), || {
+        leader.metric(&series).unwrap_or(0.0) >= start + lookups
+    })
+    .await;
+    assert!(looked, "the leader made no {lookups} lookups of {pool}");
+    assert_eq!(
+        versions(cluster),
+        before,
+        "an unchanged answer made a version"
+    );
+}
+
 /// Which backends answer `n` GETs through `node`'s frontend on `port`.
 async fn answering(node: &Node, port: u16, n: usize) -> BTreeSet<String> {
     let client = client();
@@ -172,6 +201,8 @@ algorithm = "weighted_round_robin"
         .find(|l| l.contains(&w2.address.to_string()))
         .unwrap_or_else(|| panic!("no row for w2: {listing}"));
     assert!(row.contains("dns web.test"), "{listing}");
+
+    unchanged_answers_write_nothing(&cluster, "web", 3.0).await;
 
     // An A record added: every node forwards to it.
     dns.set(
@@ -349,6 +380,37 @@ algorithm = "weighted_round_robin"
         ],
     );
     let resumed = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
+
+    // An address written in the file that DNS gives too stays the
+    // operator's, and the answers write nothing.
+    let mixed = toml.replacen(
+        "[[pool]]\nname = \"web\"\n",
+        &format!(
+            "[[pool]]\nname = \"web\"\n  [[pool.backend]]\n  address = \"{}\"\n",
+            w1.address
+        ),
+        1,
+    );
+    let file = std::env::temp_dir().join(format!("raftlb-discovery-{}.toml", std::process::id()));
+    std::fs::write(&file, &mixed).expect("cluster.toml");
+    let (code, out, err) = ctl(
+        &cluster.endpoints(),
+        &["apply", "--file", &file.display().to_string()],
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 0, "{out}{err}");
+    every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
+    let (_, listing, _) = ctl(&cluster.endpoints(), &["get", "backends"]);
+    let source = |b: &HttpBackend| {
+        listing
+            .lines()
+            .find(|l| l.contains(&b.address.to_string()))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string)
+    };
+    assert_eq!(source(&w1).as_deref(), Some("config"), "{listing}");
+    assert_eq!(source(&w2).as_deref(), Some("web.test"), "{listing}");
+    unchanged_answers_write_nothing(&cluster, "web", 3.0).await;
 
     // Every change is in the history, the name as its caller.
     let (_, history, _) = ctl(&cluster.endpoints(), &["history"]);

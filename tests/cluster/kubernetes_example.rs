@@ -273,3 +273,109 @@ impl Drop for ResolvConf {
         }
     }
 }
+
+/// The YAML documents of one of the example's manifests, as JSON (read
+/// by Debian's python3-yaml, installed when missing).
+fn manifests(file: &str) -> Vec<serde_json::Value> {
+    let python = debian_python_module("yaml", "python3-yaml");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(format!("{EXAMPLE}/{file}"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// What the manifests say agrees with the files the pods read: the peer
+/// names in `node.toml.in` are the StatefulSet's pods under its headless
+/// service, one per replica, on the ports the services and containers
+/// name; the ConfigMap files mounted exist; the application's headless
+/// service is the name the pool follows.
+#[test]
+fn the_kubernetes_manifests_agree_with_the_example_files() {
+    let docs = manifests("raftlb.yaml");
+    let of_kind = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in raftlb.yaml"))
+            .clone()
+    };
+    let set = of_kind("StatefulSet", "raftlb");
+    let namespace = set["metadata"]["namespace"].as_str().expect("namespace");
+    let service = set["spec"]["serviceName"].as_str().expect("serviceName");
+    let peers = of_kind("Service", service);
+    assert_eq!(
+        peers["spec"]["clusterIP"], "None",
+        "the peer service is headless"
+    );
+    assert_eq!(peers["spec"]["publishNotReadyAddresses"], true);
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas");
+    let template = std::fs::read_to_string(format!("{EXAMPLE}/node.toml.in")).expect("template");
+    let config: raftlb::config::NodeConfig =
+        toml::from_str(&template.replace("@ID@", "1")).expect("node.toml.in parses");
+    let members = config.members().expect("members");
+    assert_eq!(members.len() as u64, replicas);
+    for (id, address) in &members {
+        let port = config.raft_addr.port();
+        assert_eq!(
+            address,
+            &format!(
+                "raftlb-{}.{service}.{namespace}.svc.cluster.local:{port}",
+                id - 1
+            )
+        );
+        assert!(
+            peers["spec"]["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .any(|p| p["port"] == port),
+            "the peer service has no port {port}"
+        );
+    }
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    for mount in container["volumeMounts"].as_array().expect("mounts") {
+        if let Some(file) = mount["subPath"].as_str() {
+            assert!(
+                Path::new(EXAMPLE).join(file).is_file(),
+                "{file} is mounted but not in the example"
+            );
+        }
+    }
+    let seed: raftlb::config::ClusterSpec = toml::from_str(
+        &std::fs::read_to_string(format!("{EXAMPLE}/cluster.toml")).expect("cluster.toml"),
+    )
+    .expect("cluster.toml parses");
+    raftlb::state::validate(&seed).expect("cluster.toml is valid");
+    let followed = seed.pools[0]
+        .discovery
+        .as_ref()
+        .expect("discovery")
+        .name
+        .clone();
+    let app = manifests("web.yaml");
+    let web = app
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("the application's service");
+    assert_eq!(
+        web["spec"]["clusterIP"], "None",
+        "the application's service is headless"
+    );
+    assert_eq!(
+        followed,
+        format!(
+            "{}.{}.svc.cluster.local.",
+            web["metadata"]["name"].as_str().expect("name"),
+            web["metadata"]["namespace"].as_str().expect("namespace")
+        )
+    );
+}
