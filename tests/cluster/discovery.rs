@@ -115,6 +115,18 @@ async fn unchanged_answers_write_nothing(cluster: &Cluster, pool: &str, lookups:
     );
 }
 
+/// The source column of `backend`'s row in `ctl get backends`: `config`
+/// or `dns NAME`.
+fn source_of(endpoints: &str, backend: &HttpBackend) -> Option<String> {
+    let (code, listing, _) = ctl(endpoints, &["get", "backends"]);
+    assert_eq!(code, 0, "{listing}");
+    let row = listing
+        .lines()
+        .find(|l| l.contains(&backend.address.to_string()))?;
+    // pool, address, weight, admin_state, health, source
+    Some(row.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+}
+
 /// Which backends answer `n` GETs through `node`'s frontend on `port`.
 async fn answering(node: &Node, port: u16, n: usize) -> BTreeSet<String> {
     let client = client();
@@ -194,13 +206,7 @@ algorithm = "weighted_round_robin"
             BTreeSet::from(["w1".into(), "w2".into()])
         );
     }
-    let (code, listing, _) = ctl(&endpoints, &["get", "backends"]);
-    assert_eq!(code, 0);
-    let row = listing
-        .lines()
-        .find(|l| l.contains(&w2.address.to_string()))
-        .unwrap_or_else(|| panic!("no row for w2: {listing}"));
-    assert!(row.contains("dns web.test"), "{listing}");
+    assert_eq!(source_of(&endpoints, &w1).as_deref(), Some("dns web.test"));
 
     unchanged_answers_write_nothing(&cluster, "web", 3.0).await;
 
@@ -364,6 +370,14 @@ algorithm = "weighted_round_robin"
         );
         assert_eq!(answering(node, 8080, 4).await.len(), 2, "node {}", node.id);
     }
+    // The status page's banner says since when.
+    let (_, live) = cluster.nodes[1]
+        .admin_get("/status/live")
+        .expect("/status/live");
+    assert!(
+        live.contains("pool web: DNS lookups of web.test fail") && live.contains("stale since 20"),
+        "{live}"
+    );
     dns.restart();
     every_node_shows_stale(&cluster, "web", &[]).await;
 
@@ -400,16 +414,9 @@ algorithm = "weighted_round_robin"
     let _ = std::fs::remove_file(&file);
     assert_eq!(code, 0, "{out}{err}");
     every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
-    let (_, listing, _) = ctl(&cluster.endpoints(), &["get", "backends"]);
-    let source = |b: &HttpBackend| {
-        listing
-            .lines()
-            .find(|l| l.contains(&b.address.to_string()))
-            .and_then(|l| l.split_whitespace().last())
-            .map(str::to_string)
-    };
-    assert_eq!(source(&w1).as_deref(), Some("config"), "{listing}");
-    assert_eq!(source(&w2).as_deref(), Some("web.test"), "{listing}");
+    let endpoints = cluster.endpoints();
+    assert_eq!(source_of(&endpoints, &w1).as_deref(), Some("config"));
+    assert_eq!(source_of(&endpoints, &w2).as_deref(), Some("dns web.test"));
     unchanged_answers_write_nothing(&cluster, "web", 3.0).await;
 
     // Every change is in the history, the name as its caller.
