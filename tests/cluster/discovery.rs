@@ -159,6 +159,8 @@ async fn pools_follow_a_and_srv_records_on_every_node_and_keep_their_last_set_wh
             &a_record(web, &w2),
             &srv_record("s1.test.", &s1, 10),
             &a_record("s1.test.", &s1),
+            "web6.test. 1 IN AAAA 2001:db8::5",
+            "web6.test. 1 IN AAAA 2001:db8::6",
         ],
     );
     let toml = format!(
@@ -191,6 +193,15 @@ algorithm = "weighted_round_robin"
   resolvers = ["{dns}"]
   interval_ms = 200
   remove_after = 1
+[[pool]]
+name = "v6"
+  [pool.discovery]
+  name = "web6.test"
+  type = "AAAA"
+  port = 8080
+  weight = 4
+  resolvers = ["{dns}"]
+  interval_ms = 200
 "#,
         dns = dns.address
     );
@@ -200,6 +211,21 @@ algorithm = "weighted_round_robin"
     // The first answers, on every node, and traffic by them.
     every_node_serves(&cluster, "web", &[w1.address, w2.address]).await;
     every_node_serves(&cluster, "api", &[s1.address]).await;
+    // AAAA: addresses of the documentation prefix, never sent traffic
+    // (the pool has no frontend); every node lists them.
+    let v6: Vec<SocketAddr> = ["[2001:db8::5]:8080", "[2001:db8::6]:8080"]
+        .iter()
+        .map(|a| a.parse().expect("address"))
+        .collect();
+    every_node_serves(&cluster, "v6", &v6).await;
+    let weights: Vec<u64> = cluster.nodes[0].status()["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .filter(|b| b["pool"] == "v6")
+        .filter_map(|b| b["weight"].as_u64())
+        .collect();
+    assert_eq!(weights, vec![4, 4], "[pool.discovery] weight");
     for node in &cluster.nodes {
         assert_eq!(
             answering(node, 8080, 6).await,
