@@ -152,16 +152,29 @@ async fn pools_follow_a_and_srv_records_on_every_node_and_keep_their_last_set_wh
     let s2 = HttpBackend::start("s2", unique_ip()).await;
     let web = "web.test.";
     let api = "_http._tcp.api.test.";
+    // 400 addresses of the documentation networks (never sent traffic):
+    // an answer too long for UDP, so the resolver asks again over TCP.
+    let many: Vec<SocketAddr> = (1..=200u8)
+        .flat_map(|i| {
+            [
+                format!("198.51.100.{i}:8080"),
+                format!("203.0.113.{i}:8080"),
+            ]
+        })
+        .map(|a| a.parse().expect("address"))
+        .collect();
+    let mut records = vec![
+        a_record(web, &w1),
+        a_record(web, &w2),
+        srv_record("s1.test.", &s1, 10),
+        a_record("s1.test.", &s1),
+        "web6.test. 1 IN AAAA 2001:db8::5".to_string(),
+        "web6.test. 1 IN AAAA 2001:db8::6".to_string(),
+    ];
+    records.extend(many.iter().map(|a| format!("many.test. 1 IN A {}", a.ip())));
     let mut dns = DnsServer::start(
         "test.",
-        &[
-            &a_record(web, &w1),
-            &a_record(web, &w2),
-            &srv_record("s1.test.", &s1, 10),
-            &a_record("s1.test.", &s1),
-            "web6.test. 1 IN AAAA 2001:db8::5",
-            "web6.test. 1 IN AAAA 2001:db8::6",
-        ],
+        &records.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let toml = format!(
         r#"
@@ -194,6 +207,14 @@ algorithm = "weighted_round_robin"
   interval_ms = 200
   remove_after = 1
 [[pool]]
+name = "many"
+  [pool.discovery]
+  name = "many.test"
+  type = "A"
+  port = 8080
+  resolvers = ["{dns}"]
+  interval_ms = 200
+[[pool]]
 name = "v6"
   [pool.discovery]
   name = "web6.test"
@@ -218,6 +239,7 @@ name = "v6"
         .map(|a| a.parse().expect("address"))
         .collect();
     every_node_serves(&cluster, "v6", &v6).await;
+    every_node_serves(&cluster, "many", &many).await;
     let weights: Vec<u64> = cluster.nodes[0].status()["backends"]
         .as_array()
         .expect("backends")
