@@ -258,7 +258,9 @@ name = "v6"
 
     unchanged_answers_write_nothing(&cluster, "web", 3.0).await;
 
-    // An A record added: every node forwards to it.
+    // An A record added: every node forwards to it, and `ctl watch` shows
+    // the change as it is committed.
+    let watch = CtlWatch::start(&endpoints);
     dns.set(
         web,
         &[
@@ -268,6 +270,7 @@ name = "v6"
         ],
     );
     let added = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
+    watch.wait_for("+1 backend (by dns web.test)").await;
     for node in &cluster.nodes {
         assert!(
             answering(node, 8080, 6).await.contains("w3"),
@@ -481,4 +484,51 @@ name = "v6"
         ms(removed),
         ms(resumed)
     );
+}
+
+/// `raftlb ctl watch` running, its output collected.
+struct CtlWatch {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl CtlWatch {
+    fn start(endpoints: &str) -> CtlWatch {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_raftlb"))
+            .args(["ctl", "--endpoint", endpoints, "watch"])
+            .env("XDG_CONFIG_HOME", "/nonexistent/raftlb-test")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ctl watch");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (stdout, into) = (child.stdout.take().expect("stdout"), seen.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                into.lock().expect("seen").push_str(&format!("{line}\n"));
+            }
+        });
+        CtlWatch { child, seen }
+    }
+
+    /// Waits until a line naming `what` has come; then stops watching.
+    async fn wait_for(mut self, what: &str) {
+        let seen = self.seen.clone();
+        let shown = wait_until(Duration::from_secs(10), || {
+            seen.lock().expect("seen").contains(what)
+        })
+        .await;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        assert!(
+            shown,
+            "ctl watch never showed {what}: {}",
+            seen.lock().expect("seen")
+        );
+    }
 }
