@@ -14,7 +14,8 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{DiscoverySpec, RecordType as Kind};
 use crate::state::MAX_WEIGHT;
-use crate::state::discovery::{Found, resolver_address};
+use crate::state::discovery::Found;
+use crate::state::resolver_address;
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ mod history;
 mod requests;
 pub mod ticket_keys;
 mod validate;
+mod validate_discovery;
 mod validate_route;
 
 pub use command::Command;
@@ -23,6 +24,7 @@ pub use validate::{
     HashKey, MAX_POOL_BACKENDS, MAX_WEIGHT, parse_backend_address, parse_hash_key,
     parse_status_range, validate,
 };
+pub use validate_discovery::resolver_address;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

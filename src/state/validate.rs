@@ -442,7 +442,7 @@ fn validate_pool(pool: &PoolSpec) -> Result<(), StateError> {
         crate::tls::backend::check(tls)
             .map_err(|(field, why)| StateError::invalid(at(field), "", why))?;
     }
-    super::discovery::validate(pool)?;
+    super::validate_discovery::validate_discovery(pool)?;
     let mut seen = HashSet::new();
     for backend in &pool.backends {
         validate_backend(&pool.name, backend)?;
