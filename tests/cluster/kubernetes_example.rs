@@ -46,18 +46,16 @@ async fn every_node_serves(nodes: &[Node], want: &[Ipv4Addr]) {
     );
 }
 
-/// The example's `node.toml.in` for pod ordinal `id - 1`, its paths in
-/// `dir` instead of the pod's mounts.
-fn node_toml(id: u64, dir: &Path, certs: &Path) -> String {
+/// The example's `node.toml.in` for pod ordinal `id - 1`, with the
+/// pod's mounts replaced: the certificates in `certs`, the seed and the
+/// data in the node's folder.
+fn node_toml(id: u64, certs: &Path) -> String {
     let template = std::fs::read_to_string(format!("{EXAMPLE}/node.toml.in")).expect("template");
     template
         .replace("@ID@", &id.to_string())
         .replace("/etc/raftlb/tls/", &format!("{}/", certs.display()))
-        .replace(
-            "/etc/raftlb/cluster.toml",
-            &dir.join("cluster.toml").display().to_string(),
-        )
-        .replace("/var/lib/raftlb", &dir.join("data").display().to_string())
+        .replace("/etc/raftlb/cluster.toml", "cluster.toml")
+        .replace("/var/lib/raftlb", "data")
 }
 
 fn a_record(name: &str, ip: Ipv4Addr) -> String {
@@ -140,22 +138,11 @@ async fn the_kubernetes_example_runs_on_cluster_dns_and_survives_a_rescheduled_p
         .enumerate()
         .map(|(i, (_, ip))| (i as u64 + 1, IpAddr::V4(*ip)))
         .collect();
-    let mut nodes: Vec<Node> = members
-        .iter()
-        .map(|&(id, ip)| {
-            let mut node = Node::create(id, ip, &members, &cluster_toml, &NodeOptions::default());
-            std::fs::write(node.dir.join("node.toml"), node_toml(id, &node.dir, &certs))
-                .expect("node.toml");
-            node.netns = Some(format!("{tag}n{id}"));
-            node
-        })
-        .collect();
-    for node in &mut nodes {
-        node.launch();
-    }
-    for node in &nodes {
-        node.wait_ready().await;
-    }
+    let mut nodes = launch_in_netns(&tag, &members, &cluster_toml, |id| NodeOptions {
+        node_toml: Some(node_toml(id, &certs)),
+        ..NodeOptions::default()
+    })
+    .await;
 
     // Every pod serves the application's ready pods, found in DNS.
     every_node_serves(&nodes, &[host(201), host(202)]).await;
