@@ -11,6 +11,7 @@ pub use bgp_config::BgpConfig;
 pub use discovery::{DiscoverySpec, RecordType, TTL_FLOOR_MS, defaults as discovery_defaults};
 pub use node_config::{
     ClusterBootstrap, Http1Engine, NodeConfig, RaftTiming, VipConfig, VipMode, check_peer_address,
+    is_host_name,
 };
 pub use route_rules::{FixedResponse, HeaderRewrite, MAX_FIXED_BODY, Redirect};
 pub use spec::{

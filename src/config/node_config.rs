@@ -287,17 +287,24 @@ pub fn check_peer_address(text: &str) -> Result<(), &'static str> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or("the port must be 1 to 65535")?;
-    let label_ok = |label: &str| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-    };
-    if name.len() > 253 || !name.split('.').all(label_ok) {
+    if !is_host_name(name) {
         return Err(expected);
     }
     Ok(())
+}
+
+/// A host name: dot-separated labels of letters, digits and hyphens (not
+/// at either end of a label), each 1 to 63 bytes, 253 in all, and not all
+/// digits (that would be a mistyped address).
+pub fn is_host_name(text: &str) -> bool {
+    let labels_ok = text.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    labels_ok && text.len() <= 253 && !text.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 fn default_api_addr() -> SocketAddr {

@@ -102,7 +102,8 @@ pub fn resolver_address(text: &str) -> Option<SocketAddr> {
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_`
 /// (SRV's `_http._tcp`), each 1 to 63 bytes, 253 in all; a final dot
-/// allowed.
+/// allowed. Looser than [`crate::config::is_host_name`] (a host to
+/// connect to): DNS holds names that are no host's.
 fn check_name(field: &str, name: &str) -> Result<(), StateError> {
     let bare = name.strip_suffix('.').unwrap_or(name);
     let label_ok = |label: &str| {

@@ -48,7 +48,7 @@ impl std::str::FromStr for NodeSpec {
         for host in hosts.split(',') {
             if let Ok(ip) = host.parse() {
                 addresses.push(ip);
-            } else if is_host_name(host) {
+            } else if crate::config::is_host_name(host) {
                 names.push(host.to_ascii_lowercase());
             } else {
                 return Err(format!(
@@ -62,18 +62,6 @@ impl std::str::FromStr for NodeSpec {
             names,
         })
     }
-}
-
-/// Letters, digits and hyphens in dot-separated labels, not all digits.
-fn is_host_name(text: &str) -> bool {
-    let labels_ok = text.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    });
-    labels_ok && text.len() <= 253 && !text.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// A client to certify: `admin` (role admin) or `NAME:read`.
