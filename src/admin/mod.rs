@@ -170,39 +170,7 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
         },
         "/metrics" => with_type(
             StatusCode::OK,
-            {
-                let metrics = admin.control.served.metrics();
-                if let Some(tls) = &admin.control.tls {
-                    metrics
-                        .tls_cert_expiry
-                        .set((tls.expires_ms() / 1000) as i64);
-                }
-                metrics.certificate_expiry.clear();
-                for info in &admin.control.served.table().load().certificates.infos {
-                    // (Pending ACME entries are not served, so not here.)
-                    let labels = crate::metrics::CertificateLabels {
-                        certificate: info.name.clone(),
-                    };
-                    metrics
-                        .certificate_expiry
-                        .get_or_create(&labels)
-                        .set((info.not_after_ms / 1000) as i64);
-                }
-                metrics.discovery_stale.clear();
-                metrics.discovery_backends.clear();
-                for view in crate::state::discovery::views(&admin.control.served.state()) {
-                    let labels = crate::metrics::PoolLabels { pool: view.pool };
-                    metrics
-                        .discovery_stale
-                        .get_or_create(&labels)
-                        .set(i64::from(view.stale_since_ms.is_some()));
-                    metrics
-                        .discovery_backends
-                        .get_or_create(&labels)
-                        .set(view.backends as i64);
-                }
-                metrics.encode()
-            },
+            metrics_text(admin),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/" => with_type(
@@ -215,6 +183,42 @@ async fn route(admin: &AdminState, request: &Request<Incoming>) -> Response<Full
             "not found; try /status, /status/live, /version, /metrics, /readyz or /\n".into(),
         ),
     }
+}
+
+/// `/metrics`: the families, after setting the gauges read from the
+/// node's state at scrape time (certificate ends, discovered pools).
+fn metrics_text(admin: &AdminState) -> String {
+    let metrics = admin.control.served.metrics();
+    if let Some(tls) = &admin.control.tls {
+        metrics
+            .tls_cert_expiry
+            .set((tls.expires_ms() / 1000) as i64);
+    }
+    metrics.certificate_expiry.clear();
+    for info in &admin.control.served.table().load().certificates.infos {
+        // (Pending ACME entries are not served, so not here.)
+        let labels = crate::metrics::CertificateLabels {
+            certificate: info.name.clone(),
+        };
+        metrics
+            .certificate_expiry
+            .get_or_create(&labels)
+            .set((info.not_after_ms / 1000) as i64);
+    }
+    metrics.discovery_stale.clear();
+    metrics.discovery_backends.clear();
+    for view in crate::state::discovery::views(&admin.control.served.state()) {
+        let labels = crate::metrics::PoolLabels { pool: view.pool };
+        metrics
+            .discovery_stale
+            .get_or_create(&labels)
+            .set(i64::from(view.stale_since_ms.is_some()));
+        metrics
+            .discovery_backends
+            .get_or_create(&labels)
+            .set(view.backends as i64);
+    }
+    metrics.encode()
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -9,36 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fixture::*;
 
-/// The addresses of `pool`'s backends in `node`'s routing table (what it
-/// forwards to); `None` if it does not answer.
-fn served(node: &Node, pool: &str) -> Option<BTreeSet<String>> {
-    let status = node.try_status()?;
-    Some(
-        status["backends"]
-            .as_array()?
-            .iter()
-            .filter(|b| b["pool"] == pool)
-            .filter_map(|b| Some(b["address"].as_str()?.to_string()))
-            .collect(),
-    )
-}
-
 /// How long until every running node serves exactly `want` in `pool`.
 async fn every_node_serves(cluster: &Cluster, pool: &str, want: &[SocketAddr]) -> Duration {
-    let want: BTreeSet<String> = want.iter().map(SocketAddr::to_string).collect();
-    let took = time_until(Duration::from_secs(15), Duration::from_millis(10), || {
-        cluster
-            .nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .all(|n| served(n, pool).as_ref() == Some(&want))
-    })
-    .await;
-    took.unwrap_or_else(|| {
-        let seen: Vec<_> = cluster.nodes.iter().map(|n| served(n, pool)).collect();
-        cluster.dump_logs();
-        panic!("not every node serves {want:?} in pool {pool}: {seen:?}")
-    })
+    crate::fixture::every_node_serves(&cluster.nodes, pool, want, Duration::from_secs(15)).await
 }
 
 /// `pool`'s discovery entry in `node`'s `/status`.
@@ -77,6 +50,11 @@ async fn every_node_shows_stale(cluster: &Cluster, pool: &str, reasons: &[&str])
 
 fn a_record(name: &str, backend: &HttpBackend) -> String {
     format!("{name} 1 IN A {}", backend.address.ip())
+}
+
+/// An A record of `name` for each backend's address.
+fn a_records(name: &str, backends: &[&HttpBackend]) -> Vec<String> {
+    backends.iter().map(|b| a_record(name, b)).collect()
 }
 
 fn srv_record(target: &str, backend: &HttpBackend, weight: u16) -> String {
@@ -261,14 +239,7 @@ name = "v6"
     // An A record added: every node forwards to it, and `ctl watch` shows
     // the change as it is committed.
     let watch = CtlWatch::start(&endpoints);
-    dns.set(
-        web,
-        &[
-            &a_record(web, &w1),
-            &a_record(web, &w2),
-            &a_record(web, &w3),
-        ],
-    );
+    dns.set(web, &a_records(web, &[&w1, &w2, &w3]));
     let added = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
     watch.wait_for("+1 backend (by dns web.test)").await;
     for node in &cluster.nodes {
@@ -351,8 +322,8 @@ name = "v6"
     let all = [&w1, &w2, &w3];
     let (gone, kept): (Vec<&HttpBackend>, Vec<&HttpBackend>) =
         all.into_iter().partition(|b| b.address.to_string() == busy);
-    let records: Vec<String> = kept.iter().map(|b| a_record(web, b)).collect();
-    dns.set(web, &records.iter().map(String::as_str).collect::<Vec<_>>());
+    let records = a_records(web, &kept);
+    dns.set(web, &records);
     let kept_addresses: Vec<SocketAddr> = kept.iter().map(|b| b.address).collect();
     let removed = every_node_serves(&cluster, "web", &kept_addresses).await;
     upload
@@ -398,7 +369,7 @@ name = "v6"
     );
 
     // NXDOMAIN: the last set is kept and shown stale on every node.
-    dns.set(web, &[]);
+    dns.remove(web);
     every_node_shows_stale(&cluster, "web", &["NXDOMAIN"]).await;
     every_node_serves(&cluster, "web", &kept_addresses).await;
     let (_, status, _) = ctl(&endpoints, &["status"]);
@@ -406,7 +377,7 @@ name = "v6"
         status.contains("pool web: 2 backends from DNS A web.test: STALE since"),
         "{status}"
     );
-    dns.set(web, &records.iter().map(String::as_str).collect::<Vec<_>>());
+    dns.set(web, &records);
     every_node_shows_stale(&cluster, "web", &[]).await;
 
     // The name server gone: still the last set, stale, and the metric.
@@ -436,14 +407,7 @@ name = "v6"
     // election.
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     cluster.nodes[leader].kill9();
-    dns.set(
-        web,
-        &[
-            &a_record(web, &w1),
-            &a_record(web, &w2),
-            &a_record(web, &w3),
-        ],
-    );
+    dns.set(web, &a_records(web, &[&w1, &w2, &w3]));
     let resumed = every_node_serves(&cluster, "web", &[w1.address, w2.address, w3.address]).await;
 
     // An address written in the file that DNS gives too stays the

@@ -16,34 +16,14 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster-examples/kub
 const PEERS: &str = "raftlb-peers.lb.svc.cluster.local";
 const APP: &str = "web.shop.svc.cluster.local.";
 
-/// The pool's backends in `node`'s routing table.
-fn served(node: &Node) -> Option<BTreeSet<String>> {
-    let status = node.try_status()?;
-    Some(
-        status["backends"]
-            .as_array()?
-            .iter()
-            .filter_map(|b| Some(b["address"].as_str()?.to_string()))
-            .collect(),
-    )
-}
-
+/// Waits until every pod forwards to exactly the application's pods at
+/// `want` (port 80) in the pool `web`.
 async fn every_node_serves(nodes: &[Node], want: &[Ipv4Addr]) {
-    let want: BTreeSet<String> = want.iter().map(|ip| format!("{ip}:80")).collect();
-    let all = wait_until(Duration::from_secs(30), || {
-        nodes.iter().all(|n| served(n).as_ref() == Some(&want))
-    })
-    .await;
-    if !all {
-        for node in nodes {
-            node.dump_log();
-        }
-    }
-    assert!(
-        all,
-        "not every node serves {want:?}: {:?}",
-        nodes.iter().map(served).collect::<Vec<_>>()
-    );
+    let want: Vec<SocketAddr> = want
+        .iter()
+        .map(|ip| SocketAddr::new(IpAddr::V4(*ip), 80))
+        .collect();
+    crate::fixture::every_node_serves(nodes, "web", &want, Duration::from_secs(30)).await;
 }
 
 /// The example's `node.toml.in` for pod ordinal `id - 1`, with the
