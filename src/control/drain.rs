@@ -17,15 +17,9 @@ impl ClusterControl {
         if id == self.id {
             return self.vip.drain_bgp(drain).ok_or_else(not_bgp);
         }
-        let raft_addr = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config
-                .membership()
-                .get_node(&id)
-                .map(|node| node.raft_addr.clone())
-        }
-        .ok_or_else(|| ControlError::BadRequest(format!("no node {id} in the cluster")))?;
+        let raft_addr = self
+            .peer_address(id)
+            .ok_or_else(|| ControlError::BadRequest(format!("no node {id} in the cluster")))?;
         match self
             .ask_within(&raft_addr, &PeerQuery::Drain { drain }, DRAIN_TIMEOUT)
             .await

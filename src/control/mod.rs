@@ -282,20 +282,20 @@ impl ClusterControl {
     }
 
     /// Sends `request` to `leader` over the peer port.
+    /// The peer address of member `id`, if it is one.
+    pub fn peer_address(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some(node.raft_addr.clone())
+    }
+
     async fn forward(
         &self,
         leader: NodeId,
         request: &LeaderRequest,
     ) -> Result<LeaderReply, ControlError> {
-        let address = {
-            let metrics = self.raft.metrics();
-            let membership = metrics.borrow().membership_config.clone();
-            membership
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.raft_addr.clone())
-        };
-        let Some(address) = address else {
+        let Some(address) = self.peer_address(leader) else {
             return Err(ControlError::NotLeader);
         };
         let channel = self

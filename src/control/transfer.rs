@@ -91,11 +91,8 @@ impl ClusterControl {
                     .0
             }
         };
-        let raft_addr = metrics
-            .membership_config
-            .membership()
-            .get_node(&target)
-            .map(|n| n.raft_addr.clone())
+        let raft_addr = self
+            .peer_address(target)
             .ok_or_else(|| ControlError::BadRequest(format!("node {target} is not a member")))?;
         self.wait_caught_up(target).await?;
 
