@@ -114,6 +114,30 @@ async fn issued_other_than(endpoints: &str, name: &str, before: &str) -> String 
     }
 }
 
+/// Waits until every node serves the newest version any node has
+/// applied (its routing table then holds that version's certificates):
+/// `ctl cert list` answers from one node, before the others may have
+/// caught up.
+async fn every_node_serves_the_newest_version(cluster: &Cluster) {
+    let applied = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let (_, body) = n.admin_get("/version")?;
+            serde_json::from_str::<serde_json::Value>(&body).ok()?["applied_version"].as_u64()
+        })
+        .max()
+        .expect("a node answers /version");
+    let caught_up = wait_until(Duration::from_secs(10), || {
+        cluster
+            .nodes
+            .iter()
+            .all(|n| n.config_version() >= Some(applied))
+    })
+    .await;
+    assert!(caught_up, "not every node serves version {applied}");
+}
+
 fn sha256_hex(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
         .as_ref()
@@ -160,6 +184,7 @@ async fn the_leader_orders_and_renews_a_certificate_from_pebble() {
         assert_eq!(pending["acme"], true, "{pending}");
     });
     let first = issued_other_than(&endpoints, "site", "").await;
+    every_node_serves_the_newest_version(&cluster).await;
     assert_eq!(
         cluster.leader(),
         Some(leader),
@@ -194,6 +219,7 @@ async fn the_leader_orders_and_renews_a_certificate_from_pebble() {
         assert_eq!(code, 0, "{out}{err}");
     });
     let second = issued_other_than(&endpoints, "site", &first).await;
+    every_node_serves_the_newest_version(&cluster).await;
     let tls = tokio::task::block_in_place(|| {
         connect_with(
             &ca.ca(),
